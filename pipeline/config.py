@@ -1,0 +1,196 @@
+"""One typed, frozen configuration: `pipeline.yaml` plus environment overrides.
+
+Overrides:
+  PIPELINE_CONFIG                 path of the YAML file (default: pipeline.yaml at the project root)
+  PIPELINE__<SECTION>__<KEY>=v    any key, e.g. PIPELINE__TUNE__N_TRIALS=3 (value parsed as YAML)
+  MLFLOW_TRACKING_URI             tracking.uri, as MLflow users expect
+  OPTUNA_STORAGE                  tune.storage
+Relative paths resolve against the directory that holds the YAML file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "pipeline.yaml"
+ENV_PREFIX = "PIPELINE__"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key and the value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceConfig(_Section):
+    kind: Literal["sample", "csv", "yfinance"] = "sample"
+    csv_dir: Path = Path("landing")
+    lookback_days: int = Field(default=30, ge=1)
+
+
+class ValidationConfig(_Section):
+    max_abs_daily_move: float = Field(default=0.5, gt=0, le=10)
+    min_history_rows: int = Field(default=250, ge=1)
+    calendar: str = "XNYS"
+    check_freshness: bool = True
+
+
+class FeatureConfig(_Section):
+    volatility_window: int = Field(default=20, ge=2)
+    volume_window: int = Field(default=20, ge=2)
+    val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+
+
+class SearchSpace(_Section):
+    units: list[int] = [16, 32, 64, 128]
+    layers: list[int] = [1, 2]
+    batch_size: list[int] = [32, 64, 128]
+    window: list[int] = [10, 20, 40, 60]
+    dropout: tuple[float, float] = (0.0, 0.4)
+    learning_rate: tuple[float, float] = (1e-4, 1e-2)
+
+
+class TuneConfig(_Section):
+    n_trials: int = Field(default=8, ge=1)
+    timeout_s: float = Field(default=300, gt=0)
+    max_epochs: int = Field(default=15, ge=1)
+    patience: int = Field(default=3, ge=1)
+    seed: int = 42
+    storage: str = "sqlite:///state/optuna.db"
+    space: SearchSpace = SearchSpace()
+
+
+class TrackingConfig(_Section):
+    uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: Path = Path("mlruns/artifacts")
+    experiment: str = "price_pipeline"
+
+
+class RegistryConfig(_Section):
+    model_prefix: str = "price_lstm"
+    naive_margin: float = Field(default=0.0, ge=0, lt=1)
+    production_tolerance: float = Field(default=0.0, ge=0, lt=1)
+
+
+class MonitoringConfig(_Section):
+    window_days: int = Field(default=5, ge=1)
+
+
+class ServingConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5001, ge=1, le=65535)
+    max_rows: int = Field(default=5000, ge=1)
+
+
+class Config(_Section):
+    tickers: list[str] = Field(default=["GOOG"], min_length=1)
+    state_dir: Path = Path("state")
+    source: SourceConfig = SourceConfig()
+    validation: ValidationConfig = ValidationConfig()
+    features: FeatureConfig = FeatureConfig()
+    tune: TuneConfig = TuneConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    registry: RegistryConfig = RegistryConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    serving: ServingConfig = ServingConfig()
+    base_dir: Path = PROJECT_ROOT
+
+    @model_validator(mode="after")
+    def _tickers_are_symbols(self) -> Config:
+        for t in self.tickers:
+            if not t or not all(c.isalnum() or c in ".-^=" for c in t):
+                raise ValueError(f"ticker {t!r} is not a plain symbol")
+        return self
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @cached_property
+    def state(self) -> Path:
+        return self.resolve(self.state_dir)
+
+    @property
+    def tracking_uri(self) -> str:
+        return _resolve_sqlite_url(self.tracking.uri, self.base_dir)
+
+    @property
+    def optuna_storage(self) -> str:
+        return _resolve_sqlite_url(self.tune.storage, self.base_dir)
+
+
+def _resolve_sqlite_url(url: str, base: Path) -> str:
+    """Make `sqlite:///relative.db` relative to the config's directory, not the cwd."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        return prefix + str(base / url[len(prefix) :])
+    return url
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config key {'.'.join(keys)}: {key} is not a section")
+    tree[keys[-1]] = value
+
+
+def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX):
+            keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+            _set_path(tree, keys, yaml.safe_load(raw))
+    if environ.get("MLFLOW_TRACKING_URI"):
+        _set_path(tree, ["tracking", "uri"], environ["MLFLOW_TRACKING_URI"])
+    if environ.get("OPTUNA_STORAGE"):
+        _set_path(tree, ["tune", "storage"], environ["OPTUNA_STORAGE"])
+    return tree
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(err: ValidationError, raw: dict[str, Any], source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        value = e.get("input")
+        lines.append(f"config key {key} = {value!r}: {e['msg']} ({source})")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load, merge env overrides and validate; raise ConfigError naming the bad key."""
+    environ = dict(os.environ) if environ is None else environ
+    cfg_path = Path(path or environ.get("PIPELINE_CONFIG") or DEFAULT_CONFIG)
+    if not cfg_path.is_file():
+        raise ConfigError(f"config file not found: {cfg_path}")
+    try:
+        raw = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {cfg_path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {cfg_path} must hold a mapping, got {type(raw).__name__}")
+    merged = _merge(raw, env_overrides(environ))
+    merged.setdefault("base_dir", str(cfg_path.resolve().parent))
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, merged, f"{cfg_path} + {ENV_PREFIX}* env")) from None

@@ -1,0 +1,150 @@
+"""Features: scale-free inputs from bars, a chronological split, train-only scaling, windows.
+
+Every feature at row t uses bars up to t only; the target at row t is the log
+return from t to t+1, so a row is assigned to a split by the day it predicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import store
+from pipeline.config import Config
+
+FEATURES = ["log_ret", "range", "body", "gap", "volatility", "volume_z", "dow_sin", "dow_cos"]
+TARGET = "target"
+SPLITS = ("train", "val", "test")
+
+
+def make_features(bars: pd.DataFrame, vol_window: int, volume_window: int) -> pd.DataFrame:
+    """Scale-free features; the last row has no target (it is the input for tomorrow)."""
+    close, log_vol = np.log(bars["Close"]), np.log1p(bars["Volume"])
+    log_ret = close.diff()
+    vol_mean = log_vol.rolling(volume_window).mean()
+    vol_std = log_vol.rolling(volume_window).std().replace(0.0, np.nan)
+    dow = bars["Date"].dt.dayofweek * (2 * np.pi / 5)
+    out = pd.DataFrame(
+        {
+            "Date": bars["Date"],
+            "Close": bars["Close"],
+            "log_ret": log_ret,
+            "range": np.log(bars["High"] / bars["Low"]),
+            "body": np.log(bars["Close"] / bars["Open"]),
+            "gap": np.log(bars["Open"]) - close.shift(1),
+            "volatility": log_ret.rolling(vol_window).std(),
+            "volume_z": ((log_vol - vol_mean) / vol_std).fillna(0.0),
+            "dow_sin": np.sin(dow),
+            "dow_cos": np.cos(dow),
+            TARGET: log_ret.shift(-1),
+        }
+    )
+    warm = out[FEATURES].notna().all(axis=1)
+    return out[warm].reset_index(drop=True)
+
+
+def assign_splits(feats: pd.DataFrame, val_fraction: float, test_fraction: float) -> pd.Series:
+    """train | val | test in time order over labelled rows; the unlabelled last row is 'live'."""
+    labelled = feats[TARGET].notna().to_numpy()
+    n = int(labelled.sum())
+    n_test, n_val = max(1, round(n * test_fraction)), max(1, round(n * val_fraction))
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ValueError(f"{n} labelled rows are too few for the val/test fractions")
+    labels = np.array(
+        ["train"] * n_train + ["val"] * n_val + ["test"] * n_test + ["live"] * (len(feats) - n),
+        dtype=object,
+    )
+    return pd.Series(labels, index=feats.index, name="split")
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Standardisation fitted on training rows only; plain arrays so it pickles and prints."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Scaler:
+        scale = x.std(axis=0)
+        return cls(mean=x.mean(axis=0), scale=np.where(scale > 0, scale, 1.0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.scale
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        return x * self.scale + self.mean
+
+
+def make_windows(
+    x: np.ndarray, y: np.ndarray, window: int, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each target row i (i >= window-1): inputs x[i-window+1..i], label y[i].
+
+    A validation or test window may start in earlier rows: those inputs were known
+    on day i, so this is not look-ahead; the label is never from another split.
+    """
+    rows = rows[rows >= window - 1]
+    idx = rows[:, None] + np.arange(-window + 1, 1)[None, :]
+    return x[idx].astype("float32"), y[rows].astype("float32")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Model-ready arrays for one window length, scalers fitted on train rows."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    x_scaler: Scaler
+    y_scaler: Scaler
+    window: int
+
+
+def prepare(feats: pd.DataFrame, window: int) -> Prepared:
+    split = feats["split"].to_numpy()
+    train = split == "train"
+    x_raw = feats[FEATURES].to_numpy(dtype="float64")
+    y_raw = feats[[TARGET]].to_numpy(dtype="float64")
+    x_scaler, y_scaler = Scaler.fit(x_raw[train]), Scaler.fit(y_raw[train])
+    x, y = x_scaler.transform(x_raw), y_scaler.transform(np.nan_to_num(y_raw))[:, 0]
+    xs, ys = {}, {}
+    for name in SPLITS:
+        xs[name], ys[name] = make_windows(x, y, window, np.flatnonzero(split == name))
+    return Prepared(x=xs, y=ys, x_scaler=x_scaler, y_scaler=y_scaler, window=window)
+
+
+def features_dir(cfg: Config, ticker: str, day: dt.date) -> Any:
+    return cfg.state / "features" / ticker / day.isoformat()
+
+
+def run(cfg: Config, ticker: str, day: dt.date) -> dict[str, Any]:
+    bars = store.read_curated(cfg, ticker)
+    bars = bars[bars["Date"] <= pd.Timestamp(day)]
+    fc = cfg.features
+    feats = make_features(bars, fc.volatility_window, fc.volume_window)
+    feats["split"] = assign_splits(feats, fc.val_fraction, fc.test_fraction)
+    out = features_dir(cfg, ticker, day)
+    out.mkdir(parents=True, exist_ok=True)
+    feats.to_parquet(out / "features.parquet", index=False)
+    spans = {
+        s: {
+            "rows": int((feats.split == s).sum()),
+            "first": f"{feats.Date[feats.split == s].min():%Y-%m-%d}",
+            "last": f"{feats.Date[feats.split == s].max():%Y-%m-%d}",
+        }
+        for s in (*SPLITS, "live")
+    }
+    meta = {"ticker": ticker, "day": day.isoformat(), "features": FEATURES, "splits": spans}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return {
+        "ticker": ticker,
+        "day": day.isoformat(),
+        "features_path": str(out / "features.parquet"),
+        "splits": spans,
+    }

@@ -1,0 +1,94 @@
+"""The curated per-ticker table (append-only by date, revisions logged) and the quarantine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.bars import COLUMNS, NUMBER_COLUMNS
+from pipeline.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def merge_bars(curated: pd.DataFrame, pull: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Union by date; a pull that changes an already-stored bar wins, and the change is returned.
+
+    Data vendors do correct old bars; taking the correction silently would make two
+    runs on "the same" history disagree without anyone knowing, so every changed
+    cell comes back as a revision row (Date, column, old, new).
+    """
+    both = curated.merge(pull, on="Date", how="inner", suffixes=("_old", "_new"))
+    changes = []
+    for col in NUMBER_COLUMNS:
+        diff = both[~_close(both[f"{col}_old"], both[f"{col}_new"])]
+        changes.append(
+            pd.DataFrame(
+                {
+                    "Date": diff["Date"],
+                    "column": col,
+                    "old": diff[f"{col}_old"],
+                    "new": diff[f"{col}_new"],
+                }
+            )
+        )
+    revisions = pd.concat(changes, ignore_index=True).sort_values(["Date", "column"])
+    kept = curated[~curated["Date"].isin(pull["Date"])]
+    merged = pd.concat([kept, pull], ignore_index=True).sort_values("Date", kind="stable")
+    return merged[COLUMNS].reset_index(drop=True), revisions.reset_index(drop=True)
+
+
+def _close(a: pd.Series, b: pd.Series) -> pd.Series:
+    return (a - b).abs() <= 1e-9 * b.abs().clip(lower=1.0)
+
+
+def curated_path(cfg: Config, ticker: str) -> Path:
+    return cfg.state / "curated" / f"{ticker}.parquet"
+
+
+def read_curated(cfg: Config, ticker: str) -> pd.DataFrame:
+    path = curated_path(cfg, ticker)
+    if not path.exists():
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS}).astype(
+            {"Date": "datetime64[ns]"}
+        )
+    return pd.read_parquet(path)
+
+
+def publish_curated(
+    cfg: Config, ticker: str, merged: pd.DataFrame, revisions: pd.DataFrame, day: str
+) -> Path:
+    """Replace the curated table atomically and append any revisions to its log."""
+    path = curated_path(cfg, ticker)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    merged.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    if len(revisions):
+        log_path = path.with_name(f"{ticker}.revisions.csv")
+        revisions.assign(run_day=day).to_csv(
+            log_path, mode="a", header=not log_path.exists(), index=False
+        )
+        log.warning(
+            "%s: %d revised cell(s) of old bars taken from the %s pull; see %s",
+            ticker,
+            len(revisions),
+            day,
+            log_path,
+        )
+    return path
+
+
+def quarantine(cfg: Config, ticker: str, day: str, raw: Path, report: dict[str, Any]) -> Path:
+    """Move a rejected pull aside with its report, so the next run pulls afresh."""
+    where = cfg.state / "quarantine" / ticker / day
+    where.mkdir(parents=True, exist_ok=True)
+    if raw.exists():
+        shutil.move(str(raw), where / raw.name)
+    (where / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return where

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.bars import read_bars_csv
+from pipeline.config import Config, load_config
+from pipeline.ingest import sample_path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Airflow reads its home when first imported: point it at a throw-away one first.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-test-")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB in the throw-away AIRFLOW_HOME."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    if not (home / "airflow.db").exists():
+        airflow = Path(sys.executable).with_name("airflow")
+        subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def sample_bars() -> pd.DataFrame:
+    return read_bars_csv(sample_path())
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., Config]:
+    """A config whose every store lives under tmp_path; keyword args become env overrides."""
+
+    def make(**overrides: object) -> Config:
+        env = {
+            "PIPELINE__STATE_DIR": str(tmp_path / "state"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+            "PIPELINE__TRACKING__ARTIFACT_ROOT": str(tmp_path / "mlruns" / "artifacts"),
+            "OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'optuna.db'}",
+        }
+        env.update({f"PIPELINE__{k.upper()}": str(v) for k, v in overrides.items()})
+        return load_config(environ=env)
+
+    return make
+
+
+@pytest.fixture
+def cfg(make_cfg: Callable[..., Config]) -> Config:
+    return make_cfg()

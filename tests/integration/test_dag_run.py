@@ -1,0 +1,56 @@
+"""The real DAG through real Airflow (`airflow dags test`) on a throw-away home and stores."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.ingest import sample_path
+
+pytestmark = pytest.mark.slow
+
+
+def _dags_test(day: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    airflow = Path(sys.executable).with_name("airflow")
+    return subprocess.run(
+        [str(airflow), "dags", "test", "price_pipeline", day],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+    )
+
+
+def test_dag_ingests_validates_builds_features_and_stops_on_bad_data(
+    airflow_db: Path, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    bars = pd.read_csv(sample_path())
+    bars.to_csv(landing / "GOOG.csv", index=False)
+    state = tmp_path / "state"
+    env = {
+        "PIPELINE__STATE_DIR": str(state),
+        "PIPELINE__SOURCE__KIND": "csv",
+        "PIPELINE__SOURCE__CSV_DIR": str(landing),
+    }
+
+    ok = _dags_test("2013-02-28", env)
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    curated = pd.read_parquet(state / "curated" / "GOOG.parquet")
+    assert curated["Date"].max() == pd.Timestamp("2013-02-28") and len(curated) == 2147
+    assert (state / "features" / "GOOG" / "2013-02-28" / "features.parquet").is_file()
+    assert (state / "reports" / "data_docs" / "index.html").is_file()
+
+    # the next day's file arrives corrupted: High below Low on the new bar
+    bars.loc[bars.index[-1], "High"] = 1.0
+    bars.to_csv(landing / "GOOG.csv", index=False)
+    bad = _dags_test("2013-03-01", env)
+    assert bad.returncode != 0
+    assert "high_is_highest" in bad.stdout + bad.stderr
+    assert pd.read_parquet(state / "curated" / "GOOG.parquet").equals(curated)
+    assert (state / "quarantine" / "GOOG" / "2013-03-01" / "report.json").is_file()
+    assert not (state / "features" / "GOOG" / "2013-03-01").exists()

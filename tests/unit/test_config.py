@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, load_config
+
+
+def test_defaults_load_and_are_frozen() -> None:
+    cfg = load_config(environ={})
+    assert cfg.tickers == ["GOOG"] and cfg.source.kind == "sample"
+    assert cfg.tracking_uri.startswith("sqlite:////")  # made absolute, not cwd-relative
+    with pytest.raises(ValueError):
+        cfg.tickers = ["X"]  # type: ignore[misc]
+
+
+def test_env_overrides_any_key_and_mlflow_uri() -> None:
+    cfg = load_config(
+        environ={
+            "PIPELINE__VALIDATION__MAX_ABS_DAILY_MOVE": "0.3",
+            "PIPELINE__TICKERS": "[AAPL, MSFT]",
+            "MLFLOW_TRACKING_URI": "postgresql://u@h/db",
+        }
+    )
+    assert cfg.validation.max_abs_daily_move == 0.3
+    assert cfg.tickers == ["AAPL", "MSFT"]
+    assert cfg.tracking_uri == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PIPELINE__VALIDATION__MAX_ABS_DAILY_MOVE": "lots"}, "validation.max_abs_daily_move"),
+        ({"PIPELINE__SOURCE__KIND": "ftp"}, "source.kind"),
+        ({"PIPELINE__TUNE__N_TRIALS": "0"}, "tune.n_trials"),
+        ({"PIPELINE__FEATURES__NOT_A_KEY": "1"}, "features.not_a_key"),
+        ({"PIPELINE__TICKERS": "['GO OG']"}, "GO OG"),
+    ],
+)
+def test_bad_value_names_key_and_value(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(environ=env)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tickers: [GOOG\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad, environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.yaml", environ={})
+
+
+def test_relative_paths_resolve_against_config_dir(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("state_dir: st\ntune: {storage: 'sqlite:///st/o.db'}\n")
+    cfg = load_config(path, environ={})
+    assert cfg.state == tmp_path / "st"
+    assert cfg.optuna_storage == f"sqlite:///{tmp_path}/st/o.db"

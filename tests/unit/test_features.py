@@ -1,0 +1,88 @@
+import numpy as np
+import pandas as pd
+
+from pipeline.features import (
+    FEATURES,
+    TARGET,
+    Scaler,
+    assign_splits,
+    make_features,
+    make_windows,
+    prepare,
+)
+
+
+def _bars(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    return pd.DataFrame(
+        {
+            "Date": pd.bdate_range("2020-01-01", periods=n),
+            "Open": close * 0.999,
+            "High": close * 1.01,
+            "Low": close * 0.99,
+            "Close": close,
+            "Volume": rng.integers(1_000, 2_000, n).astype(float),
+        }
+    )
+
+
+def test_features_are_scale_free() -> None:
+    bars = _bars()
+    scaled = bars.assign(**{c: bars[c] * 1000 for c in ["Open", "High", "Low", "Close"]})
+    a, b = make_features(bars, 5, 5), make_features(scaled, 5, 5)
+    np.testing.assert_allclose(a[FEATURES], b[FEATURES], atol=1e-12)
+
+
+def test_no_look_ahead_changing_the_future_leaves_the_past() -> None:
+    bars = _bars()
+    future = bars.copy()
+    future.loc[40:, ["Open", "High", "Low", "Close"]] *= 1.5
+    a, b = make_features(bars, 5, 5), make_features(future, 5, 5)
+    cut = a.index[a["Date"] < bars["Date"][40]]
+    pd.testing.assert_frame_equal(a.loc[cut, FEATURES], b.loc[cut, FEATURES])
+    # the target is tomorrow's return: only the row before the change sees it
+    assert not np.isclose(a.loc[cut[-1], TARGET], b.loc[cut[-1], TARGET])
+
+
+def test_target_is_next_day_log_return() -> None:
+    bars = _bars()
+    feats = make_features(bars, 5, 5)
+    row = feats.iloc[10]
+    i = bars.index[bars["Date"] == row["Date"]][0]
+    assert np.isclose(row[TARGET], np.log(bars["Close"][i + 1] / bars["Close"][i]))
+    assert np.isnan(feats[TARGET].iloc[-1])
+
+
+def test_splits_are_chronological_and_leave_a_live_row() -> None:
+    feats = make_features(_bars(100), 5, 5)
+    split = assign_splits(feats, 0.2, 0.2)
+    order = {"train": 0, "val": 1, "test": 2, "live": 3}
+    assert split.map(order).is_monotonic_increasing
+    assert split.iloc[-1] == "live" and (split == "live").sum() == 1
+    assert (split == "test").sum() == round((len(feats) - 1) * 0.2)
+
+
+def test_scaler_is_fitted_on_train_rows_only() -> None:
+    feats = make_features(_bars(100), 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    feats.loc[feats.split == "test", "range"] += 10.0  # a regime only the test days see
+    prep = prepare(feats, window=4)
+    train = feats[feats.split == "train"]
+    np.testing.assert_allclose(prep.x_scaler.mean, train[FEATURES].mean().to_numpy())
+    np.testing.assert_allclose(prep.y_scaler.mean, [train[TARGET].mean()])
+
+
+def test_windows_end_on_the_target_row() -> None:
+    x = np.arange(20, dtype=float).reshape(10, 2)
+    y = np.arange(10, dtype=float)
+    xw, yw = make_windows(x, y, 3, np.array([1, 2, 9]))
+    assert xw.shape == (2, 3, 2) and list(yw) == [2, 9]  # row 1 lacks a full window
+    np.testing.assert_array_equal(xw[1, :, 0], [14, 16, 18])
+
+
+def test_scaler_round_trip_and_constant_column() -> None:
+    x = np.array([[1.0, 5.0], [3.0, 5.0]])
+    s = Scaler.fit(x)
+    np.testing.assert_allclose(s.inverse(s.transform(x)), x)
+    assert s.scale[1] == 1.0

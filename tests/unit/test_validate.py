@@ -1,0 +1,174 @@
+"""Each rule of the GX suite, one fault at a time, through the real GX engine."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import ingest, store, validate
+from pipeline.cli import main
+from pipeline.config import Config
+from pipeline.ingest import sample_path
+
+Corruption = Callable[[pd.DataFrame], pd.DataFrame]
+ROW = 1000  # a day in the middle of the sample
+
+
+def _set(col: str, value: object) -> Corruption:
+    def corrupt(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.astype({col: object}) if isinstance(value, str) else df
+        df.loc[ROW, col] = value
+        return df
+
+    return corrupt
+
+
+def _high_below_open(df: pd.DataFrame) -> pd.DataFrame:
+    df.loc[ROW, "High"] = df.loc[ROW, "Low"]
+    return df
+
+
+def _low_above_close(df: pd.DataFrame) -> pd.DataFrame:
+    df.loc[ROW, "Low"] = df.loc[ROW, "High"]
+    return df
+
+
+def _duplicate_date(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([df.iloc[: ROW + 1], df.iloc[[ROW]], df.iloc[ROW + 1 :]])
+
+
+def _swap_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df.iloc[[*range(ROW), ROW + 1, ROW, *range(ROW + 2, len(df))]]
+
+
+def _price_doubles(df: pd.DataFrame) -> pd.DataFrame:
+    df.loc[ROW, ["Open", "High", "Low", "Close"]] *= 2
+    return df
+
+
+CORRUPTIONS: dict[str, tuple[Corruption, str]] = {
+    "missing column": (lambda df: df.drop(columns="Volume"), "columns"),
+    "no rows": (lambda df: df.iloc[:0], "rows"),
+    "text in a number": (_set("Open", "abc"), "numeric"),
+    "malformed date": (_set("Date", "2010-13-45"), "date_format"),
+    "null": (_set("Close", float("nan")), "not_null"),
+    "price not > 0": (_set("Low", 0.0), "positive_prices"),
+    "high below open": (_high_below_open, "high_is_highest"),
+    "low above close": (_low_above_close, "low_is_lowest"),
+    "negative volume": (_set("Volume", -5.0), "volume_non_negative"),
+    "duplicate date": (_duplicate_date, "one_row_per_date"),
+    "dates out of order": (_swap_rows, "dates_increasing"),
+    "implausible move": (_price_doubles, "plausible_daily_move"),
+    "short history": (lambda df: df.iloc[:100], "min_history"),
+}
+
+
+def _write(df: pd.DataFrame, path: Path) -> Path:
+    df.to_csv(path, index=False, date_format="%Y-%m-%d")
+    return path
+
+
+def test_clean_sample_passes(cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(sample_path())]) == 0
+    assert capsys.readouterr().out.startswith("OK ")
+
+
+@pytest.mark.parametrize("fault", list(CORRUPTIONS))
+def test_each_fault_is_rejected_by_name(
+    fault: str, tmp_path: Path, sample_bars: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt, rule = CORRUPTIONS[fault]
+    path = _write(corrupt(sample_bars.copy()), tmp_path / "bad.csv")
+    assert main(["validate", str(path)]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert all(line.startswith("FAIL ") for line in lines)
+    assert rule in {line.split()[1].rstrip(":") for line in lines}, lines
+
+
+def test_unreadable_file_is_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["validate", str(tmp_path / "bin.csv")]) == 1
+    assert main(["validate", str(tmp_path / "absent.csv")]) == 1
+    assert "FAIL file:" in capsys.readouterr().out
+
+
+def test_types_rule_catches_untyped_frame(cfg: Config, sample_bars: pd.DataFrame) -> None:
+    report = validate.validate_bars(
+        sample_bars.astype({"Volume": str}), validate.suite_params(cfg, None), daily=False
+    )
+    assert "types" in {f.rule for f in report.failures}
+
+
+@pytest.mark.parametrize(
+    ("day", "session"),
+    [
+        ("2013-03-01", "2013-03-01"),  # a Friday: its own session
+        ("2013-03-03", "2013-03-01"),  # Sunday -> Friday
+        ("2012-10-30", "2012-10-26"),  # Hurricane Sandy closed NYSE on Oct 29-30
+        ("2012-12-25", "2012-12-24"),  # Christmas
+    ],
+)
+def test_expected_session_knows_weekends_and_holidays(day: str, session: str) -> None:
+    got = validate.expected_session(dt.date.fromisoformat(day), "XNYS")
+    assert got == pd.Timestamp(session)
+
+
+def test_freshness_fails_when_newest_bar_is_stale(cfg: Config, sample_bars: pd.DataFrame) -> None:
+    stale = sample_bars[sample_bars["Date"] <= "2013-02-26"]
+    params = validate.suite_params(cfg, dt.date(2013, 3, 1))
+    report = validate.validate_bars(stale, params, daily=True)
+    assert [f.rule for f in report.failures] == ["freshness"]
+    assert validate.validate_bars(sample_bars, params, daily=True).success
+
+
+def test_daily_run_publishes_then_is_idempotent(cfg: Config) -> None:
+    day = dt.date(2013, 3, 1)
+    raw = ingest.run(cfg, "GOOG", day)["raw_path"]
+    out = validate.run(cfg, "GOOG", day, raw)
+    assert out["rows"] == 2148 and out["last_date"] == "2013-03-01"
+    assert Path(out["data_docs"]).is_file()
+    table = store.read_curated(cfg, "GOOG")
+    again = validate.run(cfg, "GOOG", day, ingest.run(cfg, "GOOG", day)["raw_path"])
+    assert again["revisions"] == 0 and store.read_curated(cfg, "GOOG").equals(table)
+
+
+def test_failed_pull_is_quarantined_and_curated_untouched(cfg: Config) -> None:
+    good_day, bad_day = dt.date(2013, 2, 28), dt.date(2013, 3, 1)
+    validate.run(cfg, "GOOG", good_day, ingest.run(cfg, "GOOG", good_day)["raw_path"])
+    before = store.curated_path(cfg, "GOOG").read_bytes()
+    raw = Path(ingest.run(cfg, "GOOG", bad_day)["raw_path"])
+    raw.write_text(raw.read_text().replace("2013-03-01,", "2013-03-01,-").rstrip() + "\n")
+    with pytest.raises(validate.ValidationFailed, match="positive_prices") as err:
+        validate.run(cfg, "GOOG", bad_day, str(raw))
+    assert "quarantine" in str(err.value)
+    where = cfg.state / "quarantine" / "GOOG" / bad_day.isoformat()
+    assert (where / "report.json").is_file() and (where / raw.name).is_file()
+    assert not raw.exists()  # the next run pulls afresh
+    assert store.curated_path(cfg, "GOOG").read_bytes() == before
+
+
+def test_cli_contract_in_a_subprocess(tmp_path: Path, sample_bars: pd.DataFrame) -> None:
+    env = {**os.environ, "PIPELINE__STATE_DIR": str(tmp_path / "state")}
+    ok = subprocess.run(
+        [sys.executable, "-m", "pipeline", "validate", str(sample_path())],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith("OK "), ok.stderr
+    bad = _write(sample_bars.drop(columns="High"), tmp_path / "bad.csv")
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert out.returncode == 1 and out.stdout.startswith("FAIL columns:")
+    assert not (tmp_path / "state").exists()
