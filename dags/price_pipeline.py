@@ -1,4 +1,9 @@
-"""Daily price pipeline: wiring only. Each task imports its step and calls run()."""
+"""Daily price pipeline: wiring only. Each task imports its step and calls run().
+
+Per ticker (dynamic task mapping): ingest -> validate -> features -> tune ->
+train -> evaluate -> register -> promote. Each task passes on a small dict
+(paths, run ids, versions) that grows by the step's own result.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,19 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 
 RETRIES = {"retries": 2, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True}
+Carry = dict[str, Any]
 
 
-def _config_and_day() -> tuple[Any, Any]:
+def _cfg() -> Any:
     from pipeline.config import load_config
+
+    return load_config()
+
+
+def _day() -> Any:
     from pipeline.dates import run_day
 
-    return load_config(), run_day(get_current_context())
+    return run_day(get_current_context())
 
 
 @dag(
@@ -31,37 +42,92 @@ def _config_and_day() -> tuple[Any, Any]:
 def price_pipeline() -> None:
     @task
     def tickers() -> list[str]:
-        from pipeline.config import load_config
-
-        return list(load_config().tickers)
+        return list(_cfg().tickers)
 
     @task
-    def ingest(ticker: str) -> dict[str, Any]:
+    def ingest(ticker: str) -> Carry:
         from pipeline import ingest
 
-        cfg, day = _config_and_day()
-        return ingest.run(cfg, ticker, day)
+        return ingest.run(_cfg(), ticker, _day())
 
     @task
-    def validate(pulled: dict[str, Any]) -> dict[str, Any]:
+    def validate(c: Carry) -> Carry:
         from airflow.sdk.exceptions import AirflowFailException
 
         from pipeline import validate
 
-        cfg, day = _config_and_day()
         try:
-            return validate.run(cfg, pulled["ticker"], day, pulled["raw_path"])
+            return {**c, **validate.run(_cfg(), c["ticker"], _day(), c["raw_path"])}
         except validate.ValidationFailed as exc:  # bad data: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
 
     @task
-    def features(validated: dict[str, Any]) -> dict[str, Any]:
+    def features(c: Carry) -> Carry:
         from pipeline import features
 
-        cfg, day = _config_and_day()
-        return features.run(cfg, validated["ticker"], day)
+        return {**c, **features.run(_cfg(), c["ticker"], _day())}
 
-    features.expand(validated=validate.expand(pulled=ingest.expand(ticker=tickers())))
+    @task
+    def tune(c: Carry) -> Carry:
+        from pipeline import tune
+
+        run_id = get_current_context()["run_id"]
+        return {**c, **tune.run(_cfg(), c["ticker"], c["day"], c["features_path"], run_id)}
+
+    @task
+    def train(c: Carry) -> Carry:
+        from pipeline import train
+
+        validation = {"checked": c["checked"], "rows": c["rows"], "passed": True}
+        return {
+            **c,
+            "validation": validation,
+            **train.run(
+                _cfg(),
+                c["ticker"],
+                c["day"],
+                c["features_path"],
+                c["parent_run_id"],
+                c["best_params"],
+                c["best_epoch"],
+                validation,
+            ),
+        }
+
+    @task
+    def evaluate(c: Carry) -> Carry:
+        from pipeline import evaluate
+
+        ev = evaluate.run(
+            _cfg(), c["ticker"], c["day"], c["features_path"], c["model_uri"], c["parent_run_id"]
+        )
+        return {**c, "evaluation": ev}
+
+    @task
+    def register(c: Carry) -> Carry:
+        from pipeline import flow, registry
+
+        ev = flow.evidence(c["evaluation"], c, c["validation"])
+        return {
+            **c,
+            "version": registry.register(
+                _cfg(), c["ticker"], c["model_uri"], c["parent_run_id"], ev
+            ),
+        }
+
+    @task
+    def promote(c: Carry) -> Carry:
+        from pipeline import flow
+
+        summary = flow.promote_and_finish(
+            _cfg(), c["ticker"], c["version"], c["evaluation"], c["parent_run_id"]
+        )
+        print(summary)
+        return {**c, "promotion": summary}
+
+    carry = features.expand(c=validate.expand(c=ingest.expand(ticker=tickers())))
+    carry = train.expand(c=tune.expand(c=carry))
+    promote.expand(c=register.expand(c=evaluate.expand(c=carry)))
 
 
 price_pipeline()

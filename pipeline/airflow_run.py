@@ -38,10 +38,32 @@ def dag_test(cfg: Config, dag_id: str, day: dt.date) -> int:
     return 0
 
 
+def models(cfg: Config) -> dict[str, object]:
+    """Per ticker: the newest version, the gate's verdict on it, and what is in production."""
+    from pipeline import registry
+
+    out: dict[str, object] = {}
+    for ticker in cfg.tickers:
+        name = registry.model_name(cfg, ticker)
+        cand = registry.version_by_alias(cfg, name, registry.CANDIDATE)
+        prod = registry.production_version(cfg, ticker)
+        out[name] = {
+            "candidate": str(cand.version) if cand else None,
+            "gate": cand.tags.get("gate_reason") if cand else None,
+            "production": str(prod.version) if prod else None,
+            "model_mase": cand.tags.get("model_mase") if cand else None,
+            "dm_pvalue": cand.tags.get("dm_pvalue") if cand else None,
+        }
+    return out
+
+
 def outputs(cfg: Config, day: dt.date) -> dict[str, object]:
     """Where a user looks after a run."""
     st = cfg.state
     return {
+        "models": models(cfg),
+        "mlflow_tracking_uri": cfg.tracking_uri,
+        "optuna_storage": cfg.optuna_storage,
         "curated": sorted(str(p) for p in (st / "curated").glob("*.parquet")),
         "raw_pulls": str(st / "raw"),
         "quarantine": str(st / "quarantine"),

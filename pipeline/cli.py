@@ -4,16 +4,27 @@ Contracts (other tools depend on them):
   validate PATH.csv   exit 0 + one line starting "OK" when clean;
                       exit 1 + one "FAIL <rule>: <detail>" line per failed expectation;
                       exit 2 for a bad invocation or config. Never writes to the curated store.
+  run --csv PATH --ticker T
+                      the model half in-process; the last stdout line is one JSON object:
+                      model_name, version, promoted, reason, production_version, run_id,
+                      first_test_date, last_test_date, test_days, model{mae,mase,
+                      directional_accuracy}, naive{...}. Exit 1 if the CSV fails validation.
+  promote --ticker T --version N [--force] / rollback --ticker T [--force]
+                      exit 0 + a JSON line when done; exit 3 when the gate refuses.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import logging
 import sys
 from collections.abc import Sequence
 
 from pipeline.config import ConfigError, load_config
+
+EXIT_REFUSED = 3
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -29,11 +40,57 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _dag_test(args: argparse.Namespace) -> int:
-    import datetime as dt
-
     from pipeline.airflow_run import dag_test
 
     return dag_test(load_config(args.config), args.dag_id, dt.date.fromisoformat(args.date))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.local_run import run_csv
+    from pipeline.validate import ValidationFailed
+
+    try:
+        summary = run_csv(load_config(args.config), args.csv, args.ticker)
+    except ValidationFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from pipeline import promotion
+    from pipeline.registry import PromotionRefused, default_actor
+
+    cfg = load_config(args.config)
+    actor = args.actor or default_actor()
+    try:
+        if args.command == "promote":
+            done = promotion.promote(
+                cfg, args.ticker, str(args.version), args.reason, actor, args.force
+            )
+        else:
+            done = promotion.rollback(
+                cfg,
+                args.ticker,
+                args.reason,
+                actor,
+                args.force,
+                str(args.version) if args.version else None,
+            )
+    except PromotionRefused as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_REFUSED
+    print(json.dumps(done))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from pipeline.registry import audit_trail
+
+    for event in audit_trail(load_config(args.config), args.ticker):
+        print(json.dumps(event))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,13 +101,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="YAML config (default: $PIPELINE_CONFIG or pipeline.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
+
     p = sub.add_parser("validate", help="validate an OHLCV CSV with the project's GX suite")
     p.add_argument("path")
     p.set_defaults(func=_validate)
+
     p = sub.add_parser("dag-test", help="run a DAG once through Airflow, log to state/logs/")
     p.add_argument("dag_id")
     p.add_argument("date", help="logical date, YYYY-MM-DD")
     p.set_defaults(func=_dag_test)
+
+    p = sub.add_parser("run", help="validate, tune, train, evaluate, register, promote in-process")
+    p.add_argument("--csv", required=True, help="OHLCV CSV: Date,Open,High,Low,Close,Volume")
+    p.add_argument("--ticker", required=True)
+    p.set_defaults(func=_run)
+
+    for name, text in (
+        ("promote", "point `production` at a version (gate applies)"),
+        ("rollback", "point `production` back at the previous version"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--ticker", default="GOOG")
+        p.add_argument(
+            "--version",
+            required=name == "promote",
+            help="version number" + ("" if name == "promote" else " (default: previous)"),
+        )
+        p.add_argument("--reason", default=f"manual {name}")
+        p.add_argument("--actor", help="who asks (default: the OS user)")
+        p.add_argument("--force", action="store_true", help="skip the checks (recorded)")
+        p.set_defaults(func=_promote)
+
+    p = sub.add_parser("audit", help="print the promotion/rollback trail as JSON lines")
+    p.add_argument("--ticker", default="GOOG")
+    p.set_defaults(func=_audit)
     return parser
 
 

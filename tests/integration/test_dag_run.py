@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import tracking
+from pipeline.config import load_config
 from pipeline.ingest import sample_path
 
 pytestmark = pytest.mark.slow
@@ -44,6 +46,14 @@ def test_dag_ingests_validates_builds_features_and_stops_on_bad_data(
     assert curated["Date"].max() == pd.Timestamp("2013-02-28") and len(curated) == 2147
     assert (state / "features" / "GOOG" / "2013-02-28" / "features.parquet").is_file()
     assert (state / "reports" / "data_docs" / "index.html").is_file()
+    # the model half ran: a registered version, a gate decision, a finished parent run
+    cfg = load_config(environ=env)
+    mc = tracking.client(cfg)
+    version = mc.get_model_version_by_alias("price_lstm_GOOG", "candidate")
+    assert version.tags["gate"] in {"passed", "refused"} and version.tags["gate_reason"]
+    run = mc.get_run(version.tags["run_id"])
+    assert run.info.status == "FINISHED" and "test_model_mase" in run.data.metrics
+    assert run.data.tags["day"] == "2013-02-28"
 
     # the next day's file arrives corrupted: High below Low on the new bar
     bars.loc[bars.index[-1], "High"] = 1.0

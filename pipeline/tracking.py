@@ -1,0 +1,106 @@
+"""MLflow set-up shared by the steps: tracking URI, experiment, the per-run parent run."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no calls home from runs or tests
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow
+from mlflow import MlflowClient
+
+from pipeline.config import PROJECT_ROOT, Config
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def client(cfg: Config) -> MlflowClient:
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)
+    return MlflowClient(cfg.tracking_uri)
+
+
+def experiment_id(cfg: Config, name: str | None = None) -> str:
+    """Get or create the experiment; on a local backend its artifacts go under mlruns/."""
+    mc = client(cfg)
+    name = name or cfg.tracking.experiment
+    exp = mc.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = None
+    if cfg.tracking_uri.startswith("sqlite:"):
+        location = (cfg.resolve(cfg.tracking.artifact_root) / name).as_uri()
+    return str(mc.create_experiment(name, artifact_location=location))
+
+
+def parent_run(cfg: Config, ticker: str, day: str, pipeline_run_id: str) -> str:
+    """The one MLflow run for (pipeline run, ticker); a retried task finds the same one."""
+    mc, exp = client(cfg), experiment_id(cfg)
+    found = mc.search_runs(
+        [exp],
+        f"tags.pipeline_run_id = '{pipeline_run_id}' and tags.ticker = '{ticker}' "
+        "and tags.kind = 'pipeline'",
+        max_results=1,
+    )
+    if found:
+        return str(found[0].info.run_id)
+    run = mc.create_run(
+        exp,
+        run_name=f"{ticker} {day}",
+        tags={
+            "pipeline_run_id": pipeline_run_id,
+            "ticker": ticker,
+            "day": day,
+            "kind": "pipeline",
+            "code_version": code_version(),
+        },
+    )
+    return str(run.info.run_id)
+
+
+def child_run(cfg: Config, parent_id: str, name: str, tags: dict[str, str]) -> str:
+    mc = client(cfg)
+    parent = mc.get_run(parent_id)
+    run = mc.create_run(
+        parent.info.experiment_id, run_name=name, tags={"mlflow.parentRunId": parent_id, **tags}
+    )
+    return str(run.info.run_id)
+
+
+def code_version() -> str:
+    """The git commit of the code that ran (plus '-dirty'), or the package version."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        from importlib.metadata import version
+
+        return f"price-pipeline {version('price-pipeline')}"
+
+
+def fingerprint(bars: Any, tickers: list[str]) -> dict[str, Any]:
+    """What the model was trained on, compactly: enough to tell two data sets apart."""
+    digest = hashlib.sha256(bars.to_csv(index=False).encode()).hexdigest()[:16]
+    return {
+        "tickers": ",".join(tickers),
+        "rows": len(bars),
+        "first_date": f"{bars['Date'].iloc[0]:%Y-%m-%d}",
+        "last_date": f"{bars['Date'].iloc[-1]:%Y-%m-%d}",
+        "sha256": digest,
+    }

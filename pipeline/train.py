@@ -1,0 +1,117 @@
+"""Train: fit the best parameters on train+validation and log the self-contained pyfunc.
+
+The final fit runs for the best trial's epoch count (no early stopping left to
+do: the validation days are now training data); the test days stay unseen and
+the scalers stay fitted on the training split.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from pipeline import store, tracking
+from pipeline.config import Config
+from pipeline.features import FEATURES, prepare
+from pipeline.forecaster import OUTPUT_COLUMNS, PriceForecaster, min_rows, preprocessing_spec
+from pipeline.model import LSTMParams, build_model
+
+# The model carries its own copy of pipeline/ (code_paths), so it loads in any env with these.
+PIP_REQUIREMENTS = [
+    "mlflow==3.17.2",
+    "tensorflow-cpu==2.21.0",
+    "keras==3.15.1",
+    "pandas==3.1.1",
+    "exchange-calendars==4.13.2",
+    "scipy",
+    "pyarrow",
+]
+CODE_DIR = Path(__file__).resolve().parent
+
+
+def fit_final(
+    params: LSTMParams, feats: pd.DataFrame, epochs: int, seed: int
+) -> tuple[keras.Model, Any]:
+    prep = prepare(feats, params.window)
+    keras.utils.set_random_seed(seed)
+    model = build_model(params, len(FEATURES))
+    x = np.concatenate([prep.x["train"], prep.x["val"]])
+    y = np.concatenate([prep.y["train"], prep.y["val"]])
+    model.fit(x, y, epochs=max(1, epochs), batch_size=params.batch_size, verbose=0, shuffle=True)
+    return model, prep
+
+
+def input_example(bars: pd.DataFrame, rows: int) -> pd.DataFrame:
+    tail = bars.tail(rows).reset_index(drop=True)
+    return tail.assign(Date=tail["Date"].dt.strftime("%Y-%m-%d"))
+
+
+def log_forecaster(
+    cfg: Config, model: keras.Model, prep: Any, bars: pd.DataFrame, parent_id: str
+) -> str:
+    """Log the pyfunc (network + preprocessing) to the run; return its model URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    fc = cfg.features
+    spec = preprocessing_spec(
+        prep.window,
+        fc.volatility_window,
+        fc.volume_window,
+        prep.x_scaler,
+        prep.y_scaler,
+        cfg.validation.calendar,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_path, spec_path = Path(tmp) / "network.keras", Path(tmp) / "preprocessing.json"
+        model.save(keras_path)
+        spec_path.write_text(json.dumps(spec, indent=2))
+        example = input_example(bars, min_rows(spec) + 5)
+        loaded = PriceForecaster()
+        loaded.load(keras_path, spec_path)
+        output = loaded.predict(None, example)
+        tracking.client(cfg)
+        with mlflow.start_run(run_id=parent_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=PriceForecaster(),  # pickled unloaded; loads itself
+                artifacts={"keras_model": str(keras_path), "preprocessing": str(spec_path)},
+                signature=infer_signature(example, output[OUTPUT_COLUMNS]),
+                input_example=example,
+                pip_requirements=PIP_REQUIREMENTS,
+                code_paths=[str(CODE_DIR)],
+            )
+    return str(info.model_uri)
+
+
+def run(
+    cfg: Config,
+    ticker: str,
+    day: str,
+    features_path: str,
+    parent_run_id: str,
+    best_params: dict[str, Any],
+    best_epoch: int,
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    params = LSTMParams.from_dict(best_params)
+    feats = pd.read_parquet(features_path)
+    bars = store.read_curated(cfg, ticker)
+    bars = bars[bars["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
+    model, prep = fit_final(params, feats, best_epoch, cfg.tune.seed)
+    mc = tracking.client(cfg)
+    for key, value in {**params.as_dict(), "epochs": best_epoch}.items():
+        mc.log_param(parent_run_id, key, value)
+    fingerprint = tracking.fingerprint(bars, [ticker])
+    for key, value in fingerprint.items():
+        mc.set_tag(parent_run_id, f"data.{key}", str(value))
+    for key, value in validation.items():
+        mc.set_tag(parent_run_id, f"validation.{key}", str(value))
+    model_uri = log_forecaster(cfg, model, prep, bars, parent_run_id)
+    return {"model_uri": model_uri, "params": params.as_dict(), "fingerprint": fingerprint}

@@ -1,0 +1,186 @@
+"""Tune: an Optuna TPE search over the LSTM, pruned through Keras, every trial an MLflow child run.
+
+The study lives in RDB storage (SQLite by default, any SQLAlchemy URL works) and
+is keyed to ticker and run date, loaded with load_if_exists: a retried task
+resumes with the trials it already has instead of starting over.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from typing import Any
+
+import keras
+import optuna
+import pandas as pd
+
+from pipeline import tracking
+from pipeline.config import Config, SearchSpace
+from pipeline.features import FEATURES, Prepared, prepare
+from pipeline.model import LSTMParams, build_model
+
+log = logging.getLogger(__name__)
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def suggest_params(trial: optuna.Trial, space: SearchSpace) -> LSTMParams:
+    """The search space as one plain function of the trial."""
+    return LSTMParams(
+        units=trial.suggest_categorical("units", space.units),
+        layers=trial.suggest_categorical("layers", space.layers),
+        dropout=trial.suggest_float("dropout", *space.dropout),
+        learning_rate=trial.suggest_float("learning_rate", *space.learning_rate, log=True),
+        window=trial.suggest_categorical("window", space.window),
+        batch_size=trial.suggest_categorical("batch_size", space.batch_size),
+    )
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Per-epoch losses into an MLflow run, so the UI shows learning curves per trial."""
+
+    def __init__(self, mc: Any, run_id: str):
+        super().__init__()
+        self.mc, self.run_id = mc, run_id
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, epoch) for k, v in (logs or {}).items()]
+        self.mc.log_batch(self.run_id, metrics=metrics)
+
+
+def fit(
+    params: LSTMParams, prep: Prepared, epochs: int, patience: int, callbacks: list[Any], seed: int
+) -> tuple[keras.Model, keras.callbacks.History]:
+    """Train on the train split, early-stopped on validation loss (best weights kept)."""
+    keras.utils.set_random_seed(seed)
+    model = build_model(params, len(FEATURES))
+    stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+    history = model.fit(
+        prep.x["train"],
+        prep.y["train"],
+        validation_data=(prep.x["val"], prep.y["val"]),
+        epochs=epochs,
+        batch_size=params.batch_size,
+        callbacks=[stop, *callbacks],
+        verbose=0,
+        shuffle=True,
+    )
+    return model, history
+
+
+def study_name(ticker: str, day: str) -> str:
+    return f"{ticker}-{day}"
+
+
+def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
+    from optuna_integration import KerasPruningCallback
+
+    cache: dict[int, Prepared] = {}
+    mc = tracking.client(cfg)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, cfg.tune.space)
+        prep = cache.setdefault(params.window, prepare(feats, params.window))
+        run_id = tracking.child_run(
+            cfg,
+            parent_id,
+            f"trial-{trial.number}",
+            {"kind": "trial", "trial_number": str(trial.number)},
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
+        for key, value in params.as_dict().items():
+            mc.log_param(run_id, key, value)
+        state, status = "FAIL", "FAILED"
+        try:
+            _, history = fit(
+                params,
+                prep,
+                cfg.tune.max_epochs,
+                cfg.tune.patience,
+                [EpochLogger(mc, run_id), KerasPruningCallback(trial, "val_loss")],
+                cfg.tune.seed + trial.number,
+            )
+            losses = history.history["val_loss"]
+            best = min(losses)
+            trial.set_user_attr("best_epoch", losses.index(best) + 1)
+            mc.log_metric(run_id, "best_val_loss", best)
+            state, status = "COMPLETE", "FINISHED"
+            return best
+        except optuna.TrialPruned:
+            state, status = "PRUNED", "KILLED"
+            raise
+        finally:
+            mc.set_tag(run_id, "trial_state", state)
+            mc.set_terminated(run_id, status)
+
+    return objective
+
+
+def load_study(cfg: Config, ticker: str, day: str) -> optuna.Study:
+    return optuna.create_study(
+        study_name=study_name(ticker, day),
+        storage=cfg.optuna_storage,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=cfg.tune.seed, n_startup_trials=4),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+        load_if_exists=True,
+    )
+
+
+def _log_study_plots(cfg: Config, study: optuna.Study, parent_id: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization import matplotlib as ovm
+
+    mc = tracking.client(cfg)
+    plots: dict[str, Any] = {"optuna_history.png": ovm.plot_optimization_history}
+    if len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) >= 2:
+        plots["optuna_param_importances.png"] = ovm.plot_param_importances
+    for name, plot in plots.items():
+        try:
+            with warnings.catch_warnings():  # the matplotlib backend is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                ax = plot(study)
+            mc.log_figure(parent_id, ax.figure, f"plots/{name}")
+        except (ValueError, RuntimeError) as exc:  # e.g. importances when all params equal
+            log.warning("skipped %s: %s", name, exc)
+
+
+def run(
+    cfg: Config, ticker: str, day: str, features_path: str, pipeline_run_id: str
+) -> dict[str, Any]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    feats = pd.read_parquet(features_path)
+    parent_id = tracking.parent_run(cfg, ticker, day, pipeline_run_id)
+    study = load_study(cfg, ticker, day)
+    done = len([t for t in study.trials if t.state in FINISHED])
+    remaining = max(0, cfg.tune.n_trials - done)
+    log.info("study %s: %d trial(s) done, running %d more", study.study_name, done, remaining)
+    if remaining:
+        study.optimize(
+            make_objective(cfg, feats, parent_id),
+            n_trials=remaining,
+            timeout=cfg.tune.timeout_s,
+            gc_after_trial=True,
+            show_progress_bar=sys.stderr.isatty(),
+            catch=(ValueError,),
+        )
+    best = study.best_trial
+    mc = tracking.client(cfg)
+    mc.set_tag(parent_id, "optuna_study", study.study_name)
+    mc.log_metric(parent_id, "best_val_loss", float(best.value or 0.0))
+    _log_study_plots(cfg, study, parent_id)
+    return {
+        "parent_run_id": parent_id,
+        "study": study.study_name,
+        "best_params": best.params,
+        "best_epoch": int(best.user_attrs.get("best_epoch", cfg.tune.max_epochs)),
+        "best_val_loss": best.value,
+        "trials": len(study.trials),
+    }
