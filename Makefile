@@ -12,7 +12,8 @@ export AIRFLOW__CORE__EXECUTOR := LocalExecutor
 export GX_ANALYTICS_ENABLED := False
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install run test lint fmt clean
+TICKER ?= GOOG
+.PHONY: help install run serve ui test bench lint fmt clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +32,18 @@ $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 
 run: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## run the daily DAG end to end on the embedded sample (DATE=YYYY-MM-DD)
 	$(BIN)/python -m pipeline dag-test price_pipeline $(DATE)
+
+serve: $(STAMP) ## serve models:/price_lstm_$(TICKER)@production over REST (follows the alias)
+	$(BIN)/python -m pipeline serve --ticker $(TICKER)
+
+ui: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## Airflow UI :8080, MLflow UI :5000, Optuna dashboard :8081
+	$(BIN)/python -m pipeline ui
+
+bench: $(STAMP) ## accuracy, tuning and serving benchmarks (JSON under state/bench/)
+	mkdir -p state/bench
+	$(BIN)/python -m bench.accuracy | tee state/bench/accuracy.json
+	$(BIN)/python -m bench.tuning | tee state/bench/tuning.json
+	$(BIN)/python -m bench.serving | tee state/bench/serving.json
 
 test: $(STAMP) ## run the whole test suite
 	$(BIN)/python -m pytest -q

@@ -1,7 +1,8 @@
 """Daily price pipeline: wiring only. Each task imports its step and calls run().
 
-Per ticker (dynamic task mapping): ingest -> validate -> features -> tune ->
-train -> evaluate -> register -> promote. Each task passes on a small dict
+Per ticker (dynamic task mapping): ingest -> validate -> monitor (realised error
+of earlier forecasts) -> features -> tune -> train -> evaluate -> register ->
+promote -> forecast (the next session, by the production model). Each task passes on a small dict
 (paths, run ids, versions) that grows by the step's own result.
 """
 
@@ -60,6 +61,12 @@ def price_pipeline() -> None:
             return {**c, **validate.run(_cfg(), c["ticker"], _day(), c["raw_path"])}
         except validate.ValidationFailed as exc:  # bad data: retrying cannot help
             raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def monitor(c: Carry) -> Carry:
+        from pipeline import monitor
+
+        return {**c, **monitor.run(_cfg(), c["ticker"], _day())}
 
     @task
     def features(c: Carry) -> Carry:
@@ -125,9 +132,16 @@ def price_pipeline() -> None:
         print(summary)
         return {**c, "promotion": summary}
 
-    carry = features.expand(c=validate.expand(c=ingest.expand(ticker=tickers())))
-    carry = train.expand(c=tune.expand(c=carry))
-    promote.expand(c=register.expand(c=evaluate.expand(c=carry)))
+    @task
+    def forecast(c: Carry) -> Carry:
+        from pipeline import monitor
+
+        return {**c, **monitor.forecast(_cfg(), c["ticker"], _day())}
+
+    carry = validate.expand(c=ingest.expand(ticker=tickers()))
+    carry = tune.expand(c=features.expand(c=monitor.expand(c=carry)))
+    carry = register.expand(c=evaluate.expand(c=train.expand(c=carry)))
+    forecast.expand(c=promote.expand(c=carry))
 
 
 price_pipeline()

@@ -35,6 +35,7 @@ def dag_test(cfg: Config, dag_id: str, day: dt.date) -> int:
         return 1
     print(f"{dag_id} succeeded for {day}.")
     print(json.dumps(outputs(cfg, day), indent=2))
+    print("next: `make serve` (REST on the production model), `make ui` (Airflow, MLflow, Optuna)")
     return 0
 
 
@@ -68,6 +69,7 @@ def outputs(cfg: Config, day: dt.date) -> dict[str, object]:
         "raw_pulls": str(st / "raw"),
         "quarantine": str(st / "quarantine"),
         "data_docs": str(st / "reports" / "data_docs" / "index.html"),
+        "forecasts": str(st / "forecasts.sqlite"),
         "features": sorted(str(p) for p in (st / "features").glob(f"*/{day.isoformat()}")),
         "airflow_home": os.environ.get("AIRFLOW_HOME", ""),
     }

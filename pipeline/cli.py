@@ -93,6 +93,36 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from pipeline.registry import production_version
+    from pipeline.serving import serve_command
+
+    cfg = load_config(args.config)
+    if production_version(cfg, args.ticker) is None:
+        print(
+            f"no production model for {args.ticker} in {cfg.tracking_uri}: run `make run` "
+            "first (or promote a version)",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    argv, env = serve_command(cfg, args.ticker, args.port)
+    print(
+        f"serving {argv[4]} at http://{cfg.serving.host}:{args.port or cfg.serving.port}"
+        "/invocations (follows the alias)",
+        flush=True,
+    )
+    os.execve(argv[0], argv, env)
+    return 0  # not reached
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from pipeline.ui import run
+
+    return run(load_config(args.config))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -131,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--actor", help="who asks (default: the OS user)")
         p.add_argument("--force", action="store_true", help="skip the checks (recorded)")
         p.set_defaults(func=_promote)
+
+    p = sub.add_parser("serve", help="mlflow models serve the production model, following it")
+    p.add_argument("--ticker", default="GOOG")
+    p.add_argument("--port", type=int, help="default: serving.port")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("ui", help="Airflow, MLflow and Optuna dashboards on localhost")
+    p.set_defaults(func=_ui)
 
     p = sub.add_parser("audit", help="print the promotion/rollback trail as JSON lines")
     p.add_argument("--ticker", default="GOOG")

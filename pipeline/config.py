@@ -90,6 +90,7 @@ class ServingConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=5001, ge=1, le=65535)
     max_rows: int = Field(default=5000, ge=1)
+    reload_interval_s: float = Field(default=5.0, gt=0)
 
 
 class Config(_Section):

@@ -22,7 +22,14 @@ from mlflow.pyfunc.model import PythonModel
 from pipeline.bars import COLUMNS, NUMBER_COLUMNS
 from pipeline.features import FEATURES, Scaler, make_features
 
-OUTPUT_COLUMNS = ["as_of", "for_date", "last_close", "forecast_close", "forecast_return"]
+OUTPUT_COLUMNS = [
+    "as_of",
+    "for_date",
+    "last_close",
+    "forecast_close",
+    "forecast_return",
+    "model_version",
+]
 
 
 class BadInput(MlflowException):
@@ -39,6 +46,7 @@ def preprocessing_spec(
     x_scaler: Scaler,
     y_scaler: Scaler,
     calendar: str,
+    max_rows: int,
 ) -> dict[str, Any]:
     return {
         "window": window,
@@ -46,6 +54,7 @@ def preprocessing_spec(
         "volume_window": volume_window,
         "features": FEATURES,
         "calendar": calendar,
+        "max_rows": max_rows,
         "x_mean": x_scaler.mean.tolist(),
         "x_scale": x_scaler.scale.tolist(),
         "y_mean": y_scaler.mean.tolist(),
@@ -58,7 +67,7 @@ def min_rows(spec: dict[str, Any]) -> int:
     return int(spec["window"]) + max(int(spec["vol_window"]), int(spec["volume_window"]))
 
 
-def check_bars(frame: pd.DataFrame, needed: int) -> pd.DataFrame:
+def check_bars(frame: pd.DataFrame, needed: int, max_rows: int = 100_000) -> pd.DataFrame:
     """Type and check request rows; raise BadInput saying exactly what is wrong."""
     if not isinstance(frame, pd.DataFrame):
         raise BadInput(f"expected a table of daily bars with columns {COLUMNS}")
@@ -69,6 +78,11 @@ def check_bars(frame: pd.DataFrame, needed: int) -> pd.DataFrame:
         raise BadInput(
             f"{len(frame)} row(s) sent; this model needs at least {needed} "
             "consecutive daily bars (its window plus feature warm-up)"
+        )
+    if len(frame) > max_rows:
+        raise BadInput(
+            f"{len(frame)} rows sent; at most {max_rows} accepted: send the most "
+            f"recent ones (this model uses the last {needed})"
         )
     bars = frame[COLUMNS].copy()
     dates = pd.to_datetime(bars["Date"], errors="coerce", format="mixed")
@@ -97,6 +111,9 @@ class PriceForecaster(PythonModel):
 
     def load_context(self, context: Any) -> None:
         self.load(Path(context.artifacts["keras_model"]), Path(context.artifacts["preprocessing"]))
+        from pipeline.serving import maybe_follow
+
+        maybe_follow(self)  # only when serving with PIPELINE_FOLLOW_MODEL set
 
     def load(self, keras_path: Path, spec_path: Path) -> None:
         import keras
@@ -116,6 +133,8 @@ class PriceForecaster(PythonModel):
         )
         self._one(np.zeros(shape, dtype="float32"))
         self._calendar: Any = None
+        self.active: PriceForecaster = self  # replaced by a newer version when following
+        self.served_version = ""
 
     def _next_session(self, day: pd.Timestamp) -> str:
         import exchange_calendars as xcals
@@ -143,24 +162,24 @@ class PriceForecaster(PythonModel):
         return self.y_scaler.inverse(scaled.reshape(-1, 1))[:, 0]
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        bars = check_bars(model_input, min_rows(self.spec))
-        feats = self._scaled_features(bars)
+        return self.active.forecast_next(model_input).assign(model_version=self.served_version)
+
+    def forecast_next(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        """The next session's forecast from the most recent raw bars."""
+        needed, most = min_rows(self.spec), int(self.spec.get("max_rows", 5000))
+        feats = self._scaled_features(check_bars(model_input, needed, most))
         window = int(self.spec["window"])
         x = feats[FEATURES].to_numpy(dtype="float32")[-window:][None, :, :]
         ret = float(self._returns(np.asarray(self._one(x)))[0])
         last = feats.iloc[-1]
-        return pd.DataFrame(
-            [
-                {
-                    "as_of": f"{last['Date']:%Y-%m-%d}",
-                    "for_date": self._next_session(last["Date"]),
-                    "last_close": float(last["Close"]),
-                    "forecast_close": float(last["Close"] * np.exp(ret)),
-                    "forecast_return": ret,
-                }
-            ],
-            columns=OUTPUT_COLUMNS,
-        )
+        row = {
+            "as_of": f"{last['Date']:%Y-%m-%d}",
+            "for_date": self._next_session(last["Date"]),
+            "last_close": float(last["Close"]),
+            "forecast_close": float(last["Close"] * np.exp(ret)),
+            "forecast_return": ret,
+        }
+        return pd.DataFrame([row])
 
     def forecast_all(self, bars: pd.DataFrame) -> pd.DataFrame:
         """A forecast made at every close that has a full window (for evaluation)."""

@@ -67,6 +67,7 @@ def log_forecaster(
         prep.x_scaler,
         prep.y_scaler,
         cfg.validation.calendar,
+        cfg.serving.max_rows,
     )
     with tempfile.TemporaryDirectory() as tmp:
         keras_path, spec_path = Path(tmp) / "network.keras", Path(tmp) / "preprocessing.json"
@@ -75,7 +76,7 @@ def log_forecaster(
         example = input_example(bars, min_rows(spec) + 5)
         loaded = PriceForecaster()
         loaded.load(keras_path, spec_path)
-        output = loaded.predict(None, example)
+        output = loaded.predict(None, example).assign(model_version="1")
         tracking.client(cfg)
         with mlflow.start_run(run_id=parent_id):
             info = mlflow.pyfunc.log_model(

@@ -1,0 +1,119 @@
+"""Serving: `mlflow models serve` on models:/<name>@production, following the alias.
+
+`python -m pipeline serve` (and `make serve`) runs MLflow's own scoring server in
+the project's environment (--env-manager local). With PIPELINE_FOLLOW_MODEL set,
+the served pyfunc polls the registry; when `production` moves (DAG, CLI or
+rollback) it loads and warms the new version in the background and swaps it in
+atomically: requests in flight finish on the old one, none fail, nobody restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+FOLLOW_ENV = "PIPELINE_FOLLOW_MODEL"  # e.g. models:/price_lstm_GOOG@production
+INTERVAL_ENV = "PIPELINE_FOLLOW_INTERVAL_S"
+_started = threading.Lock()
+
+
+def parse_alias_uri(uri: str) -> tuple[str, str]:
+    """models:/<name>@<alias> -> (name, alias)."""
+    body = uri.removeprefix("models:/")
+    if body == uri or "@" not in body:
+        raise ValueError(f"{FOLLOW_ENV} must look like models:/<name>@<alias>, got {uri!r}")
+    name, alias = body.split("@", 1)
+    return name, alias
+
+
+class AliasFollower(threading.Thread):
+    """Polls an alias and hot-swaps the owner's active forecaster when it moves."""
+
+    def __init__(self, owner: Any, uri: str, interval_s: float):
+        super().__init__(name="alias-follower", daemon=True)
+        self.owner, self.interval_s = owner, interval_s
+        self.name_, self.alias = parse_alias_uri(uri)
+        from mlflow import MlflowClient
+
+        self.client = MlflowClient()
+        self.version = self._current()  # what `mlflow models serve` resolved at start
+        owner.served_version = self.version or ""
+
+    def _current(self) -> str | None:
+        try:
+            return str(self.client.get_model_version_by_alias(self.name_, self.alias).version)
+        except Exception as exc:  # registry briefly unreachable: keep serving what we have
+            log.warning("cannot resolve %s@%s: %s", self.name_, self.alias, exc)
+            return None
+
+    def swap_if_moved(self) -> bool:
+        latest = self._current()
+        if latest is None or latest == self.version:
+            return False
+        import mlflow
+
+        log.warning("%s@%s moved v%s -> v%s: loading", self.name_, self.alias, self.version, latest)
+        fresh = mlflow.pyfunc.load_model(f"models:/{self.name_}/{latest}").unwrap_python_model()
+        fresh.served_version = latest
+        self.owner.active = fresh  # one reference assignment: atomic for readers
+        self.owner.served_version = latest
+        self.version = latest
+        log.warning("now serving %s v%s", self.name_, latest)
+        return True
+
+    def run(self) -> None:
+        stop = threading.Event()
+        while not stop.wait(self.interval_s):
+            try:
+                self.swap_if_moved()
+            except Exception:  # a broken new version must not take the server down
+                log.exception(
+                    "could not load the new %s version; still serving v%s", self.name_, self.version
+                )
+
+
+def maybe_follow(owner: Any) -> None:
+    """Start one follower per process, for the model the server was started with."""
+    uri = os.environ.get(FOLLOW_ENV)
+    if not uri or not _started.acquire(blocking=False):
+        return
+    AliasFollower(owner, uri, float(os.environ.get(INTERVAL_ENV, "5"))).start()
+
+
+def serve_command(
+    cfg: Any, ticker: str, port: int | None = None
+) -> tuple[list[str], dict[str, str]]:
+    from pipeline.registry import PRODUCTION, model_name
+
+    uri = f"models:/{model_name(cfg, ticker)}@{PRODUCTION}"
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    argv = [
+        mlflow_bin,
+        "models",
+        "serve",
+        "-m",
+        uri,
+        "--env-manager",
+        "local",
+        "-h",
+        cfg.serving.host,
+        "-p",
+        str(port or cfg.serving.port),
+    ]
+    bin_dir = str(Path(sys.executable).parent)  # mlflow starts `uvicorn` from PATH
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": cfg.tracking_uri,
+        "MLFLOW_REGISTRY_URI": cfg.tracking_uri,
+        FOLLOW_ENV: uri,
+        INTERVAL_ENV: str(cfg.serving.reload_interval_s),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    return argv, env

@@ -1,0 +1,140 @@
+"""A real `mlflow models serve` process on tiny registered models."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+
+from pipeline import flow, promotion, registry, store
+from pipeline.config import Config
+
+from .conftest import store_env
+from .serving_support import free_port, start_server, stop_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(
+    tiny_cfg: Callable[..., Config], prepared: dict[str, Any], lifecycle_root: Path
+) -> Iterator[dict[str, Any]]:
+    cfg = tiny_cfg(registry__naive_margin=0.5)  # nothing passes: we promote by hand
+    for seed, run_id in ((1, "serve-1"), (2, "serve-2")):
+        flow.train_and_promote(
+            tiny_cfg(registry__naive_margin=0.5, tune__seed=seed),
+            "GOOG",
+            prepared["day"],
+            prepared["features_path"],
+            run_id,
+            prepared["validation"],
+        )
+    promotion.promote(cfg, "GOOG", "1", "serve v1", "test", force=True)
+    port = free_port()
+    env = {**store_env(lifecycle_root), "PIPELINE__SERVING__RELOAD_INTERVAL_S": "0.5"}
+    proc = start_server(env, port, lifecycle_root / "server.log")
+    bars = store.read_curated(cfg, "GOOG").tail(60)
+    rows = bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))
+    yield {"cfg": cfg, "url": f"http://127.0.0.1:{port}/invocations", "rows": rows}
+    stop_server(proc)
+
+
+def _post(url: str, body: Any, raw: bool = False) -> requests.Response:
+    data = body if raw else json.dumps(body)
+    return requests.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=60)
+
+
+def _split(rows: pd.DataFrame) -> dict[str, Any]:
+    return {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+
+
+def _local(version: str, rows: pd.DataFrame) -> float:
+    model = mlflow.pyfunc.load_model(f"models:/price_lstm_GOOG/{version}")
+    return float(model.predict(rows)["forecast_close"].iloc[0])
+
+
+def test_good_request_matches_the_pyfunc(served: dict[str, Any]) -> None:
+    resp = _post(served["url"], _split(served["rows"]))
+    assert resp.status_code == 200, resp.text
+    pred = resp.json()["predictions"][0]
+    assert pred["as_of"] == "2013-03-01" and pred["for_date"] == "2013-03-04"
+    assert pred["model_version"] == "1"
+    assert pred["forecast_close"] == pytest.approx(_local("1", served["rows"]), rel=1e-6)
+    records = {"dataframe_records": served["rows"].to_dict(orient="records")}
+    assert _post(served["url"], records).status_code == 200
+
+
+def _mangle(name: str, rows: pd.DataFrame) -> Any:
+    if name == "missing column":
+        return _split(rows.drop(columns="Volume"))
+    if name == "too few rows":
+        return _split(rows.tail(5))
+    if name == "NaN":
+        return _split(rows.assign(Close=[*rows["Close"][:-1], float("nan")]))
+    if name == "text in a number":
+        return _split(rows.astype({"Open": object}).assign(Open=["abc"] * len(rows)))
+    if name == "unsorted dates":
+        return _split(rows.iloc[::-1])
+    if name == "duplicate dates":
+        return _split(pd.concat([rows, rows.tail(1)]))
+    if name == "empty body":
+        return ""
+    if name == "not JSON":
+        return "{dataframe_split: oops"
+    if name == "huge body":
+        big = pd.concat([rows] * 100, ignore_index=True)  # 6000 rows > serving.max_rows
+        return _split(
+            big.assign(Date=pd.bdate_range("1990-01-01", periods=len(big)).strftime("%Y-%m-%d"))
+        )
+    raise AssertionError(name)
+
+
+BAD = {
+    "missing column": "Volume",
+    "too few rows": "needs at least",
+    "NaN": "Close must be",
+    "text in a number": "Open",
+    "unsorted dates": "increasing order",
+    "duplicate dates": "duplicate dates",
+    "empty body": "",
+    "not JSON": "",
+    "huge body": "at most 5000",
+}
+
+
+@pytest.mark.parametrize("fault", list(BAD))
+def test_bad_request_gets_4xx_and_server_keeps_serving(served: dict[str, Any], fault: str) -> None:
+    body = _mangle(fault, served["rows"])
+    resp = _post(served["url"], body, raw=isinstance(body, str))
+    assert 400 <= resp.status_code < 500, (resp.status_code, resp.text[:500])
+    assert BAD[fault] in resp.text
+    assert "message" in resp.json() or "error_code" in resp.json()
+    assert _post(served["url"], _split(served["rows"])).status_code == 200
+
+
+def test_served_model_follows_the_production_alias(served: dict[str, Any]) -> None:
+    url, rows = served["url"], served["rows"]
+    promotion.promote(served["cfg"], "GOOG", "2", "serve v2", "test", force=True)
+    statuses, seen = [], "1"
+    deadline = time.monotonic() + 60
+    while seen != "2" and time.monotonic() < deadline:  # keep traffic flowing during the swap
+        resp = _post(url, _split(rows))
+        statuses.append(resp.status_code)
+        seen = resp.json()["predictions"][0]["model_version"]
+    assert seen == "2" and set(statuses) == {200}
+    pred = _post(url, _split(rows)).json()["predictions"][0]
+    assert pred["forecast_close"] == pytest.approx(_local("2", rows), rel=1e-6)
+    assert _local("1", rows) != pytest.approx(_local("2", rows), rel=1e-9)
+    promotion.rollback(served["cfg"], "GOOG", "back", "test", force=True)
+    assert str(registry.production_version(served["cfg"], "GOOG").version) == "1"
+    deadline = time.monotonic() + 60
+    while seen != "1" and time.monotonic() < deadline:
+        seen = _post(url, _split(rows)).json()["predictions"][0]["model_version"]
+    assert seen == "1"
