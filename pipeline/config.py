@@ -147,14 +147,15 @@ def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
 
 def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if name.startswith(ENV_PREFIX):
-            keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
-            _set_path(tree, keys, yaml.safe_load(raw))
+    # The conventional names first, so an explicit PIPELINE__ key wins over them.
     if environ.get("MLFLOW_TRACKING_URI"):
         _set_path(tree, ["tracking", "uri"], environ["MLFLOW_TRACKING_URI"])
     if environ.get("OPTUNA_STORAGE"):
         _set_path(tree, ["tune", "storage"], environ["OPTUNA_STORAGE"])
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+            _set_path(tree, keys, yaml.safe_load(raw))
     return tree
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import store
+from pipeline.bars import NUMBER_COLUMNS
 from pipeline.config import Config
 
 FEATURES = ["log_ret", "range", "body", "gap", "volatility", "volume_z", "dow_sin", "dow_cos"]
@@ -22,29 +23,45 @@ TARGET = "target"
 SPLITS = ("train", "val", "test")
 
 
+def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing mean and sample std (ddof=1) over `window` rows; NaN until the window is full.
+
+    Plain numpy, not pandas .rolling(): the serving path runs this per request and
+    pandas' per-call overhead was most of the latency.
+    """
+    mean, std = np.full(len(x), np.nan), np.full(len(x), np.nan)
+    if len(x) >= window:
+        view = np.lib.stride_tricks.sliding_window_view(x, window)
+        mean[window - 1 :], std[window - 1 :] = view.mean(axis=1), view.std(axis=1, ddof=1)
+    return mean, std
+
+
 def make_features(bars: pd.DataFrame, vol_window: int, volume_window: int) -> pd.DataFrame:
     """Scale-free features; the last row has no target (it is the input for tomorrow)."""
-    close, log_vol = np.log(bars["Close"]), np.log1p(bars["Volume"])
-    log_ret = close.diff()
-    vol_mean = log_vol.rolling(volume_window).mean()
-    vol_std = log_vol.rolling(volume_window).std().replace(0.0, np.nan)
-    dow = bars["Date"].dt.dayofweek * (2 * np.pi / 5)
+    o, h, lo, c, v = (bars[k].to_numpy(dtype="float64") for k in NUMBER_COLUMNS)
+    log_c, log_vol = np.log(c), np.log1p(v)
+    log_ret = np.concatenate([[np.nan], np.diff(log_c)])
+    vol_mean, vol_std = rolling_mean_std(log_vol, volume_window)
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant volume: z-score 0
+        volume_z = np.where(vol_std > 0, (log_vol - vol_mean) / vol_std, 0.0)
+    volume_z[np.isnan(vol_std)] = np.nan
+    dow = bars["Date"].dt.dayofweek.to_numpy() * (2 * np.pi / 5)
     out = pd.DataFrame(
         {
-            "Date": bars["Date"],
-            "Close": bars["Close"],
+            "Date": bars["Date"].to_numpy(),
+            "Close": c,
             "log_ret": log_ret,
-            "range": np.log(bars["High"] / bars["Low"]),
-            "body": np.log(bars["Close"] / bars["Open"]),
-            "gap": np.log(bars["Open"]) - close.shift(1),
-            "volatility": log_ret.rolling(vol_window).std(),
-            "volume_z": ((log_vol - vol_mean) / vol_std).fillna(0.0),
+            "range": np.log(h / lo),
+            "body": np.log(c / o),
+            "gap": np.log(o) - np.concatenate([[np.nan], log_c[:-1]]),
+            "volatility": rolling_mean_std(log_ret, vol_window)[1],
+            "volume_z": volume_z,
             "dow_sin": np.sin(dow),
             "dow_cos": np.cos(dow),
-            TARGET: log_ret.shift(-1),
+            TARGET: np.concatenate([log_ret[1:], [np.nan]]),
         }
     )
-    warm = out[FEATURES].notna().all(axis=1)
+    warm = ~np.isnan(out[FEATURES].to_numpy()).any(axis=1)
     return out[warm].reset_index(drop=True)
 
 

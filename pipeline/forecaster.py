@@ -84,18 +84,20 @@ def check_bars(frame: pd.DataFrame, needed: int, max_rows: int = 100_000) -> pd.
             f"{len(frame)} rows sent; at most {max_rows} accepted: send the most "
             f"recent ones (this model uses the last {needed})"
         )
-    bars = frame[COLUMNS].copy()
-    dates = pd.to_datetime(bars["Date"], errors="coerce", format="mixed")
+    dates = pd.to_datetime(frame["Date"], errors="coerce", format="ISO8601")
     if dates.isna().any():
-        bad = bars["Date"][dates.isna()].head(3).tolist()
+        bad = frame["Date"][dates.isna()].head(3).tolist()
         raise BadInput(f"Date must be YYYY-MM-DD; unreadable: {bad}")
-    bars["Date"] = dates.dt.tz_localize(None) if dates.dt.tz is not None else dates
+    if dates.dt.tz is not None:
+        dates = dates.dt.tz_localize(None)
+    columns = {"Date": dates.to_numpy()}
     for col in NUMBER_COLUMNS:
-        nums = pd.to_numeric(bars[col], errors="coerce")
-        if nums.isna().any():
-            rows = bars["Date"][nums.isna()].dt.strftime("%Y-%m-%d").head(3).tolist()
-            raise BadInput(f"{col} must be a number on every row; missing or text on {rows}")
-        bars[col] = nums.astype("float64")
+        nums = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64")
+        if np.isnan(nums).any():
+            days = dates[np.isnan(nums)].dt.strftime("%Y-%m-%d").head(3).tolist()
+            raise BadInput(f"{col} must be a number on every row; missing or text on {days}")
+        columns[col] = nums
+    bars = pd.DataFrame(columns)
     if bars["Date"].duplicated().any():
         dup = bars["Date"][bars["Date"].duplicated()].dt.strftime("%Y-%m-%d").head(3).tolist()
         raise BadInput(f"duplicate dates {dup}: send one row per day")
@@ -146,17 +148,10 @@ class PriceForecaster(PythonModel):
         except (ValueError, KeyError):  # a date the calendar does not know: next weekday
             return f"{day + pd.offsets.BDay(1):%Y-%m-%d}"
 
-    def _scaled_features(self, bars: pd.DataFrame) -> pd.DataFrame:
+    def _features(self, bars: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """Features exactly as in training, and their scaled matrix (train-fitted scaler)."""
         feats = make_features(bars, int(self.spec["vol_window"]), int(self.spec["volume_window"]))
-        return feats.assign(
-            **dict(
-                zip(
-                    FEATURES,
-                    self.x_scaler.transform(feats[FEATURES].to_numpy(dtype="float64")).T,
-                    strict=True,
-                )
-            )
-        )
+        return feats, self.x_scaler.transform(feats[FEATURES].to_numpy(dtype="float64"))
 
     def _returns(self, scaled: np.ndarray) -> np.ndarray:
         return self.y_scaler.inverse(scaled.reshape(-1, 1))[:, 0]
@@ -167,9 +162,9 @@ class PriceForecaster(PythonModel):
     def forecast_next(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """The next session's forecast from the most recent raw bars."""
         needed, most = min_rows(self.spec), int(self.spec.get("max_rows", 5000))
-        feats = self._scaled_features(check_bars(model_input, needed, most))
+        feats, scaled = self._features(check_bars(model_input, needed, most))
         window = int(self.spec["window"])
-        x = feats[FEATURES].to_numpy(dtype="float32")[-window:][None, :, :]
+        x = scaled[-window:][None, :, :].astype("float32")
         ret = float(self._returns(np.asarray(self._one(x)))[0])
         last = feats.iloc[-1]
         row = {
@@ -183,9 +178,9 @@ class PriceForecaster(PythonModel):
 
     def forecast_all(self, bars: pd.DataFrame) -> pd.DataFrame:
         """A forecast made at every close that has a full window (for evaluation)."""
-        feats = self._scaled_features(bars)
+        feats, scaled = self._features(bars)
         window = int(self.spec["window"])
-        x = feats[FEATURES].to_numpy(dtype="float32")
+        x = scaled.astype("float32")
         idx = np.arange(window - 1, len(x))
         windows = x[idx[:, None] + np.arange(-window + 1, 1)[None, :]]
         ret = self._returns(np.asarray(self.net.predict(windows, batch_size=512, verbose=0)))

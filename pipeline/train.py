@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import store, tracking
+from pipeline.bars import NUMBER_COLUMNS
 from pipeline.config import Config
 from pipeline.features import FEATURES, prepare
 from pipeline.forecaster import OUTPUT_COLUMNS, PriceForecaster, min_rows, preprocessing_spec
@@ -52,12 +53,30 @@ def input_example(bars: pd.DataFrame, rows: int) -> pd.DataFrame:
     return tail.assign(Date=tail["Date"].dt.strftime("%Y-%m-%d"))
 
 
+def request_signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
+    """Named, required columns; numbers typed by the model itself, not by MLflow.
+
+    MLflow's `double` refuses integer JSON (`"Volume": 2175400` -> "can not safely
+    convert int64 to float64"), which every CSV-derived request has; the pyfunc's
+    own check gives a clearer message for text in a number anyway.
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inputs = Schema([ColSpec("string", "Date"), *(ColSpec(AnyType(), c) for c in NUMBER_COLUMNS)])
+    return ModelSignature(inputs=inputs, outputs=infer_signature(example, output).outputs)
+
+
 def log_forecaster(
-    cfg: Config, model: keras.Model, prep: Any, bars: pd.DataFrame, parent_id: str
+    cfg: Config,
+    model: keras.Model,
+    prep: Any,
+    bars: pd.DataFrame,
+    parent_id: str,
+    python_model: PriceForecaster | None = None,
 ) -> str:
     """Log the pyfunc (network + preprocessing) to the run; return its model URI."""
     import mlflow
-    from mlflow.models import infer_signature
 
     fc = cfg.features
     spec = preprocessing_spec(
@@ -81,9 +100,9 @@ def log_forecaster(
         with mlflow.start_run(run_id=parent_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=PriceForecaster(),  # pickled unloaded; loads itself
+                python_model=python_model or PriceForecaster(),  # pickled unloaded; loads itself
                 artifacts={"keras_model": str(keras_path), "preprocessing": str(spec_path)},
-                signature=infer_signature(example, output[OUTPUT_COLUMNS]),
+                signature=request_signature(example, output[OUTPUT_COLUMNS]),
                 input_example=example,
                 pip_requirements=PIP_REQUIREMENTS,
                 code_paths=[str(CODE_DIR)],

@@ -1,0 +1,11 @@
+# One image for every service of docker-compose.yaml: Airflow (api-server, scheduler,
+# dag-processor, triggerer, Celery workers), the MLflow server and the model server.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=2 \
+    GX_ANALYTICS_ENABLED=False MLFLOW_DISABLE_TELEMETRY=true \
+    AIRFLOW_HOME=/opt/airflow PIPELINE_HOME=/app
+WORKDIR /app
+COPY requirements.lock pyproject.toml ./
+RUN pip install -r requirements.lock
+COPY . .
+RUN pip install --no-deps -e .
