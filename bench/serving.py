@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,6 +28,7 @@ from bench.common import sample_features
 from pipeline import store, tracking
 from pipeline.config import load_config
 from pipeline.model import LSTMParams
+from pipeline.serving import serve_command
 from pipeline.train import fit_final, log_forecaster
 
 
@@ -70,31 +70,9 @@ def log_both(tmp: str) -> tuple[str, str, Any]:
 
 
 def start(uri: str, cfg: Any, port: int, log: Path) -> subprocess.Popen[bytes]:
-    bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": cfg.tracking_uri,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-    }
+    argv, env = serve_command(cfg, uri, port, follow=False)
     proc = subprocess.Popen(
-        [
-            str(bin_dir / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            uri,
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
     )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

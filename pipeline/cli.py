@@ -97,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     import os
 
     from pipeline.registry import production_version
-    from pipeline.serving import serve_command
+    from pipeline.serving import production_uri, serve_command
 
     cfg = load_config(args.config)
     if production_version(cfg, args.ticker) is None:
@@ -107,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
-    argv, env = serve_command(cfg, args.ticker, args.port)
+    argv, env = serve_command(cfg, production_uri(cfg, args.ticker), args.port)
     print(
         f"serving {argv[4]} at http://{cfg.serving.host}:{args.port or cfg.serving.port}"
         "/invocations (follows the alias)",

@@ -111,14 +111,4 @@ def rollback(
 def _move(
     cfg: Config, ticker: str, version: str, action: str, reason: str, actor: str, force: bool
 ) -> dict[str, Any]:
-    before = registry.production_version(cfg, ticker)
-    registry.move_production(cfg, ticker, version, action, reason, actor, forced=force)
-    return {
-        "model_name": registry.model_name(cfg, ticker),
-        "action": action,
-        "from_version": str(before.version) if before else None,
-        "to_version": version,
-        "reason": reason,
-        "actor": actor,
-        "forced": force,
-    }
+    return registry.move_production(cfg, ticker, version, action, reason, actor, forced=force)

@@ -164,7 +164,8 @@ def move_production(
     actor: str,
     forced: bool = False,
     run_id: str | None = None,
-) -> None:
+) -> dict[str, Any]:
+    """Point `production` at `version` and write the audit event (returned)."""
     name = model_name(cfg, ticker)
     before = production_version(cfg, ticker)
     mc = tracking.client(cfg)
@@ -172,19 +173,18 @@ def move_production(
     mc.set_model_version_tag(name, version, "promoted_reason", reason)
     if is_production_beatable(cfg, ticker):  # a new production model starts with a clean slate
         mc.delete_registered_model_tag(name, BEATABLE_TAG)
-    record(
-        cfg,
-        {
-            "action": action,
-            "model": name,
-            "from_version": str(before.version) if before else None,
-            "to_version": version,
-            "reason": reason,
-            "actor": actor,
-            "forced": forced,
-            "run_id": run_id,
-        },
-    )
+    event = {
+        "action": action,
+        "model": name,
+        "from_version": str(before.version) if before else None,
+        "to_version": version,
+        "reason": reason,
+        "actor": actor,
+        "forced": forced,
+        "run_id": run_id,
+    }
+    record(cfg, event)
+    return event
 
 
 def promote_if_better(

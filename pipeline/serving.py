@@ -85,19 +85,23 @@ def maybe_follow(owner: Any) -> None:
     AliasFollower(owner, uri, float(os.environ.get(INTERVAL_ENV, "5"))).start()
 
 
-def serve_command(
-    cfg: Any, ticker: str, port: int | None = None
-) -> tuple[list[str], dict[str, str]]:
+def production_uri(cfg: Any, ticker: str) -> str:
     from pipeline.registry import PRODUCTION, model_name
 
-    uri = f"models:/{model_name(cfg, ticker)}@{PRODUCTION}"
-    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    return f"models:/{model_name(cfg, ticker)}@{PRODUCTION}"
+
+
+def serve_command(
+    cfg: Any, model_uri: str, port: int | None = None, follow: bool = True
+) -> tuple[list[str], dict[str, str]]:
+    """`mlflow models serve` in this environment; with `follow`, the model tracks its alias."""
+    bin_dir = Path(sys.executable).parent  # mlflow starts `uvicorn` from PATH
     argv = [
-        mlflow_bin,
+        str(bin_dir / "mlflow"),
         "models",
         "serve",
         "-m",
-        uri,
+        model_uri,
         "--env-manager",
         "local",
         "-h",
@@ -105,15 +109,14 @@ def serve_command(
         "-p",
         str(port or cfg.serving.port),
     ]
-    bin_dir = str(Path(sys.executable).parent)  # mlflow starts `uvicorn` from PATH
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": cfg.tracking_uri,
         "MLFLOW_REGISTRY_URI": cfg.tracking_uri,
-        FOLLOW_ENV: uri,
-        INTERVAL_ENV: str(cfg.serving.reload_interval_s),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
+    if follow:
+        env.update({FOLLOW_ENV: model_uri, INTERVAL_ENV: str(cfg.serving.reload_interval_s)})
     return argv, env

@@ -18,13 +18,14 @@ SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    psycopg2 = pytest.importorskip("psycopg2")
+    import psycopg2
+
     try:
         admin = psycopg2.connect(
             host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3
         )
-    except psycopg2.OperationalError as exc:  # the machine's PostgreSQL is not running
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
+    except psycopg2.OperationalError as exc:  # only where no PostgreSQL runs at all
+        pytest.skip(f"needs PostgreSQL on 127.0.0.1:5432, trust auth ({exc})")
     admin.autocommit = True
     name = f"optuna_{uuid.uuid4().hex[:8]}"
     with admin.cursor() as cur:

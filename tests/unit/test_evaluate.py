@@ -115,3 +115,23 @@ def test_request_rows_are_checked(mangle, message: str) -> None:
     with pytest.raises(BadInput, match=message):
         check_bars(mangle(_bars(6)), needed=5)
     assert len(check_bars(_bars(6), needed=5)) == 6
+
+
+def test_rolling_flags_production_only_after_enough_days() -> None:
+    from pipeline.monitor import rolling
+
+    table = pd.DataFrame(
+        {
+            "actual_close": [1.0, 1.0, 1.0, None],
+            "model_abs_error": [3.0, 2.0, 2.0, None],
+            "naive_abs_error": [1.0, 1.0, 3.0, None],
+        }
+    )
+    assert rolling(table, 3) == {
+        "days": 3,
+        "model_mae": 7 / 3,
+        "naive_mae": 5 / 3,
+        "worse_than_naive": True,
+    }
+    assert rolling(table, 4)["worse_than_naive"] is False  # only 3 realised days so far
+    assert rolling(table, 1)["worse_than_naive"] is False  # the latest day it won
