@@ -85,10 +85,8 @@ def price_pipeline() -> None:
     def train(c: Carry) -> Carry:
         from pipeline import train
 
-        validation = {"checked": c["checked"], "rows": c["rows"], "passed": True}
         return {
             **c,
-            "validation": validation,
             **train.run(
                 _cfg(),
                 c["ticker"],
@@ -97,7 +95,7 @@ def price_pipeline() -> None:
                 c["parent_run_id"],
                 c["best_params"],
                 c["best_epoch"],
-                validation,
+                c["validation"],
             ),
         }
 

@@ -38,12 +38,11 @@ def run_csv(cfg: Config, csv: str, ticker: str) -> dict[str, Any]:
         pulled = ingest.run(local, ticker, last)
         checked = validate.run(local, ticker, last, pulled["raw_path"])
         feats = features.run(local, ticker, last)
-        validation = {"checked": checked["checked"], "rows": checked["rows"], "passed": True}
         return flow.train_and_promote(
             local,
             ticker,
             last.isoformat(),
             feats["features_path"],
             f"cli-{uuid.uuid4().hex[:12]}",
-            validation,
+            checked["validation"],
         )

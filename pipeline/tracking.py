@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no calls home from runs or tests
@@ -20,6 +21,8 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def client(cfg: Config) -> MlflowClient:
+    if cfg.tracking_uri.startswith("sqlite:///"):  # SQLite does not create its directory
+        Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_registry_uri(cfg.tracking_uri)
     return MlflowClient(cfg.tracking_uri)

@@ -229,4 +229,11 @@ def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> dict[str, Any]
         "first_date": f"{merged['Date'].iloc[0]:%Y-%m-%d}",
         "last_date": f"{merged['Date'].iloc[-1]:%Y-%m-%d}",
         "data_docs": report.docs,
+        # what the model's run and registered version carry as their validation evidence
+        "validation": {
+            "suite": SUITE_PATH.name,
+            "passed": True,
+            "checked": report.checked,
+            "rows": len(merged),
+        },
     }

@@ -60,5 +60,5 @@ def prepared(tiny_cfg: Callable[..., Config]) -> dict[str, Any]:
     return {
         "features_path": feats["features_path"],
         "day": DAY.isoformat(),
-        "validation": {"checked": checked["checked"], "passed": True},
+        "validation": checked["validation"],
     }
