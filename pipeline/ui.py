@@ -61,7 +61,12 @@ def airflow_login(home: Path, wait_s: float = 60) -> str:
 def run(cfg: Config) -> int:
     logs = cfg.state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "AIRFLOW__API__PORT": "8080"}
+    bin_dir = Path(sys.executable).parent  # `airflow standalone` starts `airflow ...` from PATH
+    env = {
+        **os.environ,
+        "AIRFLOW__API__PORT": "8080",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     procs = []
     for name, (argv, url) in commands(cfg).items():
         out = (logs / f"ui-{name}.log").open("w")
