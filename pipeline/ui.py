@@ -6,7 +6,9 @@ stops them all on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -67,20 +69,29 @@ def run(cfg: Config) -> int:
         "AIRFLOW__API__PORT": "8080",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    procs = []
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     for name, (argv, url) in commands(cfg).items():
-        out = (logs / f"ui-{name}.log").open("w")
-        procs.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env))
+        out = (logs / f"ui-{name}.log").open("wb")
+        procs[name] = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )  # own group: stop takes all
         print(f"{name:8s} {url}   (log: {logs / f'ui-{name}.log'})", flush=True)
     home = Path(os.environ.get("AIRFLOW_HOME", cfg.state / "airflow"))
     print(f"airflow login (user admin): {airflow_login(home)}", flush=True)
     print("Ctrl-C stops all three.", flush=True)
     try:
-        while all(p.poll() is None for p in procs):
+        while not (exited := [n for n, p in procs.items() if p.poll() is not None]):
             time.sleep(1)
+        for name in exited:  # e.g. a port already taken: its log says so
+            print(
+                f"{name} exited with code {procs[name].returncode}; see "
+                f"{logs / f'ui-{name}.log'}. Stopping the others.",
+                flush=True,
+            )
+        return 1
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
-        for p in procs:
-            p.terminate()
-    return 0
+        for proc in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
