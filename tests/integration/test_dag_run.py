@@ -8,9 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import tracking
+from pipeline import monitor, tracking
 from pipeline.config import load_config
 from pipeline.ingest import sample_path
+
+from .conftest import store_env
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +37,7 @@ def test_dag_ingests_validates_builds_features_and_stops_on_bad_data(
     bars.to_csv(landing / "GOOG.csv", index=False)
     state = tmp_path / "state"
     env = {
+        **store_env(tmp_path),  # throw-away MLflow + Optuna stores, tiny model budget
         "PIPELINE__STATE_DIR": str(state),
         "PIPELINE__SOURCE__KIND": "csv",
         "PIPELINE__SOURCE__CSV_DIR": str(landing),
@@ -54,6 +57,11 @@ def test_dag_ingests_validates_builds_features_and_stops_on_bad_data(
     run = mc.get_run(version.tags["run_id"])
     assert run.info.status == "FINISHED" and "test_model_mase" in run.data.metrics
     assert run.data.tags["day"] == "2013-02-28"
+    assert cfg.tracking_uri.startswith(f"sqlite:///{tmp_path}")
+    assert run.info.artifact_uri.startswith((tmp_path / "mlruns").as_uri())
+    forecasts = monitor.read_forecasts(cfg, "GOOG")
+    promoted = version.tags["gate"] == "passed"
+    assert list(forecasts["as_of"]) == (["2013-02-28"] if promoted else [])
 
     # the next day's file arrives corrupted: High below Low on the new bar
     bars.loc[bars.index[-1], "High"] = 1.0
