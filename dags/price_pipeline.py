@@ -1,9 +1,10 @@
 """Daily price pipeline: wiring only. Each task imports its step and calls run().
 
 Per ticker (dynamic task mapping): ingest -> validate -> monitor (realised error
-of earlier forecasts) -> features -> tune -> train -> evaluate -> register ->
-promote -> forecast (the next session, by the production model). Each task passes on a small dict
-(paths, run ids, versions) that grows by the step's own result.
+of earlier forecasts) -> features -> tune (x tune.workers sharing one Optuna
+study) -> best -> train -> evaluate -> register -> promote -> forecast (the next
+session, by the production model). Each task passes on a small dict (paths, run
+ids, versions) that grows by the step's own result.
 """
 
 from __future__ import annotations
@@ -75,11 +76,28 @@ def price_pipeline() -> None:
         return {**c, **features.run(_cfg(), c["ticker"], _day())}
 
     @task
-    def tune(c: Carry) -> Carry:
+    def tune_workers() -> list[int]:
+        return list(range(_cfg().tune.workers))
+
+    @task
+    def tune(c: Carry, worker: int) -> Carry:
+        from pipeline import tracking, tune
+
+        cfg, run_id = _cfg(), get_current_context()["run_id"]
+        parent = tracking.parent_run(cfg, c["ticker"], c["day"], run_id)
+        ran = tune.search(cfg, c["ticker"], c["day"], c["features_path"], parent)
+        return {**c, "parent_run_id": parent, "worker": worker, "trials_run": ran}
+
+    @task
+    def per_ticker(done: list[Carry]) -> list[Carry]:
+        """Tuning ran as ticker x worker; go on with one carry per ticker."""
+        return list({c["ticker"]: c for c in done}.values())
+
+    @task
+    def best(c: Carry) -> Carry:
         from pipeline import tune
 
-        run_id = get_current_context()["run_id"]
-        return {**c, **tune.run(_cfg(), c["ticker"], c["day"], c["features_path"], run_id)}
+        return {**c, **tune.best(_cfg(), c["ticker"], c["day"], c["parent_run_id"])}
 
     @task
     def train(c: Carry) -> Carry:
@@ -137,7 +155,9 @@ def price_pipeline() -> None:
         return {**c, **monitor.forecast(_cfg(), c["ticker"], _day())}
 
     carry = validate.expand(c=ingest.expand(ticker=tickers()))
-    carry = tune.expand(c=features.expand(c=monitor.expand(c=carry)))
+    carry = features.expand(c=monitor.expand(c=carry))
+    tuned = tune.expand(c=carry, worker=tune_workers())  # ticker x worker
+    carry = best.expand(c=per_ticker(tuned))  # type: ignore[arg-type]  # XComArg at parse time
     carry = register.expand(c=evaluate.expand(c=train.expand(c=carry)))
     forecast.expand(c=promote.expand(c=carry))
 

@@ -63,6 +63,7 @@ class SearchSpace(_Section):
 class TuneConfig(_Section):
     n_trials: int = Field(default=8, ge=1)
     timeout_s: float = Field(default=300, gt=0)
+    workers: int = Field(default=1, ge=1)  # parallel tuning tasks per ticker (shared study)
     max_epochs: int = Field(default=15, ge=1)
     patience: int = Field(default=3, ge=1)
     seed: int = 42

@@ -42,28 +42,31 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
 
 
 def parent_run(cfg: Config, ticker: str, day: str, pipeline_run_id: str) -> str:
-    """The one MLflow run for (pipeline run, ticker); a retried task finds the same one."""
+    """The one MLflow run for (pipeline run, ticker); a retried task finds the same one.
+
+    Parallel tuning workers may race to create it: each then keeps the oldest and
+    deletes its own extra, so all of them log into one run.
+    """
     mc, exp = client(cfg), experiment_id(cfg)
-    found = mc.search_runs(
-        [exp],
+    query = (
         f"tags.pipeline_run_id = '{pipeline_run_id}' and tags.ticker = '{ticker}' "
-        "and tags.kind = 'pipeline'",
-        max_results=1,
+        "and tags.kind = 'pipeline'"
     )
+    found = mc.search_runs([exp], query, order_by=["attributes.start_time ASC"], max_results=1)
     if found:
         return str(found[0].info.run_id)
-    run = mc.create_run(
-        exp,
-        run_name=f"{ticker} {day}",
-        tags={
-            "pipeline_run_id": pipeline_run_id,
-            "ticker": ticker,
-            "day": day,
-            "kind": "pipeline",
-            "code_version": code_version(),
-        },
-    )
-    return str(run.info.run_id)
+    tags = {
+        "pipeline_run_id": pipeline_run_id,
+        "ticker": ticker,
+        "day": day,
+        "kind": "pipeline",
+        "code_version": code_version(),
+    }
+    mine = str(mc.create_run(exp, run_name=f"{ticker} {day}", tags=tags).info.run_id)
+    oldest = mc.search_runs([exp], query, order_by=["attributes.start_time ASC"], max_results=1)[0]
+    if oldest.info.run_id != mine:
+        mc.delete_run(mine)
+    return str(oldest.info.run_id)
 
 
 def child_run(cfg: Config, parent_id: str, name: str, tags: dict[str, str]) -> str:

@@ -152,35 +152,50 @@ def _log_study_plots(cfg: Config, study: optuna.Study, parent_id: str) -> None:
             log.warning("skipped %s: %s", name, exc)
 
 
-def run(
-    cfg: Config, ticker: str, day: str, features_path: str, pipeline_run_id: str
-) -> dict[str, Any]:
+def search(cfg: Config, ticker: str, day: str, features_path: str, parent_id: str) -> int:
+    """Run trials until the study holds `tune.n_trials` finished ones (or the timeout).
+
+    Several workers may call this at once on a shared storage: the budget is the
+    study's total, so together they run n_trials, and a retried task resumes.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    feats = pd.read_parquet(features_path)
-    parent_id = tracking.parent_run(cfg, ticker, day, pipeline_run_id)
     study = load_study(cfg, ticker, day)
     done = len([t for t in study.trials if t.state in FINISHED])
-    remaining = max(0, cfg.tune.n_trials - done)
-    log.info("study %s: %d trial(s) done, running %d more", study.study_name, done, remaining)
-    if remaining:
+    log.info("study %s: %d of %d trial(s) done", study.study_name, done, cfg.tune.n_trials)
+    if done < cfg.tune.n_trials:
         study.optimize(
-            make_objective(cfg, feats, parent_id),
-            n_trials=remaining,
+            make_objective(cfg, pd.read_parquet(features_path), parent_id),
             timeout=cfg.tune.timeout_s,
+            callbacks=[optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED)],
             gc_after_trial=True,
             show_progress_bar=sys.stderr.isatty(),
             catch=(ValueError,),
         )
-    best = study.best_trial
+    return len(study.trials) - done
+
+
+def best(cfg: Config, ticker: str, day: str, parent_id: str) -> dict[str, Any]:
+    """The study's best trial, logged to the pipeline run with its plots."""
+    study = load_study(cfg, ticker, day)
+    trial = study.best_trial
     mc = tracking.client(cfg)
     mc.set_tag(parent_id, "optuna_study", study.study_name)
-    mc.log_metric(parent_id, "best_val_loss", float(best.value or 0.0))
+    mc.log_metric(parent_id, "best_val_loss", float(trial.value or 0.0))
     _log_study_plots(cfg, study, parent_id)
     return {
         "parent_run_id": parent_id,
         "study": study.study_name,
-        "best_params": best.params,
-        "best_epoch": int(best.user_attrs.get("best_epoch", cfg.tune.max_epochs)),
-        "best_val_loss": best.value,
+        "best_params": trial.params,
+        "best_epoch": int(trial.user_attrs.get("best_epoch", cfg.tune.max_epochs)),
+        "best_val_loss": trial.value,
         "trials": len(study.trials),
     }
+
+
+def run(
+    cfg: Config, ticker: str, day: str, features_path: str, pipeline_run_id: str
+) -> dict[str, Any]:
+    """One worker: search, then report the best trial."""
+    parent_id = tracking.parent_run(cfg, ticker, day, pipeline_run_id)
+    search(cfg, ticker, day, features_path, parent_id)
+    return best(cfg, ticker, day, parent_id)

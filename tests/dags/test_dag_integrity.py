@@ -1,3 +1,4 @@
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,26 @@ def test_dags_load_without_errors(airflow_db: Path) -> None:
     assert bag.import_errors == {}
     dag = bag.get_dag("price_pipeline")
     assert dag is not None
-    assert {"ingest", "validate", "features"} <= set(dag.task_ids)
+    steps = [
+        "ingest",
+        "validate",
+        "monitor",
+        "features",
+        "tune",
+        "best",
+        "train",
+        "evaluate",
+        "register",
+        "promote",
+        "forecast",
+    ]
+    assert set(steps) <= set(dag.task_ids)
+    chain = [dag.get_task(t) for t in steps]
+    assert all(
+        b.task_id in a.downstream_task_ids or b.task_id == "best"
+        for a, b in itertools.pairwise(chain)
+    )
+    assert bag.get_dag("model_promotion") is not None
     assert dag.default_args["retries"] >= 1 and dag.default_args["retry_exponential_backoff"]
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 
@@ -38,6 +39,7 @@ def test_dag_ingests_validates_builds_features_and_stops_on_bad_data(
     state = tmp_path / "state"
     env = {
         **store_env(tmp_path),  # throw-away MLflow + Optuna stores, tiny model budget
+        "PIPELINE__TUNE__WORKERS": "2",  # two tuning tasks share one study and its budget
         "PIPELINE__STATE_DIR": str(state),
         "PIPELINE__SOURCE__KIND": "csv",
         "PIPELINE__SOURCE__CSV_DIR": str(landing),
@@ -58,6 +60,12 @@ def test_dag_ingests_validates_builds_features_and_stops_on_bad_data(
     assert run.info.status == "FINISHED" and "test_model_mase" in run.data.metrics
     assert run.data.tags["day"] == "2013-02-28"
     assert cfg.tracking_uri.startswith(f"sqlite:///{tmp_path}")
+    study = optuna.load_study(study_name="GOOG-2013-02-28", storage=cfg.optuna_storage)
+    assert len(study.trials) == cfg.tune.n_trials == 2  # not 2 per worker
+    parents = mc.search_runs([run.info.experiment_id], "tags.kind = 'pipeline'")
+    assert [p.info.run_id for p in parents] == [run.info.run_id]
+    trials = mc.search_runs([run.info.experiment_id], "tags.kind = 'trial'")
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {run.info.run_id}
     assert run.info.artifact_uri.startswith((tmp_path / "mlruns").as_uri())
     forecasts = monitor.read_forecasts(cfg, "GOOG")
     promoted = version.tags["gate"] == "passed"
