@@ -58,4 +58,4 @@ fmt: $(STAMP) ## format the code
 	$(BIN)/ruff check --fix pipeline dags tests bench
 
 clean: ## remove run-time state (state/, mlruns/ content); keeps .venv
-	rm -rf state && find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf state && find mlruns -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -24,8 +24,11 @@ def postgres_url() -> Iterator[str]:
         admin = psycopg2.connect(
             host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3
         )
-    except psycopg2.OperationalError as exc:  # only where no PostgreSQL runs at all
-        pytest.skip(f"needs PostgreSQL on 127.0.0.1:5432, trust auth ({exc})")
+    except psycopg2.OperationalError as exc:
+        pytest.fail(
+            f"this test needs PostgreSQL on 127.0.0.1:5432 with trust auth for user "
+            f"postgres (start it: pg_ctlcluster <version> main start): {exc}"
+        )
     admin.autocommit = True
     name = f"optuna_{uuid.uuid4().hex[:8]}"
     with admin.cursor() as cur:
