@@ -152,8 +152,7 @@ def run(
     from pipeline import registry, store, tracking
 
     feats = pd.read_parquet(features_path)
-    bars = store.read_curated(cfg, ticker)
-    bars = bars[bars["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
+    bars = store.read_curated(cfg, ticker, until=day)
     production = registry.production_version(cfg, ticker)
     prod_uri = f"models:/{production.name}/{production.version}" if production else None
     result, table = evaluate_models(bars, feats, model_uri, prod_uri)

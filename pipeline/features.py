@@ -141,8 +141,7 @@ def features_dir(cfg: Config, ticker: str, day: dt.date) -> Any:
 
 
 def run(cfg: Config, ticker: str, day: dt.date) -> dict[str, Any]:
-    bars = store.read_curated(cfg, ticker)
-    bars = bars[bars["Date"] <= pd.Timestamp(day)]
+    bars = store.read_curated(cfg, ticker, until=day)
     fc = cfg.features
     feats = make_features(bars, fc.volatility_window, fc.volume_window)
     feats["split"] = assign_splits(feats, fc.val_fraction, fc.test_fraction)

@@ -71,8 +71,7 @@ def forecast(cfg: Config, ticker: str, day: dt.date) -> dict[str, Any]:
     if prod is None:
         log.warning("%s: no production model, no forecast written", ticker)
         return {"forecast": None}
-    bars = store.read_curated(cfg, ticker)
-    bars = bars[bars["Date"] <= pd.Timestamp(day)].tail(cfg.serving.max_rows)
+    bars = store.read_curated(cfg, ticker, until=day).tail(cfg.serving.max_rows)
     model = mlflow.pyfunc.load_model(f"models:/{prod.name}/{prod.version}")
     out = model.predict(bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))).iloc[0]
     row = {
@@ -123,8 +122,7 @@ def realise(cfg: Config, ticker: str, bars: pd.DataFrame) -> int:
 
 def run(cfg: Config, ticker: str, day: dt.date) -> dict[str, Any]:
     """Realise pending forecasts, log them, and flag production if it keeps losing to naive."""
-    bars = store.read_curated(cfg, ticker)
-    realise(cfg, ticker, bars[bars["Date"] <= pd.Timestamp(day)])
+    realise(cfg, ticker, store.read_curated(cfg, ticker, until=day))
     table = read_forecasts(cfg, ticker).dropna(subset=["actual_close"])
     if table.empty:
         return {"monitoring": {"days": 0}}

@@ -32,8 +32,7 @@ def reevaluate(cfg: Config, ticker: str, version: str) -> dict[str, Any]:
     path = latest_features(cfg, ticker)
     feats = pd.read_parquet(path)
     day = path.parent.name
-    bars = store.read_curated(cfg, ticker)
-    bars = bars[bars["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
+    bars = store.read_curated(cfg, ticker, until=day)
     name = registry.model_name(cfg, ticker)
     prod = registry.production_version(cfg, ticker)
     prod_uri = f"models:/{name}/{prod.version}" if prod and str(prod.version) != version else None

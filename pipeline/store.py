@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import shutil
@@ -51,13 +52,17 @@ def curated_path(cfg: Config, ticker: str) -> Path:
     return cfg.state / "curated" / f"{ticker}.parquet"
 
 
-def read_curated(cfg: Config, ticker: str) -> pd.DataFrame:
+def read_curated(cfg: Config, ticker: str, until: dt.date | str | None = None) -> pd.DataFrame:
+    """The curated table; with `until` (a date), only the bars a run on that day could see."""
     path = curated_path(cfg, ticker)
     if not path.exists():
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS}).astype(
             {"Date": "datetime64[ns]"}
         )
-    return pd.read_parquet(path)
+    bars = pd.read_parquet(path)
+    if until is not None:
+        bars = bars[bars["Date"] <= pd.Timestamp(str(until))].reset_index(drop=True)
+    return bars
 
 
 def publish_curated(

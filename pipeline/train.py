@@ -122,8 +122,7 @@ def run(
 ) -> dict[str, Any]:
     params = LSTMParams.from_dict(best_params)
     feats = pd.read_parquet(features_path)
-    bars = store.read_curated(cfg, ticker)
-    bars = bars[bars["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
+    bars = store.read_curated(cfg, ticker, until=day)
     model, prep = fit_final(params, feats, best_epoch, cfg.tune.seed)
     mc = tracking.client(cfg)
     for key, value in {**params.as_dict(), "epochs": best_epoch}.items():
