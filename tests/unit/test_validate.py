@@ -172,3 +172,11 @@ def test_cli_contract_in_a_subprocess(tmp_path: Path, sample_bars: pd.DataFrame)
     )
     assert out.returncode == 1 and out.stdout.startswith("FAIL columns:")
     assert not (tmp_path / "state").exists()
+
+
+def test_backfill_of_an_earlier_day_after_a_later_one(cfg: Config) -> None:
+    late, early = dt.date(2013, 3, 1), dt.date(2012, 6, 1)
+    validate.run(cfg, "GOOG", late, ingest.run(cfg, "GOOG", late)["raw_path"])
+    out = validate.run(cfg, "GOOG", early, ingest.run(cfg, "GOOG", early)["raw_path"])
+    assert out["last_date"] == "2012-06-01"  # judged on what that day could see
+    assert store.read_curated(cfg, "GOOG")["Date"].max() == pd.Timestamp("2013-03-01")
