@@ -19,9 +19,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from bench.common import sample_features, timed
+from bench.common import sample_features, throwaway_config, timed
 from pipeline import evaluate
-from pipeline.config import load_config
 
 
 def tutorial_forecasts(feats: pd.DataFrame, window: int = 60, seed: int = 42) -> np.ndarray:
@@ -73,15 +72,7 @@ def tuned_pipeline(
     from pipeline import store, train, tune
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "PIPELINE__STATE_DIR": f"{tmp}/state",
-            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
-            "PIPELINE__TRACKING__ARTIFACT_ROOT": f"{tmp}/art",
-            "OPTUNA_STORAGE": f"sqlite:///{tmp}/optuna.db",
-            "PIPELINE__TUNE__N_TRIALS": str(trials),
-            "PIPELINE__TUNE__MAX_EPOCHS": str(epochs),
-        }
-        cfg = load_config(environ=env)
+        cfg = throwaway_config(tmp, tune__n_trials=trials, tune__max_epochs=epochs)
         path = Path(tmp) / "features.parquet"
         feats.to_parquet(path)
         day = f"{bars['Date'].iloc[-1]:%Y-%m-%d}"

@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 import requests
 
-from bench.common import sample_features
+from bench.common import sample_features, throwaway_config
 from pipeline import store, tracking
-from pipeline.config import load_config
 from pipeline.model import LSTMParams
 from pipeline.serving import serve_command
 from pipeline.train import fit_final, log_forecaster
@@ -43,12 +42,7 @@ def free_port() -> int:
 def log_both(tmp: str) -> tuple[str, str, Any]:
     from bench.plain_model import PredictPerRequest
 
-    env = {
-        "PIPELINE__STATE_DIR": f"{tmp}/state",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
-        "PIPELINE__TRACKING__ARTIFACT_ROOT": f"{tmp}/art",
-    }
-    cfg = load_config(environ=env)
+    cfg = throwaway_config(tmp)
     bars, feats = sample_features()
     store.publish_curated(cfg, "GOOG", bars, bars.iloc[:0], "bench")
     model, prep = fit_final(LSTMParams(), feats, epochs=3, seed=0)

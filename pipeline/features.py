@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,7 +137,7 @@ def prepare(feats: pd.DataFrame, window: int) -> Prepared:
     return Prepared(x=xs, y=ys, x_scaler=x_scaler, y_scaler=y_scaler, window=window)
 
 
-def features_dir(cfg: Config, ticker: str, day: dt.date) -> Any:
+def features_dir(cfg: Config, ticker: str, day: dt.date) -> Path:
     return cfg.state / "features" / ticker / day.isoformat()
 
 

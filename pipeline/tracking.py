@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -78,26 +79,38 @@ def child_run(cfg: Config, parent_id: str, name: str, tags: dict[str, str]) -> s
     return str(run.info.run_id)
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@functools.cache  # the code does not change while a process runs
 def code_version() -> str:
     """The git commit of the code that ran (plus '-dirty'), or the package version."""
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        return _git("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         from importlib.metadata import version
 
         return f"price-pipeline {version('price-pipeline')}"
+
+
+def log_batch(
+    mc: MlflowClient,
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+) -> None:
+    """Params and tags in one round trip to the tracking store (not one per key)."""
+    from mlflow.entities import Param, RunTag
+
+    mc.log_batch(
+        run_id,
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
 
 
 def fingerprint(bars: Any, tickers: list[str]) -> dict[str, Any]:

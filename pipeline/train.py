@@ -125,12 +125,15 @@ def run(
     bars = store.read_curated(cfg, ticker, until=day)
     model, prep = fit_final(params, feats, best_epoch, cfg.tune.seed)
     mc = tracking.client(cfg)
-    for key, value in {**params.as_dict(), "epochs": best_epoch}.items():
-        mc.log_param(parent_run_id, key, value)
     fingerprint = tracking.fingerprint(bars, [ticker])
-    for key, value in fingerprint.items():
-        mc.set_tag(parent_run_id, f"data.{key}", str(value))
-    for key, value in validation.items():
-        mc.set_tag(parent_run_id, f"validation.{key}", str(value))
+    tracking.log_batch(
+        mc,
+        parent_run_id,
+        params={**params.as_dict(), "epochs": best_epoch},
+        tags={
+            **{f"data.{k}": v for k, v in fingerprint.items()},
+            **{f"validation.{k}": v for k, v in validation.items()},
+        },
+    )
     model_uri = log_forecaster(cfg, model, prep, bars, parent_run_id)
     return {"model_uri": model_uri, "params": params.as_dict(), "fingerprint": fingerprint}

@@ -93,8 +93,7 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
             {"kind": "trial", "trial_number": str(trial.number)},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
-        for key, value in params.as_dict().items():
-            mc.log_param(run_id, key, value)
+        tracking.log_batch(mc, run_id, params=params.as_dict())
         state, status = "FAIL", "FAILED"
         try:
             _, history = fit(
