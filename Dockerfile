@@ -6,6 +6,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 TF_CPP_MIN_LOG_LEVEL=2 \
     AIRFLOW_HOME=/opt/airflow PIPELINE_HOME=/app
 WORKDIR /app
 COPY requirements.lock pyproject.toml ./
-RUN pip install -r requirements.lock
+# The same lock and installer as `make install`: pip bootstraps uv, uv installs the lock.
+RUN pip install "$(grep -m1 '^uv==' requirements.lock)" \
+    && uv pip install --system -r requirements.lock
 COPY . .
-RUN pip install --no-deps -e .
+RUN uv pip install --system --no-deps -e .

@@ -19,8 +19,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from bench.common import sample_features, throwaway_config, timed
+from bench.common import sample_features, timed
 from pipeline import evaluate
+from pipeline.config import throwaway_config
 
 
 def tutorial_forecasts(feats: pd.DataFrame, window: int = 60, seed: int = 42) -> np.ndarray:
@@ -68,29 +69,21 @@ def tutorial_forecasts(feats: pd.DataFrame, window: int = 60, seed: int = 42) ->
 def tuned_pipeline(
     bars: pd.DataFrame, feats: pd.DataFrame, trials: int, epochs: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The pipeline's own tune -> train, on throw-away stores; its logged pyfunc forecasts."""
-    from pipeline import store, train, tune
+    """The pipeline's tune -> best -> train steps on throw-away stores; its pyfunc's forecasts."""
+    from pipeline import steps, store
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = throwaway_config(tmp, tune__n_trials=trials, tune__max_epochs=epochs)
+        cfg = throwaway_config(Path(tmp), tune__n_trials=trials, tune__max_epochs=epochs)
         path = Path(tmp) / "features.parquet"
         feats.to_parquet(path)
-        day = f"{bars['Date'].iloc[-1]:%Y-%m-%d}"
+        day = bars["Date"].iloc[-1].date()
         store.publish_curated(cfg, "GOOG", bars, pd.DataFrame(), day)
-        tuned = tune.run(cfg, "GOOG", day, str(path), "bench")
-        trained = train.run(
-            cfg,
-            "GOOG",
-            day,
-            str(path),
-            tuned["parent_run_id"],
-            tuned["best_params"],
-            tuned["best_epoch"],
-            {},
-        )
+        carry = steps.start("GOOG", day, "bench")
+        carry["features_path"], carry["validation"] = str(path), {}
+        carry = steps.run_steps(cfg, carry, ["tune", "best", "train"])
         days = evaluate.test_days(feats)
-        forecasts = evaluate.align(days, evaluate.forecasts_of(trained["model_uri"], bars))
-    return forecasts, {"best_params": tuned["best_params"], "trials": tuned["trials"]}
+        forecasts = evaluate.align(days, evaluate.forecasts_of(carry["model_uri"], bars))
+    return forecasts, {"best_params": carry["best_params"], "trials": carry["trials"]}
 
 
 def main() -> None:

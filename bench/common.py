@@ -12,7 +12,7 @@ import pandas as pd
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.bars import read_bars_csv
-from pipeline.config import Config, load_config
+from pipeline.config import load_config
 from pipeline.features import assign_splits, make_features
 from pipeline.ingest import sample_path
 
@@ -25,18 +25,6 @@ def sample_features() -> tuple[pd.DataFrame, pd.DataFrame]:
     feats = make_features(bars, fc.volatility_window, fc.volume_window)
     feats["split"] = assign_splits(feats, fc.val_fraction, fc.test_fraction)
     return bars, feats
-
-
-def throwaway_config(tmp: str, **overrides: object) -> Config:
-    """The default config with every store under `tmp`; keyword args are PIPELINE__ keys."""
-    env = {
-        "PIPELINE__STATE_DIR": f"{tmp}/state",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
-        "PIPELINE__TRACKING__ARTIFACT_ROOT": f"{tmp}/art",
-        "OPTUNA_STORAGE": f"sqlite:///{tmp}/optuna.db",
-        **{f"PIPELINE__{k.upper()}": str(v) for k, v in overrides.items()},
-    }
-    return load_config(environ=env)
 
 
 @contextmanager

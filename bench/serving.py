@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import requests
 
-from bench.common import sample_features, throwaway_config
+from bench.common import sample_features
 from pipeline import store, tracking
+from pipeline.config import throwaway_config
 from pipeline.model import LSTMParams
 from pipeline.serving import serve_command
 from pipeline.train import fit_final, log_forecaster
@@ -42,9 +43,9 @@ def free_port() -> int:
 def log_both(tmp: str) -> tuple[str, str, Any]:
     from bench.plain_model import PredictPerRequest
 
-    cfg = throwaway_config(tmp)
+    cfg = throwaway_config(Path(tmp))
     bars, feats = sample_features()
-    store.publish_curated(cfg, "GOOG", bars, bars.iloc[:0], "bench")
+    store.publish_curated(cfg, "GOOG", bars, bars.iloc[:0], bars["Date"].iloc[-1].date())
     model, prep = fit_final(LSTMParams(), feats, epochs=3, seed=0)
     uris = []
     for kind in ("project", "plain"):

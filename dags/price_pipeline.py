@@ -1,10 +1,10 @@
-"""Daily price pipeline: wiring only. Each task imports its step and calls run().
+"""Daily price pipeline: wiring only. The step order comes from pipeline/steps.py.
 
 Per ticker (dynamic task mapping): ingest -> validate -> monitor (realised error
 of earlier forecasts) -> features -> tune (x tune.workers sharing one Optuna
 study) -> best -> train -> evaluate -> register -> promote -> forecast (the next
-session, by the production model). Each task passes on a small dict (paths, run
-ids, versions) that grows by the step's own result.
+session, by the production model). Each task runs one step's adapter on a small
+carry (paths, run ids, versions) and passes it on with the step's keys added.
 """
 
 from __future__ import annotations
@@ -15,20 +15,31 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
+from pipeline.steps import FAN_OUT, SEQUENCE
+
 RETRIES = {"retries": 2, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True}
-Carry = dict[str, Any]
+Carry = dict[str, Any]  # pipeline.carry.Carry, as XCom hands it over
 
 
-def _cfg() -> Any:
+def _advance(name: str, c: Carry) -> Carry:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipeline import steps
     from pipeline.config import load_config
+    from pipeline.validate import ValidationFailed
 
-    return load_config()
+    try:
+        return dict(steps.advance(load_config(), name, c))  # type: ignore[arg-type]
+    except ValidationFailed as exc:  # bad data: retrying cannot help
+        raise AirflowFailException(str(exc)) from exc
 
 
-def _day() -> Any:
-    from pipeline.dates import run_day
+def step_task(name: str) -> Any:
+    @task(task_id=name)
+    def run_step(c: Carry) -> Carry:
+        return _advance(name, c)
 
-    return run_day(get_current_context())
+    return run_step
 
 
 @dag(
@@ -43,123 +54,38 @@ def _day() -> Any:
 )
 def price_pipeline() -> None:
     @task
-    def tickers() -> list[str]:
-        return list(_cfg().tickers)
+    def tickers() -> list[Carry]:
+        """One starting carry per configured ticker, for this run's day."""
+        from pipeline import steps
+        from pipeline.config import load_config
+        from pipeline.dates import run_day
 
-    @task
-    def ingest(ticker: str) -> Carry:
-        from pipeline import ingest
-
-        return ingest.run(_cfg(), ticker, _day())
-
-    @task
-    def validate(c: Carry) -> Carry:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from pipeline import validate
-
-        try:
-            return {**c, **validate.run(_cfg(), c["ticker"], _day(), c["raw_path"])}
-        except validate.ValidationFailed as exc:  # bad data: retrying cannot help
-            raise AirflowFailException(str(exc)) from exc
-
-    @task
-    def monitor(c: Carry) -> Carry:
-        from pipeline import monitor
-
-        return {**c, **monitor.run(_cfg(), c["ticker"], _day())}
-
-    @task
-    def features(c: Carry) -> Carry:
-        from pipeline import features
-
-        return {**c, **features.run(_cfg(), c["ticker"], _day())}
+        ctx = get_current_context()
+        day = run_day(ctx)
+        return [dict(steps.start(t, day, ctx["run_id"])) for t in load_config().tickers]
 
     @task
     def tune_workers() -> list[int]:
-        return list(range(_cfg().tune.workers))
+        from pipeline.config import load_config
 
-    @task
-    def tune(c: Carry, worker: int) -> Carry:
-        from pipeline import tracking, tune
+        return list(range(load_config().tune.workers))
 
-        cfg, run_id = _cfg(), get_current_context()["run_id"]
-        parent = tracking.parent_run(cfg, c["ticker"], c["day"], run_id)
-        ran = tune.search(cfg, c["ticker"], c["day"], c["features_path"], parent)
-        return {**c, "parent_run_id": parent, "worker": worker, "trials_run": ran}
+    @task(task_id=FAN_OUT)
+    def fanned_out(c: Carry, worker: int) -> Carry:
+        return _advance(FAN_OUT, {**c, "worker": worker})
 
     @task
     def per_ticker(done: list[Carry]) -> list[Carry]:
-        """Tuning ran as ticker x worker; go on with one carry per ticker."""
+        """The fanned-out step ran as ticker x worker; go on with one carry per ticker."""
         return list({c["ticker"]: c for c in done}.values())
 
-    @task
-    def best(c: Carry) -> Carry:
-        from pipeline import tune
-
-        return {**c, **tune.best(_cfg(), c["ticker"], c["day"], c["parent_run_id"])}
-
-    @task
-    def train(c: Carry) -> Carry:
-        from pipeline import train
-
-        return {
-            **c,
-            **train.run(
-                _cfg(),
-                c["ticker"],
-                c["day"],
-                c["features_path"],
-                c["parent_run_id"],
-                c["best_params"],
-                c["best_epoch"],
-                c["validation"],
-            ),
-        }
-
-    @task
-    def evaluate(c: Carry) -> Carry:
-        from pipeline import evaluate
-
-        ev = evaluate.run(
-            _cfg(), c["ticker"], c["day"], c["features_path"], c["model_uri"], c["parent_run_id"]
-        )
-        return {**c, "evaluation": ev}
-
-    @task
-    def register(c: Carry) -> Carry:
-        from pipeline import flow, registry
-
-        ev = flow.evidence(c["evaluation"], c, c["validation"])
-        return {
-            **c,
-            "version": registry.register(
-                _cfg(), c["ticker"], c["model_uri"], c["parent_run_id"], ev
-            ),
-        }
-
-    @task
-    def promote(c: Carry) -> Carry:
-        from pipeline import flow
-
-        summary = flow.promote_and_finish(
-            _cfg(), c["ticker"], c["version"], c["evaluation"], c["parent_run_id"]
-        )
-        print(summary)
-        return {**c, "promotion": summary}
-
-    @task
-    def forecast(c: Carry) -> Carry:
-        from pipeline import monitor
-
-        return {**c, **monitor.forecast(_cfg(), c["ticker"], _day())}
-
-    carry = validate.expand(c=ingest.expand(ticker=tickers()))
-    carry = features.expand(c=monitor.expand(c=carry))
-    tuned = tune.expand(c=carry, worker=tune_workers())  # ticker x worker
-    carry = best.expand(c=per_ticker(tuned))  # type: ignore[arg-type]  # XComArg at parse time
-    carry = register.expand(c=evaluate.expand(c=train.expand(c=carry)))
-    forecast.expand(c=promote.expand(c=carry))
+    carry: Any = tickers()
+    for name in SEQUENCE:
+        if name == FAN_OUT:
+            tuned = fanned_out.expand(c=carry, worker=tune_workers())  # ticker x worker
+            carry = per_ticker(tuned)  # type: ignore[arg-type]  # XComArg at parse time
+        else:
+            carry = step_task(name).expand(c=carry)
 
 
 price_pipeline()

@@ -19,7 +19,7 @@ _SIGNALS = ("ERROR", "Traceback", "Error:", "FAIL ", "ValidationFailed", "GX Dat
 
 
 def dag_test(cfg: Config, dag_id: str, day: dt.date) -> int:
-    logs = cfg.state / "logs"
+    logs = cfg.layout.logs_dir()
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{dag_id}-{day.isoformat()}.log"
     airflow = Path(sys.executable).with_name("airflow")
@@ -60,16 +60,16 @@ def models(cfg: Config) -> dict[str, object]:
 
 def outputs(cfg: Config, day: dt.date) -> dict[str, object]:
     """Where a user looks after a run."""
-    st = cfg.state
+    at = cfg.layout
     return {
         "models": models(cfg),
         "mlflow_tracking_uri": cfg.tracking_uri,
         "optuna_storage": cfg.optuna_storage,
-        "curated": sorted(str(p) for p in (st / "curated").glob("*.parquet")),
-        "raw_pulls": str(st / "raw"),
-        "quarantine": str(st / "quarantine"),
-        "data_docs": str(st / "reports" / "data_docs" / "index.html"),
-        "forecasts": str(st / "forecasts.sqlite"),
-        "features": sorted(str(p) for p in (st / "features").glob(f"*/{day.isoformat()}")),
+        "curated": [str(p) for p in at.curated_tables()],
+        "raw_pulls": [str(at.raw_path(t, day)) for t in cfg.tickers],
+        "quarantine": [str(q) for t in cfg.tickers if (q := at.quarantine_dir(t, day)).exists()],
+        "data_docs": str(at.data_docs() / "index.html"),
+        "forecasts": str(at.forecasts_db()),
+        "features": [str(f) for t in cfg.tickers if (f := at.features_dir(t, day)).exists()],
         "airflow_home": os.environ.get("AIRFLOW_HOME", ""),
     }

@@ -107,9 +107,10 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
-    argv, env = serve_command(cfg, production_uri(cfg, args.ticker), args.port)
+    model_uri = production_uri(cfg, args.ticker)
+    argv, env = serve_command(cfg, model_uri, args.port)
     print(
-        f"serving {argv[4]} at http://{cfg.serving.host}:{args.port or cfg.serving.port}"
+        f"serving {model_uri} at http://{cfg.serving.host}:{args.port or cfg.serving.port}"
         "/invocations (follows the alias)",
         flush=True,
     )

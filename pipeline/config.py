@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.layout import Layout
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "pipeline.yaml"
 ENV_PREFIX = "PIPELINE__"
@@ -121,6 +123,11 @@ class Config(_Section):
     def state(self) -> Path:
         return self.resolve(self.state_dir)
 
+    @cached_property
+    def layout(self) -> Layout:
+        """Every path under the state directory (see pipeline/layout.py)."""
+        return Layout(self.state)
+
     @property
     def tracking_uri(self) -> str:
         return _resolve_sqlite_url(self.tracking.uri, self.base_dir)
@@ -197,3 +204,23 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         return Config.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, merged, f"{cfg_path} + {ENV_PREFIX}* env")) from None
+
+
+def throwaway_env(root: Path) -> dict[str, str]:
+    """Overrides that put every store (state, MLflow, Optuna) under `root`.
+
+    For tests and benchmarks: they must never write to the project's own stores.
+    """
+    return {
+        "PIPELINE__STATE_DIR": str(root / "state"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
+        "PIPELINE__TRACKING__ARTIFACT_ROOT": str(root / "mlruns" / "artifacts"),
+        "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}",
+    }
+
+
+def throwaway_config(root: Path, env: dict[str, str] | None = None, **keys: object) -> Config:
+    """The default config with its stores under `root` (see throwaway_env), ignoring the
+    process environment; `env` adds variables, `keys` set config keys (tune__n_trials=2)."""
+    overrides = {f"{ENV_PREFIX}{k.upper()}": str(v) for k, v in keys.items()}
+    return load_config(environ={**throwaway_env(root), **(env or {}), **overrides})

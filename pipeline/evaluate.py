@@ -7,12 +7,16 @@ counts a "no change" forecast as half right (naive therefore scores 0.5).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from pipeline.config import Config
+from pipeline.layout import version_uri
 
 
 @dataclass(frozen=True)
@@ -147,14 +151,14 @@ def plot_forecasts(table: pd.DataFrame) -> Any:
 
 
 def run(
-    cfg: Any, ticker: str, day: str, features_path: str, model_uri: str, parent_run_id: str
+    cfg: Config, ticker: str, day: dt.date, features_path: str, model_uri: str, parent_run_id: str
 ) -> dict[str, Any]:
     from pipeline import registry, store, tracking
 
     feats = pd.read_parquet(features_path)
     bars = store.read_curated(cfg, ticker, until=day)
     production = registry.production_version(cfg, ticker)
-    prod_uri = f"models:/{production.name}/{production.version}" if production else None
+    prod_uri = version_uri(production.name, production.version) if production else None
     result, table = evaluate_models(bars, feats, model_uri, prod_uri)
     result["production_version"] = str(production.version) if production else None
     mc = tracking.client(cfg)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline import store
 from pipeline.bars import NUMBER_COLUMNS
+from pipeline.carry import Featured
 from pipeline.config import Config
 
 FEATURES = ["log_ret", "range", "body", "gap", "volatility", "volume_z", "dow_sin", "dow_cos"]
@@ -137,18 +136,14 @@ def prepare(feats: pd.DataFrame, window: int) -> Prepared:
     return Prepared(x=xs, y=ys, x_scaler=x_scaler, y_scaler=y_scaler, window=window)
 
 
-def features_dir(cfg: Config, ticker: str, day: dt.date) -> Path:
-    return cfg.state / "features" / ticker / day.isoformat()
-
-
-def run(cfg: Config, ticker: str, day: dt.date) -> dict[str, Any]:
+def run(cfg: Config, ticker: str, day: dt.date) -> Featured:
     bars = store.read_curated(cfg, ticker, until=day)
     fc = cfg.features
     feats = make_features(bars, fc.volatility_window, fc.volume_window)
     feats["split"] = assign_splits(feats, fc.val_fraction, fc.test_fraction)
-    out = features_dir(cfg, ticker, day)
-    out.mkdir(parents=True, exist_ok=True)
-    feats.to_parquet(out / "features.parquet", index=False)
+    path = cfg.layout.features_path(ticker, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    feats.to_parquet(path, index=False)
     spans = {
         s: {
             "rows": int((feats.split == s).sum()),
@@ -158,10 +153,5 @@ def run(cfg: Config, ticker: str, day: dt.date) -> dict[str, Any]:
         for s in (*SPLITS, "live")
     }
     meta = {"ticker": ticker, "day": day.isoformat(), "features": FEATURES, "splits": spans}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    return {
-        "ticker": ticker,
-        "day": day.isoformat(),
-        "features_path": str(out / "features.parquet"),
-        "splits": spans,
-    }
+    (path.parent / "meta.json").write_text(json.dumps(meta, indent=2))
+    return {"features_path": str(path), "splits": spans}

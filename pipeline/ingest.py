@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.bars import COLUMNS, BarsError, Problem
+from pipeline.carry import Ingested
 from pipeline.config import Config
 
 HistoryFn = Callable[[str, dt.date, dt.date], pd.DataFrame]
@@ -82,16 +83,12 @@ def pull(cfg: Config, ticker: str, day: dt.date) -> pd.DataFrame:
     return fetch_yfinance(ticker, day, cfg.source.lookback_days)
 
 
-def raw_path(cfg: Config, ticker: str, day: dt.date) -> Path:
-    return cfg.state / "raw" / ticker / f"{day.isoformat()}.csv"
-
-
-def run(cfg: Config, ticker: str, day: dt.date) -> dict[str, str]:
+def run(cfg: Config, ticker: str, day: dt.date) -> Ingested:
     """Write the pull for (ticker, day) once; a second run for the same day reuses it."""
-    path = raw_path(cfg, ticker, day)
+    path = cfg.layout.raw_path(ticker, day)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         pull(cfg, ticker, day).to_csv(tmp, index=False)
         tmp.replace(path)  # atomic: a crash never leaves half a pull that later runs trust
-    return {"ticker": ticker, "day": day.isoformat(), "raw_path": str(path)}
+    return {"raw_path": str(path)}

@@ -1,54 +1,27 @@
-"""Daily forecasts and their realised error.
+"""Monitor: the realised error of earlier forecasts, against naive on the same days.
 
-After promotion, `forecast` writes each ticker's next-session forecast (with the
-model version that made it) to a SQLite table under the state directory. The
-next run's `monitor` fills in what happened, against the naive forecast made on
-the same day, logs both to MLflow, and keeps a rolling figure. When production
-has lost to naive over `monitoring.window_days` realised days it says so loudly
-and tags the registered model, so the next gate lets any naive-beating model in.
+The forecast step (pipeline/forecast.py) writes each day's next-session forecast;
+a later run's monitor step fills in what happened, logs model and naive error to
+MLflow, and keeps a rolling figure. When production has lost to naive over
+`monitoring.window_days` realised days it says so loudly and tags the registered
+model, so the next gate lets any naive-beating model in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import sqlite3
 from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pipeline import registry, store, tracking
+from pipeline.carry import Monitored
 from pipeline.config import Config
+from pipeline.forecast import connect, read_forecasts
 
 log = logging.getLogger(__name__)
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS forecasts (
-    ticker TEXT NOT NULL, as_of TEXT NOT NULL, for_date TEXT NOT NULL,
-    model_name TEXT NOT NULL, model_version TEXT NOT NULL,
-    forecast_close REAL NOT NULL, naive_close REAL NOT NULL, created_at TEXT NOT NULL,
-    actual_close REAL, model_abs_error REAL, naive_abs_error REAL,
-    PRIMARY KEY (ticker, as_of)
-)"""
-
-
-def db_path(cfg: Config) -> Path:
-    return cfg.state / "forecasts.sqlite"
-
-
-def _connect(cfg: Config) -> sqlite3.Connection:
-    db_path(cfg).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path(cfg))
-    conn.execute(SCHEMA)
-    return conn
-
-
-def read_forecasts(cfg: Config, ticker: str) -> pd.DataFrame:
-    with closing(_connect(cfg)) as conn:
-        return pd.read_sql_query(
-            "SELECT * FROM forecasts WHERE ticker = ? ORDER BY as_of", conn, params=(ticker,)
-        )
 
 
 def rolling(realised: pd.DataFrame, window: int) -> dict[str, Any]:
@@ -63,45 +36,10 @@ def rolling(realised: pd.DataFrame, window: int) -> dict[str, Any]:
     return out
 
 
-def forecast(cfg: Config, ticker: str, day: dt.date) -> dict[str, Any]:
-    """Write production's forecast for the session after `day`; idempotent per day."""
-    import mlflow
-
-    prod = registry.production_version(cfg, ticker)
-    if prod is None:
-        log.warning("%s: no production model, no forecast written", ticker)
-        return {"forecast": None}
-    bars = store.read_curated(cfg, ticker, until=day).tail(cfg.serving.max_rows)
-    model = mlflow.pyfunc.load_model(f"models:/{prod.name}/{prod.version}")
-    out = model.predict(bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))).iloc[0]
-    row = {
-        "ticker": ticker,
-        "as_of": out["as_of"],
-        "for_date": out["for_date"],
-        "model_name": prod.name,
-        "model_version": str(prod.version),
-        "forecast_close": float(out["forecast_close"]),
-        "naive_close": float(out["last_close"]),
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    with closing(_connect(cfg)) as conn, conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO forecasts (ticker, as_of, for_date, model_name, model_version,"
-            " forecast_close, naive_close, created_at) VALUES (:ticker, :as_of, :for_date,"
-            " :model_name, :model_version, :forecast_close, :naive_close, :created_at)",
-            row,
-        )
-    print(
-        f"{ticker}: forecast for {row['for_date']} = {row['forecast_close']:.2f} "
-        f"(v{row['model_version']}, naive {row['naive_close']:.2f}) -> {db_path(cfg)}"
-    )
-    return {"forecast": row}
-
-
 def realise(cfg: Config, ticker: str, bars: pd.DataFrame) -> int:
     """Fill in actual closes and errors for forecasts whose day has now been seen."""
     closes = dict(zip(bars["Date"].dt.strftime("%Y-%m-%d"), bars["Close"], strict=True))
-    with closing(_connect(cfg)) as conn, conn:
+    with closing(connect(cfg)) as conn, conn:
         pending = conn.execute(
             "SELECT as_of, for_date, forecast_close, naive_close FROM "
             "forecasts WHERE ticker = ? AND actual_close IS NULL",
@@ -120,7 +58,7 @@ def realise(cfg: Config, ticker: str, bars: pd.DataFrame) -> int:
     return done
 
 
-def run(cfg: Config, ticker: str, day: dt.date) -> dict[str, Any]:
+def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
     """Realise pending forecasts, log them, and flag production if it keeps losing to naive."""
     realise(cfg, ticker, store.read_curated(cfg, ticker, until=day))
     table = read_forecasts(cfg, ticker).dropna(subset=["actual_close"])

@@ -1,11 +1,14 @@
-"""Human promotion and rollback: the CLI and the `model_promotion` DAG both call these.
+"""Moves of `production`: the daily gate's step, and human promotion and rollback.
 
-Same checks as the daily gate unless forced: a version is re-evaluated against
-naive and the current production model on the latest held-out days.
+`run()` is the DAG's promote step. `promote()`/`rollback()` serve the CLI and the
+`model_promotion` DAG, with the same checks as the daily gate unless forced: a
+version is re-evaluated against naive and the current production model on the
+latest held-out days.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +17,57 @@ from mlflow.exceptions import MlflowException
 
 from pipeline import evaluate, registry, store, tracking
 from pipeline.config import Config
+from pipeline.layout import version_uri
 from pipeline.registry import PromotionRefused
 
 
+def summary(promo: dict[str, Any], ev: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The contract line of `python -m pipeline run`."""
+    pick = ("mae", "mase", "directional_accuracy")
+    return {
+        "model_name": promo["model_name"],
+        "version": promo["version"],
+        "promoted": promo["promoted"],
+        "reason": promo["reason"],
+        "production_version": promo["production_version"],
+        "run_id": run_id,
+        "first_test_date": ev["first_test_date"],
+        "last_test_date": ev["last_test_date"],
+        "test_days": ev["test_days"],
+        "model": {k: ev[f"model_{k}"] for k in pick},
+        "naive": {k: ev[f"naive_{k}"] for k in pick},
+    }
+
+
+def run(
+    cfg: Config, ticker: str, version: str, evaluation: dict[str, Any], parent_run_id: str
+) -> dict[str, Any]:
+    """The daily gate on a new version; closes the pipeline run and returns its summary."""
+    promo = registry.promote_if_better(cfg, ticker, version, evaluation, parent_run_id)
+    tracking.client(cfg).set_terminated(parent_run_id, "FINISHED")
+    return summary(promo, evaluation, parent_run_id)
+
+
 def latest_features(cfg: Config, ticker: str) -> Path:
-    found = sorted((cfg.state / "features" / ticker).glob("*/features.parquet"))
-    if not found:
+    found = cfg.layout.latest_features(ticker)
+    if found is None:
         raise PromotionRefused(
-            f"no features for {ticker} under {cfg.state}/features: run the "
+            f"no features for {ticker} under {cfg.state}: run the "
             "pipeline first, or pass --force to skip the checks"
         )
-    return found[-1]
+    return found
 
 
 def reevaluate(cfg: Config, ticker: str, version: str) -> dict[str, Any]:
     """Score `version`, naive and current production on the latest test days."""
     path = latest_features(cfg, ticker)
     feats = pd.read_parquet(path)
-    day = path.parent.name
+    day = dt.date.fromisoformat(path.parent.name)
     bars = store.read_curated(cfg, ticker, until=day)
     name = registry.model_name(cfg, ticker)
     prod = registry.production_version(cfg, ticker)
-    prod_uri = f"models:/{name}/{prod.version}" if prod and str(prod.version) != version else None
-    result, _ = evaluate.evaluate_models(bars, feats, f"models:/{name}/{version}", prod_uri)
+    prod_uri = version_uri(name, prod.version) if prod and str(prod.version) != version else None
+    result, _ = evaluate.evaluate_models(bars, feats, version_uri(name, version), prod_uri)
     result["production_version"] = str(prod.version) if prod_uri and prod else None
     return result
 

@@ -112,6 +112,25 @@ def register(
     return str(version)
 
 
+def evidence(
+    evaluation: dict[str, Any],
+    fingerprint: dict[str, Any],
+    params: dict[str, Any],
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    """What a registered version carries as tags: why anyone should trust it."""
+    keys = [k for k in evaluation if k.startswith(("model_", "naive_", "production_", "dm_"))]
+    return {
+        **{k: evaluation[k] for k in keys},
+        "first_test_date": evaluation["first_test_date"],
+        "last_test_date": evaluation["last_test_date"],
+        "data_fingerprint": fingerprint,
+        "validation": validation,
+        "params": params,
+        "code_version": tracking.code_version(),
+    }
+
+
 def _tag(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 

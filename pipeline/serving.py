@@ -1,4 +1,4 @@
-"""Serving: `mlflow models serve` on models:/<name>@production, following the alias.
+"""Serving: `mlflow models serve` on the `production` alias of a model, following it.
 
 `python -m pipeline serve` (and `make serve`) runs MLflow's own scoring server in
 the project's environment (--env-manager local). With PIPELINE_FOLLOW_MODEL set,
@@ -14,21 +14,17 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pipeline.layout import alias_uri, parse_alias_uri, version_uri
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 log = logging.getLogger(__name__)
-FOLLOW_ENV = "PIPELINE_FOLLOW_MODEL"  # e.g. models:/price_lstm_GOOG@production
+FOLLOW_ENV = "PIPELINE_FOLLOW_MODEL"  # the alias URI the server was started with
 INTERVAL_ENV = "PIPELINE_FOLLOW_INTERVAL_S"
 _started = threading.Lock()
-
-
-def parse_alias_uri(uri: str) -> tuple[str, str]:
-    """models:/<name>@<alias> -> (name, alias)."""
-    body = uri.removeprefix("models:/")
-    if body == uri or "@" not in body:
-        raise ValueError(f"{FOLLOW_ENV} must look like models:/<name>@<alias>, got {uri!r}")
-    name, alias = body.split("@", 1)
-    return name, alias
 
 
 class AliasFollower(threading.Thread):
@@ -58,7 +54,7 @@ class AliasFollower(threading.Thread):
         import mlflow
 
         log.warning("%s@%s moved v%s -> v%s: loading", self.name_, self.alias, self.version, latest)
-        fresh = mlflow.pyfunc.load_model(f"models:/{self.name_}/{latest}").unwrap_python_model()
+        fresh = mlflow.pyfunc.load_model(version_uri(self.name_, latest)).unwrap_python_model()
         fresh.served_version = latest
         self.owner.active = fresh  # one reference assignment: atomic for readers
         self.owner.served_version = latest
@@ -85,14 +81,14 @@ def maybe_follow(owner: Any) -> None:
     AliasFollower(owner, uri, float(os.environ.get(INTERVAL_ENV, "5"))).start()
 
 
-def production_uri(cfg: Any, ticker: str) -> str:
+def production_uri(cfg: Config, ticker: str) -> str:
     from pipeline.registry import PRODUCTION, model_name
 
-    return f"models:/{model_name(cfg, ticker)}@{PRODUCTION}"
+    return alias_uri(model_name(cfg, ticker), PRODUCTION)
 
 
 def serve_command(
-    cfg: Any, model_uri: str, port: int | None = None, follow: bool = True
+    cfg: Config, model_uri: str, port: int | None = None, follow: bool = True
 ) -> tuple[list[str], dict[str, str]]:
     """`mlflow models serve` in this environment; with `follow`, the model tracks its alias."""
     bin_dir = Path(sys.executable).parent  # mlflow starts `uvicorn` from PATH

@@ -48,35 +48,31 @@ def _close(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a - b).abs() <= 1e-9 * b.abs().clip(lower=1.0)
 
 
-def curated_path(cfg: Config, ticker: str) -> Path:
-    return cfg.state / "curated" / f"{ticker}.parquet"
-
-
-def read_curated(cfg: Config, ticker: str, until: dt.date | str | None = None) -> pd.DataFrame:
+def read_curated(cfg: Config, ticker: str, until: dt.date | None = None) -> pd.DataFrame:
     """The curated table; with `until` (a date), only the bars a run on that day could see."""
-    path = curated_path(cfg, ticker)
+    path = cfg.layout.curated_path(ticker)
     if not path.exists():
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS}).astype(
             {"Date": "datetime64[ns]"}
         )
     bars = pd.read_parquet(path)
     if until is not None:
-        bars = bars[bars["Date"] <= pd.Timestamp(str(until))].reset_index(drop=True)
+        bars = bars[bars["Date"] <= pd.Timestamp(until)].reset_index(drop=True)
     return bars
 
 
 def publish_curated(
-    cfg: Config, ticker: str, merged: pd.DataFrame, revisions: pd.DataFrame, day: str
+    cfg: Config, ticker: str, merged: pd.DataFrame, revisions: pd.DataFrame, day: dt.date
 ) -> Path:
     """Replace the curated table atomically and append any revisions to its log."""
-    path = curated_path(cfg, ticker)
+    path = cfg.layout.curated_path(ticker)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
     merged.to_parquet(tmp, index=False)
     tmp.replace(path)
     if len(revisions):
-        log_path = path.with_name(f"{ticker}.revisions.csv")
-        revisions.assign(run_day=day).to_csv(
+        log_path = cfg.layout.revisions_path(ticker)
+        revisions.assign(run_day=day.isoformat()).to_csv(
             log_path, mode="a", header=not log_path.exists(), index=False
         )
         log.warning(
@@ -89,9 +85,9 @@ def publish_curated(
     return path
 
 
-def quarantine(cfg: Config, ticker: str, day: str, raw: Path, report: dict[str, Any]) -> Path:
+def quarantine(cfg: Config, ticker: str, day: dt.date, raw: Path, report: dict[str, Any]) -> Path:
     """Move a rejected pull aside with its report, so the next run pulls afresh."""
-    where = cfg.state / "quarantine" / ticker / day
+    where = cfg.layout.quarantine_dir(ticker, day)
     where.mkdir(parents=True, exist_ok=True)
     if raw.exists():
         shutil.move(str(raw), where / raw.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import logging
@@ -9,9 +10,6 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no calls home from runs or tests
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow
 from mlflow import MlflowClient
@@ -22,6 +20,9 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 def client(cfg: Config) -> MlflowClient:
+    """The tracking + registry client for `cfg`, also set as MLflow's global URIs."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # checked per event: no calls home
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in task logs
     if cfg.tracking_uri.startswith("sqlite:///"):  # SQLite does not create its directory
         Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(cfg.tracking_uri)
@@ -42,7 +43,7 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
     return str(mc.create_experiment(name, artifact_location=location))
 
 
-def parent_run(cfg: Config, ticker: str, day: str, pipeline_run_id: str) -> str:
+def parent_run(cfg: Config, ticker: str, day: dt.date, pipeline_run_id: str) -> str:
     """The one MLflow run for (pipeline run, ticker); a retried task finds the same one.
 
     Parallel tuning workers may race to create it: each then keeps the oldest and
@@ -59,11 +60,11 @@ def parent_run(cfg: Config, ticker: str, day: str, pipeline_run_id: str) -> str:
     tags = {
         "pipeline_run_id": pipeline_run_id,
         "ticker": ticker,
-        "day": day,
+        "day": day.isoformat(),
         "kind": "pipeline",
         "code_version": code_version(),
     }
-    mine = str(mc.create_run(exp, run_name=f"{ticker} {day}", tags=tags).info.run_id)
+    mine = str(mc.create_run(exp, run_name=f"{ticker} {day.isoformat()}", tags=tags).info.run_id)
     oldest = mc.search_runs([exp], query, order_by=["attributes.start_time ASC"], max_results=1)[0]
     if oldest.info.run_id != mine:
         mc.delete_run(mine)

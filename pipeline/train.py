@@ -7,6 +7,7 @@ the scalers stay fitted on the training split.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import tempfile
 from pathlib import Path
@@ -18,6 +19,7 @@ import pandas as pd
 
 from pipeline import store, tracking
 from pipeline.bars import NUMBER_COLUMNS
+from pipeline.carry import Trained
 from pipeline.config import Config
 from pipeline.features import FEATURES, prepare
 from pipeline.forecaster import OUTPUT_COLUMNS, PriceForecaster, min_rows, preprocessing_spec
@@ -113,13 +115,13 @@ def log_forecaster(
 def run(
     cfg: Config,
     ticker: str,
-    day: str,
+    day: dt.date,
     features_path: str,
     parent_run_id: str,
     best_params: dict[str, Any],
     best_epoch: int,
     validation: dict[str, Any],
-) -> dict[str, Any]:
+) -> Trained:
     params = LSTMParams.from_dict(best_params)
     feats = pd.read_parquet(features_path)
     bars = store.read_curated(cfg, ticker, until=day)

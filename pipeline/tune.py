@@ -7,6 +7,7 @@ resumes with the trials it already has instead of starting over.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
 import time
@@ -18,6 +19,7 @@ import optuna
 import pandas as pd
 
 from pipeline import tracking
+from pipeline.carry import Selected
 from pipeline.config import Config, SearchSpace
 from pipeline.features import FEATURES, Prepared, prepare
 from pipeline.model import LSTMParams, build_model
@@ -73,8 +75,8 @@ def fit(
     return model, history
 
 
-def study_name(ticker: str, day: str) -> str:
-    return f"{ticker}-{day}"
+def study_name(ticker: str, day: dt.date) -> str:
+    return f"{ticker}-{day.isoformat()}"
 
 
 def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
@@ -120,7 +122,7 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
     return objective
 
 
-def load_study(cfg: Config, ticker: str, day: str) -> optuna.Study:
+def load_study(cfg: Config, ticker: str, day: dt.date) -> optuna.Study:
     return optuna.create_study(
         study_name=study_name(ticker, day),
         storage=cfg.optuna_storage,
@@ -151,8 +153,8 @@ def _log_study_plots(cfg: Config, study: optuna.Study, parent_id: str) -> None:
             log.warning("skipped %s: %s", name, exc)
 
 
-def search(cfg: Config, ticker: str, day: str, features_path: str, parent_id: str) -> int:
-    """Run trials until the study holds `tune.n_trials` finished ones (or the timeout).
+def run(cfg: Config, ticker: str, day: dt.date, features_path: str, parent_id: str) -> int:
+    """One worker: run trials until the study holds `tune.n_trials` finished ones (or the timeout).
 
     Several workers may call this at once on a shared storage: the budget is the
     study's total, so together they run n_trials, and a retried task resumes.
@@ -173,7 +175,7 @@ def search(cfg: Config, ticker: str, day: str, features_path: str, parent_id: st
     return len(study.trials) - done
 
 
-def best(cfg: Config, ticker: str, day: str, parent_id: str) -> dict[str, Any]:
+def best(cfg: Config, ticker: str, day: dt.date, parent_id: str) -> Selected:
     """The study's best trial, logged to the pipeline run with its plots."""
     study = load_study(cfg, ticker, day)
     trial = study.best_trial
@@ -182,19 +184,9 @@ def best(cfg: Config, ticker: str, day: str, parent_id: str) -> dict[str, Any]:
     mc.log_metric(parent_id, "best_val_loss", float(trial.value or 0.0))
     _log_study_plots(cfg, study, parent_id)
     return {
-        "parent_run_id": parent_id,
         "study": study.study_name,
         "best_params": trial.params,
         "best_epoch": int(trial.user_attrs.get("best_epoch", cfg.tune.max_epochs)),
-        "best_val_loss": trial.value,
+        "best_val_loss": float(trial.value or 0.0),
         "trials": len(study.trials),
     }
-
-
-def run(
-    cfg: Config, ticker: str, day: str, features_path: str, pipeline_run_id: str
-) -> dict[str, Any]:
-    """One worker: search, then report the best trial."""
-    parent_id = tracking.parent_run(cfg, ticker, day, pipeline_run_id)
-    search(cfg, ticker, day, features_path, parent_id)
-    return best(cfg, ticker, day, parent_id)

@@ -61,7 +61,7 @@ def airflow_login(home: Path, wait_s: float = 60) -> str:
 
 
 def run(cfg: Config) -> int:
-    logs = cfg.state / "logs"
+    logs = cfg.layout.logs_dir()
     logs.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent  # `airflow standalone` starts `airflow ...` from PATH
     env = {
@@ -76,7 +76,7 @@ def run(cfg: Config) -> int:
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )  # own group: stop takes all
         print(f"{name:8s} {url}   (log: {logs / f'ui-{name}.log'})", flush=True)
-    home = Path(os.environ.get("AIRFLOW_HOME", cfg.state / "airflow"))
+    home = Path(os.environ.get("AIRFLOW_HOME", cfg.layout.airflow_home()))
     print(f"airflow login (user admin): {airflow_login(home)}", flush=True)
     print("Ctrl-C stops all three.", flush=True)
     try:

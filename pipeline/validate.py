@@ -18,10 +18,9 @@ import pandas as pd
 
 from pipeline import store
 from pipeline.bars import BarsError, Problem, read_bars_csv
+from pipeline.carry import Validated
 from pipeline.config import PROJECT_ROOT, Config
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network calls from GX
-logging.getLogger("great_expectations").setLevel(logging.WARNING)
 SUITE_PATH = PROJECT_ROOT / "expectations" / "ohlcv_bars.json"
 log = logging.getLogger(__name__)
 
@@ -117,6 +116,7 @@ def validate_bars(
     bars: pd.DataFrame, params: dict[str, Any], daily: bool, docs_dir: Path | None = None
 ) -> Report:
     """Run the suite on typed bars. With docs_dir, also (re)build GX Data Docs there."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # read at import: no calls home
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -186,10 +186,10 @@ def validate_file(path: str | Path, cfg: Config) -> Report:
     return validate_bars(bars, suite_params(cfg, None), daily=False)
 
 
-def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> dict[str, Any]:
+def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> Validated:
     """Validate curated+pull; publish on success, quarantine and raise on failure."""
     daily = cfg.validation.check_freshness
-    docs_dir = cfg.state / "reports" / "data_docs"
+    docs_dir = cfg.layout.data_docs()
     raw = Path(raw_path)
     try:
         pull = read_bars_csv(raw)
@@ -208,7 +208,7 @@ def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> dict[str, Any]
         where = store.quarantine(
             cfg,
             ticker,
-            day.isoformat(),
+            day,
             raw,
             {
                 "ticker": ticker,
@@ -221,10 +221,8 @@ def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> dict[str, Any]
             f"{ticker} {day}: {len(report.failures)} expectation(s) failed; pull quarantined in "
             f"{where}; curated table untouched\n{report.summary()}"
         )
-    curated = store.publish_curated(cfg, ticker, merged, revisions, day.isoformat())
+    curated = store.publish_curated(cfg, ticker, merged, revisions, day)
     return {
-        "ticker": ticker,
-        "day": day.isoformat(),
         "curated_path": str(curated),
         "rows": len(seen),
         "revisions": len(revisions),

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipeline.bars import read_bars_csv
-from pipeline.config import Config, load_config
+from pipeline.config import Config, throwaway_config
 from pipeline.ingest import sample_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +21,7 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -41,17 +42,10 @@ def sample_bars() -> pd.DataFrame:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., Config]:
-    """A config whose every store lives under tmp_path; keyword args become env overrides."""
+    """A config whose every store lives under tmp_path; keyword args set config keys."""
 
-    def make(**overrides: object) -> Config:
-        env = {
-            "PIPELINE__STATE_DIR": str(tmp_path / "state"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
-            "PIPELINE__TRACKING__ARTIFACT_ROOT": str(tmp_path / "mlruns" / "artifacts"),
-            "OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'optuna.db'}",
-        }
-        env.update({f"PIPELINE__{k.upper()}": str(v) for k, v in overrides.items()})
-        return load_config(environ=env)
+    def make(**keys: object) -> Config:
+        return throwaway_config(tmp_path, **keys)
 
     return make
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from pipeline import features, ingest, validate
-from pipeline.config import Config, load_config
+from pipeline import steps
+from pipeline.carry import Carry
+from pipeline.config import Config, throwaway_config, throwaway_env
 
 DAY = dt.date(2013, 3, 1)
 
@@ -21,16 +22,12 @@ TINY = {
     "PIPELINE__TUNE__SPACE__WINDOW": "[5]",
     "PIPELINE__TUNE__SPACE__BATCH_SIZE": "[256]",
 }
+MODEL_HALF = ("tune", "best", "train", "evaluate", "register", "promote")
 
 
 def store_env(root: Path) -> dict[str, str]:
-    return {
-        "PIPELINE__STATE_DIR": str(root / "state"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
-        "PIPELINE__TRACKING__ARTIFACT_ROOT": str(root / "mlruns" / "artifacts"),
-        "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}",
-        **TINY,
-    }
+    """Throw-away stores under `root` and the tiny budget, as environment variables."""
+    return {**throwaway_env(root), **TINY}
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +37,20 @@ def lifecycle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_cfg(lifecycle_root: Path) -> Callable[..., Config]:
-    (lifecycle_root / "mlruns").mkdir(exist_ok=True)
-
-    def make(**overrides: Any) -> Config:
-        env = store_env(lifecycle_root)
-        env.update({f"PIPELINE__{k.upper()}": str(v) for k, v in overrides.items()})
-        return load_config(environ=env)
+    def make(**keys: Any) -> Config:
+        return throwaway_config(lifecycle_root, TINY, **keys)
 
     return make
 
 
 @pytest.fixture(scope="module")
-def prepared(tiny_cfg: Callable[..., Config]) -> dict[str, Any]:
-    """Ingest, validate and features for the last sample day, once per module."""
-    cfg = tiny_cfg()
-    pulled = ingest.run(cfg, "GOOG", DAY)
-    checked = validate.run(cfg, "GOOG", DAY, pulled["raw_path"])
-    feats = features.run(cfg, "GOOG", DAY)
-    return {
-        "features_path": feats["features_path"],
-        "day": DAY.isoformat(),
-        "validation": checked["validation"],
-    }
+def prepared(tiny_cfg: Callable[..., Config]) -> Carry:
+    """The data half (ingest, validate, features) for the last sample day, once per module."""
+    carry = steps.start("GOOG", DAY, "prepared")
+    return steps.run_steps(tiny_cfg(), carry, ["ingest", "validate", "features"])
+
+
+def model_half(cfg: Config, prepared: Carry, pipeline_run_id: str) -> Carry:
+    """tune -> ... -> promote on prepared data, as one pipeline run."""
+    carry: Carry = {**prepared, "pipeline_run_id": pipeline_run_id}
+    return steps.run_steps(cfg, carry, MODEL_HALF)

@@ -9,7 +9,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from pipeline import monitor, tracking
+from pipeline import forecast, tracking
 from pipeline.config import load_config
 from pipeline.ingest import sample_path
 
@@ -67,7 +67,7 @@ def test_dag_ingests_validates_builds_features_and_stops_on_bad_data(
     trials = mc.search_runs([run.info.experiment_id], "tags.kind = 'trial'")
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {run.info.run_id}
     assert run.info.artifact_uri.startswith((tmp_path / "mlruns").as_uri())
-    forecasts = monitor.read_forecasts(cfg, "GOOG")
+    forecasts = forecast.read_forecasts(cfg, "GOOG")
     promoted = version.tags["gate"] == "passed"
     assert list(forecasts["as_of"]) == (["2013-02-28"] if promoted else [])
 

@@ -10,26 +10,32 @@ import optuna
 import pandas as pd
 import pytest
 
-from pipeline import flow, promotion, registry, store, tracking, tune
+from pipeline import promotion, registry, steps, store, tracking
+from pipeline.carry import Carry
 from pipeline.config import Config
 from pipeline.forecaster import BadInput
+from pipeline.layout import alias_uri
 from pipeline.registry import PromotionRefused
+
+from .conftest import model_half
 
 pytestmark = pytest.mark.slow
 
 
+def _tune(cfg: Config, prepared: Carry, day: str, run_id: str) -> Carry:
+    carry: Carry = {**prepared, "day": day, "pipeline_run_id": run_id}
+    return steps.run_steps(cfg, carry, ["tune", "best"])
+
+
 def test_interrupted_study_resumes_with_its_trials(
-    tiny_cfg: Callable[..., Config], prepared: dict[str, Any]
+    tiny_cfg: Callable[..., Config], prepared: Carry
 ) -> None:
-    first = tune.run(
-        tiny_cfg(tune__n_trials=1), "GOOG", "resume-day", prepared["features_path"], "run-a"
-    )
+    first = _tune(tiny_cfg(tune__n_trials=1), prepared, "2013-02-01", "run-a")
     assert first["trials"] == 1
-    again = tune.run(
-        tiny_cfg(tune__n_trials=3), "GOOG", "resume-day", prepared["features_path"], "run-a"
-    )  # the retried task: same pipeline run, same study
+    # the retried task: same pipeline run, same study
+    again = _tune(tiny_cfg(tune__n_trials=3), prepared, "2013-02-01", "run-a")
     assert again["trials"] == 3 and again["parent_run_id"] == first["parent_run_id"]
-    study = optuna.load_study(study_name="GOOG-resume-day", storage=tiny_cfg().optuna_storage)
+    study = optuna.load_study(study_name="GOOG-2013-02-01", storage=tiny_cfg().optuna_storage)
     assert [t.number for t in study.trials] == [0, 1, 2]
     children = tracking.client(tiny_cfg()).search_runs(
         [tracking.experiment_id(tiny_cfg())],
@@ -40,14 +46,12 @@ def test_interrupted_study_resumes_with_its_trials(
     assert all("val_loss" in c.data.metrics and "units" in c.data.params for c in children)
 
 
-def _cycle(cfg: Config, prepared: dict[str, Any], run_id: str) -> dict[str, Any]:
-    return flow.train_and_promote(
-        cfg, "GOOG", prepared["day"], prepared["features_path"], run_id, prepared["validation"]
-    )
+def _cycle(cfg: Config, prepared: Carry, run_id: str) -> dict[str, Any]:
+    return model_half(cfg, prepared, run_id)["promotion"]
 
 
 def test_gate_promotion_rollback_and_served_model(
-    tiny_cfg: Callable[..., Config], prepared: dict[str, Any]
+    tiny_cfg: Callable[..., Config], prepared: Carry
 ) -> None:
     strict = tiny_cfg(registry__naive_margin=0.5)  # demands MASE < 0.5: no model gets that
     name = registry.model_name(strict, "GOOG")
@@ -108,7 +112,7 @@ def test_gate_promotion_rollback_and_served_model(
     assert sum(e["action"] == "refused" for e in trail) == 2
 
     # 5. the production pyfunc forecasts from raw rows and refuses bad ones
-    model = mlflow.pyfunc.load_model(f"models:/{name}@production")
+    model = mlflow.pyfunc.load_model(alias_uri(name, "production"))
     bars = store.read_curated(strict, "GOOG").tail(40)
     rows = bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))
     out = model.predict(rows)

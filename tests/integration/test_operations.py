@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import ingest, monitor, promotion, registry, tracking, train, tune, validate
-from pipeline.config import Config
+from pipeline import forecast, ingest, monitor, promotion, registry, steps, tracking, validate
+from pipeline.carry import Carry
+from pipeline.config import Config, throwaway_config
 
-from .conftest import store_env
+from .conftest import TINY, store_env
 
 pytestmark = pytest.mark.slow
 
@@ -27,33 +28,20 @@ def ops_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ops_cfg(
-    ops_root: Path, prepared: dict[str, Any], tiny_cfg: Callable[..., Config]
-) -> Callable[..., Config]:
+def ops_cfg(ops_root: Path, prepared: Carry) -> Callable[..., Config]:
     """A store of its own with one tiny network registered twice (v1, v2), v1 in production."""
-    from pipeline.config import load_config
 
-    def make(**overrides: Any) -> Config:
-        env = store_env(ops_root)
-        env.update({f"PIPELINE__{k.upper()}": str(v) for k, v in overrides.items()})
-        return load_config(environ=env)
+    def make(**keys: Any) -> Config:
+        return throwaway_config(ops_root, TINY, **keys)
 
     cfg = make()
     seed_day = dt.date(2013, 2, 25)
-    validate.run(cfg, "GOOG", seed_day, ingest.run(cfg, "GOOG", seed_day)["raw_path"])
-    tuned = tune.run(cfg, "GOOG", prepared["day"], prepared["features_path"], "ops")
-    trained = train.run(
-        cfg,
-        "GOOG",
-        prepared["day"],
-        prepared["features_path"],
-        tuned["parent_run_id"],
-        tuned["best_params"],
-        1,
-        {},
+    steps.run_steps(cfg, steps.start("GOOG", seed_day, "ops-seed"), ["ingest", "validate"])
+    trained = steps.run_steps(
+        cfg, {**prepared, "pipeline_run_id": "ops"}, ["tune", "best", "train"]
     )
     for _ in range(2):
-        registry.register(cfg, "GOOG", trained["model_uri"], tuned["parent_run_id"], {})
+        registry.register(cfg, "GOOG", trained["model_uri"], trained["parent_run_id"], {})
     promotion.promote(cfg, "GOOG", "1", "ops fixture", "test", force=True)
     return make
 
@@ -64,11 +52,12 @@ def test_forecast_then_next_day_records_realised_error(ops_cfg: Callable[..., Co
     for day in (day1, day2):
         validate.run(cfg, "GOOG", day, ingest.run(cfg, "GOOG", day)["raw_path"])
         if day == day1:
-            written = monitor.forecast(cfg, "GOOG", day1)["forecast"]
+            written = forecast.run(cfg, "GOOG", day1)["forecast"]
+            assert written is not None
             assert written["for_date"] == "2013-02-27" and written["model_version"] == "1"
             assert monitor.run(cfg, "GOOG", day1)["monitoring"] == {"days": 0}
     result = monitor.run(cfg, "GOOG", day2)["monitoring"]
-    table = monitor.read_forecasts(cfg, "GOOG")
+    table = forecast.read_forecasts(cfg, "GOOG")
     row = table.iloc[0]
     assert row["actual_close"] == pytest.approx(799.78)  # GOOG close on 2013-02-27
     assert row["model_abs_error"] == pytest.approx(abs(row["forecast_close"] - 799.78))

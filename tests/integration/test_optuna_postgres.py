@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import optuna
 import pytest
 
-from pipeline import tune
+from pipeline import steps
+from pipeline.carry import Carry
 from pipeline.config import Config
 
 pytestmark = pytest.mark.slow
@@ -40,17 +40,12 @@ def postgres_url() -> Iterator[str]:
 
 
 def test_tune_resumes_on_postgres(
-    postgres_url: str, tiny_cfg: Callable[..., Config], prepared: dict[str, Any]
+    postgres_url: str, tiny_cfg: Callable[..., Config], prepared: Carry
 ) -> None:
-    cfg = tiny_cfg(tune__storage=postgres_url, tune__n_trials=1)
-    tune.run(cfg, "GOOG", "pg-day", prepared["features_path"], "pg-run")
-    again = tune.run(
-        tiny_cfg(tune__storage=postgres_url, tune__n_trials=2),
-        "GOOG",
-        "pg-day",
-        prepared["features_path"],
-        "pg-run",
-    )
-    assert again["trials"] == 2
-    study = optuna.load_study(study_name="GOOG-pg-day", storage=postgres_url)
+    carry: Carry = {**prepared, "day": "2013-01-02", "pipeline_run_id": "pg-run"}
+    for n_trials in (1, 2):  # the second call is the retried task: it resumes the study
+        cfg = tiny_cfg(tune__storage=postgres_url, tune__n_trials=n_trials)
+        done = steps.run_steps(cfg, carry, ["tune", "best"])
+    assert done["trials"] == 2
+    study = optuna.load_study(study_name="GOOG-2013-01-02", storage=postgres_url)
     assert len(study.trials) == 2 and study.best_value is not None

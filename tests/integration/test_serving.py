@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 import requests
 
-from pipeline import flow, promotion, registry, store
+from pipeline import promotion, registry, store
+from pipeline.carry import Carry
 from pipeline.config import Config
+from pipeline.layout import version_uri
 
-from .conftest import store_env
+from .conftest import model_half, store_env
 from .serving_support import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -24,18 +26,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def served(
-    tiny_cfg: Callable[..., Config], prepared: dict[str, Any], lifecycle_root: Path
+    tiny_cfg: Callable[..., Config], prepared: Carry, lifecycle_root: Path
 ) -> Iterator[dict[str, Any]]:
     cfg = tiny_cfg(registry__naive_margin=0.5)  # nothing passes: we promote by hand
     for seed, run_id in ((1, "serve-1"), (2, "serve-2")):
-        flow.train_and_promote(
-            tiny_cfg(registry__naive_margin=0.5, tune__seed=seed),
-            "GOOG",
-            prepared["day"],
-            prepared["features_path"],
-            run_id,
-            prepared["validation"],
-        )
+        model_half(tiny_cfg(registry__naive_margin=0.5, tune__seed=seed), prepared, run_id)
     promotion.promote(cfg, "GOOG", "1", "serve v1", "test", force=True)
     port = free_port()
     env = {**store_env(lifecycle_root), "PIPELINE__SERVING__RELOAD_INTERVAL_S": "0.5"}
@@ -56,7 +51,7 @@ def _split(rows: pd.DataFrame) -> dict[str, Any]:
 
 
 def _local(version: str, rows: pd.DataFrame) -> float:
-    model = mlflow.pyfunc.load_model(f"models:/price_lstm_GOOG/{version}")
+    model = mlflow.pyfunc.load_model(version_uri("price_lstm_GOOG", version))
     return float(model.predict(rows)["forecast_close"].iloc[0])
 
 

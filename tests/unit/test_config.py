@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import ConfigError, load_config, throwaway_config, throwaway_env
 
 
 def test_defaults_load_and_are_frozen() -> None:
@@ -56,3 +56,21 @@ def test_relative_paths_resolve_against_config_dir(tmp_path: Path) -> None:
     cfg = load_config(path, environ={})
     assert cfg.state == tmp_path / "st"
     assert cfg.optuna_storage == f"sqlite:///{tmp_path}/st/o.db"
+
+
+def test_throwaway_config_keeps_every_store_under_its_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIPELINE__STATE_DIR", "/somewhere/else")  # the process env is ignored
+    cfg = throwaway_config(tmp_path, tune__n_trials=2, env={"PIPELINE__TICKERS": "[AAPL]"})
+    assert cfg.state == tmp_path / "state"
+    assert cfg.tracking_uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    assert cfg.resolve(cfg.tracking.artifact_root) == tmp_path / "mlruns" / "artifacts"
+    assert cfg.optuna_storage == f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert cfg.tune.n_trials == 2 and cfg.tickers == ["AAPL"]
+    assert set(throwaway_env(tmp_path)) == {
+        "PIPELINE__STATE_DIR",
+        "MLFLOW_TRACKING_URI",
+        "PIPELINE__TRACKING__ARTIFACT_ROOT",
+        "OPTUNA_STORAGE",
+    }

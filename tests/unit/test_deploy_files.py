@@ -51,7 +51,8 @@ def test_compose_commands_exist_in_the_image() -> None:
             if argv[:3] == ["python", "-m", "pipeline"]:
                 build_parser().parse_args(argv[3:])
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "requirements.lock" in dockerfile and "pip install --no-deps -e ." in dockerfile
+    assert "uv pip install --system -r requirements.lock" in dockerfile
+    assert "uv pip install --system --no-deps -e ." in dockerfile
 
 
 def test_scale_out_providers_are_installed() -> None:

@@ -1,6 +1,10 @@
+import datetime as dt
+import json
+
 import numpy as np
 import pandas as pd
 
+from pipeline import features, store
 from pipeline.features import (
     FEATURES,
     TARGET,
@@ -86,3 +90,20 @@ def test_scaler_round_trip_and_constant_column() -> None:
     s = Scaler.fit(x)
     np.testing.assert_allclose(s.inverse(s.transform(x)), x)
     assert s.scale[1] == 1.0
+
+
+def test_run_writes_the_days_features_and_their_spans(make_cfg, sample_bars: pd.DataFrame) -> None:
+    cfg = make_cfg(features__volatility_window=5, features__volume_window=5)
+    day = dt.date(2010, 1, 8)
+    store.publish_curated(cfg, "GOOG", sample_bars, pd.DataFrame(), day)
+    out = features.run(cfg, "GOOG", day)
+    assert out["features_path"] == str(cfg.layout.features_path("GOOG", day))
+    feats = pd.read_parquet(out["features_path"])
+    assert feats["Date"].max() == pd.Timestamp(day)  # nothing after the run day
+    assert list(feats["split"].unique()) == ["train", "val", "test", "live"]
+    spans = out["splits"]
+    assert sum(s["rows"] for s in spans.values()) == len(feats)
+    assert spans["live"] == {"rows": 1, "first": "2010-01-08", "last": "2010-01-08"}
+    assert spans["train"]["last"] < spans["val"]["first"] <= spans["val"]["last"]
+    meta = json.loads((cfg.layout.features_dir("GOOG", day) / "meta.json").read_text())
+    assert meta["features"] == FEATURES and meta["splits"] == spans

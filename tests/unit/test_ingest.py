@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import ingest, store
+from pipeline import ingest
 from pipeline.bars import read_bars_csv
 from pipeline.config import Config
 
@@ -59,15 +59,3 @@ def read_bars_csv_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
     from pipeline.bars import coerce_bars
 
     return coerce_bars(frame)
-
-
-def test_merge_appends_dedupes_and_reports_revisions(sample_bars: pd.DataFrame) -> None:
-    curated = sample_bars.iloc[:10]
-    pull = sample_bars.iloc[5:15].copy()
-    pull.loc[pull.index[0], "Close"] += 1.0  # the vendor corrected an old bar
-    merged, revisions = store.merge_bars(curated, pull)
-    assert len(merged) == 15 and merged["Date"].is_unique
-    assert revisions[["column"]].to_dict("records") == [{"column": "Close"}]
-    assert revisions["new"].iloc[0] == revisions["old"].iloc[0] + 1.0
-    same, none = store.merge_bars(merged, pull)
-    assert same.equals(merged) and none.empty

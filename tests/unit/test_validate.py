@@ -1,9 +1,6 @@
 """Each rule of the GX suite, one fault at a time, through the real GX engine."""
 
 import datetime as dt
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +8,6 @@ import pandas as pd
 import pytest
 
 from pipeline import ingest, store, validate
-from pipeline.cli import main
 from pipeline.config import Config
 from pipeline.ingest import sample_path
 
@@ -73,28 +69,28 @@ def _write(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def test_clean_sample_passes(cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", str(sample_path())]) == 0
-    assert capsys.readouterr().out.startswith("OK ")
-
-
 @pytest.mark.parametrize("fault", list(CORRUPTIONS))
 def test_each_fault_is_rejected_by_name(
-    fault: str, tmp_path: Path, sample_bars: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+    fault: str, cfg: Config, tmp_path: Path, sample_bars: pd.DataFrame
 ) -> None:
     corrupt, rule = CORRUPTIONS[fault]
     path = _write(corrupt(sample_bars.copy()), tmp_path / "bad.csv")
-    assert main(["validate", str(path)]) == 1
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert all(line.startswith("FAIL ") for line in lines)
-    assert rule in {line.split()[1].rstrip(":") for line in lines}, lines
+    report = validate.validate_file(path, cfg)
+    assert not report.success
+    assert rule in {f.rule for f in report.failures}, report.summary()
 
 
-def test_unreadable_file_is_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage")
-    assert main(["validate", str(tmp_path / "bin.csv")]) == 1
-    assert main(["validate", str(tmp_path / "absent.csv")]) == 1
-    assert "FAIL file:" in capsys.readouterr().out
+def test_clean_file_passes_every_expectation_but_freshness(cfg: Config) -> None:
+    report = validate.validate_file(sample_path(), cfg)
+    assert report.success and not report.failures
+    suite = validate.load_suite_spec(daily=True)["expectations"]
+    assert report.checked == len(suite) - 1  # a file has no run day to be fresh for
+
+
+def test_unreadable_file_fails_before_the_suite(cfg: Config, tmp_path: Path) -> None:
+    report = validate.validate_file(tmp_path / "absent.csv", cfg)
+    assert not report.success and report.checked == 0
+    assert [f.rule for f in report.failures] == ["file"]
 
 
 def test_types_rule_catches_untyped_frame(cfg: Config, sample_bars: pd.DataFrame) -> None:
@@ -140,7 +136,7 @@ def test_daily_run_publishes_then_is_idempotent(cfg: Config) -> None:
 def test_failed_pull_is_quarantined_and_curated_untouched(cfg: Config) -> None:
     good_day, bad_day = dt.date(2013, 2, 28), dt.date(2013, 3, 1)
     validate.run(cfg, "GOOG", good_day, ingest.run(cfg, "GOOG", good_day)["raw_path"])
-    before = store.curated_path(cfg, "GOOG").read_bytes()
+    before = cfg.layout.curated_path("GOOG").read_bytes()
     raw = Path(ingest.run(cfg, "GOOG", bad_day)["raw_path"])
     raw.write_text(raw.read_text().replace("2013-03-01,", "2013-03-01,-").rstrip() + "\n")
     with pytest.raises(validate.ValidationFailed, match="positive_prices") as err:
@@ -149,29 +145,7 @@ def test_failed_pull_is_quarantined_and_curated_untouched(cfg: Config) -> None:
     where = cfg.state / "quarantine" / "GOOG" / bad_day.isoformat()
     assert (where / "report.json").is_file() and (where / raw.name).is_file()
     assert not raw.exists()  # the next run pulls afresh
-    assert store.curated_path(cfg, "GOOG").read_bytes() == before
-
-
-def test_cli_contract_in_a_subprocess(tmp_path: Path, sample_bars: pd.DataFrame) -> None:
-    env = {**os.environ, "PIPELINE__STATE_DIR": str(tmp_path / "state")}
-    ok = subprocess.run(
-        [sys.executable, "-m", "pipeline", "validate", str(sample_path())],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    assert ok.returncode == 0 and ok.stdout.startswith("OK "), ok.stderr
-    bad = _write(sample_bars.drop(columns="High"), tmp_path / "bad.csv")
-    out = subprocess.run(
-        [sys.executable, "-m", "pipeline", "validate", str(bad)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    assert out.returncode == 1 and out.stdout.startswith("FAIL columns:")
-    assert not (tmp_path / "state").exists()
+    assert cfg.layout.curated_path("GOOG").read_bytes() == before
 
 
 def test_backfill_of_an_earlier_day_after_a_later_one(cfg: Config) -> None:

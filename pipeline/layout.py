@@ -1,0 +1,87 @@
+"""Where everything lives: the one place that builds state paths and model URIs.
+
+In the spirit of Kedro's catalog: steps ask `cfg.layout` for a path instead of
+joining strings, so moving a folder is a one-line change here, and every path
+built from a ticker or a run day is checked to stay under the state root.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+MODELS_SCHEME = "models:/"
+
+
+def version_uri(name: str, version: str | int) -> str:
+    """A registered model version: models:/<name>/<version>."""
+    return f"{MODELS_SCHEME}{name}/{version}"
+
+
+def alias_uri(name: str, alias: str) -> str:
+    """Whatever version an alias points at: models:/<name>@<alias>."""
+    return f"{MODELS_SCHEME}{name}@{alias}"
+
+
+def parse_alias_uri(uri: str) -> tuple[str, str]:
+    """models:/<name>@<alias> -> (name, alias)."""
+    body = uri.removeprefix(MODELS_SCHEME)
+    if body == uri or "@" not in body:
+        raise ValueError(f"expected {alias_uri('<name>', '<alias>')}, got {uri!r}")
+    name, alias = body.split("@", 1)
+    return name, alias
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one state root (`cfg.state`)."""
+
+    root: Path
+
+    def _under(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise ValueError(f"{'/'.join(parts)!r} would leave the state directory {self.root}")
+        return path
+
+    def raw_path(self, ticker: str, day: dt.date) -> Path:
+        """Each day's pull, kept as it arrived."""
+        return self._under("raw", ticker, f"{day.isoformat()}.csv")
+
+    def curated_path(self, ticker: str) -> Path:
+        return self._under("curated", f"{ticker}.parquet")
+
+    def revisions_path(self, ticker: str) -> Path:
+        """Changed cells of already-stored bars, appended per run."""
+        return self._under("curated", f"{ticker}.revisions.csv")
+
+    def curated_tables(self) -> list[Path]:
+        return sorted((self.root / "curated").glob("*.parquet"))
+
+    def quarantine_dir(self, ticker: str, day: dt.date) -> Path:
+        return self._under("quarantine", ticker, day.isoformat())
+
+    def features_dir(self, ticker: str, day: dt.date) -> Path:
+        return self._under("features", ticker, day.isoformat())
+
+    def features_path(self, ticker: str, day: dt.date) -> Path:
+        return self.features_dir(ticker, day) / "features.parquet"
+
+    def latest_features(self, ticker: str) -> Path | None:
+        """The features of the latest run day for `ticker`, if any run built them."""
+        found = sorted(self._under("features", ticker).glob("*/features.parquet"))
+        return found[-1] if found else None
+
+    def forecasts_db(self) -> Path:
+        return self.root / "forecasts.sqlite"
+
+    def data_docs(self) -> Path:
+        """The GX Data Docs site (its index.html is the page to open)."""
+        return self.root / "reports" / "data_docs"
+
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"

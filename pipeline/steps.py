@@ -1,0 +1,158 @@
+"""The daily sequence, written once.
+
+Each step's adapter takes the config and the carry and returns only the keys it
+adds (its TypedDict in pipeline/carry.py). The DAG makes one task per name in
+SEQUENCE, in that order (tune fanned out over `tune.workers` tasks sharing one
+study); `python -m pipeline run` loops over the same adapters in-process.
+Step modules are imported inside the adapters: importing this module stays
+cheap enough for a DAG file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from pipeline.carry import (
+    Carry,
+    Evaluated,
+    Featured,
+    Forecasted,
+    Ingested,
+    Monitored,
+    Promoted,
+    Registered,
+    Selected,
+    Trained,
+    Tuned,
+    Validated,
+)
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+
+
+def start(ticker: str, day: dt.date, pipeline_run_id: str) -> Carry:
+    """The carry a ticker's run begins with (the keys of `Started`)."""
+    return {"ticker": ticker, "day": day.isoformat(), "pipeline_run_id": pipeline_run_id}
+
+
+def run_day(c: Carry) -> dt.date:
+    return dt.date.fromisoformat(c["day"])
+
+
+def ingest(cfg: Config, c: Carry) -> Ingested:
+    from pipeline import ingest as step
+
+    return step.run(cfg, c["ticker"], run_day(c))
+
+
+def validate(cfg: Config, c: Carry) -> Validated:
+    """Raises validate.ValidationFailed on bad data: nothing downstream may run."""
+    from pipeline import validate as step
+
+    return step.run(cfg, c["ticker"], run_day(c), c["raw_path"])
+
+
+def monitor(cfg: Config, c: Carry) -> Monitored:
+    from pipeline import monitor as step
+
+    return step.run(cfg, c["ticker"], run_day(c))
+
+
+def features(cfg: Config, c: Carry) -> Featured:
+    from pipeline import features as step
+
+    return step.run(cfg, c["ticker"], run_day(c))
+
+
+def tune(cfg: Config, c: Carry) -> Tuned:
+    """One tuning worker; several may run at once on one shared study and MLflow run."""
+    from pipeline import tracking
+    from pipeline import tune as step
+
+    parent = tracking.parent_run(cfg, c["ticker"], run_day(c), c["pipeline_run_id"])
+    ran = step.run(cfg, c["ticker"], run_day(c), c["features_path"], parent)
+    return {"parent_run_id": parent, "trials_run": ran}
+
+
+def best(cfg: Config, c: Carry) -> Selected:
+    from pipeline import tune as step
+
+    return step.best(cfg, c["ticker"], run_day(c), c["parent_run_id"])
+
+
+def train(cfg: Config, c: Carry) -> Trained:
+    from pipeline import train as step
+
+    return step.run(
+        cfg,
+        c["ticker"],
+        run_day(c),
+        c["features_path"],
+        c["parent_run_id"],
+        c["best_params"],
+        c["best_epoch"],
+        c["validation"],
+    )
+
+
+def evaluate(cfg: Config, c: Carry) -> Evaluated:
+    from pipeline import evaluate as step
+
+    ev = step.run(
+        cfg, c["ticker"], run_day(c), c["features_path"], c["model_uri"], c["parent_run_id"]
+    )
+    return {"evaluation": ev}
+
+
+def register(cfg: Config, c: Carry) -> Registered:
+    from pipeline import registry as step
+
+    evidence = step.evidence(c["evaluation"], c["fingerprint"], c["params"], c["validation"])
+    version = step.register(cfg, c["ticker"], c["model_uri"], c["parent_run_id"], evidence)
+    return {"version": version}
+
+
+def promote(cfg: Config, c: Carry) -> Promoted:
+    from pipeline import promotion as step
+
+    summary = step.run(cfg, c["ticker"], c["version"], c["evaluation"], c["parent_run_id"])
+    return {"promotion": summary}
+
+
+def forecast(cfg: Config, c: Carry) -> Forecasted:
+    from pipeline import forecast as step
+
+    return step.run(cfg, c["ticker"], run_day(c))
+
+
+Step = Callable[["Config", Carry], Mapping[str, Any]]
+STEPS: dict[str, Step] = {
+    "ingest": ingest,
+    "validate": validate,
+    "monitor": monitor,
+    "features": features,
+    "tune": tune,
+    "best": best,
+    "train": train,
+    "evaluate": evaluate,
+    "register": register,
+    "promote": promote,
+    "forecast": forecast,
+}
+SEQUENCE: tuple[str, ...] = tuple(STEPS)  # the order, for the DAG and the in-process runner
+FAN_OUT = "tune"  # the DAG runs this step as `tune.workers` parallel tasks per ticker
+
+
+def advance(cfg: Config, name: str, c: Carry) -> Carry:
+    """Run one step and return the carry with its keys added."""
+    return cast(Carry, {**c, **STEPS[name](cfg, c)})
+
+
+def run_steps(cfg: Config, c: Carry, names: Iterable[str] = SEQUENCE) -> Carry:
+    """Steps in order, in this process: all of them, or a slice."""
+    for name in names:
+        c = advance(cfg, name, c)
+    return c

@@ -1,0 +1,95 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.bars import COLUMNS, BarsError, Problem, coerce_bars, read_bars_csv, write_bars_csv
+
+
+def _raw(n: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Date": [f"2020-01-0{d}" for d in range(1, n + 1)],
+            "Open": ["1.0"] * n,
+            "High": ["2"] * n,
+            "Low": ["0.5"] * n,
+            "Close": ["1.5"] * n,
+            "Volume": ["100"] * n,
+        }
+    )
+
+
+def _problems(raw: pd.DataFrame) -> list[Problem]:
+    with pytest.raises(BarsError) as err:
+        coerce_bars(raw)
+    return err.value.problems
+
+
+def test_coerce_types_the_bars() -> None:
+    bars = coerce_bars(_raw().assign(Extra="x")[["Extra", *reversed(COLUMNS)]])
+    assert list(bars.columns) == COLUMNS
+    assert bars["Date"].dtype == "datetime64[ns]" and (bars.dtypes[1:] == "float64").all()
+    assert bars["Volume"].tolist() == [100.0] * 3
+
+
+def test_a_missing_column_and_no_rows_are_named() -> None:
+    assert _problems(_raw().drop(columns=["Volume", "Low"])) == [
+        Problem("columns", f"missing column(s) ['Low', 'Volume']; need {COLUMNS}")
+    ]
+    assert [p.rule for p in _problems(_raw().iloc[:0])] == ["rows"]
+
+
+def test_every_bad_cell_is_named_with_its_row() -> None:
+    raw = _raw(5)
+    raw.loc[1, "Date"] = "2020-13-45"
+    raw.loc[[0, 2, 3, 4], "Close"] = "n/a"
+    raw.loc[2, "Volume"] = "lots"
+    problems = _problems(raw)
+    assert [p.rule for p in problems] == ["date_format", "numeric", "numeric"]
+    assert problems[0].detail == "Date not a date at row 1: '2020-13-45'"
+    assert problems[1].detail.startswith("Close not a number at row 0: 'n/a'")
+    assert problems[1].detail.endswith("row 3: 'n/a' (+1 more)")
+    assert problems[2].detail == "Volume not a number at row 2: 'lots'"
+    assert str(problems[2]) == "FAIL numeric: Volume not a number at row 2: 'lots'"
+
+
+def test_empty_cells_stay_missing_for_the_null_rule() -> None:
+    raw = _raw().astype(object)
+    raw.loc[1, "Close"] = None
+    assert coerce_bars(raw)["Close"].isna().tolist() == [False, True, False]
+
+
+def test_tz_aware_dates_keep_their_local_day() -> None:
+    """yfinance sends New York midnights with an offset: the bar's day is the local one."""
+    stamps = ["2020-01-01T00:00:00-05:00", "2020-01-02T00:00:00-05:00", "2020-01-03T00:00:00-05:00"]
+    for dates in (stamps, pd.to_datetime(stamps)):
+        bars = coerce_bars(_raw().assign(Date=dates))
+        assert bars["Date"].dtype == "datetime64[ns]"  # naive
+        assert bars["Date"].tolist() == list(pd.date_range("2020-01-01", periods=3))
+
+
+def test_read_names_the_file_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(BarsError, match="no such file") as err:
+        read_bars_csv(tmp_path / "absent.csv")
+    assert err.value.problems[0].rule == "file"
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(BarsError, match="not a readable CSV"):
+        read_bars_csv(tmp_path / "bin.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(BarsError, match=r"empty\.csv: not a readable CSV"):
+        read_bars_csv(tmp_path / "empty.csv")
+
+
+def test_read_strips_header_and_cell_padding(tmp_path: Path) -> None:
+    path = tmp_path / "padded.csv"
+    path.write_text(" Date, Open,High,Low,Close,Volume\n2020-01-01, 1,2,0.5,1.5,100\n")
+    bars = read_bars_csv(path)
+    assert list(bars.columns) == COLUMNS and bars["Open"].iloc[0] == 1.0
+
+
+def test_write_then_read_round_trips(tmp_path: Path, sample_bars: pd.DataFrame) -> None:
+    path = tmp_path / "deep" / "GOOG.csv"
+    write_bars_csv(sample_bars.assign(Extra=1), path)
+    assert not path.with_suffix(".csv.tmp").exists()
+    pd.testing.assert_frame_equal(read_bars_csv(path), sample_bars)
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)

@@ -1,0 +1,103 @@
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from pipeline import forecast, monitor, registry, store, tracking
+from pipeline.config import Config
+
+
+def _forecast(cfg: Config, as_of: str, for_date: str, model: float, naive: float) -> None:
+    forecast.write(
+        cfg,
+        {
+            "ticker": "GOOG",
+            "as_of": as_of,
+            "for_date": for_date,
+            "model_name": "price_lstm_GOOG",
+            "model_version": "1",
+            "forecast_close": model,
+            "naive_close": naive,
+            "created_at": "2013-03-01T22:00:00+00:00",
+        },
+    )
+
+
+def _bars(closes: dict[str, float]) -> pd.DataFrame:
+    close = list(closes.values())
+    return pd.DataFrame(
+        {
+            "Date": pd.to_datetime(list(closes)),
+            "Open": close,
+            "High": close,
+            "Low": close,
+            "Close": close,
+            "Volume": 1.0,
+        }
+    )
+
+
+def test_rolling_flags_production_only_after_enough_days() -> None:
+    table = pd.DataFrame(
+        {
+            "actual_close": [1.0, 1.0, 1.0, None],
+            "model_abs_error": [3.0, 2.0, 2.0, None],
+            "naive_abs_error": [1.0, 1.0, 3.0, None],
+        }
+    )
+    assert monitor.rolling(table, 3) == {
+        "days": 3,
+        "model_mae": 7 / 3,
+        "naive_mae": 5 / 3,
+        "worse_than_naive": True,
+    }
+    assert monitor.rolling(table, 4)["worse_than_naive"] is False  # only 3 realised days so far
+    assert monitor.rolling(table, 1)["worse_than_naive"] is False  # the latest day it won
+
+
+def test_realise_fills_in_the_days_that_have_been_seen(cfg: Config) -> None:
+    _forecast(cfg, "2013-02-28", "2013-03-01", model=101.0, naive=98.0)
+    _forecast(cfg, "2013-03-01", "2013-03-04", model=102.0, naive=100.0)
+    bars = _bars({"2013-02-28": 98.0, "2013-03-01": 100.0})
+    assert monitor.realise(cfg, "GOOG", bars) == 1
+    assert monitor.realise(cfg, "GOOG", bars) == 0  # already realised
+    table = forecast.read_forecasts(cfg, "GOOG").set_index("as_of")
+    seen = table.loc["2013-02-28"]
+    assert (seen["actual_close"], seen["model_abs_error"], seen["naive_abs_error"]) == (
+        100.0,
+        1.0,
+        2.0,
+    )
+    assert table.loc["2013-03-01", ["actual_close", "model_abs_error"]].isna().all()
+
+
+def test_run_with_nothing_realised_reports_zero_days(cfg: Config) -> None:
+    assert monitor.run(cfg, "GOOG", dt.date(2013, 3, 1)) == {"monitoring": {"days": 0}}
+
+
+def test_run_flags_production_losing_to_naive_then_clears_it(
+    make_cfg, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg: Config = make_cfg(monitoring__window_days=2)
+    name = registry.model_name(cfg, "GOOG")
+    tracking.client(cfg).create_registered_model(name)
+    closes = {"2013-02-26": 100.0, "2013-02-27": 100.0, "2013-02-28": 100.0, "2013-03-01": 100.0}
+    store.publish_curated(cfg, "GOOG", _bars(closes), pd.DataFrame(), dt.date(2013, 3, 1))
+    _forecast(cfg, "2013-02-26", "2013-02-27", model=103.0, naive=101.0)
+    _forecast(cfg, "2013-02-27", "2013-02-28", model=102.0, naive=101.0)
+
+    out = monitor.run(cfg, "GOOG", dt.date(2013, 2, 28))["monitoring"]
+    assert out == {"days": 2, "model_mae": 2.5, "naive_mae": 1.0, "worse_than_naive": True}
+    assert "ALERT price_lstm_GOOG" in capsys.readouterr().out
+    assert registry.is_production_beatable(cfg, "GOOG")
+
+    _forecast(cfg, "2013-02-28", "2013-03-01", model=100.0, naive=101.0)  # a perfect day
+    out = monitor.run(cfg, "GOOG", dt.date(2013, 3, 1))["monitoring"]
+    assert out["worse_than_naive"] is False and out["model_mae"] == 1.0
+    assert not registry.is_production_beatable(cfg, "GOOG")
+
+    mc = tracking.client(cfg)
+    exp = mc.get_experiment_by_name(f"{cfg.tracking.experiment}_monitoring")
+    runs = mc.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.data.tags["for_date"] for r in runs] == ["2013-02-28", "2013-03-01"]
+    assert runs[-1].data.metrics["realised_model_abs_error"] == 0.0

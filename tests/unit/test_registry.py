@@ -1,0 +1,177 @@
+"""The promotion gate, and the registry and audit trail on a real, throw-away MLflow store."""
+
+import datetime as dt
+import time
+
+import pytest
+
+from pipeline import registry, tracking
+from pipeline.config import Config, throwaway_config
+from pipeline.registry import decide
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """One throw-away MLflow store for the module; each test uses its own ticker."""
+    return throwaway_config(tmp_path_factory.mktemp("registry"))
+
+
+def _versions(cfg: Config, ticker: str, n: int) -> str:
+    """A registered model with `n` versions (plain registry entries), and a pipeline run."""
+    mc = tracking.client(cfg)
+    name = registry.model_name(cfg, ticker)
+    mc.create_registered_model(name)
+    run_id = tracking.parent_run(cfg, ticker, dt.date(2013, 3, 1), f"test-{ticker}")
+    for _ in range(n):
+        mc.create_model_version(name, source=str(cfg.state / "model"), run_id=run_id)
+    return run_id
+
+
+@pytest.mark.parametrize(
+    ("ev", "beatable", "promote", "why"),
+    [
+        ({"model_mase": 1.01, "model_mae": 6.6}, False, False, "does not beat"),
+        ({"model_mase": 0.99, "model_mae": 6.5}, False, True, "no production"),
+        ({"model_mase": 0.99, "model_mae": 6.5, "production_mae": 6.4}, False, False, "worse"),
+        ({"model_mase": 0.99, "model_mae": 6.5, "production_mae": 6.4}, True, True, "losing"),
+        (
+            {"model_mase": 0.99, "model_mae": 6.3, "production_mae": 6.4},
+            False,
+            True,
+            "and production",
+        ),
+    ],
+)
+def test_gate(ev: dict, beatable: bool, promote: bool, why: str) -> None:
+    decision = decide(ev, naive_margin=0.0, tolerance=0.0, production_beatable=beatable)
+    assert decision.promote is promote and why in decision.reason
+
+
+def test_gate_margin() -> None:
+    assert not decide({"model_mase": 0.99, "model_mae": 1}, naive_margin=0.02, tolerance=0).promote
+
+
+def test_gate_tolerance_admits_a_slightly_worse_model() -> None:
+    ev = {"model_mase": 0.9, "model_mae": 6.5, "production_mae": 6.4}
+    assert decide(ev, naive_margin=0.0, tolerance=0.02).promote
+    assert not decide(ev, naive_margin=0.0, tolerance=0.01).promote
+
+
+def test_model_name(make_cfg) -> None:
+    assert registry.model_name(make_cfg(), "GOOG") == "price_lstm_GOOG"
+    assert registry.model_name(make_cfg(registry__model_prefix="fc"), "MSFT") == "fc_MSFT"
+
+
+def test_evidence_keeps_scores_and_adds_provenance() -> None:
+    evaluation = {
+        "model_mae": 6.5,
+        "naive_mase": 1.0,
+        "production_mae": 6.4,
+        "dm_pvalue": 0.03,
+        "test_days": 300,
+        "production_version": "1",
+        "first_test_date": "2012-01-03",
+        "last_test_date": "2013-03-01",
+    }
+    fingerprint, params = {"rows": 2148}, {"units": 4}
+    validation = {"passed": True, "checked": 27}
+    ev = registry.evidence(evaluation, fingerprint, params, validation)
+    assert set(ev) == {
+        "model_mae",
+        "naive_mase",
+        "production_mae",
+        "production_version",
+        "dm_pvalue",
+        "first_test_date",
+        "last_test_date",
+        "data_fingerprint",
+        "validation",
+        "params",
+        "code_version",
+    }
+    assert ev["data_fingerprint"] == fingerprint and ev["params"] == params
+    assert ev["validation"] == validation and ev["code_version"] == tracking.code_version()
+    assert ev["model_mae"] == 6.5 and ev["dm_pvalue"] == 0.03
+
+
+def test_record_and_audit_trail_round_trip(store: Config) -> None:
+    name = registry.model_name(store, "AUD")
+    assert registry.audit_trail(store, "AUD") == []
+    events = [
+        {"action": "promote", "model": name, "to_version": "1", "reason": "first", "actor": "a"},
+        {
+            "action": "rollback",
+            "model": name,
+            "from_version": "2",
+            "to_version": "1",
+            "reason": "bad",
+            "actor": "b",
+            "forced": True,
+            "run_id": None,  # None values are left out
+        },
+    ]
+    for event in events:
+        registry.record(store, event)
+        time.sleep(0.002)  # distinct start times: the trail is ordered by them
+    registry.record(store, {"action": "promote", "model": "someone_else", "to_version": "9"})
+    trail = registry.audit_trail(store, "AUD")
+    assert [{k: v for k, v in e.items() if k != "at"} for e in trail] == [
+        {"action": "promote", "model": name, "to_version": "1", "reason": "first", "actor": "a"},
+        {
+            "action": "rollback",
+            "model": name,
+            "from_version": "2",
+            "to_version": "1",
+            "reason": "bad",
+            "actor": "b",
+            "forced": "true",
+        },
+    ]
+    assert all(dt.datetime.fromisoformat(e["at"]).tzinfo is not None for e in trail)
+
+
+def test_move_production_points_the_alias_and_audits(store: Config) -> None:
+    _versions(store, "MOV", 2)
+    assert registry.production_version(store, "MOV") is None
+    registry.move_production(store, "MOV", "1", "promote", "first", "me")
+    event = registry.move_production(store, "MOV", "2", "promote", "second", "me", forced=True)
+    prod = registry.production_version(store, "MOV")
+    assert prod is not None and str(prod.version) == "2"
+    assert prod.tags["promoted_reason"] == "second"
+    assert event["from_version"] == "1" and event["to_version"] == "2" and event["forced"]
+    assert [e["to_version"] for e in registry.audit_trail(store, "MOV")] == ["1", "2"]
+
+
+def test_a_new_production_model_clears_the_beatable_flag(store: Config) -> None:
+    _versions(store, "BEAT", 1)
+    name = registry.model_name(store, "BEAT")
+    tracking.client(store).set_registered_model_tag(name, registry.BEATABLE_TAG, "true")
+    assert registry.is_production_beatable(store, "BEAT")
+    registry.move_production(store, "BEAT", "1", "promote", "fresh start", "me")
+    assert not registry.is_production_beatable(store, "BEAT")
+    assert not registry.is_production_beatable(store, "NO_SUCH_MODEL")
+
+
+def test_promote_if_better_promotes_then_refuses_a_worse_model(store: Config) -> None:
+    run_id = _versions(store, "GATE", 2)
+    good = {"model_mase": 0.9, "model_mae": 6.0}
+    out = registry.promote_if_better(store, "GATE", "1", good, run_id)
+    assert out == {
+        "model_name": "price_lstm_GATE",
+        "version": "1",
+        "promoted": True,
+        "reason": out["reason"],
+        "production_version": "1",
+    }
+    assert "no production model yet" in out["reason"]
+    worse = {"model_mase": 0.95, "model_mae": 6.5, "production_mae": 6.0}
+    out = registry.promote_if_better(
+        store, "GATE", "2", {**worse, "production_version": "1"}, run_id
+    )
+    assert out["promoted"] is False and out["production_version"] == "1"
+    assert "worse than production v1" in out["reason"]
+    mc = tracking.client(store)
+    refused = mc.get_model_version("price_lstm_GATE", "2")
+    assert refused.tags["gate"] == "refused" and refused.tags["gate_reason"] == out["reason"]
+    assert mc.get_run(run_id).data.tags["promotion"].startswith("not promoted: ")
+    assert [e["action"] for e in registry.audit_trail(store, "GATE")] == ["promote", "refused"]

@@ -1,0 +1,71 @@
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import steps
+from pipeline.config import Config
+
+DAY = dt.date(2013, 3, 1)
+
+
+def test_the_sequence_is_the_eleven_steps_in_order() -> None:
+    assert steps.SEQUENCE == (
+        "ingest",
+        "validate",
+        "monitor",
+        "features",
+        "tune",
+        "best",
+        "train",
+        "evaluate",
+        "register",
+        "promote",
+        "forecast",
+    )
+    assert set(steps.STEPS) == set(steps.SEQUENCE)
+    assert all(callable(steps.STEPS[name]) for name in steps.SEQUENCE)
+    assert steps.FAN_OUT in steps.SEQUENCE
+
+
+def test_start_is_json_and_the_day_round_trips() -> None:
+    carry = steps.start("GOOG", DAY, "manual__2013-03-01")
+    assert carry == {"ticker": "GOOG", "day": "2013-03-01", "pipeline_run_id": "manual__2013-03-01"}
+    assert json.loads(json.dumps(carry)) == carry  # travels through XCom
+    assert steps.run_day(carry) == DAY
+
+
+def test_a_slice_runs_in_memory_and_grows_the_carry(cfg: Config) -> None:
+    carry = steps.start("GOOG", DAY, "test-slice")
+    out = steps.run_steps(cfg, carry, ["ingest", "validate", "features"])
+    assert {k: out[k] for k in carry} == carry  # earlier keys kept
+    assert Path(out["raw_path"]) == cfg.layout.raw_path("GOOG", DAY)
+    assert Path(out["curated_path"]) == cfg.layout.curated_path("GOOG")
+    assert out["validation"]["passed"] is True and out["last_date"] == "2013-03-01"
+    assert Path(out["features_path"]) == cfg.layout.features_path("GOOG", DAY)
+    feats = pd.read_parquet(out["features_path"])
+    assert feats["Date"].max() == pd.Timestamp("2013-03-01")
+    assert out["splits"]["live"]["rows"] == 1
+    assert json.loads(json.dumps(out)) == out  # still JSON: no frames in the carry
+    assert carry == steps.start("GOOG", DAY, "test-slice")  # the input carry is not mutated
+
+
+def test_advance_adds_only_the_steps_keys(cfg: Config) -> None:
+    carry = steps.start("GOOG", DAY, "test-advance")
+    out = steps.advance(cfg, "ingest", carry)
+    assert set(out) - set(carry) == {"raw_path"}
+
+
+def test_importing_the_sequence_stays_cheap() -> None:
+    heavy = ["tensorflow", "keras", "mlflow", "optuna", "great_expectations", "pandas"]
+    code = (
+        "import sys, json, pipeline.steps, pipeline.carry; "
+        f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == []

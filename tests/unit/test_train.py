@@ -1,0 +1,67 @@
+import numpy as np
+import pandas as pd
+
+from pipeline.bars import COLUMNS
+from pipeline.features import FEATURES, assign_splits, make_features
+from pipeline.forecaster import OUTPUT_COLUMNS
+from pipeline.model import LSTMParams
+from pipeline.train import fit_final, input_example, request_signature
+
+
+def _bars(n: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    return pd.DataFrame(
+        {
+            "Date": pd.bdate_range("2021-03-01", periods=n),
+            "Open": close,
+            "High": close * 1.01,
+            "Low": close * 0.99,
+            "Close": close,
+            "Volume": rng.integers(1_000, 2_000, n).astype(float),
+        }
+    )
+
+
+def test_input_example_is_the_last_rows_with_text_dates() -> None:
+    bars = _bars()
+    example = input_example(bars, 7)
+    assert len(example) == 7 and list(example.index) == list(range(7))
+    assert list(example["Date"]) == [f"{d:%Y-%m-%d}" for d in bars["Date"].tail(7)]
+    assert example["Close"].tolist() == bars["Close"].tail(7).tolist()
+    assert bars["Date"].dtype.kind == "M"  # the caller's frame is left as it was
+
+
+def test_fit_final_returns_a_trained_net_and_its_preprocessing() -> None:
+    feats = make_features(_bars(), 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    params = LSTMParams(units=4, layers=1, dropout=0.0, window=5, batch_size=64)
+    model, prep = fit_final(params, feats, epochs=0, seed=0)  # 0 epochs still trains once
+    assert prep.window == 5 and model.input_shape == (None, 5, len(FEATURES))
+    out = np.asarray(model(prep.x["test"], training=False))
+    assert out.shape == (len(prep.y["test"]), 1)
+    assert out.any()  # trained: the zero-initialised head has moved
+
+
+def test_request_signature_names_the_six_columns() -> None:
+    example = input_example(_bars(), 3)
+    output = pd.DataFrame(
+        [
+            {
+                "as_of": "2021-08-13",
+                "for_date": "2021-08-16",
+                "last_close": 1.0,
+                "forecast_close": 1.0,
+                "forecast_return": 0.0,
+                "model_version": "1",
+            }
+        ]
+    )
+    sig = request_signature(example, output)
+    assert sig.inputs.input_names() == COLUMNS
+    specs = {s.name: s for s in sig.inputs.inputs}
+    assert all(s.required for s in specs.values())
+    assert str(specs["Date"].type) == "DataType.string"
+    # numbers are typed by the model, so integer JSON such as "Volume": 2175400 is accepted
+    assert {str(specs[c].type) for c in COLUMNS[1:]} == {"Any"}
+    assert sig.outputs.input_names() == OUTPUT_COLUMNS

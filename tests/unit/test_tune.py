@@ -1,0 +1,110 @@
+"""The search space, one fit, and a real (tiny) study through Optuna, Keras and MLflow."""
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from pipeline import tracking, tune
+from pipeline.config import Config, SearchSpace
+from pipeline.features import Prepared, assign_splits, make_features, prepare
+from pipeline.model import LSTMParams
+from pipeline.tune import suggest_params
+
+TINY = {
+    "tune__space__units": "[4]",
+    "tune__space__layers": "[1]",
+    "tune__space__window": "[5]",
+    "tune__space__batch_size": "[64]",
+    "tune__max_epochs": 1,
+    "tune__n_trials": 1,
+}
+
+
+def _feats(n: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    bars = pd.DataFrame(
+        {
+            "Date": pd.bdate_range("2020-01-01", periods=n),
+            "Open": close * 0.999,
+            "High": close * 1.01,
+            "Low": close * 0.99,
+            "Close": close,
+            "Volume": rng.integers(1_000, 2_000, n).astype(float),
+        }
+    )
+    feats = make_features(bars, 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    return feats
+
+
+def test_search_space_is_a_plain_function_of_the_trial() -> None:
+    space = SearchSpace()
+    trial = optuna.trial.FixedTrial(
+        {
+            "units": 64,
+            "layers": 2,
+            "dropout": 0.2,
+            "learning_rate": 1e-3,
+            "window": 40,
+            "batch_size": 32,
+        }
+    )
+    params = suggest_params(trial, space)
+    assert (params.units, params.layers, params.window, params.batch_size) == (64, 2, 40, 32)
+    assert (params.dropout, params.learning_rate) == (0.2, 1e-3)
+
+
+def test_search_space_draws_only_configured_values() -> None:
+    space = SearchSpace(units=[4], window=[5], dropout=(0.1, 0.2))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        params = suggest_params(study.ask(), space)
+        assert params.units == 4 and params.window == 5 and 0.1 <= params.dropout <= 0.2
+        assert 1e-4 <= params.learning_rate <= 1e-2
+
+
+def test_study_name_is_ticker_and_day() -> None:
+    assert tune.study_name("GOOG", dt.date(2013, 3, 1)) == "GOOG-2013-03-01"
+
+
+def test_fit_trains_on_train_and_reports_val_loss() -> None:
+    prep: Prepared = prepare(_feats(), window=5)
+    params = LSTMParams(units=4, layers=1, dropout=0.0, window=5, batch_size=64)
+    model, history = tune.fit(params, prep, epochs=1, patience=1, callbacks=[], seed=0)
+    assert len(history.history["val_loss"]) == 1 and np.isfinite(history.history["val_loss"][0])
+    assert model.output_shape == (None, 1)
+    assert model.input_shape == (None, 5, prep.x["train"].shape[2])
+
+
+def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) -> None:
+    cfg: Config = make_cfg(**TINY)
+    day = dt.date(2020, 6, 1)
+    path = tmp_path / "features.parquet"
+    _feats().to_parquet(path, index=False)
+    parent = tracking.parent_run(cfg, "GOOG", day, "test-tune")
+
+    assert tune.run(cfg, "GOOG", day, str(path), parent) == 1
+    assert tune.run(cfg, "GOOG", day, str(path), parent) == 0  # a retry resumes: budget met
+
+    study = tune.load_study(cfg, "GOOG", day)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    mc = tracking.client(cfg)
+    child = mc.get_run(trial.user_attrs["mlflow_run_id"])
+    assert child.data.tags["mlflow.parentRunId"] == parent
+    assert child.data.tags["trial_state"] == "COMPLETE" and child.info.status == "FINISHED"
+    assert child.data.params["units"] == "4" and "val_loss" in child.data.metrics
+
+    best = tune.best(cfg, "GOOG", day, parent)
+    assert best["study"] == "GOOG-2020-06-01" and best["trials"] == 1
+    assert best["best_params"]["units"] == 4 and best["best_epoch"] == 1
+    assert best["best_val_loss"] == pytest.approx(trial.value)
+    run = mc.get_run(parent)
+    assert run.data.tags["optuna_study"] == "GOOG-2020-06-01"
+    artifacts = {a.path for a in mc.list_artifacts(parent, "plots")}
+    assert "plots/optuna_history.png" in artifacts
