@@ -170,7 +170,11 @@ def run(
             if isinstance(v, float) and math.isfinite(v)
         ],
     )
-    mc.log_figure(parent_run_id, plot_forecasts(table), "plots/test_forecasts.png")
+    fig = plot_forecasts(table)
+    mc.log_figure(parent_run_id, fig, "plots/test_forecasts.png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # pyplot keeps every figure until closed
     mc.log_table(
         parent_run_id,
         table.assign(as_of=table["as_of"].astype(str), for_date=table["for_date"].astype(str)),

@@ -137,6 +137,7 @@ def _log_study_plots(cfg: Config, study: optuna.Study, parent_id: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
     mc = tracking.client(cfg)
@@ -149,6 +150,7 @@ def _log_study_plots(cfg: Config, study: optuna.Study, parent_id: str) -> None:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 ax = plot(study)
             mc.log_figure(parent_id, ax.figure, f"plots/{name}")
+            plt.close(ax.figure)  # pyplot keeps every figure until closed
         except (ValueError, RuntimeError) as exc:  # e.g. importances when all params equal
             log.warning("skipped %s: %s", name, exc)
 
