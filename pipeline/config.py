@@ -96,6 +96,15 @@ class ServingConfig(_Section):
     reload_interval_s: float = Field(default=5.0, gt=0)
 
 
+class UIConfig(_Section):
+    """`make ui`: the three dashboards, on localhost unless told otherwise."""
+
+    host: str = "127.0.0.1"
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    optuna_port: int = Field(default=8081, ge=1, le=65535)
+
+
 class Config(_Section):
     tickers: list[str] = Field(default=["GOOG"], min_length=1)
     state_dir: Path = Path("state")
@@ -107,6 +116,7 @@ class Config(_Section):
     registry: RegistryConfig = RegistryConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     serving: ServingConfig = ServingConfig()
+    ui: UIConfig = UIConfig()
     base_dir: Path = PROJECT_ROOT
 
     @model_validator(mode="after")

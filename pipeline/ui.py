@@ -1,7 +1,8 @@
 """`python -m pipeline ui` (`make ui`): Airflow, MLflow and Optuna dashboards on localhost.
 
-Runs the three as child processes, prints their URLs and the Airflow login, and
-stops them all on Ctrl-C.
+Runs the three as child processes, each in its own process group, prints their
+URLs and the Airflow login, and stops every group on Ctrl-C or SIGTERM (what a
+process supervisor sends), waiting for them and killing what does not stop.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 
 from pipeline.config import Config
 
+STOP_GRACE_S = 20
+
 
 def commands(cfg: Config) -> dict[str, tuple[list[str], str]]:
-    bin_dir = Path(sys.executable).parent
-    return {
-        "airflow": ([str(bin_dir / "airflow"), "standalone"], "http://127.0.0.1:8080"),
+    bin_dir, u = Path(sys.executable).parent, cfg.ui
+    return {  # Airflow's API server takes its host and port from the env (see environment())
+        "airflow": ([str(bin_dir / "airflow"), "standalone"], f"http://{u.host}:{u.airflow_port}"),
         "mlflow": (
             [
                 str(bin_dir / "mlflow"),
@@ -28,23 +31,33 @@ def commands(cfg: Config) -> dict[str, tuple[list[str], str]]:
                 "--backend-store-uri",
                 cfg.tracking_uri,
                 "--host",
-                "127.0.0.1",
+                u.host,
                 "--port",
-                "5000",
+                str(u.mlflow_port),
             ],
-            "http://127.0.0.1:5000",
+            f"http://{u.host}:{u.mlflow_port}",
         ),
         "optuna": (
             [
                 str(bin_dir / "optuna-dashboard"),
                 cfg.optuna_storage,
                 "--host",
-                "127.0.0.1",
+                u.host,
                 "--port",
-                "8081",
+                str(u.optuna_port),
             ],
-            "http://127.0.0.1:8081",
+            f"http://{u.host}:{u.optuna_port}",
         ),
+    }
+
+
+def environment(cfg: Config) -> dict[str, str]:
+    bin_dir = Path(sys.executable).parent  # `airflow standalone` starts `airflow ...` from PATH
+    return {
+        **os.environ,
+        "AIRFLOW__API__HOST": cfg.ui.host,  # Airflow's default is 0.0.0.0
+        "AIRFLOW__API__PORT": str(cfg.ui.airflow_port),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
 
@@ -60,26 +73,52 @@ def airflow_login(home: Path, wait_s: float = 60) -> str:
     return f"see {home} (the password file appears once Airflow has started)"
 
 
+def prepare_stores(cfg: Config) -> None:
+    """Create the Optuna storage if no run has yet: the dashboard dies on an empty SQLite."""
+    import optuna
+
+    if cfg.optuna_storage.startswith("sqlite:///"):
+        Path(cfg.optuna_storage.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    optuna.storages.RDBStorage(cfg.optuna_storage)
+
+
+def stop_groups(procs: dict[str, subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM every child's process group, wait, then SIGKILL whatever is left of them."""
+    for proc in procs.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(ProcessLookupError):  # grandchildren outliving their leader
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM takes the same way out as Ctrl-C
+
+
 def run(cfg: Config) -> int:
     logs = cfg.layout.logs_dir()
     logs.mkdir(parents=True, exist_ok=True)
-    bin_dir = Path(sys.executable).parent  # `airflow standalone` starts `airflow ...` from PATH
-    env = {
-        **os.environ,
-        "AIRFLOW__API__PORT": "8080",
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    env = environment(cfg)
+    prepare_stores(cfg)
+    signal.signal(signal.SIGTERM, _interrupt)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for name, (argv, url) in commands(cfg).items():
-        out = (logs / f"ui-{name}.log").open("wb")
-        procs[name] = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )  # own group: stop takes all
-        print(f"{name:8s} {url}   (log: {logs / f'ui-{name}.log'})", flush=True)
-    home = Path(os.environ.get("AIRFLOW_HOME", cfg.layout.airflow_home()))
-    print(f"airflow login (user admin): {airflow_login(home)}", flush=True)
-    print("Ctrl-C stops all three.", flush=True)
     try:
+        for name, (argv, url) in commands(cfg).items():
+            out = (logs / f"ui-{name}.log").open("wb")
+            procs[name] = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )  # own group: stop takes all
+            print(f"{name:8s} {url}   (log: {logs / f'ui-{name}.log'})", flush=True)
+        home = Path(os.environ.get("AIRFLOW_HOME", cfg.layout.airflow_home()))
+        print(f"airflow login (user admin): {airflow_login(home)}", flush=True)
+        print("Ctrl-C stops all three.", flush=True)
         while not (exited := [n for n, p in procs.items() if p.poll() is not None]):
             time.sleep(1)
         for name in exited:  # e.g. a port already taken: its log says so
@@ -92,6 +131,5 @@ def run(cfg: Config) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for proc in procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
+        stop_groups(procs, STOP_GRACE_S)

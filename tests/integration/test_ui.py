@@ -1,0 +1,73 @@
+"""`make ui` as a process supervisor sees it: localhost only, and SIGTERM stops everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.config import throwaway_env
+
+from .serving_support import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _listening(procs: list[psutil.Process]) -> dict[int, set[str]]:
+    """Port -> addresses that the given processes listen on."""
+    out: dict[int, set[str]] = {}
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN:
+                out.setdefault(c.laddr.port, set()).add(c.laddr.ip)
+    return out
+
+
+def test_dashboards_bind_localhost_and_sigterm_stops_them_all(
+    airflow_db: Path, tmp_path: Path
+) -> None:
+    ports = {"airflow": free_port(), "mlflow": free_port(), "optuna": free_port()}
+    env = {
+        **os.environ,
+        **throwaway_env(tmp_path),
+        **{f"PIPELINE__UI__{k.upper()}_PORT": str(v) for k, v in ports.items()},
+    }
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "ui"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    family: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 240
+        listening: dict[int, set[str]] = {}
+        while time.monotonic() < deadline and not set(ports.values()) <= set(listening):
+            assert ui.poll() is None, (ui.stdout.read() if ui.stdout else b"")[-2000:]
+            family = psutil.Process(ui.pid).children(recursive=True)
+            listening = _listening(family)
+            time.sleep(1)
+        for name, port in ports.items():
+            assert listening.get(port) == {"127.0.0.1"}, (name, listening)
+        family = psutil.Process(ui.pid).children(recursive=True)
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(family, timeout=10)
+        assert alive == [], alive
+    finally:
+        if ui.poll() is None:
+            os.killpg(ui.pid, signal.SIGKILL)
+        for proc in family:
+            if proc.is_running():
+                proc.kill()
