@@ -70,7 +70,21 @@ class TuneConfig(_Section):
     patience: int = Field(default=3, ge=1)
     seed: int = 42
     storage: str = "sqlite:///state/optuna.db"
+    # A running trial beats every heartbeat_interval_s; one silent for grace_period_s lost its
+    # worker: it is failed and queued again (at most stale_retries times per trial).
+    heartbeat_interval_s: int = Field(default=30, ge=1)
+    grace_period_s: int = Field(default=120, ge=2)
+    stale_retries: int = Field(default=1, ge=0)
     space: SearchSpace = SearchSpace()
+
+    @model_validator(mode="after")
+    def _grace_outlasts_heartbeat(self) -> TuneConfig:
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                f"grace_period_s ({self.grace_period_s}) must exceed heartbeat_interval_s "
+                f"({self.heartbeat_interval_s}), or every live trial looks dead"
+            )
+        return self
 
 
 class TrackingConfig(_Section):

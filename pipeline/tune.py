@@ -122,10 +122,41 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
     return objective
 
 
+def on_stale_trial(cfg: Config) -> Any:
+    """A trial whose worker died (no heartbeat for `tune.grace_period_s`): Optuna has marked it
+    FAIL; close its MLflow child run as FAILED too, and queue it again (`tune.stale_retries`)."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.tune.stale_retries)
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            mc = tracking.client(cfg)
+            mc.set_tag(run_id, "trial_state", "STALE")
+            mc.set_terminated(run_id, "FAILED")
+        log.warning("trial %d lost its worker: failed, queued again", trial.number)
+        retry(study, trial)
+
+    return callback
+
+
+def storage(cfg: Config) -> optuna.storages.RDBStorage:
+    """The study storage, with heartbeats so a dead worker's trial does not stay RUNNING."""
+    with warnings.catch_warnings():  # heartbeats are marked experimental since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            cfg.optuna_storage,
+            heartbeat_interval=cfg.tune.heartbeat_interval_s,
+            grace_period=cfg.tune.grace_period_s,
+            heartbeat_stale_trial_callback=on_stale_trial(cfg),
+        )
+
+
 def load_study(cfg: Config, ticker: str, day: dt.date) -> optuna.Study:
     return optuna.create_study(
         study_name=study_name(ticker, day),
-        storage=cfg.optuna_storage,
+        storage=storage(cfg),
         direction="minimize",
         sampler=optuna.samplers.TPESampler(seed=cfg.tune.seed, n_startup_trials=4),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),

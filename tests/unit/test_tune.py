@@ -108,3 +108,35 @@ def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) ->
     assert run.data.tags["optuna_study"] == "GOOG-2020-06-01"
     artifacts = {a.path for a in mc.list_artifacts(parent, "plots")}
     assert "plots/optuna_history.png" in artifacts
+
+
+def test_a_dead_workers_trial_is_failed_closed_and_retried(make_cfg, tmp_path: Path) -> None:
+    """A worker killed mid-trial leaves a RUNNING trial; the next worker fails it by heartbeat."""
+    import sqlalchemy
+
+    cfg: Config = make_cfg(**{**TINY, "tune__n_trials": 2})
+    day = dt.date(2020, 6, 2)
+    path = tmp_path / "features.parquet"
+    _feats().to_parquet(path, index=False)
+    parent = tracking.parent_run(cfg, "GOOG", day, "test-stale")
+    study = tune.load_study(cfg, "GOOG", day)
+    dead = study.ask()  # what the killed worker had started: a heartbeat, then silence
+    run_id = tracking.child_run(cfg, parent, f"trial-{dead.number}", {"kind": "trial"})
+    dead.set_user_attr("mlflow_run_id", run_id)
+    study._storage.record_heartbeat(dead._trial_id)  # type: ignore[attr-defined]
+    engine = sqlalchemy.create_engine(cfg.optuna_storage)
+    with engine.begin() as conn:  # the silence: its last beat long before the grace period
+        conn.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01'"))
+
+    tune.run(cfg, "GOOG", day, str(path), parent)
+
+    trials = tune.load_study(cfg, "GOOG", day).trials
+    assert trials[dead.number].state == optuna.trial.TrialState.FAIL
+    finished = [t for t in trials if t.state in tune.FINISHED]
+    assert len(finished) == 2  # the budget counts finished trials, the dead one is not one
+    retried = [
+        optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials
+    ]
+    assert dead.number in retried  # queued again with the same parameters
+    lost = tracking.client(cfg).get_run(run_id)
+    assert lost.info.status == "FAILED" and lost.data.tags["trial_state"] == "STALE"
