@@ -14,32 +14,18 @@ from pipeline.features import (
     make_windows,
     prepare,
 )
-
-
-def _bars(n: int = 60, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    return pd.DataFrame(
-        {
-            "Date": pd.bdate_range("2020-01-01", periods=n),
-            "Open": close * 0.999,
-            "High": close * 1.01,
-            "Low": close * 0.99,
-            "Close": close,
-            "Volume": rng.integers(1_000, 2_000, n).astype(float),
-        }
-    )
+from tests.helpers import random_walk_bars
 
 
 def test_features_are_scale_free() -> None:
-    bars = _bars()
+    bars = random_walk_bars()
     scaled = bars.assign(**{c: bars[c] * 1000 for c in ["Open", "High", "Low", "Close"]})
     a, b = make_features(bars, 5, 5), make_features(scaled, 5, 5)
     np.testing.assert_allclose(a[FEATURES], b[FEATURES], atol=1e-12)
 
 
 def test_no_look_ahead_changing_the_future_leaves_the_past() -> None:
-    bars = _bars()
+    bars = random_walk_bars()
     future = bars.copy()
     future.loc[40:, ["Open", "High", "Low", "Close"]] *= 1.5
     a, b = make_features(bars, 5, 5), make_features(future, 5, 5)
@@ -50,7 +36,7 @@ def test_no_look_ahead_changing_the_future_leaves_the_past() -> None:
 
 
 def test_target_is_next_day_log_return() -> None:
-    bars = _bars()
+    bars = random_walk_bars()
     feats = make_features(bars, 5, 5)
     row = feats.iloc[10]
     i = bars.index[bars["Date"] == row["Date"]][0]
@@ -59,7 +45,7 @@ def test_target_is_next_day_log_return() -> None:
 
 
 def test_splits_are_chronological_and_leave_a_live_row() -> None:
-    feats = make_features(_bars(100), 5, 5)
+    feats = make_features(random_walk_bars(100), 5, 5)
     split = assign_splits(feats, 0.2, 0.2)
     order = {"train": 0, "val": 1, "test": 2, "live": 3}
     assert split.map(order).is_monotonic_increasing
@@ -68,7 +54,7 @@ def test_splits_are_chronological_and_leave_a_live_row() -> None:
 
 
 def test_scaler_is_fitted_on_train_rows_only() -> None:
-    feats = make_features(_bars(100), 5, 5)
+    feats = make_features(random_walk_bars(100), 5, 5)
     feats["split"] = assign_splits(feats, 0.2, 0.2)
     feats.loc[feats.split == "test", "range"] += 10.0  # a regime only the test days see
     prep = prepare(feats, window=4)

@@ -7,6 +7,7 @@ import pytest
 from pipeline import promotion, registry, tracking
 from pipeline.config import Config, throwaway_config
 from pipeline.registry import PromotionRefused
+from tests.helpers import register_versions
 
 EVALUATION = {
     "test_days": 320,
@@ -28,17 +29,6 @@ EVALUATION = {
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Config:
     return throwaway_config(tmp_path_factory.mktemp("promotion"))
-
-
-def _versions(cfg: Config, ticker: str, n: int) -> str:
-    """A registered model with `n` versions (plain registry entries), and a pipeline run."""
-    mc = tracking.client(cfg)
-    name = registry.model_name(cfg, ticker)
-    mc.create_registered_model(name)
-    run_id = tracking.parent_run(cfg, ticker, dt.date(2013, 3, 1), f"test-{ticker}")
-    for _ in range(n):
-        mc.create_model_version(name, source=str(cfg.state / "model"), run_id=run_id)
-    return run_id
 
 
 def test_summary_is_the_contract_line() -> None:
@@ -83,7 +73,7 @@ def test_nothing_in_production(store: Config) -> None:
 
 
 def test_run_applies_the_gate_and_closes_the_pipeline_run(store: Config) -> None:
-    run_id = _versions(store, "RUN", 1)
+    run_id = register_versions(store, "RUN", 1)
     out = promotion.run(store, "RUN", "1", EVALUATION, run_id)
     assert out["promoted"] is True and out["production_version"] == "1"
     assert out["run_id"] == run_id and out["model"]["mase"] == 0.97
@@ -91,7 +81,7 @@ def test_run_applies_the_gate_and_closes_the_pipeline_run(store: Config) -> None
 
 
 def test_forced_promote_then_rollback_walks_the_audit_trail(store: Config) -> None:
-    _versions(store, "ROLL", 3)
+    register_versions(store, "ROLL", 3)
     promotion.promote(store, "ROLL", "1", "first", "me", force=True)
     assert promotion.previous_production(store, "ROLL") is None  # nothing before v1
     with pytest.raises(PromotionRefused, match="already in production"):
@@ -113,7 +103,7 @@ def test_forced_promote_then_rollback_walks_the_audit_trail(store: Config) -> No
 
 
 def test_unforced_promote_needs_features_to_re_evaluate(store: Config) -> None:
-    _versions(store, "CHK", 1)
+    register_versions(store, "CHK", 1)
     with pytest.raises(PromotionRefused, match="no features for CHK"):
         promotion.promote(store, "CHK", "1", "manual", "me")
     assert registry.production_version(store, "CHK") is None

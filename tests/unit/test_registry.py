@@ -8,23 +8,13 @@ import pytest
 from pipeline import registry, tracking
 from pipeline.config import Config, throwaway_config
 from pipeline.registry import decide
+from tests.helpers import register_versions
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """One throw-away MLflow store for the module; each test uses its own ticker."""
     return throwaway_config(tmp_path_factory.mktemp("registry"))
-
-
-def _versions(cfg: Config, ticker: str, n: int) -> str:
-    """A registered model with `n` versions (plain registry entries), and a pipeline run."""
-    mc = tracking.client(cfg)
-    name = registry.model_name(cfg, ticker)
-    mc.create_registered_model(name)
-    run_id = tracking.parent_run(cfg, ticker, dt.date(2013, 3, 1), f"test-{ticker}")
-    for _ in range(n):
-        mc.create_model_version(name, source=str(cfg.state / "model"), run_id=run_id)
-    return run_id
 
 
 @pytest.mark.parametrize(
@@ -131,7 +121,7 @@ def test_record_and_audit_trail_round_trip(store: Config) -> None:
 
 
 def test_move_production_points_the_alias_and_audits(store: Config) -> None:
-    _versions(store, "MOV", 2)
+    register_versions(store, "MOV", 2)
     assert registry.production_version(store, "MOV") is None
     registry.move_production(store, "MOV", "1", "promote", "first", "me")
     event = registry.move_production(store, "MOV", "2", "promote", "second", "me", forced=True)
@@ -143,7 +133,7 @@ def test_move_production_points_the_alias_and_audits(store: Config) -> None:
 
 
 def test_a_new_production_model_clears_the_beatable_flag(store: Config) -> None:
-    _versions(store, "BEAT", 1)
+    register_versions(store, "BEAT", 1)
     name = registry.model_name(store, "BEAT")
     tracking.client(store).set_registered_model_tag(name, registry.BEATABLE_TAG, "true")
     assert registry.is_production_beatable(store, "BEAT")
@@ -153,7 +143,7 @@ def test_a_new_production_model_clears_the_beatable_flag(store: Config) -> None:
 
 
 def test_promote_if_better_promotes_then_refuses_a_worse_model(store: Config) -> None:
-    run_id = _versions(store, "GATE", 2)
+    run_id = register_versions(store, "GATE", 2)
     good = {"model_mase": 0.9, "model_mae": 6.0}
     out = registry.promote_if_better(store, "GATE", "1", good, run_id)
     assert out == {

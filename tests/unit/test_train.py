@@ -6,21 +6,11 @@ from pipeline.features import FEATURES, assign_splits, make_features
 from pipeline.forecaster import OUTPUT_COLUMNS
 from pipeline.model import LSTMParams
 from pipeline.train import fit_final, input_example, request_signature
+from tests.helpers import random_walk_bars
 
 
 def _bars(n: int = 120) -> pd.DataFrame:
-    rng = np.random.default_rng(1)
-    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    return pd.DataFrame(
-        {
-            "Date": pd.bdate_range("2021-03-01", periods=n),
-            "Open": close,
-            "High": close * 1.01,
-            "Low": close * 0.99,
-            "Close": close,
-            "Volume": rng.integers(1_000, 2_000, n).astype(float),
-        }
-    )
+    return random_walk_bars(n, seed=1, start="2021-03-01")
 
 
 def test_input_example_is_the_last_rows_with_text_dates() -> None:

@@ -13,6 +13,7 @@ from pipeline.config import Config, SearchSpace
 from pipeline.features import Prepared, assign_splits, make_features, prepare
 from pipeline.model import LSTMParams
 from pipeline.tune import suggest_params
+from tests.helpers import random_walk_bars
 
 TINY = {
     "tune__space__units": "[4]",
@@ -25,18 +26,7 @@ TINY = {
 
 
 def _feats(n: int = 120) -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    bars = pd.DataFrame(
-        {
-            "Date": pd.bdate_range("2020-01-01", periods=n),
-            "Open": close * 0.999,
-            "High": close * 1.01,
-            "Low": close * 0.99,
-            "Close": close,
-            "Volume": rng.integers(1_000, 2_000, n).astype(float),
-        }
-    )
+    bars = random_walk_bars(n)
     feats = make_features(bars, 5, 5)
     feats["split"] = assign_splits(feats, 0.2, 0.2)
     return feats

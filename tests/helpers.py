@@ -1,0 +1,38 @@
+"""Small builders shared by test modules: synthetic bars and plain registry entries."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from pipeline import registry, tracking
+from pipeline.config import Config
+
+
+def random_walk_bars(n: int = 60, seed: int = 0, start: str = "2020-01-01") -> pd.DataFrame:
+    """`n` business days of OHLCV around a geometric random walk (1 % daily moves)."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    return pd.DataFrame(
+        {
+            "Date": pd.bdate_range(start, periods=n),
+            "Open": close * 0.999,
+            "High": close * 1.01,
+            "Low": close * 0.99,
+            "Close": close,
+            "Volume": rng.integers(1_000, 2_000, n).astype(float),
+        }
+    )
+
+
+def register_versions(cfg: Config, ticker: str, n: int) -> str:
+    """A registered model with `n` versions (plain registry entries), and a pipeline run."""
+    mc = tracking.client(cfg)
+    name = registry.model_name(cfg, ticker)
+    mc.create_registered_model(name)
+    run_id = tracking.parent_run(cfg, ticker, dt.date(2013, 3, 1), f"test-{ticker}")
+    for _ in range(n):
+        mc.create_model_version(name, source=str(cfg.state / "model"), run_id=run_id)
+    return run_id
