@@ -55,7 +55,7 @@ def environment(cfg: Config) -> dict[str, str]:
     bin_dir = Path(sys.executable).parent  # `airflow standalone` starts `airflow ...` from PATH
     return {
         **os.environ,
-        "AIRFLOW__API__HOST": cfg.ui.host,  # Airflow's default is 0.0.0.0
+        "AIRFLOW__API__HOST": cfg.ui.host,  # Airflow would listen on every interface
         "AIRFLOW__API__PORT": str(cfg.ui.airflow_port),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
