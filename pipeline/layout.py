@@ -33,6 +33,13 @@ def parse_alias_uri(uri: str) -> tuple[str, str]:
     return name, alias
 
 
+def ensure_sqlite_dir(url: str) -> str:
+    """SQLite creates its file but not its folder: make the folder of a sqlite:/// URL."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return url
+
+
 @dataclass(frozen=True)
 class Layout:
     """Paths under one state root (`cfg.state`)."""

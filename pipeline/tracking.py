@@ -8,13 +8,13 @@ import hashlib
 import logging
 import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 
 from pipeline.config import PROJECT_ROOT, Config
+from pipeline.layout import ensure_sqlite_dir
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
@@ -23,8 +23,7 @@ def client(cfg: Config) -> MlflowClient:
     """The tracking + registry client for `cfg`, also set as MLflow's global URIs."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # checked per event: no calls home
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in task logs
-    if cfg.tracking_uri.startswith("sqlite:///"):  # SQLite does not create its directory
-        Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_sqlite_dir(cfg.tracking_uri)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_registry_uri(cfg.tracking_uri)
     return MlflowClient(cfg.tracking_uri)

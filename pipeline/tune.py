@@ -22,6 +22,7 @@ from pipeline import tracking
 from pipeline.carry import Selected
 from pipeline.config import Config, SearchSpace
 from pipeline.features import FEATURES, Prepared, prepare
+from pipeline.layout import ensure_sqlite_dir
 from pipeline.model import LSTMParams, build_model
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def storage(cfg: Config) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():  # heartbeats are marked experimental since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
-            cfg.optuna_storage,
+            ensure_sqlite_dir(cfg.optuna_storage),
             heartbeat_interval=cfg.tune.heartbeat_interval_s,
             grace_period=cfg.tune.grace_period_s,
             heartbeat_stale_trial_callback=on_stale_trial(cfg),

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import Config
+from pipeline.layout import ensure_sqlite_dir
 
 STOP_GRACE_S = 20
 
@@ -77,11 +78,7 @@ def prepare_stores(cfg: Config) -> None:
     """Create the Optuna storage if no run has yet: the dashboard dies on an empty SQLite."""
     import optuna
 
-    if cfg.optuna_storage.startswith("sqlite:///"):
-        Path(cfg.optuna_storage.removeprefix("sqlite:///")).parent.mkdir(
-            parents=True, exist_ok=True
-        )
-    optuna.storages.RDBStorage(cfg.optuna_storage)
+    optuna.storages.RDBStorage(ensure_sqlite_dir(cfg.optuna_storage))
 
 
 def stop_groups(procs: dict[str, subprocess.Popen[bytes]], grace_s: float) -> None:

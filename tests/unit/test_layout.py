@@ -73,3 +73,13 @@ def test_model_uris_round_trip() -> None:
 def test_parse_alias_uri_refuses_other_uris(uri: str) -> None:
     with pytest.raises(ValueError, match="expected models:/<name>@<alias>"):
         parse_alias_uri(uri)
+
+
+def test_ensure_sqlite_dir_makes_the_folder_only_for_sqlite(tmp_path: Path) -> None:
+    from pipeline.layout import ensure_sqlite_dir
+
+    url = f"sqlite:///{tmp_path}/a/b/store.db"
+    assert ensure_sqlite_dir(url) == url and (tmp_path / "a" / "b").is_dir()
+    assert not (tmp_path / "a" / "b" / "store.db").exists()  # the file is SQLite's to make
+    pg = "postgresql://u@h/db"
+    assert ensure_sqlite_dir(pg) == pg
