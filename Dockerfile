@@ -10,4 +10,8 @@ COPY requirements.lock pyproject.toml ./
 RUN pip install "$(grep -m1 '^uv==' requirements.lock)" \
     && uv pip install --system -r requirements.lock
 COPY . .
-RUN uv pip install --system --no-deps -e .
+RUN uv pip install --system --no-deps -e . \
+    && useradd --create-home --uid 1000 pipeline \
+    && mkdir -p /shared /opt/airflow && chown pipeline /shared /opt/airflow
+# .dockerignore keeps .venv, state/, mlruns/ and .env out of the image
+USER pipeline

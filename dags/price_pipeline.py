@@ -17,7 +17,9 @@ from airflow.sdk import dag, get_current_context, task
 
 from pipeline.steps import FAN_OUT, SEQUENCE
 
-RETRIES = {"retries": 2, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True}
+# The first retry waits Airflow's [core] default_task_retry_delay (300 s unless the
+# deployment says otherwise: docker-compose.yaml, `stack.task_retry_delay_s`), then doubles.
+RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
 Carry = dict[str, Any]  # pipeline.carry.Carry, as XCom hands it over
 
 

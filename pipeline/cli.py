@@ -124,6 +124,32 @@ def _ui(args: argparse.Namespace) -> int:
     return run(load_config(args.config))
 
 
+def _stack(args: argparse.Namespace) -> int:
+    from pipeline import stack
+
+    if args.action == "mlflow-users":  # compose's one-shot `mlflow-init` service
+        return _mlflow_users()
+    act = {"up": stack.up, "down": stack.down, "status": stack.status}[args.action]
+    return act(load_config(args.config))
+
+
+def _mlflow_users() -> int:
+    import os
+
+    from pipeline import deploy
+
+    keys = {
+        "MLFLOW_ADMIN_PASSWORD": os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", ""),
+        "MLFLOW_PIPELINE_PASSWORD": os.environ.get("MLFLOW_TRACKING_PASSWORD", ""),
+        "MLFLOW_VIEWER_PASSWORD": os.environ.get("MLFLOW_VIEWER_PASSWORD", ""),
+    }
+    if not keys["MLFLOW_ADMIN_PASSWORD"]:
+        print("MLFLOW_AUTH_ADMIN_PASSWORD is not set", file=sys.stderr)
+        return 2
+    print(json.dumps(deploy.ensure_mlflow_users(os.environ["MLFLOW_TRACKING_URI"], keys)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -170,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ui", help="Airflow, MLflow and Optuna dashboards on localhost")
     p.set_defaults(func=_ui)
+
+    p = sub.add_parser("stack", help="the scale-out on local PostgreSQL + Redis (make stack)")
+    p.add_argument("action", choices=["up", "down", "status", "mlflow-users"])
+    p.set_defaults(func=_stack)
 
     p = sub.add_parser("audit", help="print the promotion/rollback trail as JSON lines")
     p.add_argument("--ticker", default="GOOG")

@@ -119,6 +119,46 @@ class UIConfig(_Section):
     optuna_port: int = Field(default=8081, ge=1, le=65535)
 
 
+class StackDatabases(_Section):
+    """Databases `make stack` creates on the local PostgreSQL (one per store)."""
+
+    airflow: str = "pipeline_airflow"
+    mlflow: str = "pipeline_mlflow"
+    optuna: str = "pipeline_optuna"
+
+    @model_validator(mode="after")
+    def _plain_names(self) -> StackDatabases:
+        for name in (self.airflow, self.mlflow, self.optuna):
+            if not name.replace("_", "").isalnum() or not name[0].isalpha() or len(name) > 63:
+                raise ValueError(f"database name {name!r}: letters, digits and _ only")
+        return self
+
+
+class StackConfig(_Section):
+    """`make stack`: the scale-out on this machine's PostgreSQL and Redis (no Docker).
+
+    Its processes get the environment of docker-compose.yaml's `x-pipeline-env`,
+    filled in with these values (pipeline/deploy.py): one description, two scales.
+    """
+
+    dir: Path = Path("state/stack")  # logs, PID files, secrets, AIRFLOW_HOME, shared state
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = Field(default=5432, ge=1, le=65535)
+    postgres_user: str = "postgres"
+    databases: StackDatabases = StackDatabases()
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_db: int = Field(default=0, ge=0, le=15)
+    host: str = "127.0.0.1"  # where the Airflow API and MLflow servers listen
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+    mlflow_port: int = Field(default=5000, ge=1, le=65535)
+    celery_workers: int = Field(default=2, ge=1, le=8)
+    tune_workers: int = Field(default=2, ge=1)  # tune.workers for the stack's runs
+    task_retry_delay_s: int = Field(default=300, ge=1)  # Airflow's first retry delay
+    task_heartbeat_timeout_s: int = Field(default=300, ge=10)  # a silent task = dead worker
+    start_timeout_s: float = Field(default=180, gt=0)
+
+
 class Config(_Section):
     tickers: list[str] = Field(default=["GOOG"], min_length=1)
     state_dir: Path = Path("state")
@@ -131,6 +171,7 @@ class Config(_Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     serving: ServingConfig = ServingConfig()
     ui: UIConfig = UIConfig()
+    stack: StackConfig = StackConfig()
     base_dir: Path = PROJECT_ROOT
 
     @model_validator(mode="after")

@@ -12,6 +12,7 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from pipeline.config import PROJECT_ROOT, Config
 from pipeline.layout import ensure_sqlite_dir
@@ -39,7 +40,14 @@ def experiment_id(cfg: Config, name: str | None = None) -> str:
     location = None
     if cfg.tracking_uri.startswith("sqlite:"):
         location = (cfg.resolve(cfg.tracking.artifact_root) / name).as_uri()
-    return str(mc.create_experiment(name, artifact_location=location))
+    try:
+        return str(mc.create_experiment(name, artifact_location=location))
+    except MlflowException as exc:  # parallel tuning workers race to create it: one wins
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS" or not (
+            exp := mc.get_experiment_by_name(name)
+        ):
+            raise
+        return str(exp.experiment_id)
 
 
 def parent_run(cfg: Config, ticker: str, day: dt.date, pipeline_run_id: str) -> str:

@@ -80,6 +80,17 @@ def study_name(ticker: str, day: dt.date) -> str:
     return f"{ticker}-{day.isoformat()}"
 
 
+class SurplusTrial(RuntimeError):
+    """Parallel workers started more trials than the budget has left; this one is not run."""
+
+
+def within_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
+    """Workers sharing a study can start trials at the same moment: trial `number` is within
+    the budget only if fewer than `n_trials` trials before it are finished or still running."""
+    claimed = study.get_trials(deepcopy=False, states=(*FINISHED, optuna.trial.TrialState.RUNNING))
+    return sum(t.number < number for t in claimed) < n_trials
+
+
 def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
     from optuna_integration import KerasPruningCallback
 
@@ -87,6 +98,10 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
     mc = tracking.client(cfg)
 
     def objective(trial: optuna.Trial) -> float:
+        if not within_budget(trial.study, trial.number, cfg.tune.n_trials):
+            trial.study.stop()  # ends as FAIL, before any training or MLflow run
+            trial.set_user_attr("surplus", "the budget was taken by other workers")
+            raise SurplusTrial(f"trial {trial.number}: budget of {cfg.tune.n_trials} taken")
         params = suggest_params(trial, cfg.tune.space)
         prep = cache.setdefault(params.window, prepare(feats, params.window))
         run_id = tracking.child_run(
@@ -195,6 +210,12 @@ def run(cfg: Config, ticker: str, day: dt.date, features_path: str, parent_id: s
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(cfg, ticker, day)
+    # A worker that died mid-trial left it RUNNING: fail it (and close its MLflow run) now,
+    # also when the budget is already met and this worker will run no trial.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    started = _started(study)
     done = len([t for t in study.trials if t.state in FINISHED])
     log.info("study %s: %d of %d trial(s) done", study.study_name, done, cfg.tune.n_trials)
     if done < cfg.tune.n_trials:
@@ -204,9 +225,15 @@ def run(cfg: Config, ticker: str, day: dt.date, features_path: str, parent_id: s
             callbacks=[optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED)],
             gc_after_trial=True,
             show_progress_bar=sys.stderr.isatty(),
-            catch=(ValueError,),
+            catch=(ValueError, SurplusTrial),
         )
-    return len(study.trials) - done
+    return len(_started(study) - started)
+
+
+def _started(study: optuna.Study) -> set[int]:
+    """Numbers of the trials that have begun (a queued retry has not)."""
+    waiting = optuna.trial.TrialState.WAITING
+    return {t.number for t in study.get_trials(deepcopy=False) if t.state != waiting}
 
 
 def best(cfg: Config, ticker: str, day: dt.date, parent_id: str) -> Selected:

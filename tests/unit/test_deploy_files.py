@@ -1,14 +1,20 @@
-"""docker-compose.yaml cannot be brought up here (no Docker engine): check what can be."""
+"""docker-compose.yaml cannot be brought up here (no Docker engine): check what can be.
+
+The same environment is brought up natively by `make stack` (tests/integration/test_stack.py).
+"""
 
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from pipeline import deploy
 from pipeline.cli import build_parser
 from pipeline.config import load_config
 
 ROOT = Path(__file__).parents[2]
+SECRETS = {n: f"s3cret-{n.lower()}" for n in deploy.SECRET_NAMES} | {"POSTGRES_PASSWORD": "pg"}
 
 
 def _compose() -> dict:
@@ -24,22 +30,60 @@ def test_compose_has_the_scale_out_services() -> None:
         "airflow-apiserver",
         "airflow-scheduler",
         "airflow-dag-processor",
+        "airflow-triggerer",
         "airflow-worker",
         "mlflow",
+        "mlflow-init",
         "model-server",
     } <= set(services)
-    worker = services["airflow-worker"]["environment"]
-    assert worker["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert worker["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
-    assert worker["OPTUNA_STORAGE"].startswith("postgresql")
     assert "basic-auth" in services["mlflow"]["command"]
 
 
-def test_compose_environment_is_a_valid_pipeline_config() -> None:
-    env = _compose()["services"]["model-server"]["environment"]
-    cfg = load_config(environ={k: str(v) for k, v in env.items()})
-    assert cfg.tracking_uri == "http://mlflow:5000" and cfg.serving.host == "0.0.0.0"
-    assert cfg.optuna_storage.startswith("postgresql+psycopg2://")
+def test_every_airflow_service_gets_the_one_pipeline_env() -> None:
+    compose = _compose()
+    shared = compose[deploy.PIPELINE_ENV]
+    for name, service in compose["services"].items():
+        if name.startswith("airflow-"):
+            assert service["environment"] == shared, name
+    assert compose["services"]["mlflow"]["environment"] == compose[deploy.MLFLOW_ENV]
+
+
+def test_compose_env_with_its_defaults_is_a_valid_pipeline_config() -> None:
+    env = deploy.render(deploy.PIPELINE_ENV, SECRETS)
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg2://pipeline:pg@postgres:5432/airflow"
+    )
+    cfg = load_config(environ=env)
+    assert cfg.tracking_uri == "http://mlflow:5000" and cfg.tune.workers == 2
+    assert cfg.optuna_storage == "postgresql+psycopg2://pipeline:pg@postgres:5432/optuna"
+
+
+@pytest.mark.parametrize("secret", ["AIRFLOW_JWT_SECRET", "MLFLOW_PIPELINE_PASSWORD"])
+def test_compose_refuses_a_missing_secret(secret: str) -> None:
+    with pytest.raises(deploy.DeployError, match=secret):
+        deploy.render(deploy.PIPELINE_ENV, {**SECRETS, secret: ""})
+
+
+def test_no_secret_has_a_default_and_ports_bind_localhost() -> None:
+    text = (ROOT / "docker-compose.yaml").read_text()
+    assert "change-me" not in text
+    for name in ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "MLFLOW_ADMIN_PASSWORD"):
+        assert f"${{{name}:-" not in text, name
+    for service in _compose()["services"].values():
+        for port in service.get("ports", []):
+            assert port.startswith("${BIND_ADDRESS:-127.0.0.1}:"), port
+    example = (ROOT / ".env.example").read_text()
+    assert all(f"{n}=\n" in example for n in ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET"))
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_image_runs_as_a_user_and_leaves_local_state_out() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "\nUSER pipeline" in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "state", "mlruns", ".env"} <= set(ignored)
 
 
 def test_compose_commands_exist_in_the_image() -> None:
@@ -63,5 +107,8 @@ def test_scale_out_providers_are_installed() -> None:
         "airflow.providers.postgres",
         "psycopg2",
         "flask_wtf",
+        "redis",
     ):
         assert importlib.util.find_spec(module) is not None, module
+    # the Celery executor's own imports (celery 5.7 broke them)
+    from airflow.providers.celery.executors import celery_executor_utils  # noqa: F401

@@ -57,6 +57,25 @@ def test_experiment_is_created_once_with_artifacts_under_the_root(store: Config)
     assert exp.artifact_location == (root / "exp_test").as_uri()
 
 
+def test_experiment_created_by_a_parallel_worker_meanwhile_is_used(
+    store: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tuning workers start at once: both look, find nothing, both create; one loses."""
+    from mlflow import MlflowClient
+
+    exp_id = tracking.experiment_id(store, "exp_race")  # the other worker's, already there
+    real = MlflowClient.get_experiment_by_name
+    looked: list[str] = []
+
+    def first_look_misses(self: MlflowClient, name: str) -> object:
+        looked.append(name)
+        return None if len(looked) == 1 else real(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", first_look_misses)
+    assert tracking.experiment_id(store, "exp_race") == exp_id
+    assert looked == ["exp_race", "exp_race"]
+
+
 def test_parent_run_is_one_per_pipeline_run_and_ticker(store: Config) -> None:
     first = tracking.parent_run(store, "GOOG", DAY, "manual__1")
     assert tracking.parent_run(store, "GOOG", DAY, "manual__1") == first  # a retry finds it

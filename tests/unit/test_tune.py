@@ -102,21 +102,12 @@ def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) ->
 
 def test_a_dead_workers_trial_is_failed_closed_and_retried(make_cfg, tmp_path: Path) -> None:
     """A worker killed mid-trial leaves a RUNNING trial; the next worker fails it by heartbeat."""
-    import sqlalchemy
-
     cfg: Config = make_cfg(**{**TINY, "tune__n_trials": 2})
     day = dt.date(2020, 6, 2)
     path = tmp_path / "features.parquet"
     _feats().to_parquet(path, index=False)
     parent = tracking.parent_run(cfg, "GOOG", day, "test-stale")
-    study = tune.load_study(cfg, "GOOG", day)
-    dead = study.ask()  # what the killed worker had started: a heartbeat, then silence
-    run_id = tracking.child_run(cfg, parent, f"trial-{dead.number}", {"kind": "trial"})
-    dead.set_user_attr("mlflow_run_id", run_id)
-    study._storage.record_heartbeat(dead._trial_id)  # type: ignore[attr-defined]
-    engine = sqlalchemy.create_engine(cfg.optuna_storage)
-    with engine.begin() as conn:  # the silence: its last beat long before the grace period
-        conn.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01'"))
+    dead, run_id = _dead_trial(cfg, tune.load_study(cfg, "GOOG", day), parent)
 
     tune.run(cfg, "GOOG", day, str(path), parent)
 
@@ -128,5 +119,72 @@ def test_a_dead_workers_trial_is_failed_closed_and_retried(make_cfg, tmp_path: P
         optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials
     ]
     assert dead.number in retried  # queued again with the same parameters
+    lost = tracking.client(cfg).get_run(run_id)
+    assert lost.info.status == "FAILED" and lost.data.tags["trial_state"] == "STALE"
+
+
+def test_within_budget_counts_trials_started_before() -> None:
+    study = optuna.create_study()
+    first, second, third = study.ask(), study.ask(), study.ask()  # three workers at once
+    assert tune.within_budget(study, first.number, 2)
+    assert tune.within_budget(study, second.number, 2)
+    assert not tune.within_budget(study, third.number, 2)  # two ahead of it hold the budget
+    study.tell(first, state=optuna.trial.TrialState.FAIL)  # a failed one frees its place
+    assert tune.within_budget(study, third.number, 2)
+
+
+def _dead_trial(cfg: Config, study: optuna.Study, parent: str) -> tuple[optuna.Trial, str]:
+    """What a killed worker leaves: a RUNNING trial and its RUNNING MLflow run, then silence."""
+    import sqlalchemy
+
+    dead = study.ask()
+    run_id = tracking.child_run(cfg, parent, f"trial-{dead.number}", {"kind": "trial"})
+    dead.set_user_attr("mlflow_run_id", run_id)
+    study._storage.record_heartbeat(dead._trial_id)  # type: ignore[attr-defined]
+    with sqlalchemy.create_engine(cfg.optuna_storage).begin() as conn:
+        conn.execute(
+            sqlalchemy.text(
+                "UPDATE trial_heartbeats SET heartbeat = '2000-01-01' WHERE trial_id = :t"
+            ),
+            {"t": dead._trial_id},
+        )
+    return dead, run_id
+
+
+def test_a_trial_beyond_the_budget_is_not_run(make_cfg, tmp_path: Path) -> None:
+    """Two other workers hold the whole budget with running trials: this worker runs none."""
+    cfg: Config = make_cfg(**{**TINY, "tune__n_trials": 2})
+    day = dt.date(2020, 6, 3)
+    path = tmp_path / "features.parquet"
+    _feats().to_parquet(path, index=False)
+    parent = tracking.parent_run(cfg, "GOOG", day, "test-surplus")
+    study = tune.load_study(cfg, "GOOG", day)
+    others = [study.ask(), study.ask()]  # alive: no heartbeat has gone stale
+
+    assert tune.run(cfg, "GOOG", day, str(path), parent) == 1
+
+    trials = tune.load_study(cfg, "GOOG", day).trials
+    surplus = trials[-1]
+    assert surplus.number == 2 and surplus.state == optuna.trial.TrialState.FAIL
+    assert "surplus" in surplus.user_attrs and "mlflow_run_id" not in surplus.user_attrs
+    assert [t.state for t in trials[:2]] == [optuna.trial.TrialState.RUNNING] * 2
+    assert [t.number for t in others] == [0, 1]
+
+
+def test_a_retry_with_the_budget_met_still_closes_a_dead_trial(make_cfg, tmp_path: Path) -> None:
+    """The surviving worker finished the budget; the killed task's retry must still fail the
+    trial its worker left RUNNING, and close that trial's MLflow run."""
+    cfg: Config = make_cfg(**TINY)
+    day = dt.date(2020, 6, 4)
+    path = tmp_path / "features.parquet"
+    _feats().to_parquet(path, index=False)
+    parent = tracking.parent_run(cfg, "GOOG", day, "test-stale-after")
+    study = tune.load_study(cfg, "GOOG", day)
+    dead, run_id = _dead_trial(cfg, study, parent)
+    study.tell(study.ask(), 0.5)  # the survivor's trial: budget of 1 met
+
+    assert tune.run(cfg, "GOOG", day, str(path), parent) == 0  # no trial run...
+
+    assert tune.load_study(cfg, "GOOG", day).trials[dead.number].state.name == "FAIL"  # ...but
     lost = tracking.client(cfg).get_run(run_id)
     assert lost.info.status == "FAILED" and lost.data.tags["trial_state"] == "STALE"

@@ -1,0 +1,440 @@
+"""`make stack` / `stack-down` / `stack-status`: the scale-out, natively, on this machine.
+
+Airflow on CeleryExecutor (db migrate, scheduler, dag-processor, api-server,
+triggerer, `stack.celery_workers` workers), an MLflow tracking server with basic
+auth, PostgreSQL for Airflow, MLflow and Optuna, Redis as the broker: the services
+of docker-compose.yaml as background processes, each in its own process group,
+with its log and PID file under `stack.dir`. Their environment is the compose
+file's (pipeline/deploy.py). Starting twice starts only what is not running;
+stopping stops exactly the processes whose PID files it wrote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from pipeline import deploy
+from pipeline.config import Config
+
+STOP_GRACE_S = 20
+LOG_TAIL = 20
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    url: str = ""  # polled until it answers 200; else "up" = alive and `ready_line` in its log
+    ready_line: str = ""
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def worker_names(cfg: Config) -> list[str]:
+    return [f"worker{i + 1}" for i in range(cfg.stack.celery_workers)]
+
+
+def services(cfg: Config, keys: dict[str, str]) -> list[Service]:
+    """Every process of the stack, in start order."""
+    s, root = cfg.stack, deploy.stack_dir(cfg)
+    base = {**os.environ, **deploy.pipeline_env(cfg, keys)}
+    airflow = _bin("airflow")
+    mlflow_dir = root / "mlflow"  # the auth DB (deploy/mlflow-auth.ini) lands here
+    out = [
+        Service(
+            "mlflow",
+            [
+                _bin("mlflow"),
+                "server",
+                "--host",
+                s.host,
+                "--port",
+                str(s.mlflow_port),
+                "--app-name",
+                "basic-auth",
+                "--serve-artifacts",
+                "--workers",
+                "2",
+            ],
+            {**os.environ, **deploy.mlflow_env(cfg, keys)},
+            mlflow_dir,
+            url=f"http://{s.host}:{s.mlflow_port}/health",
+        ),
+        Service(
+            "api-server",
+            [airflow, "api-server", "--host", s.host, "--port", str(s.airflow_port)],
+            base,
+            root,
+            url=f"http://{s.host}:{s.airflow_port}/api/v2/monitor/health",
+        ),
+        Service("scheduler", [airflow, "scheduler"], base, root),
+        Service("dag-processor", [airflow, "dag-processor"], base, root),
+        Service("triggerer", [airflow, "triggerer", "--skip-serve-logs"], base, root),
+    ]
+    host = deploy.worker_hostname()
+    for name in worker_names(cfg):
+        out.append(
+            Service(
+                name,
+                [
+                    airflow,
+                    "celery",
+                    "worker",
+                    "--concurrency",
+                    "1",
+                    "--celery-hostname",
+                    f"{name}@{host}",
+                    "--skip-serve-logs",
+                ],
+                {**base, deploy.WORKER_NAME: f"{name}@{host}"},
+                root,
+                ready_line=" ready.",
+            )
+        )
+    return out
+
+
+# --- process bookkeeping: a PID file holds the pid and the process's start time ---
+
+
+def _pid_file(root: Path, name: str) -> Path:
+    return root / "run" / f"{name}.pid"
+
+
+def log_file(root: Path, name: str) -> Path:
+    return root / "logs" / f"{name}.log"
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start tick of `pid`: tells our process from a later one reusing its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def running_pid(root: Path, name: str) -> int | None:
+    """The pid of service `name` if the process its PID file names is still that process."""
+    path = _pid_file(root, name)
+    try:
+        pid_text, started = path.read_text().split()
+    except (OSError, ValueError):
+        return None
+    pid = int(pid_text)
+    return pid if _start_time(pid) == started else None
+
+
+def start(service: Service, root: Path) -> int:
+    log, pid_path = log_file(root, service.name), _pid_file(root, service.name)
+    for d in (log.parent, pid_path.parent, service.cwd):
+        d.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            service.argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=service.env,
+            cwd=service.cwd,
+            start_new_session=True,  # its own group: stopping it takes its children too
+        )
+    pid_path.write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
+    return proc.pid
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants. Airflow runs each task in a process group of
+    its own, so signalling the service's group alone would leave running tasks behind."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop(root: Path, name: str, grace_s: float = STOP_GRACE_S) -> bool:
+    """SIGTERM the service and every descendant, wait, SIGKILL what is left.
+
+    False if it was not running. Celery workers stop warmly on SIGTERM (the task's
+    supervisor fails its task, which Airflow then retries).
+    """
+    pid = running_pid(root, name)
+    _pid_file(root, name).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    family = process_tree(pid)
+    for proc in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(family, timeout=grace_s)
+    for proc in alive + process_tree(pid):  # and any child started meanwhile
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(family, timeout=5)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def tail(path: Path, lines: int = LOG_TAIL) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status) == 200
+    except OSError:
+        return False
+
+
+def _ready(service: Service, root: Path, since: int) -> bool:
+    if service.url:
+        return _answers(service.url)
+    if service.ready_line:
+        with log_file(root, service.name).open("rb") as f:
+            f.seek(since)
+            return service.ready_line.encode() in f.read()
+    return True
+
+
+class StartFailed(RuntimeError):
+    """A service exited or did not become ready; the message has the tail of its log."""
+
+
+def wait_ready(service: Service, root: Path, since: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if running_pid(root, service.name) is None or _is_zombie(
+            running_pid(root, service.name) or 0
+        ):
+            raise StartFailed(
+                f"{service.name} exited at start; the end of {log_file(root, service.name)}:\n"
+                + tail(log_file(root, service.name))
+            )
+        if _ready(service, root, since):
+            return
+        time.sleep(0.5)
+    raise StartFailed(
+        f"{service.name} not ready after {timeout_s:.0f} s; the end of "
+        f"{log_file(root, service.name)}:\n" + tail(log_file(root, service.name))
+    )
+
+
+# --- the stack ---
+
+
+def create_databases(cfg: Config) -> list[str]:
+    """One database per store on the local PostgreSQL; existing ones are kept."""
+    import psycopg2
+    from psycopg2 import sql
+
+    s = cfg.stack
+    conn = psycopg2.connect(
+        host=s.postgres_host, port=s.postgres_port, user=s.postgres_user, dbname="postgres"
+    )
+    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+    created = []
+    with conn.cursor() as cur:
+        for name in (s.databases.airflow, s.databases.mlflow, s.databases.optuna):
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                created.append(name)
+    conn.close()
+    return created
+
+
+def drop_databases(cfg: Config) -> None:
+    """For throw-away stacks (tests, benchmarks): the stack must be down."""
+    import psycopg2
+    from psycopg2 import sql
+
+    s = cfg.stack
+    conn = psycopg2.connect(
+        host=s.postgres_host, port=s.postgres_port, user=s.postgres_user, dbname="postgres"
+    )
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for name in (s.databases.airflow, s.databases.mlflow, s.databases.optuna):
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+    conn.close()
+
+
+def dag_registered(cfg: Config, dag_id: str) -> bool:
+    import psycopg2
+
+    s = cfg.stack
+    with (
+        contextlib.closing(
+            psycopg2.connect(
+                host=s.postgres_host,
+                port=s.postgres_port,
+                user=s.postgres_user,
+                dbname=s.databases.airflow,
+            )
+        ) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("SELECT 1 FROM dag WHERE dag_id = %s", (dag_id,))
+        return cur.fetchone() is not None
+
+
+def write_env_file(root: Path, env: dict[str, str]) -> Path:
+    """The stack's environment for a shell (`set -a; . state/stack/stack.env; set +a`)."""
+    path = root / "stack.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds passwords
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(f"{k}={shlex.quote(v)}\n" for k, v in sorted(env.items())))
+    return path
+
+
+def _migrate(env: dict[str, str], root: Path) -> None:
+    log = log_file(root, "migrate")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        rc = subprocess.call(
+            [_bin("airflow"), "db", "migrate"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
+        )
+    if rc != 0:
+        raise StartFailed(f"airflow db migrate failed (exit {rc}); the end of {log}:\n{tail(log)}")
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise StartFailed(f"{what}: not after {timeout_s:.0f} s")
+        time.sleep(1)
+
+
+def up(cfg: Config, echo: Callable[[str], None] = print) -> int:
+    root = deploy.stack_dir(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    keys = deploy.load_secrets(root / "secrets.env")
+    created = create_databases(cfg)
+    if created:
+        echo(f"created databases: {', '.join(created)}")
+    svcs = services(cfg, keys)
+    env = {**os.environ, **deploy.pipeline_env(cfg, keys)}
+    env_file = write_env_file(root, deploy.pipeline_env(cfg, keys))
+    started: list[str] = []
+    try:
+        _migrate(env, root)
+        for svc in svcs:
+            if running_pid(root, svc.name) is not None:
+                echo(f"{svc.name:14s} already running (pid {running_pid(root, svc.name)})")
+                continue
+            since = (
+                log_file(root, svc.name).stat().st_size if log_file(root, svc.name).exists() else 0
+            )
+            pid = start(svc, root)
+            started.append(svc.name)
+            echo(f"{svc.name:14s} started (pid {pid}, log {log_file(root, svc.name)})")
+            wait_ready(svc, root, since, cfg.stack.start_timeout_s)
+            if svc.name == "mlflow":  # before any task logs to it
+                deploy.ensure_mlflow_users(env["MLFLOW_TRACKING_URI"], keys)
+        _wait_for(
+            "price_pipeline parsed into Airflow's database",
+            lambda: dag_registered(cfg, "price_pipeline"),
+            cfg.stack.start_timeout_s,
+        )
+    except StartFailed as exc:
+        echo(f"stack did not start: {exc}")
+        for name in reversed(started):
+            stop(root, name)
+        echo(f"stopped what this call started: {', '.join(reversed(started)) or 'nothing'}")
+        return 1
+    _print_logins(cfg, keys, root, env_file, echo)
+    return 0
+
+
+def _print_logins(
+    cfg: Config, keys: dict[str, str], root: Path, env_file: Path, echo: Callable[[str], None]
+) -> None:
+    from pipeline.ui import airflow_login
+
+    s = cfg.stack
+    echo("")
+    echo(
+        f"Airflow  http://{s.host}:{s.airflow_port}   user admin, password "
+        f"{airflow_login(root / 'airflow', wait_s=10)}"
+    )
+    echo(
+        f"MLflow   http://{s.host}:{s.mlflow_port}   admin / {keys['MLFLOW_ADMIN_PASSWORD']}; "
+        f"{deploy.PIPELINE_USER} / {keys['MLFLOW_PIPELINE_PASSWORD']} (the pipeline, writes); "
+        f"{deploy.VIEWER_USER} / {keys['MLFLOW_VIEWER_PASSWORD']} (read-only)"
+    )
+    echo(f"Optuna   {deploy.pipeline_env(cfg, keys)['OPTUNA_STORAGE']}")
+    echo(f"secrets  {root / 'secrets.env'} (mode 0600, kept across restarts)")
+    echo(f"its environment, for airflow/mlflow commands:  set -a; . {env_file}; set +a")
+    echo(
+        "then e.g.  .venv/bin/airflow dags trigger price_pipeline "
+        "--logical-date 2013-03-01T22:30:00+00:00"
+    )
+    echo("stop with  make stack-down")
+
+
+def down(cfg: Config, echo: Callable[[str], None] = print) -> int:
+    root = deploy.stack_dir(cfg)
+    stopped = [n for n in reversed(_names(cfg, root)) if stop(root, n)]
+    echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def _names(cfg: Config, root: Path) -> list[str]:
+    """Every service name, including workers from an earlier, larger stack."""
+    fixed = ["mlflow", "api-server", "scheduler", "dag-processor", "triggerer"]
+    extra = (
+        sorted(p.stem for p in (root / "run").glob("worker*.pid"))
+        if (root / "run").exists()
+        else []
+    )
+    return fixed + sorted(set(worker_names(cfg)) | set(extra))
+
+
+def status(cfg: Config, echo: Callable[[str], None] = print) -> int:
+    """One line per service; exit 0 when every one is up, 1 otherwise."""
+    root = deploy.stack_dir(cfg)
+    s = cfg.stack
+    urls = {
+        "mlflow": f"http://{s.host}:{s.mlflow_port}",
+        "api-server": f"http://{s.host}:{s.airflow_port}",
+    }
+    all_up = True
+    for name in _names(cfg, root):
+        pid = running_pid(root, name)
+        all_up &= pid is not None
+        state = f"up (pid {pid})" if pid else "down"
+        echo(f"{name:14s} {state:16s} {urls.get(name, '')}".rstrip())
+    return 0 if all_up else 1

@@ -1,0 +1,69 @@
+"""pipeline/stack.py's process bookkeeping, on throw-away processes (the stack itself:
+tests/integration/test_stack.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline import stack
+from pipeline.config import Config
+
+
+def _service(name: str, code: str, tmp_path: Path, **kw: str) -> stack.Service:
+    return stack.Service(name, [sys.executable, "-c", code], dict(os.environ), tmp_path, **kw)
+
+
+def test_start_records_the_process_and_stop_ends_its_group(tmp_path: Path) -> None:
+    svc = _service(
+        "sleeper",
+        "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)",
+        tmp_path,
+    )
+    pid = stack.start(svc, tmp_path)
+    assert stack.running_pid(tmp_path, "sleeper") == pid
+    assert stack.stop(tmp_path, "sleeper", grace_s=5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the child `sleep` went with it
+    assert stack.running_pid(tmp_path, "sleeper") is None
+    assert not stack.stop(tmp_path, "sleeper")  # nothing left to stop
+
+
+def test_a_reused_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ghost.pid").write_text(f"{os.getpid()} 1\n")  # wrong start time
+    assert stack.running_pid(tmp_path, "ghost") is None
+    assert not stack.stop(tmp_path, "ghost")  # and it is never signalled
+    assert os.path.exists(f"/proc/{os.getpid()}")
+
+
+def test_a_service_that_dies_at_start_is_named_with_its_log(tmp_path: Path) -> None:
+    svc = _service("broken", "print('port 8080 is taken'); raise SystemExit(3)", tmp_path,
+                   url="http://127.0.0.1:9/")  # fmt: skip
+    stack.start(svc, tmp_path)
+    with pytest.raises(stack.StartFailed, match=r"(?s)broken exited at start.*port 8080 is taken"):
+        stack.wait_ready(svc, tmp_path, 0, timeout_s=30)
+
+
+def test_readiness_by_log_line_counts_only_this_start(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    log = stack.log_file(tmp_path, "w")
+    log.write_text("w ready.\n")  # an earlier start's line
+    since = log.stat().st_size
+    svc = _service("w", "import time; time.sleep(30)", tmp_path, ready_line=" ready.")
+    stack.start(svc, tmp_path)
+    try:
+        with pytest.raises(stack.StartFailed, match="w not ready after 2 s"):
+            stack.wait_ready(svc, tmp_path, since, timeout_s=2)
+        stack.wait_ready(svc, tmp_path, 0, timeout_s=2)  # the whole log does have it
+    finally:
+        stack.stop(tmp_path, "w", grace_s=5)
+
+
+def test_status_says_what_is_down(cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
+    assert stack.status(cfg) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 7 and all(" down" in line for line in lines)
