@@ -281,6 +281,7 @@ def throwaway_env(root: Path) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns' / 'mlflow.db'}",
         "PIPELINE__TRACKING__ARTIFACT_ROOT": str(root / "mlruns" / "artifacts"),
         "OPTUNA_STORAGE": f"sqlite:///{root / 'optuna.db'}",
+        "PIPELINE__STACK__DIR": str(root / "stack"),
     }
 
 

@@ -248,6 +248,30 @@ def wait_ready(service: Service, root: Path, since: int, timeout_s: float) -> No
 # --- the stack ---
 
 
+def check_backing_services(cfg: Config) -> None:
+    """The machine's PostgreSQL and Redis: the stack uses them, never starts or stops them."""
+    import psycopg2
+    import redis
+
+    s = cfg.stack
+    try:
+        psycopg2.connect(
+            host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,
+            dbname="postgres", connect_timeout=5,
+        ).close()  # fmt: skip
+    except psycopg2.OperationalError as exc:
+        raise StartFailed(
+            f"PostgreSQL at {s.postgres_host}:{s.postgres_port} (user {s.postgres_user}) is not "
+            f"reachable (stack.postgres_*): {str(exc).strip()}"
+        ) from exc
+    try:
+        redis.Redis(host=s.redis_host, port=s.redis_port, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise StartFailed(
+            f"Redis at {s.redis_host}:{s.redis_port} is not reachable (stack.redis_*): {exc}"
+        ) from exc
+
+
 def create_databases(cfg: Config) -> list[str]:
     """One database per store on the local PostgreSQL; existing ones are kept."""
     import psycopg2
@@ -340,8 +364,12 @@ def _wait_for(what: str, check: Callable[[], bool], timeout_s: float) -> None:
 
 def up(cfg: Config, echo: Callable[[str], None] = print) -> int:
     root = deploy.stack_dir(cfg)
-    root.mkdir(parents=True, exist_ok=True)
-    keys = deploy.load_secrets(root / "secrets.env")
+    try:
+        check_backing_services(cfg)
+    except StartFailed as exc:
+        echo(f"stack did not start: {exc}")
+        return 1
+    keys = deploy.load_secrets(root / "secrets.env")  # makes `root`
     created = create_databases(cfg)
     if created:
         echo(f"created databases: {', '.join(created)}")
@@ -351,19 +379,24 @@ def up(cfg: Config, echo: Callable[[str], None] = print) -> int:
     started: list[str] = []
     try:
         _migrate(env, root)
+        pending: list[tuple[Service, int]] = []
         for svc in svcs:
-            if running_pid(root, svc.name) is not None:
-                echo(f"{svc.name:14s} already running (pid {running_pid(root, svc.name)})")
+            if (pid := running_pid(root, svc.name)) is not None:
+                echo(f"{svc.name:14s} already running (pid {pid})")
                 continue
-            since = (
-                log_file(root, svc.name).stat().st_size if log_file(root, svc.name).exists() else 0
-            )
+            log = log_file(root, svc.name)
+            since = log.stat().st_size if log.exists() else 0
             pid = start(svc, root)
             started.append(svc.name)
-            echo(f"{svc.name:14s} started (pid {pid}, log {log_file(root, svc.name)})")
+            echo(f"{svc.name:14s} started (pid {pid}, log {log})")
+            if svc.url:  # the servers first: the others connect to them
+                wait_ready(svc, root, since, cfg.stack.start_timeout_s)
+                if svc.name == "mlflow":  # its accounts, before any task logs to it
+                    deploy.ensure_mlflow_users(env["MLFLOW_TRACKING_URI"], keys)
+            else:
+                pending.append((svc, since))
+        for svc, since in pending:  # started together, waited for together
             wait_ready(svc, root, since, cfg.stack.start_timeout_s)
-            if svc.name == "mlflow":  # before any task logs to it
-                deploy.ensure_mlflow_users(env["MLFLOW_TRACKING_URI"], keys)
         _wait_for(
             "price_pipeline parsed into Airflow's database",
             lambda: dag_registered(cfg, "price_pipeline"),

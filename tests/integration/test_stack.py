@@ -72,7 +72,10 @@ class Stack:
         """(number, state) of every trial, read through Optuna from the stack's storage; a
         trial that parallel workers started beyond the budget (never run) shows as SURPLUS."""
         storage = deploy.pipeline_env(self.cfg, self.keys)["OPTUNA_STORAGE"]
-        trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+        try:
+            trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+        except KeyError:  # no tuning task has created it yet
+            return []
         return [
             (t.number, "SURPLUS" if "surplus" in t.user_attrs else t.state.name) for t in trials
         ]
@@ -166,9 +169,12 @@ def test_a_worker_killed_mid_tuning_is_survived(up: Stack) -> None:
     run_id, study = "stack_test_kill", "GOOG-2013-02-28"
     stack_runs.trigger(up.cfg, "2013-02-28T22:30:00+00:00", run_id)
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    while True:  # both workers mid-trial, one trial already done: then kill one worker
-        states = [s for _, s in up.trials(study)] if up.tune(run_id, "running") else []
-        if states.count("RUNNING") == 2 and "COMPLETE" in states:
+    while True:  # both workers training (MLflow runs open), one trial done: kill one worker
+        trials = up.frozen_trials(study)
+        training = [
+            t for t in trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs
+        ]
+        if len(training) == 2 and any(t.state.name == "COMPLETE" for t in trials):
             running = up.tune(run_id, "running")
             if len(running) == 2:
                 break
@@ -189,10 +195,10 @@ def test_a_worker_killed_mid_tuning_is_survived(up: Stack) -> None:
     retried = [t for t in up.tune(run_id) if t.try_number > 1]
     assert len(retried) == 1 and not retried[0].hostname.startswith(victim), retried
 
-    trials = up.trials(study)
-    assert len([n for n, s in trials if s in ("COMPLETE", "PRUNED")]) == N_TRIALS  # no re-runs
-    assert "RUNNING" not in {s for _, s in trials}
-    assert "FAIL" in {s for _, s in trials}  # the killed worker's trial, failed by heartbeat
+    states = [s for _, s in up.trials(study)]
+    assert len([s for s in states if s in ("COMPLETE", "PRUNED")]) == N_TRIALS  # no re-runs
+    assert "RUNNING" not in states
+    assert "FAIL" in states  # the killed worker's trial, failed by Optuna's heartbeat
 
     mc = up.mlflow()
     exp = mc.get_experiment_by_name(up.cfg.tracking.experiment)

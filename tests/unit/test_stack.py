@@ -67,3 +67,18 @@ def test_status_says_what_is_down(cfg: Config, capsys: pytest.CaptureFixture[str
     assert stack.status(cfg) == 1
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 7 and all(" down" in line for line in lines)
+
+
+def test_an_unreachable_postgres_or_redis_is_named(
+    make_cfg, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.integration.serving_support import free_port
+
+    port = free_port()  # nothing listens there
+    assert stack.up(make_cfg(stack__postgres_port=port)) == 1
+    assert (
+        f"PostgreSQL at 127.0.0.1:{port} (user postgres) is not reachable"
+        in capsys.readouterr().out
+    )
+    assert stack.up(make_cfg(stack__redis_port=port)) == 1
+    assert f"Redis at 127.0.0.1:{port} is not reachable" in capsys.readouterr().out
