@@ -143,10 +143,19 @@ def _mlflow_users() -> int:
         "MLFLOW_PIPELINE_PASSWORD": os.environ.get("MLFLOW_TRACKING_PASSWORD", ""),
         "MLFLOW_VIEWER_PASSWORD": os.environ.get("MLFLOW_VIEWER_PASSWORD", ""),
     }
-    if not keys["MLFLOW_ADMIN_PASSWORD"]:
-        print("MLFLOW_AUTH_ADMIN_PASSWORD is not set", file=sys.stderr)
-        return 2
-    print(json.dumps(deploy.ensure_mlflow_users(os.environ["MLFLOW_TRACKING_URI"], keys)))
+    for name, key in (
+        ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_ADMIN_PASSWORD"),
+        ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_PIPELINE_PASSWORD"),
+    ):
+        if not keys[key]:
+            print(f"{name} is not set", file=sys.stderr)
+            return 2
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    try:
+        print(json.dumps(deploy.ensure_mlflow_users(uri, keys)))
+    except Exception as exc:  # any failure here means: not (yet) reachable; compose retries
+        print(f"could not set up MLflow accounts at {uri!r}: {exc}"[:500], file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,10 +11,12 @@ Importing this module stays cheap: Airflow imports `worker_hostname` in every ta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,6 +144,22 @@ def worker_hostname() -> str:
     return os.environ.get(WORKER_NAME) or socket.getfqdn()
 
 
+@contextlib.contextmanager
+def _as_admin(password: str) -> Iterator[None]:
+    """MLflow's clients read their login from the environment: the admin's, only meanwhile."""
+    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update(zip(names, (ADMIN_USER, password), strict=True))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def ensure_mlflow_users(tracking_uri: str, keys: dict[str, str]) -> dict[str, str]:
     """The pipeline's own account (it manages what it creates) and a read-only `viewer`.
 
@@ -150,21 +168,20 @@ def ensure_mlflow_users(tracking_uri: str, keys: dict[str, str]) -> dict[str, st
     from mlflow.exceptions import RestException
     from mlflow.server.auth.client import AuthServiceClient
 
-    os.environ["MLFLOW_TRACKING_USERNAME"] = ADMIN_USER
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = keys["MLFLOW_ADMIN_PASSWORD"]
     auth = AuthServiceClient(tracking_uri)
     done: dict[str, str] = {}
-    for user, key in (
-        (PIPELINE_USER, "MLFLOW_PIPELINE_PASSWORD"),
-        (VIEWER_USER, "MLFLOW_VIEWER_PASSWORD"),
-    ):
-        if not keys.get(key):
-            continue
-        try:
-            auth.get_user(user)
-            auth.update_user_password(user, keys[key])
-            done[user] = "exists"
-        except RestException:
-            auth.create_user(user, keys[key])
-            done[user] = "created"
+    with _as_admin(keys["MLFLOW_ADMIN_PASSWORD"]):
+        for user, key in (
+            (PIPELINE_USER, "MLFLOW_PIPELINE_PASSWORD"),
+            (VIEWER_USER, "MLFLOW_VIEWER_PASSWORD"),
+        ):
+            if not keys.get(key):
+                continue
+            try:
+                auth.get_user(user)
+                auth.update_user_password(user, keys[key])
+                done[user] = "exists"
+            except RestException:
+                auth.create_user(user, keys[key])
+                done[user] = "created"
     return done

@@ -68,16 +68,20 @@ class Stack:
         runs = stack_runs.task_runs(self.cfg, run_id)
         return [t for t in runs if t.task_id == "tune" and state in (None, t.state)]
 
-    def trials(self, study: str) -> list[tuple[int, str]]:
-        """(number, state) of every trial, read through Optuna from the stack's storage; a
-        trial that parallel workers started beyond the budget (never run) shows as SURPLUS."""
+    def frozen_trials(self, study: str) -> list[optuna.trial.FrozenTrial]:
+        """Every trial, read through Optuna from the stack's storage."""
         storage = deploy.pipeline_env(self.cfg, self.keys)["OPTUNA_STORAGE"]
         try:
-            trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+            return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
         except KeyError:  # no tuning task has created it yet
             return []
+
+    def trials(self, study: str) -> list[tuple[int, str]]:
+        """(number, state); a trial that parallel workers started beyond the budget (failed
+        before it ran) shows as SURPLUS."""
         return [
-            (t.number, "SURPLUS" if "surplus" in t.user_attrs else t.state.name) for t in trials
+            (t.number, "SURPLUS" if "surplus" in t.user_attrs else t.state.name)
+            for t in self.frozen_trials(study)
         ]
 
     def mlflow(self) -> MlflowClient:

@@ -82,3 +82,20 @@ def test_an_unreachable_postgres_or_redis_is_named(
     )
     assert stack.up(make_cfg(stack__redis_port=port)) == 1
     assert f"Redis at 127.0.0.1:{port} is not reachable" in capsys.readouterr().out
+
+
+def test_mlflow_users_command_refuses_what_it_cannot_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """compose's one-shot `mlflow-init`: a missing secret is rc 2, a server not up yet rc 1."""
+    from pipeline.cli import main
+
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "a")
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    assert main(["stack", "mlflow-users"]) == 2
+    assert "MLFLOW_TRACKING_PASSWORD is not set" in capsys.readouterr().err
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "p")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert main(["stack", "mlflow-users"]) == 1
+    assert "could not set up MLflow accounts at 'http://127.0.0.1:9'" in capsys.readouterr().err
