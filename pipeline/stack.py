@@ -12,6 +12,7 @@ stopping stops exactly the processes whose PID files it wrote.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import subprocess
@@ -419,10 +420,10 @@ def _print_logins(
 
     s = cfg.stack
     echo("")
-    echo(
-        f"Airflow  http://{s.host}:{s.airflow_port}   user admin, password "
-        f"{airflow_login(root / 'airflow', wait_s=10)}"
-    )
+    login = airflow_login(root / "airflow", wait_s=10)
+    with contextlib.suppress(ValueError, TypeError, KeyError):  # {"admin": "<password>"}
+        login = json.loads(login)["admin"]
+    echo(f"Airflow  http://{s.host}:{s.airflow_port}   admin / {login}")
     echo(
         f"MLflow   http://{s.host}:{s.mlflow_port}   admin / {keys['MLFLOW_ADMIN_PASSWORD']}; "
         f"{deploy.PIPELINE_USER} / {keys['MLFLOW_PIPELINE_PASSWORD']} (the pipeline, writes); "
