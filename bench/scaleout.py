@@ -55,13 +55,15 @@ def measure(workers: int, trials: int, epochs: int) -> dict[str, Any]:
             cfg, deploy.load_secrets(deploy.stack_dir(cfg) / "secrets.env")
         )
         study = optuna.load_study(study_name="GOOG-2013-03-01", storage=storage["OPTUNA_STORAGE"])
-        finished = [t for t in study.trials if t.state.is_finished()]
+        states = [t.state.name for t in study.trials]
+        finished = [s for s in states if s in ("COMPLETE", "PRUNED")]  # the budget's trials
         return {
             "celery_workers": workers,
             "state": state,
             "tune_tasks": [{"host": t.hostname, "seconds": round(t.seconds, 1)} for t in tune],
             "tune_wall_s": round(tune_wall, 1),
             "trials_finished": len(finished),
+            "trials_failed": states.count("FAIL"),  # e.g. one started beyond the budget
             "trials_per_minute": round(len(finished) / tune_wall * 60, 2),
             "dag_run_wall_s": round(wall, 1),
             "task_time_sum_s": round(sum(t.seconds for t in tasks), 1),

@@ -55,25 +55,13 @@ def services(cfg: Config, keys: dict[str, str]) -> list[Service]:
     s, root = cfg.stack, deploy.stack_dir(cfg)
     base = {**os.environ, **deploy.pipeline_env(cfg, keys)}
     airflow = _bin("airflow")
-    mlflow_dir = root / "mlflow"  # the auth DB (deploy/mlflow-auth.ini) lands here
+    mlflow_args = f"server --host {s.host} --port {s.mlflow_port} --app-name basic-auth"
     out = [
         Service(
             "mlflow",
-            [
-                _bin("mlflow"),
-                "server",
-                "--host",
-                s.host,
-                "--port",
-                str(s.mlflow_port),
-                "--app-name",
-                "basic-auth",
-                "--serve-artifacts",
-                "--workers",
-                "2",
-            ],
+            [_bin("mlflow"), *mlflow_args.split(), "--serve-artifacts", "--workers", "2"],
             {**os.environ, **deploy.mlflow_env(cfg, keys)},
-            mlflow_dir,
+            root / "mlflow",  # its working directory: the auth DB (deploy/mlflow-auth.ini)
             url=f"http://{s.host}:{s.mlflow_port}/health",
         ),
         Service(
@@ -89,24 +77,9 @@ def services(cfg: Config, keys: dict[str, str]) -> list[Service]:
     ]
     host = deploy.worker_hostname()
     for name in worker_names(cfg):
-        out.append(
-            Service(
-                name,
-                [
-                    airflow,
-                    "celery",
-                    "worker",
-                    "--concurrency",
-                    "1",
-                    "--celery-hostname",
-                    f"{name}@{host}",
-                    "--skip-serve-logs",
-                ],
-                {**base, deploy.WORKER_NAME: f"{name}@{host}"},
-                root,
-                ready_line=" ready.",
-            )
-        )
+        worker = f"celery worker --concurrency 1 --celery-hostname {name}@{host} --skip-serve-logs"
+        env = {**base, deploy.WORKER_NAME: f"{name}@{host}"}
+        out.append(Service(name, [airflow, *worker.split()], env, root, ready_line=" ready."))
     return out
 
 
@@ -122,12 +95,11 @@ def log_file(root: Path, name: str) -> Path:
 
 
 def _start_time(pid: int) -> str | None:
-    """The kernel's start tick of `pid`: tells our process from a later one reusing its pid."""
+    """When `pid` started: tells our process from a later one that reuses its pid."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return repr(psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def running_pid(root: Path, name: str) -> int | None:
