@@ -141,26 +141,26 @@ def process_tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def stop(root: Path, name: str, grace_s: float = STOP_GRACE_S) -> bool:
-    """SIGTERM the service and every descendant, wait, SIGKILL what is left.
+def stop(root: Path, names: list[str], grace_s: float = STOP_GRACE_S) -> list[str]:
+    """SIGTERM the services and all their descendants at once, wait, SIGKILL what is left.
 
-    False if it was not running. Celery workers stop warmly on SIGTERM (the task's
-    supervisor fails its task, which Airflow then retries).
+    Returns the names that were running. A Celery worker stops warmly on SIGTERM (its
+    task's supervisor fails the task, which Airflow then retries).
     """
-    pid = running_pid(root, name)
-    _pid_file(root, name).unlink(missing_ok=True)
-    if pid is None:
-        return False
-    family = process_tree(pid)
+    pids = {name: running_pid(root, name) for name in names}
+    for name in names:
+        _pid_file(root, name).unlink(missing_ok=True)
+    family = [proc for pid in pids.values() if pid for proc in process_tree(pid)]
     for proc in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
     _, alive = psutil.wait_procs(family, timeout=grace_s)
-    for proc in alive + process_tree(pid):  # and any child started meanwhile
+    late = [p for pid in pids.values() if pid for p in process_tree(pid)]  # started meanwhile
+    for proc in alive + late:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-    psutil.wait_procs(family, timeout=5)
-    return True
+    psutil.wait_procs(alive + late, timeout=5)
+    return [name for name, pid in pids.items() if pid]
 
 
 def _is_zombie(pid: int) -> bool:
@@ -377,8 +377,7 @@ def up(cfg: Config, echo: Callable[[str], None] = print) -> int:
         )
     except StartFailed as exc:
         echo(f"stack did not start: {exc}")
-        for name in reversed(started):
-            stop(root, name)
+        stop(root, started)
         echo(f"stopped what this call started: {', '.join(reversed(started)) or 'nothing'}")
         return 1
     _print_logins(cfg, keys, root, env_file, echo)
@@ -413,7 +412,7 @@ def _print_logins(
 
 def down(cfg: Config, echo: Callable[[str], None] = print) -> int:
     root = deploy.stack_dir(cfg)
-    stopped = [n for n in reversed(_names(cfg, root)) if stop(root, n)]
+    stopped = stop(root, list(reversed(_names(cfg, root))))
     echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
 

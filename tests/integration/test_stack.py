@@ -9,6 +9,7 @@ trigger`), not `dag.test`. Everything is torn down, even when a test fails.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -45,7 +46,7 @@ BUDGET = {
 RUN_TIMEOUT_S = 480
 
 
-@dataclass
+@dataclass(eq=False)
 class Stack:
     cfg: Config
     env: dict[str, str]  # the environment `make stack` was started with
@@ -68,11 +69,19 @@ class Stack:
         runs = stack_runs.task_runs(self.cfg, run_id)
         return [t for t in runs if t.task_id == "tune" and state in (None, t.state)]
 
+    @functools.cached_property
+    def storage(self) -> optuna.storages.RDBStorage:
+        """One storage (one connection pool) for all of this module's polling."""
+        return optuna.storages.RDBStorage(
+            deploy.pipeline_env(self.cfg, self.keys)["OPTUNA_STORAGE"]
+        )
+
     def frozen_trials(self, study: str) -> list[optuna.trial.FrozenTrial]:
         """Every trial, read through Optuna from the stack's storage."""
-        storage = deploy.pipeline_env(self.cfg, self.keys)["OPTUNA_STORAGE"]
         try:
-            return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+            return optuna.load_study(study_name=study, storage=self.storage).get_trials(
+                deepcopy=False
+            )
         except KeyError:  # no tuning task has created it yet
             return []
 
@@ -88,7 +97,7 @@ class Stack:
         """The pipeline's own account, as the tasks use it."""
         os.environ["MLFLOW_TRACKING_USERNAME"] = deploy.PIPELINE_USER
         os.environ["MLFLOW_TRACKING_PASSWORD"] = self.keys["MLFLOW_PIPELINE_PASSWORD"]
-        return MlflowClient(self.mlflow_url)
+        return MlflowClient(self.mlflow_url, registry_uri=self.mlflow_url)  # not a global one
 
     @property
     def mlflow_url(self) -> str:

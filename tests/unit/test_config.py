@@ -67,10 +67,12 @@ def test_throwaway_config_keeps_every_store_under_its_root(
     assert cfg.tracking_uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     assert cfg.resolve(cfg.tracking.artifact_root) == tmp_path / "mlruns" / "artifacts"
     assert cfg.optuna_storage == f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert cfg.resolve(cfg.stack.dir) == tmp_path / "stack"
     assert cfg.tune.n_trials == 2 and cfg.tickers == ["AAPL"]
     assert set(throwaway_env(tmp_path)) == {
         "PIPELINE__STATE_DIR",
         "MLFLOW_TRACKING_URI",
         "PIPELINE__TRACKING__ARTIFACT_ROOT",
         "OPTUNA_STORAGE",
+        "PIPELINE__STACK__DIR",
     }

@@ -25,18 +25,18 @@ def test_start_records_the_process_and_stop_ends_its_group(tmp_path: Path) -> No
     )
     pid = stack.start(svc, tmp_path)
     assert stack.running_pid(tmp_path, "sleeper") == pid
-    assert stack.stop(tmp_path, "sleeper", grace_s=5)
+    assert stack.stop(tmp_path, ["sleeper"], grace_s=5) == ["sleeper"]
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # the child `sleep` went with it
     assert stack.running_pid(tmp_path, "sleeper") is None
-    assert not stack.stop(tmp_path, "sleeper")  # nothing left to stop
+    assert stack.stop(tmp_path, ["sleeper"]) == []  # nothing left to stop
 
 
 def test_a_reused_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "ghost.pid").write_text(f"{os.getpid()} 1\n")  # wrong start time
     assert stack.running_pid(tmp_path, "ghost") is None
-    assert not stack.stop(tmp_path, "ghost")  # and it is never signalled
+    assert stack.stop(tmp_path, ["ghost"]) == []  # and it is never signalled
     assert os.path.exists(f"/proc/{os.getpid()}")
 
 
@@ -60,7 +60,7 @@ def test_readiness_by_log_line_counts_only_this_start(tmp_path: Path) -> None:
             stack.wait_ready(svc, tmp_path, since, timeout_s=2)
         stack.wait_ready(svc, tmp_path, 0, timeout_s=2)  # the whole log does have it
     finally:
-        stack.stop(tmp_path, "w", grace_s=5)
+        stack.stop(tmp_path, ["w"], grace_s=5)
 
 
 def test_status_says_what_is_down(cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
