@@ -13,10 +13,17 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.layout import Layout
 
@@ -53,13 +60,27 @@ class FeatureConfig(_Section):
     test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
 
 
+Choices = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+Rate = Annotated[float, Field(gt=0, le=1)]
+
+
 class SearchSpace(_Section):
-    units: list[int] = [16, 32, 64, 128]
-    layers: list[int] = [1, 2]
-    batch_size: list[int] = [32, 64, 128]
-    window: list[int] = [10, 20, 40, 60]
-    dropout: tuple[float, float] = (0.0, 0.4)
-    learning_rate: tuple[float, float] = (1e-4, 1e-2)
+    """What Optuna may pick: every choice a positive integer, every range low <= high."""
+
+    units: Choices = [16, 32, 64, 128]
+    layers: Choices = [1, 2]
+    batch_size: Choices = [32, 64, 128]
+    window: Choices = [10, 20, 40, 60]
+    dropout: tuple[Fraction, Fraction] = (0.0, 0.4)
+    learning_rate: tuple[Rate, Rate] = (1e-4, 1e-2)
+
+    @field_validator("dropout", "learning_rate")
+    @classmethod
+    def _low_then_high(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError(f"the range [{v[0]}, {v[1]}] has its low end above its high end")
+        return v
 
 
 class TuneConfig(_Section):
@@ -174,12 +195,13 @@ class Config(_Section):
     stack: StackConfig = StackConfig()
     base_dir: Path = PROJECT_ROOT
 
-    @model_validator(mode="after")
-    def _tickers_are_symbols(self) -> Config:
-        for t in self.tickers:
+    @field_validator("tickers")
+    @classmethod
+    def _tickers_are_symbols(cls, tickers: list[str]) -> list[str]:
+        for t in tickers:
             if not t or not all(c.isalnum() or c in ".-^=" for c in t):
                 raise ValueError(f"ticker {t!r} is not a plain symbol")
-        return self
+        return tickers
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.base_dir / path)
@@ -228,7 +250,14 @@ def env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX):
             keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
-            _set_path(tree, keys, yaml.safe_load(raw))
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                problem = str(exc).splitlines()[0]
+                raise ConfigError(
+                    f"config key {'.'.join(keys)} = {raw!r} ({name}): {problem}"
+                ) from None
+            _set_path(tree, keys, value)
     return tree
 
 

@@ -76,3 +76,30 @@ def test_throwaway_config_keeps_every_store_under_its_root(
         "OPTUNA_STORAGE",
         "PIPELINE__STACK__DIR",
     }
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("PIPELINE__TUNE__SPACE__WINDOW", "[0]", "tune.space.window.0 = 0"),
+        ("PIPELINE__TUNE__SPACE__UNITS", "[-5]", "tune.space.units.0 = -5"),
+        ("PIPELINE__TUNE__SPACE__UNITS", "[]", "tune.space.units = []"),
+        ("PIPELINE__TUNE__SPACE__DROPOUT", "[0.9, 0.1]", "low end above its high end"),
+        ("PIPELINE__TUNE__SPACE__LEARNING_RATE", "[-1, 0]", "tune.space.learning_rate.0 = -1"),
+        ("PIPELINE__TUNE__N_TRIALS", "{a: [", "tune.n_trials = '{a: [' (PIPELINE__TUNE__N_TRIALS)"),
+        ("PIPELINE__TICKERS", "[GOOG, ../x]", "config key tickers = "),
+    ],
+)
+def test_a_value_that_cannot_run_is_refused_naming_its_key(key: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={key: value})
+    assert says in str(err.value)
+    assert "<root>" not in str(err.value)
+
+
+def test_cli_exits_2_on_a_malformed_override(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from pipeline.cli import main
+
+    monkeypatch.setenv("PIPELINE__TUNE__N_TRIALS", "{a: [")
+    assert main(["validate", "x.csv"]) == 2
+    assert "config key tune.n_trials" in capsys.readouterr().err

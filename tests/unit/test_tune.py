@@ -71,15 +71,20 @@ def test_fit_trains_on_train_and_reports_val_loss() -> None:
     assert model.input_shape == (None, 5, prep.x["train"].shape[2])
 
 
-def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) -> None:
-    cfg: Config = make_cfg(**TINY)
-    day = dt.date(2020, 6, 1)
+def _tuning(make_cfg, tmp_path: Path, day: dt.date, n_trials: int = 1) -> tuple[Config, str, str]:
+    """A tiny config, features on disk and the day's parent run: what tune.run needs."""
+    cfg: Config = make_cfg(**{**TINY, "tune__n_trials": n_trials})
     path = tmp_path / "features.parquet"
     _feats().to_parquet(path, index=False)
-    parent = tracking.parent_run(cfg, "GOOG", day, "test-tune")
+    return cfg, str(path), tracking.parent_run(cfg, "GOOG", day, f"test-{day}")
 
-    assert tune.run(cfg, "GOOG", day, str(path), parent) == 1
-    assert tune.run(cfg, "GOOG", day, str(path), parent) == 0  # a retry resumes: budget met
+
+def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) -> None:
+    day = dt.date(2020, 6, 1)
+    cfg, path, parent = _tuning(make_cfg, tmp_path, day)
+
+    assert tune.run(cfg, "GOOG", day, path, parent) == 1
+    assert tune.run(cfg, "GOOG", day, path, parent) == 0  # a retry resumes: budget met
 
     study = tune.load_study(cfg, "GOOG", day)
     trial = study.trials[0]
@@ -102,14 +107,11 @@ def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) ->
 
 def test_a_dead_workers_trial_is_failed_closed_and_retried(make_cfg, tmp_path: Path) -> None:
     """A worker killed mid-trial leaves a RUNNING trial; the next worker fails it by heartbeat."""
-    cfg: Config = make_cfg(**{**TINY, "tune__n_trials": 2})
     day = dt.date(2020, 6, 2)
-    path = tmp_path / "features.parquet"
-    _feats().to_parquet(path, index=False)
-    parent = tracking.parent_run(cfg, "GOOG", day, "test-stale")
+    cfg, path, parent = _tuning(make_cfg, tmp_path, day, n_trials=2)
     dead, run_id = _dead_trial(cfg, tune.load_study(cfg, "GOOG", day), parent)
 
-    tune.run(cfg, "GOOG", day, str(path), parent)
+    tune.run(cfg, "GOOG", day, path, parent)
 
     trials = tune.load_study(cfg, "GOOG", day).trials
     assert trials[dead.number].state == optuna.trial.TrialState.FAIL
@@ -153,15 +155,12 @@ def _dead_trial(cfg: Config, study: optuna.Study, parent: str) -> tuple[optuna.T
 
 def test_a_trial_beyond_the_budget_is_not_run(make_cfg, tmp_path: Path) -> None:
     """Two other workers hold the whole budget with running trials: this worker runs none."""
-    cfg: Config = make_cfg(**{**TINY, "tune__n_trials": 2})
     day = dt.date(2020, 6, 3)
-    path = tmp_path / "features.parquet"
-    _feats().to_parquet(path, index=False)
-    parent = tracking.parent_run(cfg, "GOOG", day, "test-surplus")
+    cfg, path, parent = _tuning(make_cfg, tmp_path, day, n_trials=2)
     study = tune.load_study(cfg, "GOOG", day)
     others = [study.ask(), study.ask()]  # alive: no heartbeat has gone stale
 
-    assert tune.run(cfg, "GOOG", day, str(path), parent) == 1
+    assert tune.run(cfg, "GOOG", day, path, parent) == 1
 
     trials = tune.load_study(cfg, "GOOG", day).trials
     surplus = trials[-1]
@@ -174,16 +173,13 @@ def test_a_trial_beyond_the_budget_is_not_run(make_cfg, tmp_path: Path) -> None:
 def test_a_retry_with_the_budget_met_still_closes_a_dead_trial(make_cfg, tmp_path: Path) -> None:
     """The surviving worker finished the budget; the killed task's retry must still fail the
     trial its worker left RUNNING, and close that trial's MLflow run."""
-    cfg: Config = make_cfg(**TINY)
     day = dt.date(2020, 6, 4)
-    path = tmp_path / "features.parquet"
-    _feats().to_parquet(path, index=False)
-    parent = tracking.parent_run(cfg, "GOOG", day, "test-stale-after")
+    cfg, path, parent = _tuning(make_cfg, tmp_path, day)
     study = tune.load_study(cfg, "GOOG", day)
     dead, run_id = _dead_trial(cfg, study, parent)
     study.tell(study.ask(), 0.5)  # the survivor's trial: budget of 1 met
 
-    assert tune.run(cfg, "GOOG", day, str(path), parent) == 0  # no trial run...
+    assert tune.run(cfg, "GOOG", day, path, parent) == 0  # no trial run...
 
     assert tune.load_study(cfg, "GOOG", day).trials[dead.number].state.name == "FAIL"  # ...but
     lost = tracking.client(cfg).get_run(run_id)
