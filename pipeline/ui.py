@@ -70,6 +70,7 @@ def airflow_login(home: Path, wait_s: float = 60) -> str:
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(1)
         if path.exists():
+            path.chmod(0o600)  # Airflow writes it world-readable
             return path.read_text().strip()
     return f"see {home} (the password file appears once Airflow has started)"
 
