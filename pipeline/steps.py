@@ -10,6 +10,7 @@ cheap enough for a DAG file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -151,8 +152,20 @@ def advance(cfg: Config, name: str, c: Carry) -> Carry:
     return cast(Carry, {**c, **STEPS[name](cfg, c)})
 
 
+def abandon(cfg: Config, name: str, c: Carry) -> None:
+    """After step `name` failed for good: close the ticker's open MLflow run as FAILED."""
+    from pipeline import tracking
+
+    tracking.close_failed_parent(cfg, c["ticker"], c["pipeline_run_id"], name)
+
+
 def run_steps(cfg: Config, c: Carry, names: Iterable[str] = SEQUENCE) -> Carry:
     """Steps in order, in this process: all of them, or a slice."""
     for name in names:
-        c = advance(cfg, name, c)
+        try:
+            c = advance(cfg, name, c)
+        except Exception:
+            with contextlib.suppress(Exception):  # the step's own error is the one to see
+                abandon(cfg, name, c)
+            raise
     return c

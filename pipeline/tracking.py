@@ -57,10 +57,7 @@ def parent_run(cfg: Config, ticker: str, day: dt.date, pipeline_run_id: str) -> 
     deletes its own extra, so all of them log into one run.
     """
     mc, exp = client(cfg), experiment_id(cfg)
-    query = (
-        f"tags.pipeline_run_id = '{pipeline_run_id}' and tags.ticker = '{ticker}' "
-        "and tags.kind = 'pipeline'"
-    )
+    query = _parent_query(ticker, pipeline_run_id)
     found = mc.search_runs([exp], query, order_by=["attributes.start_time ASC"], max_results=1)
     if found:
         return str(found[0].info.run_id)
@@ -76,6 +73,28 @@ def parent_run(cfg: Config, ticker: str, day: dt.date, pipeline_run_id: str) -> 
     if oldest.info.run_id != mine:
         mc.delete_run(mine)
     return str(oldest.info.run_id)
+
+
+def _parent_query(ticker: str, pipeline_run_id: str) -> str:
+    return (
+        f"tags.pipeline_run_id = '{pipeline_run_id}' and tags.ticker = '{ticker}' "
+        "and tags.kind = 'pipeline'"
+    )
+
+
+def close_failed_parent(cfg: Config, ticker: str, pipeline_run_id: str, step: str) -> str | None:
+    """A step failed for good: the run's open parent run ends FAILED (tag `failed_step`)
+    instead of staying RUNNING forever. Returns its id, or None if none was open."""
+    mc = client(cfg)
+    exp = mc.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return None
+    query = f"{_parent_query(ticker, pipeline_run_id)} and attributes.status = 'RUNNING'"
+    for run in mc.search_runs([exp.experiment_id], query, max_results=1):
+        mc.set_tag(run.info.run_id, "failed_step", step)
+        mc.set_terminated(run.info.run_id, "FAILED")
+        return str(run.info.run_id)
+    return None
 
 
 def child_run(cfg: Config, parent_id: str, name: str, tags: dict[str, str]) -> str:

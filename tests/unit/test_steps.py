@@ -69,3 +69,21 @@ def test_importing_the_sequence_stays_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert json.loads(out) == []
+
+
+def test_a_failed_step_closes_the_runs_open_mlflow_run(cfg: Config) -> None:
+    """A step that fails for good must not leave the day's parent run RUNNING forever."""
+    import pytest
+
+    from pipeline import tracking
+
+    parent = tracking.parent_run(cfg, "GOOG", DAY, "run-fails")
+    other = tracking.parent_run(cfg, "GOOG", DAY, "run-goes-on")
+    carry = {**steps.start("GOOG", DAY, "run-fails"), "parent_run_id": parent}
+    with pytest.raises(KeyError, match="features_path"):  # train without its inputs
+        steps.run_steps(cfg, carry, ["train"])  # type: ignore[arg-type]
+    mc = tracking.client(cfg)
+    failed = mc.get_run(parent)
+    assert failed.info.status == "FAILED" and failed.data.tags["failed_step"] == "train"
+    assert mc.get_run(other).info.status == "RUNNING"  # another run's is not touched
+    assert tracking.close_failed_parent(cfg, "GOOG", "run-fails", "train") is None  # closed once
