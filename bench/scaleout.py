@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 from pipeline import deploy, stack_runs
 
 DAY = "2013-03-01T22:30:00+00:00"
@@ -49,8 +51,6 @@ def measure(workers: int, trials: int, epochs: int) -> dict[str, Any]:
         ).total_seconds()
         first, last = stack_runs.run_span(cfg, run_id)
         wall = (last - first).total_seconds()
-        import optuna
-
         storage = deploy.pipeline_env(
             cfg, deploy.load_secrets(deploy.stack_dir(cfg) / "secrets.env")
         )

@@ -9,7 +9,6 @@ carry (paths, run ids, versions) and passes it on with the step's keys added.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -31,17 +30,12 @@ def _advance(name: str, c: Carry) -> Carry:
     from pipeline.config import load_config
     from pipeline.validate import ValidationFailed
 
-    cfg = load_config()
+    ti = get_current_context()["ti"]
+    final = ti.try_number > ti.max_tries  # no retry left: a failure closes the MLflow run
     try:
-        return dict(steps.advance(cfg, name, c))  # type: ignore[arg-type]
+        return dict(steps.advance(load_config(), name, c, final))  # type: ignore[arg-type]
     except ValidationFailed as exc:  # bad data: retrying cannot help
         raise AirflowFailException(str(exc)) from exc
-    except Exception:
-        ti = get_current_context()["ti"]
-        if ti.try_number > ti.max_tries:  # no retry left: close the run's MLflow run
-            with contextlib.suppress(Exception):  # the step's own error is the one to see
-                steps.abandon(cfg, name, c)  # type: ignore[arg-type]
-        raise
 
 
 def step_task(name: str) -> Any:

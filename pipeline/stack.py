@@ -22,8 +22,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    import psycopg2.extensions
 
 from pipeline import deploy
 from pipeline.config import Config
@@ -202,9 +206,8 @@ class StartFailed(RuntimeError):
 def wait_ready(service: Service, root: Path, since: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if running_pid(root, service.name) is None or _is_zombie(
-            running_pid(root, service.name) or 0
-        ):
+        pid = running_pid(root, service.name)
+        if pid is None or _is_zombie(pid):
             raise StartFailed(
                 f"{service.name} exited at start; the end of {log_file(root, service.name)}:\n"
                 + tail(log_file(root, service.name))
@@ -221,6 +224,21 @@ def wait_ready(service: Service, root: Path, since: int, timeout_s: float) -> No
 # --- the stack ---
 
 
+def connect(cfg: Config, dbname: str = "postgres", **kw: object) -> psycopg2.extensions.connection:
+    """A connection to the local PostgreSQL the stack uses (`stack.postgres_*`)."""
+    import psycopg2
+
+    s = cfg.stack
+    return psycopg2.connect(
+        host=s.postgres_host, port=s.postgres_port, user=s.postgres_user, dbname=dbname, **kw
+    )
+
+
+def databases(cfg: Config) -> tuple[str, str, str]:
+    d = cfg.stack.databases
+    return d.airflow, d.mlflow, d.optuna
+
+
 def check_backing_services(cfg: Config) -> None:
     """The machine's PostgreSQL and Redis: the stack uses them, never starts or stops them."""
     import psycopg2
@@ -228,10 +246,7 @@ def check_backing_services(cfg: Config) -> None:
 
     s = cfg.stack
     try:
-        psycopg2.connect(
-            host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,
-            dbname="postgres", connect_timeout=5,
-        ).close()  # fmt: skip
+        connect(cfg, connect_timeout=5).close()
     except psycopg2.OperationalError as exc:
         raise StartFailed(
             f"PostgreSQL at {s.postgres_host}:{s.postgres_port} (user {s.postgres_user}) is not "
@@ -247,56 +262,35 @@ def check_backing_services(cfg: Config) -> None:
 
 def create_databases(cfg: Config) -> list[str]:
     """One database per store on the local PostgreSQL; existing ones are kept."""
-    import psycopg2
     from psycopg2 import sql
 
-    s = cfg.stack
-    conn = psycopg2.connect(
-        host=s.postgres_host, port=s.postgres_port, user=s.postgres_user, dbname="postgres"
-    )
-    conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
     created = []
-    with conn.cursor() as cur:
-        for name in (s.databases.airflow, s.databases.mlflow, s.databases.optuna):
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                created.append(name)
-    conn.close()
+    with contextlib.closing(connect(cfg)) as conn:
+        conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with conn.cursor() as cur:
+            for name in databases(cfg):
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                    created.append(name)
     return created
 
 
 def drop_databases(cfg: Config) -> None:
     """For throw-away stacks (tests, benchmarks): the stack must be down."""
-    import psycopg2
     from psycopg2 import sql
 
-    s = cfg.stack
-    conn = psycopg2.connect(
-        host=s.postgres_host, port=s.postgres_port, user=s.postgres_user, dbname="postgres"
-    )
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for name in (s.databases.airflow, s.databases.mlflow, s.databases.optuna):
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-    conn.close()
+    with contextlib.closing(connect(cfg)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for name in databases(cfg):
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                cur.execute(drop.format(sql.Identifier(name)))
 
 
 def dag_registered(cfg: Config, dag_id: str) -> bool:
-    import psycopg2
-
-    s = cfg.stack
     with (
-        contextlib.closing(
-            psycopg2.connect(
-                host=s.postgres_host,
-                port=s.postgres_port,
-                user=s.postgres_user,
-                dbname=s.databases.airflow,
-            )
-        ) as conn,
+        contextlib.closing(connect(cfg, cfg.stack.databases.airflow)) as conn,
         conn.cursor() as cur,
     ):
         cur.execute("SELECT 1 FROM dag WHERE dag_id = %s", (dag_id,))
@@ -347,8 +341,9 @@ def up(cfg: Config, echo: Callable[[str], None] = print) -> int:
     if created:
         echo(f"created databases: {', '.join(created)}")
     svcs = services(cfg, keys)
-    env = {**os.environ, **deploy.pipeline_env(cfg, keys)}
-    env_file = write_env_file(root, deploy.pipeline_env(cfg, keys))
+    stack_env = deploy.pipeline_env(cfg, keys)
+    env = {**os.environ, **stack_env}
+    env_file = write_env_file(root, stack_env)
     started: list[str] = []
     try:
         _migrate(env, root)

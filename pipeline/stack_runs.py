@@ -42,17 +42,9 @@ class TaskRun:
 
 
 def sql(cfg: Config, db: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    import psycopg2
+    from pipeline.stack import connect
 
-    s = cfg.stack
-    with (
-        contextlib.closing(
-            psycopg2.connect(
-                host=s.postgres_host, port=s.postgres_port, user=s.postgres_user, dbname=db
-            )
-        ) as conn,
-        conn.cursor() as cur,
-    ):
+    with contextlib.closing(connect(cfg, db)) as conn, conn.cursor() as cur:
         cur.execute(query, params)
         return list(cur.fetchall())
 

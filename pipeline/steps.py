@@ -147,9 +147,19 @@ SEQUENCE: tuple[str, ...] = tuple(STEPS)  # the order, for the DAG and the in-pr
 FAN_OUT = "tune"  # the DAG runs this step as `tune.workers` parallel tasks per ticker
 
 
-def advance(cfg: Config, name: str, c: Carry) -> Carry:
-    """Run one step and return the carry with its keys added."""
-    return cast(Carry, {**c, **STEPS[name](cfg, c)})
+def advance(cfg: Config, name: str, c: Carry, final: bool = True) -> Carry:
+    """Run one step and return the carry with its keys added.
+
+    If it fails and no retry will follow (`final`), the run's open MLflow parent run is
+    closed as FAILED (`abandon`) before the error goes on.
+    """
+    try:
+        return cast(Carry, {**c, **STEPS[name](cfg, c)})
+    except Exception:
+        if final:
+            with contextlib.suppress(Exception):  # the step's own error is the one to see
+                abandon(cfg, name, c)
+        raise
 
 
 def abandon(cfg: Config, name: str, c: Carry) -> None:
@@ -162,10 +172,5 @@ def abandon(cfg: Config, name: str, c: Carry) -> None:
 def run_steps(cfg: Config, c: Carry, names: Iterable[str] = SEQUENCE) -> Carry:
     """Steps in order, in this process: all of them, or a slice."""
     for name in names:
-        try:
-            c = advance(cfg, name, c)
-        except Exception:
-            with contextlib.suppress(Exception):  # the step's own error is the one to see
-                abandon(cfg, name, c)
-            raise
+        c = advance(cfg, name, c)
     return c
