@@ -11,6 +11,9 @@ Contracts (other tools depend on them):
                       directional_accuracy}, naive{...}. Exit 1 if the CSV fails validation.
   promote --ticker T --version N [--force] / rollback --ticker T [--force]
                       exit 0 + a JSON line when done; exit 3 when the gate refuses.
+Every command: exit 2 for a bad argument or config (a ticker must be a plain symbol),
+exit 1 with one `error: ...` line when a store or server cannot be used (unreachable
+tracking server, unwritable state directory); never a traceback for those.
 """
 
 from __future__ import annotations
@@ -23,8 +26,19 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.config import ConfigError, load_config
+from pipeline.layout import BadTicker, check_ticker
+from pipeline.reachability import TrackingUnreachable
 
 EXIT_REFUSED = 3
+EXIT_USAGE = 2
+
+
+def ticker_arg(value: str) -> str:
+    """argparse type: a plain ticker symbol, or a usage error (exit 2) saying why."""
+    try:
+        return check_ticker(value)
+    except BadTicker as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -64,16 +78,21 @@ def _promote(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     actor = args.actor or default_actor()
+    if args.force and not args.reason and cfg.registry.force_requires_reason:
+        print(
+            f"{args.command} --force needs --reason here (registry.force_requires_reason)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    reason = args.reason or f"manual {args.command}"
     try:
         if args.command == "promote":
-            done = promotion.promote(
-                cfg, args.ticker, str(args.version), args.reason, actor, args.force
-            )
+            done = promotion.promote(cfg, args.ticker, str(args.version), reason, actor, args.force)
         else:
             done = promotion.rollback(
                 cfg,
                 args.ticker,
-                args.reason,
+                reason,
                 actor,
                 args.force,
                 str(args.version) if args.version else None,
@@ -94,10 +113,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
-
     from pipeline.registry import production_version
-    from pipeline.serving import production_uri, serve_command
+    from pipeline.serving import serve
 
     cfg = load_config(args.config)
     if production_version(cfg, args.ticker) is None:
@@ -107,15 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
-    model_uri = production_uri(cfg, args.ticker)
-    argv, env = serve_command(cfg, model_uri, args.port)
-    print(
-        f"serving {model_uri} at http://{cfg.serving.host}:{args.port or cfg.serving.port}"
-        "/invocations (follows the alias)",
-        flush=True,
-    )
-    os.execve(argv[0], argv, env)
-    return 0  # not reached
+    return serve(cfg, args.ticker, args.port)
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -179,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="validate, tune, train, evaluate, register, promote in-process")
     p.add_argument("--csv", required=True, help="OHLCV CSV: Date,Open,High,Low,Close,Volume")
-    p.add_argument("--ticker", required=True)
+    p.add_argument("--ticker", required=True, type=ticker_arg)
     p.set_defaults(func=_run)
 
     for name, text in (
@@ -187,19 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
         ("rollback", "point `production` back at the previous version"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--ticker", default="GOOG")
+        p.add_argument("--ticker", default="GOOG", type=ticker_arg)
         p.add_argument(
             "--version",
             required=name == "promote",
             help="version number" + ("" if name == "promote" else " (default: previous)"),
         )
-        p.add_argument("--reason", default=f"manual {name}")
-        p.add_argument("--actor", help="who asks (default: the OS user)")
+        p.add_argument("--reason", help=f"why, for the audit trail (default: manual {name})")
+        p.add_argument(
+            "--actor", help="who asks (default: the OS user; the OS user is recorded too)"
+        )
         p.add_argument("--force", action="store_true", help="skip the checks (recorded)")
         p.set_defaults(func=_promote)
 
     p = sub.add_parser("serve", help="mlflow models serve the production model, following it")
-    p.add_argument("--ticker", default="GOOG")
+    p.add_argument("--ticker", default="GOOG", type=ticker_arg)
     p.add_argument("--port", type=int, help="default: serving.port")
     p.set_defaults(func=_serve)
 
@@ -211,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_stack)
 
     p = sub.add_parser("audit", help="print the promotion/rollback trail as JSON lines")
-    p.add_argument("--ticker", default="GOOG")
+    p.add_argument("--ticker", default="GOOG", type=ticker_arg)
     p.set_defaults(func=_audit)
     return parser
 
@@ -223,4 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except TrackingUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a store that cannot be read or written: say which, no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.layout import Layout
+from pipeline.layout import Layout, check_ticker
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "pipeline.yaml"
@@ -112,12 +112,18 @@ class TrackingConfig(_Section):
     uri: str = "sqlite:///mlruns/mlflow.db"
     artifact_root: Path = Path("mlruns/artifacts")
     experiment: str = "price_pipeline"
+    # A tracking server (http[s] URI) that does not answer within connect_timeout_s, after
+    # connect_retries more tries, is reported as unreachable instead of waited on for minutes.
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    connect_retries: int = Field(default=2, ge=0, le=10)
 
 
 class RegistryConfig(_Section):
     model_prefix: str = "price_lstm"
     naive_margin: float = Field(default=0.0, ge=0, lt=1)
     production_tolerance: float = Field(default=0.0, ge=0, lt=1)
+    # `promote/rollback --force` skips the gate; a deployment can insist on a written reason.
+    force_requires_reason: bool = False
 
 
 class MonitoringConfig(_Section):
@@ -129,6 +135,13 @@ class ServingConfig(_Section):
     port: int = Field(default=5001, ge=1, le=65535)
     max_rows: int = Field(default=5000, ge=1)
     reload_interval_s: float = Field(default=5.0, gt=0)
+    workers: int = Field(default=1, ge=1, le=64)  # scoring server processes
+    # Refused before parsing: a body over max_body_bytes (413), and requests beyond
+    # max_in_flight per worker (a quick 503, not a 60 s queue).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_in_flight: int = Field(default=4, ge=1)
+    request_timeout_s: float = Field(default=10.0, gt=0)  # then 504
+    shutdown_grace_s: float = Field(default=3.0, ge=0)  # SIGTERM: in-flight work gets this long
 
 
 class UIConfig(_Section):
@@ -198,10 +211,7 @@ class Config(_Section):
     @field_validator("tickers")
     @classmethod
     def _tickers_are_symbols(cls, tickers: list[str]) -> list[str]:
-        for t in tickers:
-            if not t or not all(c.isalnum() or c in ".-^=" for c in t):
-                raise ValueError(f"ticker {t!r} is not a plain symbol")
-        return tickers
+        return [check_ticker(t) for t in tickers]
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.base_dir / path)

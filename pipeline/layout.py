@@ -8,10 +8,28 @@ built from a ticker or a run day is checked to stay under the state root.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 MODELS_SCHEME = "models:/"
+# A ticker symbol as exchanges and data vendors write them: GOOG, BRK-B, BRK.B, ^GSPC,
+# EURUSD=X, GC=F. Letters, digits and . - ^ = only, at most 20, not starting with . - or =:
+# it becomes a file name and part of a model name, so nothing that can leave a folder.
+TICKER_RULE = "1-20 of A-Z a-z 0-9 . - ^ =, starting with a letter, digit or ^"
+_TICKER = re.compile(r"[A-Za-z0-9^][A-Za-z0-9.^=-]{0,19}")
+
+
+class BadTicker(ValueError):
+    """A ticker that is not a plain symbol; the message shows it and the rule."""
+
+
+def check_ticker(ticker: str) -> str:
+    """`ticker` itself if it is a plain symbol (TICKER_RULE), else BadTicker."""
+    if not isinstance(ticker, str) or not _TICKER.fullmatch(ticker):
+        shown = repr(ticker) if len(repr(ticker)) <= 40 else repr(ticker)[:37] + "..."
+        raise BadTicker(f"ticker {shown} is not a plain symbol ({TICKER_RULE})")
+    return ticker
 
 
 def version_uri(name: str, version: str | int) -> str:
@@ -46,6 +64,9 @@ class Layout:
 
     root: Path
 
+    def _ticker_path(self, folder: str, ticker: str, *rest: str) -> Path:
+        return self._under(folder, check_ticker(ticker), *rest)
+
     def _under(self, *parts: str) -> Path:
         path = self.root.joinpath(*parts)
         if not path.resolve().is_relative_to(self.root.resolve()):
@@ -54,30 +75,30 @@ class Layout:
 
     def raw_path(self, ticker: str, day: dt.date) -> Path:
         """Each day's pull, kept as it arrived."""
-        return self._under("raw", ticker, f"{day.isoformat()}.csv")
+        return self._ticker_path("raw", ticker, f"{day.isoformat()}.csv")
 
     def curated_path(self, ticker: str) -> Path:
-        return self._under("curated", f"{ticker}.parquet")
+        return self._under("curated", f"{check_ticker(ticker)}.parquet")
 
     def revisions_path(self, ticker: str) -> Path:
         """Changed cells of already-stored bars, appended per run."""
-        return self._under("curated", f"{ticker}.revisions.csv")
+        return self._under("curated", f"{check_ticker(ticker)}.revisions.csv")
 
     def curated_tables(self) -> list[Path]:
         return sorted((self.root / "curated").glob("*.parquet"))
 
     def quarantine_dir(self, ticker: str, day: dt.date) -> Path:
-        return self._under("quarantine", ticker, day.isoformat())
+        return self._ticker_path("quarantine", ticker, day.isoformat())
 
     def features_dir(self, ticker: str, day: dt.date) -> Path:
-        return self._under("features", ticker, day.isoformat())
+        return self._ticker_path("features", ticker, day.isoformat())
 
     def features_path(self, ticker: str, day: dt.date) -> Path:
         return self.features_dir(ticker, day) / "features.parquet"
 
     def latest_features(self, ticker: str) -> Path | None:
         """The features of the latest run day for `ticker`, if any run built them."""
-        found = sorted(self._under("features", ticker).glob("*/features.parquet"))
+        found = sorted(self._ticker_path("features", ticker).glob("*/features.parquet"))
         return found[-1] if found else None
 
     def forecasts_db(self) -> Path:

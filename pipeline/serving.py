@@ -116,3 +116,16 @@ def serve_command(
     if follow:
         env.update({FOLLOW_ENV: model_uri, INTERVAL_ENV: str(cfg.serving.reload_interval_s)})
     return argv, env
+
+
+def serve(cfg: Config, ticker: str, port: int | None = None) -> int:
+    """Serve the ticker's production model in this process's place (exec)."""
+    model_uri = production_uri(cfg, ticker)
+    argv, env = serve_command(cfg, model_uri, port)
+    print(
+        f"serving {model_uri} at http://{cfg.serving.host}:{port or cfg.serving.port}"
+        "/invocations (follows the alias)",
+        flush=True,
+    )
+    os.execve(argv[0], argv, env)
+    return 0  # not reached

@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline.config import PROJECT_ROOT, Config
 from pipeline.layout import ensure_sqlite_dir
+from pipeline.reachability import ensure_reachable
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
@@ -25,6 +26,7 @@ def client(cfg: Config) -> MlflowClient:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # checked per event: no calls home
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in task logs
     ensure_sqlite_dir(cfg.tracking_uri)
+    ensure_reachable(cfg.tracking_uri, cfg.tracking.connect_timeout_s, cfg.tracking.connect_retries)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     mlflow.set_registry_uri(cfg.tracking_uri)
     return MlflowClient(cfg.tracking_uri)
