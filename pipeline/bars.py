@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,14 @@ import pandas as pd
 COLUMNS = ["Date", "Open", "High", "Low", "Close", "Volume"]
 PRICE_COLUMNS = ["Open", "High", "Low", "Close"]
 NUMBER_COLUMNS = [*PRICE_COLUMNS, "Volume"]
+# ISO 8601 only: 2024-03-08, optionally with a time and a UTC offset as vendors write it
+# (2024-03-08 00:00:00-05:00). 08/03/2024 is refused rather than guessed: day-first and
+# month-first readings of it differ, and a misread date corrupts the series silently.
+DATE_RULE = "dates are written YYYY-MM-DD, 1900 to 2200 (a time and UTC offset may follow)"
+_ISO_DATE = re.compile(
+    r"(\d{4}-\d{2}-\d{2})(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+FIRST_DAY, LAST_DAY = pd.Timestamp("1900-01-01"), pd.Timestamp("2200-12-31")
 
 
 @dataclass(frozen=True)
@@ -29,10 +38,28 @@ class BarsError(ValueError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
+def shorten(value: object, width: int = 40) -> str:
+    """repr(value), cut to `width` characters: messages quote input, never all of it."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _sample(values: pd.Series, limit: int = 3) -> str:
-    shown = [f"row {i}: {v!r}" for i, v in values.head(limit).items()]
+    shown = [f"row {i}: {shorten(v)}" for i, v in values.head(limit).items()]
     more = f" (+{len(values) - limit} more)" if len(values) > limit else ""
     return ", ".join(shown) + more
+
+
+def parse_dates(values: pd.Series) -> pd.Series:
+    """The calendar day each cell names, as datetime64[ns]; NaT where it is not an ISO date
+    between FIRST_DAY and LAST_DAY. The day is the one written, whatever the offset: a New
+    York bar stamped 2024-03-08 00:00:00-05:00 is the 8 March session (offsets change with
+    daylight saving, so converting to one zone would shift some bars to the day before)."""
+    text = values.astype("string").str.strip()
+    iso = text.str.fullmatch(_ISO_DATE.pattern).fillna(False).astype(bool)
+    days = pd.to_datetime(text.where(iso).str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    days = days.where((days >= FIRST_DAY) & (days <= LAST_DAY))
+    return days.astype("datetime64[ns]")
 
 
 def coerce_bars(raw: pd.DataFrame) -> pd.DataFrame:
@@ -47,12 +74,16 @@ def coerce_bars(raw: pd.DataFrame) -> pd.DataFrame:
         raise BarsError(problems)
     out = raw[COLUMNS].copy()
     out.index = pd.RangeIndex(len(out))
-    dates = pd.to_datetime(out["Date"], errors="coerce", format="mixed")
+    dates = parse_dates(out["Date"])
     bad = dates.isna() & out["Date"].notna()
     if bad.any():
-        problems.append(Problem("date_format", f"Date not a date at {_sample(out['Date'][bad])}"))
-    out["Date"] = dates.dt.tz_localize(None) if dates.dt.tz is not None else dates
-    out["Date"] = out["Date"].astype("datetime64[ns]")
+        problems.append(
+            Problem(
+                "date_format",
+                f"Date not a date at {_sample(out['Date'][bad])}; {DATE_RULE}",
+            )
+        )
+    out["Date"] = dates
     for col in NUMBER_COLUMNS:
         nums = pd.to_numeric(out[col], errors="coerce")
         bad = nums.isna() & out[col].notna()
@@ -64,14 +95,24 @@ def coerce_bars(raw: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def read_bars_csv(path: str | Path) -> pd.DataFrame:
-    """Read an OHLCV CSV strictly: every cell is kept as text until coerce_bars types it."""
+def read_csv_text(path: str | Path, **options: object) -> pd.DataFrame:
+    """Every cell as text; a path that is not a readable CSV file is a BarsError ("file")."""
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=True, skipinitialspace=True)
+        return pd.read_csv(path, dtype=str, **options)
     except FileNotFoundError:
         raise BarsError([Problem("file", f"{path}: no such file")]) from None
+    except IsADirectoryError:
+        raise BarsError([Problem("file", f"{path}: is a directory, not a CSV file")]) from None
+    except PermissionError:
+        raise BarsError([Problem("file", f"{path}: not readable (permission denied)")]) from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise BarsError([Problem("file", f"{path}: not a readable CSV ({exc})")]) from None
+        detail = str(exc).splitlines()[0][:200]
+        raise BarsError([Problem("file", f"{path}: not a readable CSV ({detail})")]) from None
+
+
+def read_bars_csv(path: str | Path) -> pd.DataFrame:
+    """Read an OHLCV CSV strictly: every cell is kept as text until coerce_bars types it."""
+    raw = read_csv_text(path, keep_default_na=True, skipinitialspace=True)
     raw.columns = [str(c).strip() for c in raw.columns]
     return coerce_bars(raw)
 

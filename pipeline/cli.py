@@ -8,7 +8,8 @@ Contracts (other tools depend on them):
                       the model half in-process; the last stdout line is one JSON object:
                       model_name, version, promoted, reason, production_version, run_id,
                       first_test_date, last_test_date, test_days, model{mae,mase,
-                      directional_accuracy}, naive{...}. Exit 1 if the CSV fails validation.
+                      directional_accuracy}, naive{...}, work_dir (its data, kept). Exit 1
+                      if the CSV fails validation.
   promote --ticker T --version N [--force] / rollback --ticker T [--force]
                       exit 0 + a JSON line when done; exit 3 when the gate refuses.
 Every command: exit 2 for a bad argument or config (a ticker must be a plain symbol),

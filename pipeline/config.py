@@ -11,7 +11,6 @@ Relative paths resolve against the directory that holds the YAML file.
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -216,11 +215,13 @@ class Config(_Section):
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.base_dir / path)
 
-    @cached_property
+    # Plain properties, not cached: model_copy(update=...) copies a cached value along,
+    # and a copy with another state_dir would go on writing to the original's.
+    @property
     def state(self) -> Path:
         return self.resolve(self.state_dir)
 
-    @cached_property
+    @property
     def layout(self) -> Layout:
         """Every path under the state directory (see pipeline/layout.py)."""
         return Layout(self.state)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.bars import COLUMNS, BarsError, Problem
+from pipeline.bars import COLUMNS, parse_dates, read_csv_text
 from pipeline.carry import Ingested
 from pipeline.config import Config
+from pipeline.layout import check_ticker
 
 HistoryFn = Callable[[str, dt.date, dt.date], pd.DataFrame]
 
@@ -26,12 +27,7 @@ def sample_path() -> Path:
 
 def read_text_csv(path: Path) -> pd.DataFrame:
     """A pull is kept as the text it arrived as; typing and judging it is validation's job."""
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise BarsError([Problem("file", f"{path}: no such file")]) from None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise BarsError([Problem("file", f"{path}: not a readable CSV ({exc})")]) from None
+    return read_csv_text(path, keep_default_na=False)
 
 
 def replay_until(raw: pd.DataFrame, day: dt.date) -> pd.DataFrame:
@@ -41,7 +37,7 @@ def replay_until(raw: pd.DataFrame, day: dt.date) -> pd.DataFrame:
     """
     if "Date" not in raw.columns:
         return raw
-    dates = pd.to_datetime(raw["Date"], errors="coerce", format="mixed")
+    dates = parse_dates(raw["Date"])
     return raw[dates.isna() | (dates <= pd.Timestamp(day))].reset_index(drop=True)
 
 
@@ -79,7 +75,9 @@ def pull(cfg: Config, ticker: str, day: dt.date) -> pd.DataFrame:
             raise ValueError(f"source.kind=sample ships only GOOG, not {ticker!r}")
         return replay_until(read_text_csv(sample_path()), day)
     if kind == "csv":
-        return replay_until(read_text_csv(cfg.resolve(cfg.source.csv_dir) / f"{ticker}.csv"), day)
+        return replay_until(
+            read_text_csv(cfg.resolve(cfg.source.csv_dir) / f"{check_ticker(ticker)}.csv"), day
+        )
     return fetch_yfinance(ticker, day, cfg.source.lookback_days)
 
 

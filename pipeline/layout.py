@@ -101,6 +101,10 @@ class Layout:
         found = sorted(self._ticker_path("features", ticker).glob("*/features.parquet"))
         return found[-1] if found else None
 
+    def adhoc_dir(self) -> Path:
+        """`python -m pipeline run --csv` work directories, one per run."""
+        return self.root / "adhoc"
+
     def forecasts_db(self) -> Path:
         return self.root / "forecasts.sqlite"
 

@@ -1,15 +1,16 @@
 """`python -m pipeline run --csv PATH --ticker T`: the daily sequence, outside Airflow.
 
 The same adapters as the DAG, in the same order (pipeline/steps.py), for the last
-day of the file. Data files and the Optuna study go to a throw-away directory (an
-ad-hoc CSV must not mix with the daily curated store); runs and models go to the
-configured tracking store (or MLFLOW_TRACKING_URI).
+day of the file. Data files, Data Docs, quarantine and the Optuna study go to a
+work directory of their own, state/adhoc/<run id>/ (an ad-hoc CSV must not mix with
+the daily curated store); it is kept, so every path a run prints still exists, and
+only the newest KEEP_RUNS are. Runs and models go to the configured tracking store
+(or MLFLOW_TRACKING_URI).
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from pipeline import steps, validate
 from pipeline.bars import BarsError, read_bars_csv
 from pipeline.config import Config
+from pipeline.layout import check_ticker
+
+KEEP_RUNS = 20
 
 
 def throwaway_data(cfg: Config, tmp: Path) -> Config:
@@ -31,15 +35,26 @@ def throwaway_data(cfg: Config, tmp: Path) -> Config:
     )
 
 
+def prune_work_dirs(root: Path, keep: int = KEEP_RUNS) -> None:
+    """Remove all but the newest `keep` ad-hoc run directories."""
+    runs = sorted(root.glob("cli-*"), key=lambda p: p.stat().st_mtime)
+    for old in runs[: max(len(runs) - keep, 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def run_csv(cfg: Config, csv: str, ticker: str) -> dict[str, Any]:
     """Every step on `csv`; returns the promote step's summary (the CLI's contract line)."""
+    check_ticker(ticker)
     try:
         last = read_bars_csv(csv)["Date"].max().date()
     except BarsError as exc:
         raise validate.ValidationFailed(f"{csv}: {exc}") from None
-    with tempfile.TemporaryDirectory(prefix="pipeline-run-") as tmp:
-        local = throwaway_data(cfg, Path(tmp))
-        local.source.csv_dir.mkdir()
-        shutil.copy(csv, local.source.csv_dir / f"{ticker}.csv")
-        carry = steps.start(ticker, last, f"cli-{uuid.uuid4().hex[:12]}")
-        return steps.run_steps(local, carry)["promotion"]
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    adhoc = cfg.layout.adhoc_dir()
+    work = adhoc / run_id
+    local = throwaway_data(cfg, work)
+    local.source.csv_dir.mkdir(parents=True)
+    shutil.copy(csv, local.source.csv_dir / f"{ticker}.csv")
+    prune_work_dirs(adhoc)
+    summary = steps.run_steps(local, steps.start(ticker, last, run_id))["promotion"]
+    return {**summary, "work_dir": str(work)}

@@ -3,6 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import bars
 from pipeline.bars import COLUMNS, BarsError, Problem, coerce_bars, read_bars_csv, write_bars_csv
 
 
@@ -46,7 +47,7 @@ def test_every_bad_cell_is_named_with_its_row() -> None:
     raw.loc[2, "Volume"] = "lots"
     problems = _problems(raw)
     assert [p.rule for p in problems] == ["date_format", "numeric", "numeric"]
-    assert problems[0].detail == "Date not a date at row 1: '2020-13-45'"
+    assert problems[0].detail == f"Date not a date at row 1: '2020-13-45'; {bars.DATE_RULE}"
     assert problems[1].detail.startswith("Close not a number at row 0: 'n/a'")
     assert problems[1].detail.endswith("row 3: 'n/a' (+1 more)")
     assert problems[2].detail == "Volume not a number at row 2: 'lots'"
@@ -68,7 +69,39 @@ def test_tz_aware_dates_keep_their_local_day() -> None:
         assert bars["Date"].tolist() == list(pd.date_range("2020-01-01", periods=3))
 
 
+def test_mixed_daylight_saving_offsets_keep_each_bars_local_day() -> None:
+    """Real New York stamps switch -05:00 -> -04:00 in March: one series, two offsets."""
+    stamps = ["2024-03-08 00:00:00-05:00", "2024-03-11 00:00:00-04:00", "2024-03-12T00:00:00Z"]
+    bars = coerce_bars(_raw().assign(Date=stamps))
+    assert bars["Date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2024-03-08",
+        "2024-03-11",
+        "2024-03-12",
+    ]
+
+
+@pytest.mark.parametrize(
+    "cell", ["13/01/2020", "01/02/2020", "2020/01/02", "Jan 2 2020", "9999-01-01", "2262-05-01"]
+)
+def test_non_iso_and_out_of_range_dates_are_refused_not_guessed(cell: str) -> None:
+    raw = _raw()
+    raw.loc[1, "Date"] = cell
+    [problem] = _problems(raw)
+    assert problem.rule == "date_format"
+    assert repr(cell) in problem.detail and "YYYY-MM-DD" in problem.detail
+
+
+def test_a_huge_cell_is_quoted_short() -> None:
+    raw = _raw()
+    raw.loc[0, "Date"] = "x" * 1_000_000
+    [problem] = _problems(raw)
+    assert len(str(problem)) < 300 and "..." in problem.detail
+
+
 def test_read_names_the_file_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(BarsError, match="is a directory") as err:
+        read_bars_csv(tmp_path)
+    assert err.value.problems[0].rule == "file"
     with pytest.raises(BarsError, match="no such file") as err:
         read_bars_csv(tmp_path / "absent.csv")
     assert err.value.problems[0].rule == "file"

@@ -103,3 +103,11 @@ def test_cli_exits_2_on_a_malformed_override(monkeypatch: pytest.MonkeyPatch, ca
     monkeypatch.setenv("PIPELINE__TUNE__N_TRIALS", "{a: [")
     assert main(["validate", "x.csv"]) == 2
     assert "config key tune.n_trials" in capsys.readouterr().err
+
+
+def test_a_copy_with_another_state_dir_uses_it_even_after_the_original_was_read(
+    cfg: Config, tmp_path: Path
+) -> None:
+    assert cfg.layout.root == cfg.state  # read first: nothing may be cached into the copy
+    copy = cfg.model_copy(update={"state_dir": tmp_path / "elsewhere"})
+    assert copy.state == tmp_path / "elsewhere" and copy.layout.root == tmp_path / "elsewhere"

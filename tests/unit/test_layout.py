@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Config
-from pipeline.layout import Layout, alias_uri, parse_alias_uri, version_uri
+from pipeline.layout import BadTicker, Layout, alias_uri, check_ticker, parse_alias_uri, version_uri
 
 DAY = dt.date(2013, 3, 1)
 
@@ -28,15 +28,33 @@ def test_config_layout_uses_the_state_dir(cfg: Config) -> None:
     assert cfg.layout.curated_path("GOOG").is_relative_to(cfg.state)
 
 
-@pytest.mark.parametrize("ticker", ["../../x", "/abs/x", "../../../etc"])
+BAD_TICKERS = ["../../x", "/abs/x", "../../../etc", "..", ".hidden", "GOOG'", "A B", "", "X" * 21]
+
+
+@pytest.mark.parametrize("ticker", BAD_TICKERS)
 def test_a_ticker_cannot_lead_out_of_the_state_dir(tmp_path: Path, ticker: str) -> None:
     at = Layout(tmp_path / "state")
+    for build in (
+        lambda: at.raw_path(ticker, DAY),
+        lambda: at.features_path(ticker, DAY),
+        lambda: at.latest_features(ticker),
+        lambda: at.curated_path(ticker),
+        lambda: at.revisions_path(ticker),
+        lambda: at.quarantine_dir(ticker, DAY),
+    ):
+        with pytest.raises(BadTicker, match="is not a plain symbol"):
+            build()
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("ticker", ["GOOG", "BRK-B", "BRK.B", "^GSPC", "EURUSD=X", "GC=F", "7203"])
+def test_real_symbols_are_plain(ticker: str) -> None:
+    assert check_ticker(ticker) == ticker
+
+
+def test_a_part_that_leaves_the_root_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="would leave the state directory"):
-        at.raw_path(ticker, DAY)
-    with pytest.raises(ValueError, match="would leave the state directory"):
-        at.features_path(ticker, DAY)
-    with pytest.raises(ValueError, match="would leave the state directory"):
-        at.latest_features(ticker)
+        Layout(tmp_path)._under("..", "x")
 
 
 def test_curated_tables_lists_only_tables(tmp_path: Path) -> None:

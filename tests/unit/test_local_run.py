@@ -51,10 +51,35 @@ def test_run_csv_runs_the_daily_sequence_in_order(
         return adapter
 
     monkeypatch.setattr(steps, "STEPS", {name: recorder(name) for name in steps.STEPS})
-    assert local_run.run_csv(cfg, str(csv), "ACME") == {"ok": True}
+    summary = local_run.run_csv(cfg, str(csv), "ACME")
     assert ran == list(steps.SEQUENCE)
     local, carry = seen[0]
     assert carry["ticker"] == "ACME" and carry["pipeline_run_id"].startswith("cli-")
     assert dt.date.fromisoformat(carry["day"]) == sample_bars["Date"].iloc[299].date()
-    assert local.source.kind == "csv" and not local.state.is_relative_to(cfg.state)
-    assert not local.state.parent.exists()  # the throw-away directory is gone afterwards
+    # its own work directory, named after the run, kept (what it printed still exists)
+    work = cfg.layout.adhoc_dir() / carry["pipeline_run_id"]
+    assert summary == {"ok": True, "work_dir": str(work)}
+    assert local.state == work / "state" and local.source.kind == "csv"
+    assert local.layout.curated_path("ACME") != cfg.layout.curated_path("ACME")
+    assert (work / "landing" / "ACME.csv").is_file()
+
+
+def test_only_the_newest_work_dirs_are_kept(tmp_path: Path) -> None:
+    import os
+
+    for i in range(5):
+        (tmp_path / f"cli-{i}").mkdir()
+        os.utime(tmp_path / f"cli-{i}", (i, i))
+    local_run.prune_work_dirs(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli-3", "cli-4"]
+
+
+@pytest.mark.parametrize("ticker", ["/abs/state/curated/GOOG", "../../x", "GOOG'"])
+def test_a_path_for_a_ticker_writes_nothing(cfg: Config, tmp_path: Path, ticker: str) -> None:
+    from pipeline.layout import BadTicker
+
+    csv = tmp_path / "x.csv"
+    csv.write_text("Date,Open,High,Low,Close,Volume\n2020-01-02,1,2,0.5,1.5,100\n")
+    with pytest.raises(BadTicker):
+        local_run.run_csv(cfg, str(csv), ticker)
+    assert not cfg.state.exists()
