@@ -38,7 +38,11 @@ def start(ticker: str, day: dt.date, pipeline_run_id: str) -> Carry:
     """The carry a ticker's run begins with (the keys of `Started`)."""
     from pipeline.layout import check_ticker
 
-    return {"ticker": check_ticker(ticker), "day": day.isoformat(), "pipeline_run_id": pipeline_run_id}
+    return {
+        "ticker": check_ticker(ticker),
+        "day": day.isoformat(),
+        "pipeline_run_id": pipeline_run_id,
+    }
 
 
 def run_day(c: Carry) -> dt.date:

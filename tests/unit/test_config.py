@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_config, throwaway_config, throwaway_env
+from pipeline.config import Config, ConfigError, load_config, throwaway_config, throwaway_env
 
 
 def test_defaults_load_and_are_frozen() -> None:
