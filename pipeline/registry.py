@@ -12,6 +12,9 @@ import datetime as dt
 import getpass
 import json
 import logging
+import os
+import pwd
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +173,9 @@ def audit_trail(cfg: Config, ticker: str) -> list[dict[str, str]]:
         "actor",
         "forced",
         "run_id",
+        "os_user",
+        "host",
+        "airflow_run",
     )
     return [{k: r.data.tags[k] for k in keep if k in r.data.tags} for r in runs]
 
@@ -198,9 +204,10 @@ def move_production(
         "from_version": str(before.version) if before else None,
         "to_version": version,
         "reason": reason,
-        "actor": actor,
+        "actor": actor,  # who the caller says asked (--actor), kept next to who really ran it
         "forced": forced,
         "run_id": run_id,
+        **identity(),
     }
     record(cfg, event)
     return event
@@ -255,6 +262,26 @@ def promote_if_better(
         "reason": decision.reason,
         "production_version": str(current.version) if current else None,
     }
+
+
+def identity() -> dict[str, str | None]:
+    """Who really moved the alias, whatever --actor claims: the OS account and host of the
+    process, and the Airflow DAG run when a task did it."""
+    airflow = [os.environ.get(k) for k in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID")]
+    return {
+        "os_user": os_account(),
+        "host": socket.gethostname(),
+        "airflow_run": "/".join(a for a in airflow if a) or None,
+    }
+
+
+def os_account() -> str:
+    """The account this process runs as, from its uid (getpass trusts $USER, anyone can set it)."""
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:  # a uid with no passwd entry, as in some containers
+        return f"uid {uid}"
 
 
 def default_actor() -> str:

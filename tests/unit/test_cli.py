@@ -114,3 +114,81 @@ def test_cli_contract_in_a_subprocess(tmp_path: Path, sample_bars: pd.DataFrame)
     assert procs[0].returncode == 0 and ok_out.startswith("OK "), ok_err
     assert procs[1].returncode == 1 and bad_out.startswith("FAIL columns:")
     assert not (tmp_path / "state").exists()
+
+
+BAD_TICKER_ARGV = [
+    ["run", "--csv", "x.csv", "--ticker", "/abs/state/curated/GOOG"],
+    ["run", "--csv", "x.csv", "--ticker", "../../x"],
+    ["promote", "--ticker", "../x", "--version", "1"],
+    ["rollback", "--ticker", "A/B"],
+    ["audit", "--ticker", "GOOG' or '1'='1"],
+    ["serve", "--ticker", ".."],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_TICKER_ARGV, ids=lambda a: a[0])
+def test_a_ticker_that_is_not_a_symbol_is_a_usage_error_before_anything_runs(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    for key, value in throwaway_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    assert "is not a plain symbol" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no store was touched
+
+
+def test_a_dead_tracking_server_is_named_quickly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    for key, value in throwaway_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("PIPELINE__TRACKING__CONNECT_TIMEOUT_S", "0.5")
+    monkeypatch.setenv("PIPELINE__TRACKING__CONNECT_RETRIES", "1")
+    for argv in (
+        ["audit"],
+        ["serve"],
+        ["promote", "--version", "1", "--force"],
+        ["rollback"],
+    ):
+        started = time.monotonic()
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert f"tracking server unreachable at {uri}" in err, err
+        assert "Traceback" not in err and time.monotonic() - started < 30  # not minutes
+
+
+def test_an_unusable_state_directory_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for key, value in throwaway_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PIPELINE__STATE_DIR", str(blocker / "state"))
+    assert main(["run", "--csv", str(sample_path()), "--ticker", "GOOG"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot use") and str(blocker) in err
+    assert blocker.read_text() == "not a directory"
+
+
+def test_force_can_be_made_to_need_a_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    for key, value in throwaway_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PIPELINE__REGISTRY__FORCE_REQUIRES_REASON", "true")
+    assert main(["promote", "--version", "1", "--force"]) == 2
+    assert "--force needs --reason" in capsys.readouterr().err
+    assert main(["rollback", "--force"]) == 2
+    # with a reason it goes on to the usual checks (here: there is nothing to roll back to)
+    assert main(["rollback", "--force", "--reason", "bad data in v2"]) == EXIT_REFUSED

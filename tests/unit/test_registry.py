@@ -1,6 +1,8 @@
 """The promotion gate, and the registry and audit trail on a real, throw-away MLflow store."""
 
 import datetime as dt
+import os
+import socket
 import time
 
 import pytest
@@ -129,7 +131,23 @@ def test_move_production_points_the_alias_and_audits(store: Config) -> None:
     assert prod is not None and str(prod.version) == "2"
     assert prod.tags["promoted_reason"] == "second"
     assert event["from_version"] == "1" and event["to_version"] == "2" and event["forced"]
-    assert [e["to_version"] for e in registry.audit_trail(store, "MOV")] == ["1", "2"]
+    trail = registry.audit_trail(store, "MOV")
+    assert [e["to_version"] for e in trail] == ["1", "2"]
+    # the claimed actor and who really ran it, side by side
+    assert trail[1]["actor"] == "me" and trail[1]["os_user"].endswith(f"(uid {os.geteuid()})")
+    assert trail[1]["host"] == socket.gethostname() and "airflow_run" not in trail[1]
+
+
+def test_identity_names_the_airflow_run_and_ignores_user_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USER", "someone-else")
+    monkeypatch.setenv("LOGNAME", "someone-else")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_ID", "price_pipeline")
+    monkeypatch.setenv("AIRFLOW_CTX_DAG_RUN_ID", "manual__2013-03-01")
+    who = registry.identity()
+    assert "someone-else" not in str(who["os_user"])
+    assert who["airflow_run"] == "price_pipeline/manual__2013-03-01"
 
 
 def test_a_new_production_model_clears_the_beatable_flag(store: Config) -> None:
