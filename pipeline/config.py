@@ -95,6 +95,9 @@ class TuneConfig(_Section):
     heartbeat_interval_s: int = Field(default=30, ge=1)
     grace_period_s: int = Field(default=120, ge=2)
     stale_retries: int = Field(default=1, ge=0)
+    # Trials that fail for their own parameters (diverged, window longer than the data) are
+    # skipped; this many in a row stop the study: then something fails them all.
+    max_failed_in_a_row: int = Field(default=3, ge=1)
     space: SearchSpace = SearchSpace()
 
     @model_validator(mode="after")

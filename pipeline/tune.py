@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+import socket
 import sys
 import time
 import warnings
@@ -17,6 +19,7 @@ from typing import Any
 import keras
 import optuna
 import pandas as pd
+import psutil
 
 from pipeline import tracking
 from pipeline.carry import Selected
@@ -84,6 +87,53 @@ class SurplusTrial(RuntimeError):
     """Parallel workers started more trials than the budget has left; this one is not run."""
 
 
+class TrialUnfit(ValueError):
+    """This trial's parameters cannot work here (diverged, window too long for the data);
+    other parameters may. Any other error stops the study at once: it would fail them all."""
+
+
+class StudyFailing(RuntimeError):
+    """`tune.max_failed_in_a_row` trials failed in a row: something fails every trial."""
+
+
+def stop_after_failures(limit: int) -> Any:
+    """An optimize() callback: raise StudyFailing after `limit` consecutive failed trials
+    of this worker (surplus trials are not failures)."""
+    failed: list[str] = []
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != optuna.trial.TrialState.FAIL:
+            failed.clear()
+        elif "surplus" not in trial.user_attrs:
+            failed.append(str(trial.user_attrs.get("fail_reason", "no reason recorded")))
+            if len(failed) >= limit:
+                raise StudyFailing(
+                    f"study {study.study_name}: {limit} trials failed in a row "
+                    f"(tune.max_failed_in_a_row); last: {failed[-1]}"
+                )
+
+    return callback
+
+
+def owner() -> dict[str, Any]:
+    """This process, as a trial records it: a later process can tell whether it still runs."""
+    me = psutil.Process()
+    return {"host": socket.gethostname(), "pid": me.pid, "started": me.create_time()}
+
+
+def owner_is_gone(who: Any) -> bool:
+    """True if `who` (an owner() record) was a process on this host that no longer runs.
+    A trial owned by another host is left to the heartbeat (tune.grace_period_s)."""
+    if not isinstance(who, dict) or who.get("host") != socket.gethostname():
+        return False
+    try:
+        return bool(psutil.Process(int(who["pid"])).create_time() != who["started"])
+    except psutil.NoSuchProcess:
+        return True
+    except (KeyError, TypeError, ValueError, psutil.Error):
+        return False
+
+
 def within_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
     """Workers sharing a study can start trials at the same moment: trial `number` is within
     the budget only if fewer than `n_trials` trials before it are finished or still running."""
@@ -102,8 +152,11 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
             trial.study.stop()  # ends as FAIL, before any training or MLflow run
             trial.set_user_attr("surplus", "the budget was taken by other workers")
             raise SurplusTrial(f"trial {trial.number}: budget of {cfg.tune.n_trials} taken")
+        trial.set_user_attr("owner", owner())
         params = suggest_params(trial, cfg.tune.space)
         prep = cache.setdefault(params.window, prepare(feats, params.window))
+        if not (len(prep.y["train"]) and len(prep.y["val"])):
+            return unfit(trial, f"window {params.window} leaves no train or validation sample")
         run_id = tracking.child_run(
             cfg,
             parent_id,
@@ -124,6 +177,8 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
             )
             losses = history.history["val_loss"]
             best = min(losses)
+            if not math.isfinite(best):
+                return unfit(trial, "validation loss is not finite (training diverged)")
             trial.set_user_attr("best_epoch", losses.index(best) + 1)
             mc.log_metric(run_id, "best_val_loss", best)
             state, status = "COMPLETE", "FINISHED"
@@ -138,12 +193,20 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
     return objective
 
 
+def unfit(trial: optuna.Trial, reason: str) -> float:
+    """Fail this trial for its own parameters; the study goes on (see TrialUnfit)."""
+    trial.set_user_attr("fail_reason", reason)
+    raise TrialUnfit(f"trial {trial.number}: {reason}")
+
+
 def on_stale_trial(cfg: Config) -> Any:
     """A trial whose worker died (no heartbeat for `tune.grace_period_s`): Optuna has marked it
     FAIL; close its MLflow child run as FAILED too, and queue it again (`tune.stale_retries`)."""
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.tune.stale_retries)
+    with warnings.catch_warnings():  # marked experimental since Optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.tune.stale_retries)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         run_id = trial.user_attrs.get("mlflow_run_id")
@@ -209,25 +272,110 @@ def run(cfg: Config, ticker: str, day: dt.date, features_path: str, parent_id: s
     study's total, so together they run n_trials, and a retried task resumes.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    feats = pd.read_parquet(features_path)
+    check_smallest_window(feats, cfg.tune.space)
     study = load_study(cfg, ticker, day)
-    # A worker that died mid-trial left it RUNNING: fail it (and close its MLflow run) now,
-    # also when the budget is already met and this worker will run no trial.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    resume(cfg, study, parent_id)
     started = _started(study)
     done = len([t for t in study.trials if t.state in FINISHED])
     log.info("study %s: %d of %d trial(s) done", study.study_name, done, cfg.tune.n_trials)
     if done < cfg.tune.n_trials:
         study.optimize(
-            make_objective(cfg, pd.read_parquet(features_path), parent_id),
+            make_objective(cfg, feats, parent_id),
             timeout=cfg.tune.timeout_s,
-            callbacks=[optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED)],
+            callbacks=[
+                optuna.study.MaxTrialsCallback(cfg.tune.n_trials, states=FINISHED),
+                stop_after_failures(cfg.tune.max_failed_in_a_row),
+            ],
             gc_after_trial=True,
             show_progress_bar=sys.stderr.isatty(),
-            catch=(ValueError, SurplusTrial),
+            catch=(SurplusTrial, TrialUnfit),  # anything else fails every trial: stop now
         )
     return len(_started(study) - started)
+
+
+def check_smallest_window(feats: pd.DataFrame, space: SearchSpace) -> None:
+    """If even the smallest window leaves no sample, no trial can run: say so before any."""
+    window = min(space.window)
+    prep = prepare(feats, window)
+    if not (len(prep.y["train"]) and len(prep.y["val"])):
+        rows = dict(feats["split"].value_counts())
+        raise ValueError(
+            f"features {rows} leave no train or validation sample even for the smallest "
+            f"window ({window}, tune.space.window): more history is needed"
+        )
+
+
+def resume(cfg: Config, study: optuna.Study, parent_id: str) -> None:
+    """Pick a study up where a dead worker left it: its RUNNING trial is failed (and queued
+    again), its MLflow run closed, and the finished trials' runs move under `parent_id`."""
+    with warnings.catch_warnings():  # heartbeats: another host's worker that went silent
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    fail_dead_local_trials(cfg, study)
+    adopt_finished_trials(cfg, study, parent_id)
+
+
+def fail_dead_local_trials(cfg: Config, study: optuna.Study) -> list[int]:
+    """RUNNING trials whose process on this host is gone (kill -9, a crashed `make run`):
+    their heartbeat may still look fresh, but they will never finish."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    dead = [t for t in running if owner_is_gone(t.user_attrs.get("owner"))]
+    callback = on_stale_trial(cfg)
+    for trial in dead:
+        # FrozenTrial keeps its storage id private; set_trial_state_values is public storage API
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        callback(study, study._storage.get_trial(trial._trial_id))
+    return [t.number for t in dead]
+
+
+def adopt_finished_trials(cfg: Config, study: optuna.Study, parent_id: str) -> list[str]:
+    """A resumed study's earlier trials count for this run: their MLflow runs move under
+    this run's parent (tag `adopted_from`) unless their parent run finished (a complete
+    earlier run keeps its record). A parent left RUNNING with no live trial was orphaned by
+    a dead process: it is closed FAILED (tag `superseded_by`)."""
+    from mlflow.exceptions import MlflowException
+
+    mc = tracking.client(cfg)
+    live = {
+        t.user_attrs.get("mlflow_run_id")
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    }
+    orphans: dict[str, bool] = {}  # old parent -> still has a live trial
+    moved = []
+    for trial in study.get_trials(deepcopy=False):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id:
+            continue
+        try:
+            old = mc.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        except MlflowException:  # deleted by hand: nothing to move
+            continue
+        if not old or old == parent_id or _status(mc, old) == "FINISHED":
+            continue
+        orphans[old] = orphans.get(old, False) or run_id in live
+        if run_id not in live:
+            tracking.log_batch(
+                mc, run_id, tags={"mlflow.parentRunId": parent_id, "adopted_from": old}
+            )
+            moved.append(run_id)
+    for old, busy in orphans.items():
+        if not busy and _status(mc, old) == "RUNNING":
+            mc.set_tag(old, "superseded_by", parent_id)
+            mc.set_terminated(old, "FAILED")
+            log.warning(
+                "closed orphaned MLflow run %s: its trials now belong to %s", old, parent_id
+            )
+    return moved
+
+
+def _status(mc: Any, run_id: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mc.get_run(run_id).info.status)
+    except MlflowException:
+        return None
 
 
 def _started(study: optuna.Study) -> set[int]:

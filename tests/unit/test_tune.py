@@ -184,3 +184,105 @@ def test_a_retry_with_the_budget_met_still_closes_a_dead_trial(make_cfg, tmp_pat
     assert tune.load_study(cfg, "GOOG", day).trials[dead.number].state.name == "FAIL"  # ...but
     lost = tracking.client(cfg).get_run(run_id)
     assert lost.info.status == "FAILED" and lost.data.tags["trial_state"] == "STALE"
+
+
+def _killed_owner() -> dict[str, object]:
+    """The owner record of a real process on this host, then SIGKILLed."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    who = {"host": tune.owner()["host"], "pid": proc.pid}
+    who["started"] = psutil.Process(proc.pid).create_time()
+    proc.kill()
+    proc.wait()
+    return who
+
+
+def test_owner_is_gone_only_for_a_dead_process_on_this_host() -> None:
+    assert not tune.owner_is_gone(tune.owner())  # this process
+    assert not tune.owner_is_gone({**tune.owner(), "host": "another-host"})  # heartbeat's job
+    assert not tune.owner_is_gone(None)
+    assert tune.owner_is_gone(_killed_owner())
+    assert tune.owner_is_gone({**tune.owner(), "started": 1.0})  # our pid, reused
+
+
+def test_a_killed_run_resumes_with_nothing_left_running(make_cfg, tmp_path: Path) -> None:
+    """kill -9 of `make run` mid-tuning, then `make run` again: the killed process's trial
+    still has a fresh heartbeat, its parent run stays RUNNING; the new run must clean both
+    up and take the finished trial under its own parent."""
+    day = dt.date(2020, 6, 5)
+    cfg, path, old_parent = _tuning(make_cfg, tmp_path, day, n_trials=2)
+    study = tune.load_study(cfg, "GOOG", day)
+    mc = tracking.client(cfg)
+    done = study.ask()  # finished before the kill, logged under the old parent
+    done_run = tracking.child_run(cfg, old_parent, "trial-0", {"kind": "trial"})
+    done.set_user_attr("mlflow_run_id", done_run)
+    mc.set_terminated(done_run)
+    study.tell(done, 0.5)
+    killed = study.ask()  # running when the process died: heartbeat still fresh
+    killed_run = tracking.child_run(cfg, old_parent, "trial-1", {"kind": "trial"})
+    killed.set_user_attr("mlflow_run_id", killed_run)
+    killed.set_user_attr("owner", _killed_owner())
+    study._storage.record_heartbeat(killed._trial_id)  # type: ignore[attr-defined]
+
+    new_parent = tracking.parent_run(cfg, "GOOG", day, f"test-{day}-again")
+    assert tune.run(cfg, "GOOG", day, path, new_parent) == 1  # the one missing trial
+
+    trials = tune.load_study(cfg, "GOOG", day).trials
+    assert trials[killed.number].state == optuna.trial.TrialState.FAIL
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert len([t for t in trials if t.state in tune.FINISHED]) == 2
+    lost = mc.get_run(killed_run)
+    assert lost.info.status == "FAILED" and lost.data.tags["trial_state"] == "STALE"
+    adopted = mc.get_run(done_run).data.tags
+    assert adopted["mlflow.parentRunId"] == new_parent and adopted["adopted_from"] == old_parent
+    orphan = mc.get_run(old_parent)
+    assert orphan.info.status == "FAILED" and orphan.data.tags["superseded_by"] == new_parent
+    exp = mc.get_experiment_by_name(cfg.tracking.experiment)
+    running = mc.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+    assert [r.info.run_id for r in running] == [new_parent]  # only the live run's parent
+
+
+def test_an_error_that_would_fail_every_trial_stops_the_study_at_once(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    day = dt.date(2020, 6, 6)
+    cfg, path, parent = _tuning(make_cfg, tmp_path, day, n_trials=5)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the model cannot be built")
+
+    monkeypatch.setattr(tune, "build_model", broken)
+    with pytest.raises(RuntimeError, match="cannot be built"):
+        tune.run(cfg, "GOOG", day, path, parent)
+    [trial] = tune.load_study(cfg, "GOOG", day).trials  # one, not five or five hundred
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert tracking.client(cfg).get_run(trial.user_attrs["mlflow_run_id"]).info.status == "FAILED"
+
+
+def test_trials_failing_for_their_parameters_stop_after_a_few_in_a_row(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    day = dt.date(2020, 6, 7)
+    cfg, path, parent = _tuning(make_cfg, tmp_path, day, n_trials=10)
+    diverged = SimpleNamespace(history={"val_loss": [float("nan")]})
+    monkeypatch.setattr(tune, "fit", lambda *args, **kwargs: (None, diverged))
+    with pytest.raises(tune.StudyFailing, match=r"3 trials failed in a row.*not finite"):
+        tune.run(cfg, "GOOG", day, path, parent)
+    trials = tune.load_study(cfg, "GOOG", day).trials
+    assert [t.state.name for t in trials] == ["FAIL"] * cfg.tune.max_failed_in_a_row
+    mc = tracking.client(cfg)
+    assert {mc.get_run(t.user_attrs["mlflow_run_id"]).info.status for t in trials} == {"FAILED"}
+
+
+def test_too_little_history_for_any_window_is_said_before_any_trial(
+    make_cfg, tmp_path: Path
+) -> None:
+    cfg: Config = make_cfg(**{**TINY, "tune__space__window": "[200]"})
+    with pytest.raises(ValueError, match=r"smallest window \(200"):
+        tune.check_smallest_window(_feats(), cfg.tune.space)
