@@ -34,6 +34,31 @@ EXIT_REFUSED = 3
 EXIT_USAGE = 2
 
 
+def date_arg(value: str) -> dt.date:
+    """argparse type: a YYYY-MM-DD date."""
+    try:
+        if len(value) == 10:  # fromisoformat also takes 20130301 and week dates
+            return dt.date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a date (YYYY-MM-DD)")
+
+
+def positive_int(value: str) -> int:
+    """argparse type: 1, 2, 3, ..."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a positive whole number")
+    return int(value)
+
+
+def port_arg(value: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    port = positive_int(value)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1-65535)")
+    return port
+
+
 def ticker_arg(value: str) -> str:
     """argparse type: a plain ticker symbol, or a usage error (exit 2) saying why."""
     try:
@@ -57,7 +82,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _dag_test(args: argparse.Namespace) -> int:
     from pipeline.airflow_run import dag_test
 
-    return dag_test(load_config(args.config), args.dag_id, dt.date.fromisoformat(args.date))
+    return dag_test(load_config(args.config), args.dag_id, args.date)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -184,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dag-test", help="run a DAG once through Airflow, log to state/logs/")
     p.add_argument("dag_id")
-    p.add_argument("date", help="logical date, YYYY-MM-DD")
+    p.add_argument("date", type=date_arg, help="logical date, YYYY-MM-DD")
     p.set_defaults(func=_dag_test)
 
     p = sub.add_parser("run", help="validate, tune, train, evaluate, register, promote in-process")
@@ -200,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--ticker", default="GOOG", type=ticker_arg)
         p.add_argument(
             "--version",
+            type=positive_int,
             required=name == "promote",
             help="version number" + ("" if name == "promote" else " (default: previous)"),
         )
@@ -212,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="mlflow models serve the production model, following it")
     p.add_argument("--ticker", default="GOOG", type=ticker_arg)
-    p.add_argument("--port", type=int, help="default: serving.port")
+    p.add_argument("--port", type=port_arg, help="default: serving.port")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("ui", help="Airflow, MLflow and Optuna dashboards on localhost")

@@ -301,9 +301,11 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     if not cfg_path.is_file():
         raise ConfigError(f"config file not found: {cfg_path}")
     try:
-        raw = yaml.safe_load(cfg_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {cfg_path} is not valid YAML: {exc}") from exc
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {cfg_path} is not valid YAML: {exc}"[:500]) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {cfg_path}: {exc.strerror or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {cfg_path} must hold a mapping, got {type(raw).__name__}")
     merged = _merge(raw, env_overrides(environ))

@@ -192,3 +192,30 @@ def test_force_can_be_made_to_need_a_reason(
     assert main(["rollback", "--force"]) == 2
     # with a reason it goes on to the usual checks (here: there is nothing to roll back to)
     assert main(["rollback", "--force", "--reason", "bad data in v2"]) == EXIT_REFUSED
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["dag-test", "price_pipeline", "2013-13-01"], "is not a date"),
+        (["dag-test", "price_pipeline", "01/03/2013"], "is not a date"),
+        (["promote", "--version", "abc"], "not a positive whole number"),
+        (["promote", "--version", "0"], "not a positive whole number"),
+        (["serve", "--port", "99999"], "not a TCP port"),
+    ],
+)
+def test_malformed_arguments_are_usage_errors(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_a_config_file_that_is_not_text_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe\x00tickers: [X]")
+    assert main(["--config", str(bad), "validate", str(sample_path())]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
