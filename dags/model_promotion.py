@@ -12,6 +12,8 @@ from typing import Any
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
+from pipeline.layout import TICKER_PATTERN, TICKER_RULE
+
 
 @dag(
     dag_id="model_promotion",
@@ -22,7 +24,7 @@ from airflow.sdk import Param, dag, get_current_context, task
     doc_md=__doc__,
     params={
         "action": Param("promote", enum=["promote", "rollback"]),
-        "ticker": Param("GOOG", type="string"),
+        "ticker": Param("GOOG", type="string", pattern=TICKER_PATTERN, description=TICKER_RULE),
         "version": Param(
             None,
             type=["null", "string", "integer"],

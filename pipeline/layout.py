@@ -17,7 +17,8 @@ MODELS_SCHEME = "models:/"
 # EURUSD=X, GC=F. Letters, digits and . - ^ = only, at most 20, not starting with . - or =:
 # it becomes a file name and part of a model name, so nothing that can leave a folder.
 TICKER_RULE = "1-20 of A-Z a-z 0-9 . - ^ =, starting with a letter, digit or ^"
-_TICKER = re.compile(r"[A-Za-z0-9^][A-Za-z0-9.^=-]{0,19}")
+TICKER_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9.^=-]{0,19}$"  # also the DAG param's JSON schema
+_TICKER = re.compile(TICKER_PATTERN)
 
 
 class BadTicker(ValueError):

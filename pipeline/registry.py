@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline import tracking
 from pipeline.config import Config
+from pipeline.layout import check_ticker
 
 log = logging.getLogger(__name__)
 CANDIDATE, PRODUCTION = "candidate", "production"
@@ -40,7 +41,9 @@ class Decision:
 
 
 def model_name(cfg: Config, ticker: str) -> str:
-    return f"{cfg.registry.model_prefix}_{ticker}"
+    """The registered model of a ticker; the ticker is checked here too, as every registry
+    lookup, filter string and alias move goes through this name."""
+    return f"{cfg.registry.model_prefix}_{check_ticker(ticker)}"
 
 
 def decide(

@@ -54,3 +54,13 @@ def test_importing_dag_files_stays_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_promotion_dag_refuses_a_ticker_that_is_not_a_symbol(bag: Any) -> None:
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    ticker = bag.get_dag("model_promotion").params.get_param("ticker")
+    assert ticker.resolve("BRK-B") == "BRK-B"
+    for bad in ("../x", "/abs/GOOG", "GOOG'", ""):
+        with pytest.raises(ParamValidationError):
+            ticker.resolve(bad)
