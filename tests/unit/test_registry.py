@@ -157,7 +157,7 @@ def test_a_new_production_model_clears_the_beatable_flag(store: Config) -> None:
     assert registry.is_production_beatable(store, "BEAT")
     registry.move_production(store, "BEAT", "1", "promote", "fresh start", "me")
     assert not registry.is_production_beatable(store, "BEAT")
-    assert not registry.is_production_beatable(store, "NO_SUCH_MODEL")
+    assert not registry.is_production_beatable(store, "NOSUCH")
 
 
 def test_promote_if_better_promotes_then_refuses_a_worse_model(store: Config) -> None:
