@@ -4,8 +4,9 @@
 
 Trains one network (default parameters, a few epochs), logs it twice -- as the
 project's PriceForecaster (compiled tf.function, warmed at load) and as
-PredictPerRequest (keras model.predict per call) -- starts `mlflow models serve`
-for each, and measures p50/p99 latency and requests/s at concurrency 1 and 8,
+PredictPerRequest (keras model.predict per call) -- starts the scoring server
+(`python -m pipeline.server`, max_in_flight raised to the top concurrency) for
+each, and measures p50/p99 latency and requests/s at concurrency 1 and 8,
 alternating between the two in the same run. Prints one JSON object.
 """
 
@@ -43,7 +44,7 @@ def free_port() -> int:
 def log_both(tmp: str) -> tuple[str, str, Any]:
     from bench.plain_model import PredictPerRequest
 
-    cfg = throwaway_config(Path(tmp))
+    cfg = throwaway_config(Path(tmp), serving__max_in_flight=8)  # concurrency 8: no 503s
     bars, feats = sample_features()
     store.publish_curated(cfg, "GOOG", bars, bars.iloc[:0], bars["Date"].iloc[-1].date())
     model, prep = fit_final(LSTMParams(), feats, epochs=3, seed=0)

@@ -10,6 +10,8 @@ Inference goes through a compiled tf.function (about 1-3 ms a window on a
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 
-from pipeline.bars import COLUMNS, NUMBER_COLUMNS
+from pipeline.bars import COLUMNS, FIRST_DAY, LAST_DAY, NUMBER_COLUMNS, parse_dates
 from pipeline.features import FEATURES, Scaler, make_features
 
 OUTPUT_COLUMNS = [
@@ -30,10 +32,15 @@ OUTPUT_COLUMNS = [
     "forecast_return",
     "model_version",
 ]
+SHOWN_CHARS = 40  # how much of a bad value a refusal quotes back
+TOO_EXTREME = (
+    "prices or volumes too extreme to forecast from: the last window's features or the "
+    "forecast are not finite numbers (check for a misplaced decimal point)"
+)
 
 
 class BadInput(MlflowException):
-    """Refused request: a 400 from `mlflow models serve`, with what is wrong."""
+    """Refused request: a 400 from the scoring server, with what is wrong."""
 
     def __init__(self, message: str):
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
@@ -67,10 +74,67 @@ def min_rows(spec: dict[str, Any]) -> int:
     return int(spec["window"]) + max(int(spec["vol_window"]), int(spec["volume_window"]))
 
 
+def shown(values: Iterable[Any], limit: int = SHOWN_CHARS) -> list[Any]:
+    """Values to quote back in a message, each cut to `limit` characters."""
+    out: list[Any] = []
+    for value in values:
+        text = value if isinstance(value, str) else str(value)
+        out.append(value if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)")
+    return out
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range
+        return float("inf")
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    """Floats; NaN where a cell is missing or not a number."""
+    try:
+        return pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64")
+    except (TypeError, ValueError, OverflowError):  # e.g. an integer beyond float range
+        return np.array([_number(v) for v in column], dtype="float64")
+
+
+def _dates(raw: pd.Series) -> pd.Series:
+    """The day each cell names (the bars' own rule: bars.parse_dates, as in training), or
+    BadInput quoting the (truncated) values that are not such a day."""
+    days = parse_dates(raw)
+    bad = days.isna().to_numpy()
+    if not bad.any():
+        return days
+    try:  # an ISO date the rule refuses for its year: say so
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stamps = pd.to_datetime(raw[bad], errors="coerce", format="ISO8601")
+        stamps = stamps.dt.tz_localize(None) if stamps.dt.tz is not None else stamps
+        outside = ((stamps < FIRST_DAY) | (stamps > LAST_DAY)).to_numpy()
+    except (ValueError, TypeError, OverflowError, AttributeError):  # mixed offsets, objects
+        outside = np.zeros(int(bad.sum()), dtype=bool)
+    if outside.all():
+        raise BadInput(
+            f"Date must be between {FIRST_DAY:%Y-%m-%d} and {LAST_DAY:%Y-%m-%d}; "
+            f"out of range: {shown(raw[bad].head(3))}"
+        )
+    unreadable = raw[bad][~outside]
+    raise BadInput(f"Date must be YYYY-MM-DD; unreadable: {shown(unreadable.head(3))}")
+
+
 def check_bars(frame: pd.DataFrame, needed: int, max_rows: int = 100_000) -> pd.DataFrame:
-    """Type and check request rows; raise BadInput saying exactly what is wrong."""
+    """Type and check request rows; raise BadInput saying exactly what is wrong.
+
+    Values quoted back are cut to SHOWN_CHARS each, so a message stays short
+    whatever was sent.
+    """
     if not isinstance(frame, pd.DataFrame):
         raise BadInput(f"expected a table of daily bars with columns {COLUMNS}")
+    repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if repeated:
+        raise BadInput(f"column(s) {shown(repeated[:3])} sent more than once; send {COLUMNS}")
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise BadInput(f"missing column(s) {missing}; send {COLUMNS}")
@@ -84,18 +148,16 @@ def check_bars(frame: pd.DataFrame, needed: int, max_rows: int = 100_000) -> pd.
             f"{len(frame)} rows sent; at most {max_rows} accepted: send the most "
             f"recent ones (this model uses the last {needed})"
         )
-    dates = pd.to_datetime(frame["Date"], errors="coerce", format="ISO8601")
-    if dates.isna().any():
-        bad = frame["Date"][dates.isna()].head(3).tolist()
-        raise BadInput(f"Date must be YYYY-MM-DD; unreadable: {bad}")
-    if dates.dt.tz is not None:
-        dates = dates.dt.tz_localize(None)
+    dates = _dates(frame["Date"].reset_index(drop=True))
     columns = {"Date": dates.to_numpy()}
     for col in NUMBER_COLUMNS:
-        nums = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64")
+        nums = _numbers(frame[col])
         if np.isnan(nums).any():
             days = dates[np.isnan(nums)].dt.strftime("%Y-%m-%d").head(3).tolist()
             raise BadInput(f"{col} must be a number on every row; missing or text on {days}")
+        if np.isinf(nums).any():
+            days = dates[np.isinf(nums)].dt.strftime("%Y-%m-%d").head(3).tolist()
+            raise BadInput(f"{col} must be a finite number; infinite on {days}")
         columns[col] = nums
     bars = pd.DataFrame(columns)
     if bars["Date"].duplicated().any():
@@ -162,11 +224,17 @@ class PriceForecaster(PythonModel):
     def forecast_next(self, model_input: pd.DataFrame) -> pd.DataFrame:
         """The next session's forecast from the most recent raw bars."""
         needed, most = min_rows(self.spec), int(self.spec.get("max_rows", 5000))
-        feats, scaled = self._features(check_bars(model_input, needed, most))
+        bars = check_bars(model_input, needed, most)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # refused below
+            feats, scaled = self._features(bars)
         window = int(self.spec["window"])
+        if len(scaled) < window or not np.isfinite(scaled[-window:]).all():
+            raise BadInput(TOO_EXTREME)
         x = scaled[-window:][None, :, :].astype("float32")
         ret = float(self._returns(np.asarray(self._one(x)))[0])
         last = feats.iloc[-1]
+        if not np.isfinite(last["Close"] * np.exp(ret)):
+            raise BadInput(TOO_EXTREME)
         row = {
             "as_of": f"{last['Date']:%Y-%m-%d}",
             "for_date": self._next_session(last["Date"]),

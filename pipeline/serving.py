@@ -1,22 +1,24 @@
-"""Serving: `mlflow models serve` on the `production` alias of a model, following it.
+"""Serving: MLflow's scoring app on the `production` alias of a model, following it.
 
-`python -m pipeline serve` (and `make serve`) runs MLflow's own scoring server in
-the project's environment (--env-manager local). With PIPELINE_FOLLOW_MODEL set,
-the served pyfunc polls the registry; when `production` moves (DAG, CLI or
-rollback) it loads and warms the new version in the background and swaps it in
-atomically: requests in flight finish on the old one, none fail, nobody restarts.
+`python -m pipeline serve` (and `make serve`) runs MLflow's own scoring app behind
+a guard (limits, short refusals; see pipeline/server.py) under uvicorn, in the
+project's environment. With PIPELINE_FOLLOW_MODEL set, the served pyfunc polls the
+registry; when `production` moves (DAG, CLI or rollback) it loads and warms the new
+version in the background and swaps it in atomically: requests in flight finish on
+the old one, none fail, nobody restarts.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.layout import alias_uri, parse_alias_uri, version_uri
+from pipeline.server import MODEL_ENV, SETTINGS_ENV
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -37,7 +39,7 @@ class AliasFollower(threading.Thread):
         from mlflow import MlflowClient
 
         self.client = MlflowClient()
-        self.version = self._current()  # what `mlflow models serve` resolved at start
+        self.version = self._current()  # what the server resolved at start
         owner.served_version = self.version or ""
 
     def _current(self) -> str | None:
@@ -90,31 +92,26 @@ def production_uri(cfg: Config, ticker: str) -> str:
 def serve_command(
     cfg: Config, model_uri: str, port: int | None = None, follow: bool = True
 ) -> tuple[list[str], dict[str, str]]:
-    """`mlflow models serve` in this environment; with `follow`, the model tracks its alias."""
-    bin_dir = Path(sys.executable).parent  # mlflow starts `uvicorn` from PATH
-    argv = [
-        str(bin_dir / "mlflow"),
-        "models",
-        "serve",
-        "-m",
-        model_uri,
-        "--env-manager",
-        "local",
-        "-h",
-        cfg.serving.host,
-        "-p",
-        str(port or cfg.serving.port),
-    ]
+    """The guarded scoring server (pipeline.server) in this environment; with `follow`,
+    the model tracks its alias. Its settings travel to every worker in the environment."""
+    settings = cfg.serving.model_copy(update={"port": port or cfg.serving.port})
+    argv = [sys.executable, "-m", "pipeline.server"]
     env = {
         **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "MLFLOW_TRACKING_URI": cfg.tracking_uri,
         "MLFLOW_REGISTRY_URI": cfg.tracking_uri,
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        # MLflow's own timeout (its /ping /health /version); /invocations has the guard's
+        "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(math.ceil(settings.request_timeout_s)),
+        MODEL_ENV: model_uri,
+        SETTINGS_ENV: settings.model_dump_json(),
     }
     if follow:
         env.update({FOLLOW_ENV: model_uri, INTERVAL_ENV: str(cfg.serving.reload_interval_s)})
+    else:
+        env.pop(FOLLOW_ENV, None)
+        env.pop(INTERVAL_ENV, None)
     return argv, env
 
 
@@ -122,9 +119,11 @@ def serve(cfg: Config, ticker: str, port: int | None = None) -> int:
     """Serve the ticker's production model in this process's place (exec)."""
     model_uri = production_uri(cfg, ticker)
     argv, env = serve_command(cfg, model_uri, port)
+    s = cfg.serving
     print(
-        f"serving {model_uri} at http://{cfg.serving.host}:{port or cfg.serving.port}"
-        "/invocations (follows the alias)",
+        f"serving {model_uri} at http://{s.host}:{port or s.port}/invocations "
+        f"(follows the alias; {s.workers} worker(s), at most {s.max_in_flight} requests "
+        f"in flight each, bodies up to {s.max_body_bytes} bytes)",
         flush=True,
     )
     os.execve(argv[0], argv, env)

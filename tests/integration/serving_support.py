@@ -1,4 +1,4 @@
-"""Start and stop a real `python -m pipeline serve` (mlflow models serve) for tests and benches."""
+"""A real `python -m pipeline serve` for tests: tiny registered models, start and stop."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import pytest
 import requests
+
+_SHARED: dict[str, Any] = {}  # the session's serving store: trained once for every module
 
 
 def free_port() -> int:
@@ -52,3 +55,48 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=20)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def serving_store(factory: pytest.TempPathFactory, versions: int = 1) -> Path:
+    """A throw-away store with `versions` tiny GOOG models registered (seeds 1, 2, ...),
+    v1 in production; shared by every serving test module of the session, each version
+    trained once, when first asked for. Model versions are `str(seed)`."""
+    from pipeline import promotion, steps
+    from pipeline.config import throwaway_config
+
+    from .conftest import DAY, TINY, model_half
+
+    if "root" not in _SHARED:
+        root = factory.mktemp("serving")
+        cfg = throwaway_config(root, TINY)
+        carry = steps.start("GOOG", DAY, "prepared")
+        _SHARED.update(
+            root=root,
+            prepared=steps.run_steps(cfg, carry, ["ingest", "validate", "features"]),
+            versions=0,
+        )
+    root = _SHARED["root"]
+    while _SHARED["versions"] < versions:
+        seed = _SHARED["versions"] + 1
+        # naive_margin 0.5: no version passes the gate by itself; v1 is promoted by hand
+        cfg = throwaway_config(root, TINY, registry__naive_margin=0.5, tune__seed=seed)
+        model_half(cfg, _SHARED["prepared"], f"serve-{seed}")
+        if seed == 1:
+            promotion.promote(cfg, "GOOG", "1", "serve v1", "test", force=True)
+        _SHARED["versions"] = seed
+    return Path(root)
+
+
+def group_gone(pgid: int) -> bool:
+    """No live process left in the process group (zombies awaiting their reaper count as gone)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return False
+    return True

@@ -1,19 +1,24 @@
 """The logged pyfunc's own logic: request checks, its preprocessing spec, and its forecast."""
 
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.features import FEATURES, Scaler, assign_splits, make_features, prepare
 from pipeline.forecaster import (
     OUTPUT_COLUMNS,
+    TOO_EXTREME,
     BadInput,
     PriceForecaster,
     check_bars,
     min_rows,
     preprocessing_spec,
+    shown,
 )
 from pipeline.model import LSTMParams, build_model
 
@@ -57,6 +62,108 @@ def test_request_rows_are_typed_and_capped() -> None:
         check_bars(_bars(6), needed=5, max_rows=5)
     with pytest.raises(BadInput, match="table of daily bars"):
         check_bars([1, 2, 3], needed=1)  # type: ignore[arg-type]
+
+
+def _refused(frame: Any, needed: int = 5) -> str:
+    with pytest.raises(BadInput) as caught:
+        check_bars(frame, needed=needed)
+    message = str(caught.value.message)
+    assert len(message) < 500
+    return message
+
+
+def test_non_finite_numbers_are_refused_naming_column_and_day() -> None:
+    bars = _bars(6)
+    inf = bars.assign(Close=[1.5, 1.5, np.inf, 1.5, 1.5, -np.inf])
+    assert (
+        _refused(inf) == "Close must be a finite number; infinite on ['2020-01-03', '2020-01-06']"
+    )
+    text = bars.astype({"Volume": object}).assign(Volume=["1e999", 1, 1, 1, 1, 1])
+    assert _refused(text) == "Volume must be a finite number; infinite on ['2020-01-01']"
+    huge = bars.astype({"Open": object}).assign(Open=[10**400, 1, 1, 1, 1, 1])
+    assert _refused(huge) == "Open must be a finite number; infinite on ['2020-01-01']"
+    lists = bars.astype({"High": object}).assign(High=[[1], 2, 2, 2, 2, 2])
+    assert _refused(lists).startswith("High must be a number on every row; missing or text on")
+
+
+@pytest.mark.parametrize("day", ["2262-05-01", "9999-12-31", "1899-12-31", "0001-01-01"])
+def test_out_of_range_dates_are_refused_naming_the_value(day: str) -> None:
+    bars = _bars(6).assign(Date=[*_bars(6)["Date"][:-1], day])
+    assert _refused(bars) == (
+        f"Date must be between 1900-01-01 and 2200-12-31; out of range: ['{day}']"
+    )
+
+
+def test_bad_dates_are_quoted_cut_short() -> None:
+    bars = _bars(6).assign(Date=[*_bars(6)["Date"][:-1], "x" * 10_000_000])
+    message = _refused(bars)
+    assert message == f"Date must be YYYY-MM-DD; unreadable: ['{'x' * 40}... (10000000 chars)']"
+    assert _refused(_bars(6).assign(Date=[None] * 6)).endswith("unreadable: [None, None, None]")
+    assert _refused(_bars(6).assign(Date=["20200101"] * 6)).endswith(
+        "['20200101', '20200101', '20200101']"
+    )
+    both = _bars(6).assign(Date=["9999-01-01", "x", *_bars(6)["Date"][2:]])
+    assert _refused(both) == "Date must be YYYY-MM-DD; unreadable: ['x']"  # first things first
+    # as in training (bars.parse_dates): the day written, whatever the offset or time
+    mixed = _bars(6).assign(Date=[f"2020-01-0{d}T23:00:00+0{d % 2}:00" for d in range(1, 7)])
+    assert check_bars(mixed, needed=5)["Date"].dt.day.tolist() == [1, 2, 3, 4, 5, 6]
+    assert shown(["abc", 5, "y" * 41]) == ["abc", 5, f"{'y' * 40}... (41 chars)"]
+
+
+def test_a_repeated_column_is_refused() -> None:
+    bars = _bars(6)
+    twice = pd.concat([bars, bars[["Close"]]], axis=1)
+    assert _refused(twice) == (
+        "column(s) ['Close'] sent more than once; "
+        "send ['Date', 'Open', 'High', 'Low', 'Close', 'Volume']"
+    )
+
+
+CELLS = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.text(max_size=60)
+    | st.none()
+    | st.booleans()
+    | st.lists(st.integers(), max_size=2)
+    | st.sampled_from(["2262-05-01", "9999-12-31", "1e999", "2020-01-02T00:00:00+05:00"])
+)
+
+
+@st.composite
+def odd_bars(draw: st.DrawFn, rows: tuple[int, int] = (0, 14)) -> pd.DataFrame:
+    """Sound bars with a few odd cells (and sometimes odd prices throughout)."""
+    n = draw(st.integers(*rows))
+    low, high = draw(st.sampled_from([(1.0, 2.0), (1e-300, 1e-290), (1e290, 1e300), (0.5, 1e8)]))
+    close = draw(st.lists(st.floats(low, high), min_size=n, max_size=n))
+    frame = pd.DataFrame(
+        {
+            "Date": list(pd.bdate_range("2020-01-01", periods=n).strftime("%Y-%m-%d")),
+            "Open": close[::-1],
+            "High": [c * 1.5 for c in close],
+            "Low": [c / 1.5 for c in close],
+            "Close": close,
+            "Volume": draw(st.lists(st.floats(0, 1e300), min_size=n, max_size=n)),
+        },
+        dtype=object,
+    )
+    if n:
+        for _ in range(draw(st.integers(0, 2))):
+            row, col = draw(st.integers(0, n - 1)), draw(st.sampled_from(list(frame.columns)))
+            frame.loc[row, col] = draw(CELLS)
+    return frame
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame=odd_bars())
+def test_check_bars_types_the_rows_or_says_what_is_wrong(frame: pd.DataFrame) -> None:
+    try:
+        bars = check_bars(frame, needed=5, max_rows=12)
+    except BadInput as exc:
+        assert 0 < len(exc.message) < 500
+    else:
+        assert np.isfinite(bars[["Open", "High", "Low", "Close", "Volume"]].to_numpy()).all()
+        assert bars["Date"].is_monotonic_increasing and len(bars) >= 5
 
 
 def test_min_rows_is_window_plus_the_longer_warm_up() -> None:
@@ -130,3 +237,47 @@ def test_forecast_all_makes_one_forecast_per_full_window(
     np.testing.assert_allclose(
         out["forecast_close"], out["last_close"] * np.exp(prep.y_scaler.mean[0]), rtol=1e-6
     )
+
+
+def test_bars_at_the_ends_of_the_date_range_still_get_a_forecast(forecaster) -> None:
+    model, _ = forecaster
+    rng = np.random.default_rng(0)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 12)))
+    for start, days in (("1900-01-01", 12), ("2200-12-14", 12)):
+        dates = pd.bdate_range(start, periods=days).strftime("%Y-%m-%d")
+        bars = pd.DataFrame(
+            {"Date": dates, "Open": close, "High": close * 1.01, "Low": close * 0.99}
+        ).assign(Close=close, Volume=1000.0)
+        out = model.predict(None, bars).iloc[0]
+        assert out["as_of"] == dates[-1] and out["for_date"] > out["as_of"]
+
+
+def test_extreme_prices_are_refused_not_forecast_as_nan(forecaster) -> None:
+    model, _ = forecaster
+    bars = pd.DataFrame(  # every number finite, but High / Low overflows
+        {
+            "Date": pd.bdate_range("2020-01-01", periods=12).strftime("%Y-%m-%d"),
+            "Open": 1.0,
+            "High": 1e300,
+            "Low": 1e-300,
+            "Close": 1.0,
+            "Volume": 1000.0,
+        }
+    )
+    with pytest.raises(BadInput, match="too extreme") as caught:
+        model.predict(None, bars)
+    assert caught.value.message == TOO_EXTREME
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(frame=odd_bars(rows=(9, 14)))
+def test_the_pyfunc_forecasts_or_refuses_any_table(forecaster, frame: pd.DataFrame) -> None:
+    model, _ = forecaster
+    try:
+        out = model.predict(None, frame)
+    except BadInput as exc:
+        assert 0 < len(exc.message) < 500
+    else:
+        assert np.isfinite(out[["last_close", "forecast_close", "forecast_return"]]).all().all()

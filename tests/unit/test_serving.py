@@ -1,18 +1,12 @@
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
-from pipeline import serving
-from pipeline.config import Config
+from pipeline import server, serving
+from pipeline.config import Config, ServingConfig
 from pipeline.layout import parse_alias_uri
 
 URI = "models:/price_lstm_GOOG@production"
-
-
-def _flag(argv: list[str], name: str) -> str:
-    return argv[argv.index(name) + 1]
 
 
 def test_production_uri_is_the_alias_of_the_tickers_model(make_cfg) -> None:
@@ -21,29 +15,38 @@ def test_production_uri_is_the_alias_of_the_tickers_model(make_cfg) -> None:
     assert parse_alias_uri(serving.production_uri(cfg, "MSFT")) == ("fc_MSFT", "production")
 
 
-def test_serve_command_runs_mlflow_from_this_env_on_localhost(
+def test_serve_command_runs_the_guarded_server_from_this_env(
     cfg: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(serving.FOLLOW_ENV, raising=False)
     argv, env = serving.serve_command(cfg, URI)
-    bin_dir = Path(sys.executable).parent
-    assert argv[:4] == [str(bin_dir / "mlflow"), "models", "serve", "-m"] and argv[4] == URI
-    assert Path(argv[0]).exists()
-    assert _flag(argv, "--env-manager") == "local"
-    assert _flag(argv, "-h") == "127.0.0.1" and _flag(argv, "-p") == "5001"
-    assert env["PATH"].split(os.pathsep)[0] == str(bin_dir)  # mlflow starts uvicorn from PATH
+    assert argv == [sys.executable, "-m", "pipeline.server"]
     assert env["MLFLOW_TRACKING_URI"] == env["MLFLOW_REGISTRY_URI"] == cfg.tracking_uri
+    assert env[server.MODEL_ENV] == URI
+    settings = ServingConfig.model_validate_json(env[server.SETTINGS_ENV])
+    assert settings == cfg.serving and (settings.host, settings.port) == ("127.0.0.1", 5001)
+    assert env["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] == "10"  # MLflow's 60 s default: no
     assert env[serving.FOLLOW_ENV] == URI and env[serving.INTERVAL_ENV] == "5.0"
 
 
-def test_serve_command_port_host_and_no_follow(make_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(serving.FOLLOW_ENV, raising=False)
-    cfg = make_cfg(serving__host="0.0.0.0", serving__reload_interval_s=1.5)
-    argv, env = serving.serve_command(cfg, URI, port=6001, follow=False)
-    assert _flag(argv, "-h") == "0.0.0.0" and _flag(argv, "-p") == "6001"
+def test_serve_command_port_limits_and_no_follow(make_cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(serving.FOLLOW_ENV, "models:/left_over@production")
+    cfg = make_cfg(
+        serving__host="0.0.0.0",
+        serving__reload_interval_s=1.5,
+        serving__workers=3,
+        serving__max_in_flight=7,
+        serving__request_timeout_s=2.5,
+    )
+    _, env = serving.serve_command(cfg, URI, port=6001, follow=False)
+    settings = ServingConfig.model_validate_json(env[server.SETTINGS_ENV])
+    assert (settings.host, settings.port, settings.workers) == ("0.0.0.0", 6001, 3)
+    assert (settings.max_in_flight, settings.request_timeout_s) == (7, 2.5)
+    assert env["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] == "3"
     assert serving.FOLLOW_ENV not in env and serving.INTERVAL_ENV not in env
     _, env = serving.serve_command(cfg, URI)
     assert env[serving.INTERVAL_ENV] == "1.5"
+    assert ServingConfig.model_validate_json(env[server.SETTINGS_ENV]).port == 5001
 
 
 def test_no_follower_without_the_env_variable(monkeypatch: pytest.MonkeyPatch) -> None:
