@@ -42,8 +42,9 @@ $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 run: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## run the daily DAG end to end on the embedded sample (DATE=YYYY-MM-DD)
 	$(BIN)/python -m pipeline dag-test price_pipeline $(DATE)
 
-serve: $(STAMP) ## serve models:/price_lstm_$(TICKER)@production over REST (follows the alias)
-	$(BIN)/python -m pipeline serve --ticker $(TICKER)
+WORKERS ?= 1
+serve: $(STAMP) ## serve models:/price_lstm_$(TICKER)@production over REST (follows the alias; WORKERS=N)
+	$(BIN)/python -m pipeline serve --ticker $(TICKER) --workers $(WORKERS)
 
 ui: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## Airflow UI :8080, MLflow UI :5000, Optuna dashboard :8081
 	$(BIN)/python -m pipeline ui

@@ -150,6 +150,10 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
+    if args.workers:
+        cfg = cfg.model_copy(
+            update={"serving": cfg.serving.model_copy(update={"workers": args.workers})}
+        )
     return serve(cfg, args.ticker, args.port)
 
 
@@ -236,9 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--force", action="store_true", help="skip the checks (recorded)")
         p.set_defaults(func=_promote)
 
-    p = sub.add_parser("serve", help="mlflow models serve the production model, following it")
+    p = sub.add_parser(
+        "serve", help="serve the production model over REST (MLflow's scoring app), following it"
+    )
     p.add_argument("--ticker", default="GOOG", type=ticker_arg)
     p.add_argument("--port", type=port_arg, help="default: serving.port")
+    p.add_argument(
+        "--workers", type=positive_int, help="worker processes (default: serving.workers)"
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("ui", help="Airflow, MLflow and Optuna dashboards on localhost")

@@ -91,6 +91,8 @@ def test_parser_knows_every_command() -> None:
     parser = build_parser()
     args = parser.parse_args(["run", "--csv", "x.csv", "--ticker", "ACME"])
     assert (args.command, args.csv, args.ticker) == ("run", "x.csv", "ACME")
+    args = parser.parse_args(["serve", "--workers", "2", "--port", "6001"])
+    assert (args.workers, args.port, args.ticker) == (2, 6001, "GOOG")
     args = parser.parse_args(["rollback"])
     assert (args.ticker, args.version, args.force) == ("GOOG", None, False)
     for argv in (["dag-test", "d", "2013-03-01"], ["serve"], ["ui"], ["audit"]):
@@ -202,6 +204,7 @@ def test_force_can_be_made_to_need_a_reason(
         (["promote", "--version", "abc"], "not a positive whole number"),
         (["promote", "--version", "0"], "not a positive whole number"),
         (["serve", "--port", "99999"], "not a TCP port"),
+        (["serve", "--workers", "0"], "not a positive whole number"),
     ],
 )
 def test_malformed_arguments_are_usage_errors(
