@@ -83,3 +83,19 @@ def test_a_path_for_a_ticker_writes_nothing(cfg: Config, tmp_path: Path, ticker:
     with pytest.raises(BadTicker):
         local_run.run_csv(cfg, str(csv), ticker)
     assert not cfg.state.exists()
+
+
+def test_a_failed_run_points_only_at_paths_that_still_exist(
+    cfg: Config, tmp_path: Path, sample_bars: pd.DataFrame
+) -> None:
+    bad = sample_bars.head(300).copy()
+    bad.loc[280, "Low"] = -1.0  # fails the GX suite's positive_prices
+    csv = tmp_path / "bad.csv"
+    bad.to_csv(csv, index=False, date_format="%Y-%m-%d")
+    with pytest.raises(validate.ValidationFailed, match="positive_prices") as err:
+        local_run.run_csv(cfg, str(csv), "ACME")
+    where = re.search(r"quarantined in (\S+);", str(err.value))
+    assert where, str(err.value)
+    kept = Path(where[1])
+    assert kept.is_relative_to(cfg.layout.adhoc_dir()) and (kept / "report.json").is_file()
+    assert not cfg.layout.curated_path("ACME").exists()  # the daily store is untouched
