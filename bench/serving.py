@@ -1,13 +1,16 @@
-"""Serving latency over real HTTP: the project's pyfunc vs a plain `model.predict` pyfunc.
+"""Serving latency over real HTTP: the project's pyfunc vs the floor vs `model.predict`.
 
-    .venv/bin/python -m bench.serving [--requests 300] [--seconds 30]
+    .venv/bin/python -m bench.serving [--requests 300] [--seconds 30] [--rows 250]
 
-Trains one network (default parameters, a few epochs), logs it twice -- as the
-project's PriceForecaster (compiled tf.function, warmed at load) and as
-PredictPerRequest (keras model.predict per call) -- starts the scoring server
-(`python -m pipeline.server`, max_in_flight raised to the top concurrency) for
-each, and measures p50/p99 latency and requests/s at concurrency 1 and 8,
-alternating between the two in the same run. Prints one JSON object.
+Trains one network (default parameters, a few epochs) and logs three pyfuncs: the
+project's PriceForecaster (compiled tf.function, warmed at load), PredictPerRequest
+(the same network, keras model.predict per call) and the floor, Constant (a pyfunc that
+answers a constant: what the server and MLflow's request handling cost by themselves).
+Each is served by the project's scoring server (`python -m pipeline.server`,
+max_in_flight raised to the top concurrency) and sent the same body of the newest
+`--rows` raw daily bars. Measured in one run, alternating between the servers: p50/p99
+latency at concurrency 1, requests/s at concurrency 8, then again requests/s at
+concurrency 8 with 2 worker processes each. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from pipeline.model import LSTMParams
 from pipeline.serving import serve_command
 from pipeline.train import fit_final, log_forecaster
 
+ROUNDS = 3
+
 
 def free_port() -> int:
     import socket
@@ -41,31 +46,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def log_both(tmp: str) -> tuple[str, str, Any]:
-    from bench.plain_model import PredictPerRequest
+def log_all(tmp: str) -> tuple[dict[str, str], Any, Any]:
+    """The three pyfuncs, logged to a throw-away store: name -> model URI."""
+    import mlflow
+
+    from bench.plain_model import Constant, PredictPerRequest
 
     cfg = throwaway_config(Path(tmp), serving__max_in_flight=8)  # concurrency 8: no 503s
     bars, feats = sample_features()
     store.publish_curated(cfg, "GOOG", bars, bars.iloc[:0], bars["Date"].iloc[-1].date())
     model, prep = fit_final(LSTMParams(), feats, epochs=3, seed=0)
-    uris = []
-    for kind in ("project", "plain"):
-        mc = tracking.client(cfg)
-        run = mc.create_run(tracking.experiment_id(cfg), run_name=f"serving-bench-{kind}")
-        uris.append(
-            log_forecaster(
-                cfg,
-                model,
-                prep,
-                bars,
-                run.info.run_id,
-                PredictPerRequest() if kind == "plain" else None,
-            )
-        )
-    return uris[0], uris[1], (cfg, bars)
+    mc = tracking.client(cfg)
+    uris = {}
+    for name, pyfunc in (("project", None), ("model_predict", PredictPerRequest())):
+        run = mc.create_run(tracking.experiment_id(cfg), run_name=f"serving-bench-{name}")
+        uris[name] = log_forecaster(cfg, model, prep, bars, run.info.run_id, pyfunc)
+    with mlflow.start_run(experiment_id=tracking.experiment_id(cfg), run_name="floor"):
+        uris["floor"] = mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
+    return uris, cfg, bars
 
 
-def start(uri: str, cfg: Any, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start(uri: str, cfg: Any, port: int, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
+    cfg = cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"workers": workers})})
     argv, env = serve_command(cfg, uri, port, follow=False)
     proc = subprocess.Popen(
         argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
@@ -82,6 +84,13 @@ def start(uri: str, cfg: Any, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 def load(url: str, body: str, concurrency: int, total: int, seconds: float) -> dict[str, Any]:
     """`total` requests (or until `seconds` pass) from `concurrency` threads."""
+    latencies, failures, elapsed = _fire(url, body, concurrency, total, seconds)
+    return summary(latencies, failures, elapsed)
+
+
+def _fire(
+    url: str, body: str, concurrency: int, total: int, seconds: float
+) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     failures = [0]
     lock, left = threading.Lock(), [total]
@@ -112,59 +121,102 @@ def load(url: str, body: str, concurrency: int, total: int, seconds: float) -> d
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - start_t
+    return latencies, failures[0], time.perf_counter() - start_t
+
+
+def summary(latencies: list[float], failures: int, elapsed: float) -> dict[str, Any]:
     ms = np.array(latencies) * 1000
     return {
         "requests": len(ms),
-        "failed": failures[0],
+        "failed": failures,
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
         "requests_per_s": round(len(ms) / elapsed, 1),
     }
 
 
+def serve_all(
+    uris: dict[str, str], cfg: Any, tmp: str, workers: int
+) -> tuple[list[subprocess.Popen[bytes]], dict[str, str]]:
+    servers, urls = [], {}
+    for name, uri in uris.items():
+        port = free_port()
+        servers.append(start(uri, cfg, port, Path(tmp) / f"{name}-{workers}.log", workers))
+        urls[name] = f"http://127.0.0.1:{port}/invocations"
+    return servers, urls
+
+
+def stop_all(servers: list[subprocess.Popen[bytes]]) -> None:
+    for proc in servers:
+        os.killpg(proc.pid, 15)
+    for proc in servers:
+        proc.wait(timeout=30)
+
+
+def measure(
+    urls: dict[str, str], body: str, concurrency: int, requests_: int, seconds: float
+) -> dict[str, Any]:
+    """The servers in turn, in ROUNDS rounds of the same load after the same warm-up, so a
+    passing disturbance of this noisy machine hits all of them alike."""
+    for url in urls.values():
+        load(url, body, concurrency, 20, 10)  # warm-up
+    got: dict[str, tuple[list[float], int, float]] = {n: ([], 0, 0.0) for n in urls}
+    for _ in range(ROUNDS):
+        for name, url in urls.items():
+            lat, failed, spent = _fire(url, body, concurrency, requests_ // ROUNDS, seconds)
+            before = got[name]
+            got[name] = (before[0] + lat, before[1] + failed, before[2] + spent)
+    return {name: summary(*result) for name, result in got.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--rows", type=int, default=250)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        project_uri, plain_uri, (cfg, bars) = log_both(tmp)
-        tail = bars.tail(60)
+        uris, cfg, bars = log_all(tmp)
+        tail = bars.tail(args.rows)
         rows = tail.assign(Date=tail["Date"].dt.strftime("%Y-%m-%d"))
         body = json.dumps(
             {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
         )
-        servers, urls = [], {}
+        out: dict[str, Any] = {"payload_rows": len(rows), "cpu_cores": os.cpu_count()}
+        servers, urls = serve_all(uris, cfg, tmp, workers=1)
         try:
-            for name, uri in (("project_pyfunc", project_uri), ("plain_predict", plain_uri)):
-                port = free_port()
-                servers.append(start(uri, cfg, port, Path(tmp) / f"{name}.log"))
-                urls[name] = f"http://127.0.0.1:{port}/invocations"
             answers = {
                 n: requests.post(
                     u, data=body, headers={"Content-Type": "application/json"}, timeout=60
                 ).json()["predictions"][0]
                 for n, u in urls.items()
             }
-            out: dict[str, Any] = {
-                "payload_rows": len(rows),
-                "results": {n: {} for n in urls},
-                "same_forecast": abs(
-                    answers["project_pyfunc"]["forecast_close"]
-                    - answers["plain_predict"]["forecast_close"]
+            out["same_forecast"] = (
+                abs(
+                    answers["project"]["forecast_close"]
+                    - answers["model_predict"]["forecast_close"]
                 )
-                < 1e-3,
-            }
-            for concurrency in (1, 8):
-                for name, url in urls.items():  # alternate: same machine state for both
-                    load(url, body, concurrency, 20, 10)  # warm-up
-                    out["results"][name][f"concurrency_{concurrency}"] = load(
-                        url, body, concurrency, args.requests, args.seconds
-                    )
+                < 1e-3
+            )
+            out["answered_version"] = answers["project"]["model_version"]
+            out["concurrency_1"] = measure(urls, body, 1, args.requests, args.seconds)
+            out["concurrency_8_workers_1"] = measure(urls, body, 8, args.requests, args.seconds)
         finally:
-            for proc in servers:
-                os.killpg(proc.pid, 15)
+            stop_all(servers)
+        two = {k: v for k, v in uris.items() if k != "model_predict"}
+        servers, urls = serve_all(two, cfg, tmp, workers=2)
+        try:
+            out["concurrency_8_workers_2"] = measure(urls, body, 8, args.requests, args.seconds)
+        finally:
+            stop_all(servers)
+    c1 = out["concurrency_1"]
+    out["project_over_floor_p50"] = round(c1["project"]["p50_ms"] / c1["floor"]["p50_ms"], 2)
+    out["project_over_floor_p99"] = round(c1["project"]["p99_ms"] / c1["floor"]["p99_ms"], 2)
+    out["project_workers_2_over_1_rps"] = round(
+        out["concurrency_8_workers_2"]["project"]["requests_per_s"]
+        / out["concurrency_8_workers_1"]["project"]["requests_per_s"],
+        2,
+    )
     print(json.dumps(out, indent=2))
 
 

@@ -36,32 +36,51 @@ def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray
     return mean, std
 
 
-def make_features(bars: pd.DataFrame, vol_window: int, volume_window: int) -> pd.DataFrame:
-    """Scale-free features; the last row has no target (it is the input for tomorrow)."""
-    o, h, lo, c, v = (bars[k].to_numpy(dtype="float64") for k in NUMBER_COLUMNS)
+def feature_matrix(
+    days: np.ndarray, ohlcv: np.ndarray, vol_window: int, volume_window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The features (columns in FEATURES order) and the log returns of bars given as
+    datetime64 days and an (n, 5) Open/High/Low/Close/Volume array: the one implementation
+    training (make_features) and serving (the pyfunc, on its last rows only) share.
+    Rows still warming up hold NaN."""
+    o, h, lo, c, v = (ohlcv[:, i] for i in range(5))
     log_c, log_vol = np.log(c), np.log1p(v)
     log_ret = np.concatenate([[np.nan], np.diff(log_c)])
     vol_mean, vol_std = rolling_mean_std(log_vol, volume_window)
     with np.errstate(invalid="ignore", divide="ignore"):  # constant volume: z-score 0
         volume_z = np.where(vol_std > 0, (log_vol - vol_mean) / vol_std, 0.0)
     volume_z[np.isnan(vol_std)] = np.nan
-    dow = bars["Date"].dt.dayofweek.to_numpy() * (2 * np.pi / 5)
-    out = pd.DataFrame(
-        {
-            "Date": bars["Date"].to_numpy(),
-            "Close": c,
-            "log_ret": log_ret,
-            "range": np.log(h / lo),
-            "body": np.log(c / o),
-            "gap": np.log(o) - np.concatenate([[np.nan], log_c[:-1]]),
-            "volatility": rolling_mean_std(log_ret, vol_window)[1],
-            "volume_z": volume_z,
-            "dow_sin": np.sin(dow),
-            "dow_cos": np.cos(dow),
-            TARGET: np.concatenate([log_ret[1:], [np.nan]]),
-        }
-    )
-    warm = ~np.isnan(out[FEATURES].to_numpy()).any(axis=1)
+    # 1970-01-01 was a Thursday: +3 makes Monday 0, as pandas' dayofweek
+    weekday = (days.astype("datetime64[D]").astype("int64") + 3) % 7
+    dow = weekday * (2 * np.pi / 5)
+    columns = {
+        "log_ret": log_ret,
+        "range": np.log(h / lo),
+        "body": np.log(c / o),
+        "gap": np.log(o) - np.concatenate([[np.nan], log_c[:-1]]),
+        "volatility": rolling_mean_std(log_ret, vol_window)[1],
+        "volume_z": volume_z,
+        "dow_sin": np.sin(dow),
+        "dow_cos": np.cos(dow),
+    }
+    return np.column_stack([columns[name] for name in FEATURES]), log_ret
+
+
+def warm_up(vol_window: int, volume_window: int) -> int:
+    """Rows before the first with every feature: the log return's one, then its window."""
+    return max(vol_window, volume_window - 1)
+
+
+def make_features(bars: pd.DataFrame, vol_window: int, volume_window: int) -> pd.DataFrame:
+    """Scale-free features; the last row has no target (it is the input for tomorrow)."""
+    days = bars["Date"].to_numpy(dtype="datetime64[ns]")
+    ohlcv = bars[NUMBER_COLUMNS].to_numpy(dtype="float64")
+    matrix, log_ret = feature_matrix(days, ohlcv, vol_window, volume_window)
+    out = pd.DataFrame(matrix, columns=FEATURES)
+    out.insert(0, "Close", ohlcv[:, 3])
+    out.insert(0, "Date", days)
+    out[TARGET] = np.concatenate([log_ret[1:], [np.nan]])
+    warm = ~np.isnan(matrix).any(axis=1)
     return out[warm].reset_index(drop=True)
 
 

@@ -101,6 +101,11 @@ def serve_command(
         "MLFLOW_TRACKING_URI": cfg.tracking_uri,
         "MLFLOW_REGISTRY_URI": cfg.tracking_uri,
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # One window per request is too small to split across threads: TF's thread pools
+        # would only hand work over and spin, stealing the cores from the event loop
+        # (workers, not threads, are how this server scales).
+        "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS", "1"),
+        "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS", "1"),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         # MLflow's own timeout (its /ping /health /version); /invocations has the guard's
         "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(math.ceil(settings.request_timeout_s)),

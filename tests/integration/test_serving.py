@@ -29,11 +29,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     if str(registry.production_version(cfg, "GOOG").version) != "1":  # another module moved it
         promotion.promote(cfg, "GOOG", "1", "serve v1", "test", force=True)
     port = free_port()
-    env = {**store_env(root), "PIPELINE__SERVING__RELOAD_INTERVAL_S": "0.5"}
-    proc = start_server(env, port, root / "server.log")
+    env = {
+        **store_env(root),
+        "PIPELINE__SERVING__RELOAD_INTERVAL_S": "0.5",
+        "PIPELINE__SERVING__WORKERS": "2",  # each worker follows the alias on its own
+    }
+    log = root / "server.log"
+    proc = start_server(env, port, log)
     bars = store.read_curated(cfg, "GOOG").tail(60)
     rows = bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))
-    yield {"cfg": cfg, "url": f"http://127.0.0.1:{port}/invocations", "rows": rows}
+    yield {"cfg": cfg, "url": f"http://127.0.0.1:{port}/invocations", "rows": rows, "log": log}
     stop_server(proc)
 
 
@@ -111,16 +116,26 @@ def test_bad_request_gets_4xx_and_server_keeps_serving(served: dict[str, Any], f
     assert _post(served["url"], _split(served["rows"])).status_code == 200
 
 
+def _swaps_to(log: Any, version: str) -> int:
+    return log.read_text(errors="replace").count(f"now serving price_lstm_GOOG v{version}")
+
+
 def test_served_model_follows_the_production_alias(served: dict[str, Any]) -> None:
     url, rows = served["url"], served["rows"]
     promotion.promote(served["cfg"], "GOOG", "2", "serve v2", "test", force=True)
     statuses, seen = [], "1"
     deadline = time.monotonic() + 60
-    while seen != "2" and time.monotonic() < deadline:  # keep traffic flowing during the swap
+    # keep traffic flowing during the swap, until both workers have moved
+    while (seen != "2" or _swaps_to(served["log"], "2") < 2) and time.monotonic() < deadline:
         resp = _post(url, _split(rows))
         statuses.append(resp.status_code)
         seen = resp.json()["predictions"][0]["model_version"]
     assert seen == "2" and set(statuses) == {200}
+    assert _swaps_to(served["log"], "2") == 2  # one swap per worker process
+    answers = {
+        _post(url, _split(rows)).json()["predictions"][0]["model_version"] for _ in range(20)
+    }
+    assert answers == {"2"}
     pred = _post(url, _split(rows)).json()["predictions"][0]
     assert pred["forecast_close"] == pytest.approx(_local("2", rows), rel=1e-6)
     assert _local("1", rows) != pytest.approx(_local("2", rows), rel=1e-9)
@@ -130,3 +145,16 @@ def test_served_model_follows_the_production_alias(served: dict[str, Any]) -> No
     while seen != "1" and time.monotonic() < deadline:
         seen = _post(url, _split(rows)).json()["predictions"][0]["model_version"]
     assert seen == "1"
+
+
+def test_in_process_answers_name_their_registered_version(served: dict[str, Any]) -> None:
+    """Loaded by alias or by version, outside the server, the answer names the version."""
+    from pipeline import tracking
+
+    tracking.client(served["cfg"])  # the store's URIs, as a user would set them
+    prod = str(registry.production_version(served["cfg"], "GOOG").version)
+    by_alias = mlflow.pyfunc.load_model("models:/price_lstm_GOOG@production")
+    assert by_alias.predict(served["rows"])["model_version"].iloc[0] == prod
+    other = "2" if prod == "1" else "1"
+    by_version = mlflow.pyfunc.load_model(version_uri("price_lstm_GOOG", other))
+    assert by_version.predict(served["rows"])["model_version"].iloc[0] == other

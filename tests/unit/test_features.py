@@ -3,13 +3,16 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline import features, store
+from pipeline.bars import NUMBER_COLUMNS
 from pipeline.features import (
     FEATURES,
     TARGET,
     Scaler,
     assign_splits,
+    feature_matrix,
     make_features,
     make_windows,
     prepare,
@@ -93,3 +96,22 @@ def test_run_writes_the_days_features_and_their_spans(make_cfg, sample_bars: pd.
     assert spans["train"]["last"] < spans["val"]["first"] <= spans["val"]["last"]
     meta = json.loads((cfg.layout.features_dir("GOOG", day) / "meta.json").read_text())
     assert meta["features"] == FEATURES and meta["splits"] == spans
+
+
+@pytest.mark.parametrize(("window", "vol", "volume"), [(5, 5, 5), (60, 20, 20), (10, 3, 30)])
+def test_serving_features_on_the_last_rows_equal_training_features(
+    window: int, vol: int, volume: int, sample_bars: pd.DataFrame
+) -> None:
+    """The pyfunc computes features on only window + warm-up rows; they must be the
+    numbers training computed on the whole series for those days."""
+    from pipeline.forecaster import min_rows
+
+    bars = sample_bars.tail(400).reset_index(drop=True)
+    needed = min_rows({"window": window, "vol_window": vol, "volume_window": volume})
+    tail = bars.tail(needed)
+    served, _ = feature_matrix(
+        tail["Date"].to_numpy(), tail[NUMBER_COLUMNS].to_numpy(), vol, volume
+    )
+    trained = make_features(bars, vol, volume)[FEATURES].to_numpy()
+    np.testing.assert_array_equal(served[-window:], trained[-window:])
+    assert not np.isnan(served[-window:]).any()

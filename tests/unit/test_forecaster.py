@@ -18,6 +18,7 @@ from pipeline.forecaster import (
     check_bars,
     min_rows,
     preprocessing_spec,
+    request_arrays,
     shown,
 )
 from pipeline.model import LSTMParams, build_model
@@ -166,6 +167,31 @@ def test_check_bars_types_the_rows_or_says_what_is_wrong(frame: pd.DataFrame) ->
         assert bars["Date"].is_monotonic_increasing and len(bars) >= 5
 
 
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(frame=odd_bars())
+def test_the_numpy_path_agrees_with_check_bars_on_any_table(frame: pd.DataFrame) -> None:
+    """request_arrays takes a fast path for well-formed requests: it must accept exactly
+    what check_bars accepts, with the same numbers, and refuse with the same words."""
+    try:
+        bars = check_bars(frame, needed=5, max_rows=12)
+    except BadInput as exc:
+        with pytest.raises(BadInput) as fast:
+            request_arrays(frame, needed=5, max_rows=12)
+        assert fast.value.message == exc.message
+    else:
+        days, ohlcv = request_arrays(frame, needed=5, max_rows=12)
+        np.testing.assert_array_equal(days, bars["Date"].to_numpy(dtype="datetime64[ns]"))
+        np.testing.assert_array_equal(ohlcv, bars[["Open", "High", "Low", "Close", "Volume"]])
+
+
+def test_the_numpy_path_takes_typed_and_text_numbers_alike() -> None:
+    typed = _bars(6)
+    text = typed.astype(str)
+    for frame in (typed, text, typed.assign(Volume=[10, 11, 12, 13, 14, 15])):
+        days, ohlcv = request_arrays(frame, 5, 12)
+        assert days.dtype == "datetime64[ns]" and ohlcv.shape == (6, 5)
+
+
 def test_min_rows_is_window_plus_the_longer_warm_up() -> None:
     assert min_rows({"window": 10, "vol_window": 20, "volume_window": 5}) == 30
     assert min_rows({"window": "4", "vol_window": "3", "volume_window": "6"}) == 10
@@ -218,7 +244,7 @@ def test_forecast_next_undoes_the_scaling_and_names_the_next_session(
     assert row["forecast_close"] == pytest.approx(806.19 * np.exp(prep.y_scaler.mean[0]))
     assert (row["as_of"], row["last_close"]) == ("2013-03-01", 806.19)
     assert row["for_date"] == "2013-03-04"  # Friday -> the next XNYS session, Monday
-    assert row["model_version"] == ""  # set by the alias follower when serving
+    assert row["model_version"] == "unknown"  # not from a registry (served: the alias)
     with pytest.raises(BadInput, match="needs at least 10"):
         model.predict(None, request.tail(9))
     with pytest.raises(BadInput, match="at most 50"):
@@ -281,3 +307,12 @@ def test_the_pyfunc_forecasts_or_refuses_any_table(forecaster, frame: pd.DataFra
         assert 0 < len(exc.message) < 500
     else:
         assert np.isfinite(out[["last_close", "forecast_close", "forecast_return"]]).all().all()
+
+
+def test_lookup_version_says_unknown_when_it_cannot_tell(cfg) -> None:
+    from pipeline import tracking
+    from pipeline.forecaster import lookup_version
+
+    assert lookup_version(None) == "unknown"  # a model logged without its run id
+    tracking.client(cfg)  # an empty registry: no version from that run
+    assert lookup_version("0123456789abcdef") == "unknown"

@@ -33,7 +33,7 @@ def test_fit_final_returns_a_trained_net_and_its_preprocessing() -> None:
     assert out.any()  # trained: the zero-initialised head has moved
 
 
-def test_request_signature_names_the_six_columns() -> None:
+def test_request_signature_leaves_the_input_check_to_the_model() -> None:
     example = input_example(_bars(), 3)
     output = pd.DataFrame(
         [
@@ -48,10 +48,8 @@ def test_request_signature_names_the_six_columns() -> None:
         ]
     )
     sig = request_signature(example, output)
-    assert sig.inputs.input_names() == COLUMNS
-    specs = {s.name: s for s in sig.inputs.inputs}
-    assert all(s.required for s in specs.values())
-    assert str(specs["Date"].type) == "DataType.string"
-    # numbers are typed by the model, so integer JSON such as "Volume": 2175400 is accepted
-    assert {str(specs[c].type) for c in COLUMNS[1:]} == {"Any"}
+    # no input schema: MLflow would check each cell in Python before the model's own,
+    # clearer check (forecaster.check_bars); the logged input example shows the columns
+    assert sig.inputs is None
+    assert list(example.columns) == COLUMNS
     assert sig.outputs.input_names() == OUTPUT_COLUMNS
