@@ -10,6 +10,7 @@ Inference goes through a compiled tf.function (about 1-3 ms a window on a
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from mlflow.pyfunc.model import PythonModel
 
 from pipeline.bars import COLUMNS, NUMBER_COLUMNS
 from pipeline.features import FEATURES, Scaler, make_features
+from pipeline.intervals import LEVELS, z_value
 
 OUTPUT_COLUMNS = [
     "as_of",
@@ -28,6 +30,11 @@ OUTPUT_COLUMNS = [
     "last_close",
     "forecast_close",
     "forecast_return",
+    "lower_80",
+    "upper_80",
+    "lower_95",
+    "upper_95",
+    "scale",
     "model_version",
 ]
 
@@ -153,8 +160,20 @@ class PriceForecaster(PythonModel):
         feats = make_features(bars, int(self.spec["vol_window"]), int(self.spec["volume_window"]))
         return feats, self.x_scaler.transform(feats[FEATURES].to_numpy(dtype="float64"))
 
-    def _returns(self, scaled: np.ndarray) -> np.ndarray:
-        return self.y_scaler.inverse(scaled.reshape(-1, 1))[:, 0]
+    def _distribution(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network's output -> location and scale of the next log return.
+
+        A version logged before the distributional head has one output: a point forecast,
+        whose scale is unknown (NaN).
+        """
+        raw = np.asarray(raw, dtype="float64")
+        if raw.ndim == 2 and raw.shape[1] == 1:
+            return self.y_scaler.inverse(raw)[:, 0], np.full(len(raw), np.nan)
+        from pipeline.model import distribution
+
+        loc, scale = distribution(raw)
+        std = float(np.asarray(self.y_scaler.scale).ravel()[0])
+        return self.y_scaler.inverse(loc.reshape(-1, 1))[:, 0], scale * std
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         return self.active.forecast_next(model_input).assign(model_version=self.served_version)
@@ -165,15 +184,23 @@ class PriceForecaster(PythonModel):
         feats, scaled = self._features(check_bars(model_input, needed, most))
         window = int(self.spec["window"])
         x = scaled[-window:][None, :, :].astype("float32")
-        ret = float(self._returns(np.asarray(self._one(x)))[0])
+        loc, scale = self._distribution(np.asarray(self._one(x)))
         last = feats.iloc[-1]
+        close, ret, sd = float(last["Close"]), float(loc[0]), float(scale[0])
         row = {
             "as_of": f"{last['Date']:%Y-%m-%d}",
             "for_date": self._next_session(last["Date"]),
-            "last_close": float(last["Close"]),
-            "forecast_close": float(last["Close"] * np.exp(ret)),
+            "last_close": close,
+            "forecast_close": close * math.exp(ret),
             "forecast_return": ret,
         }
+        known = math.isfinite(sd)  # NaN: a version from before the distributional head
+        for level in LEVELS:  # central intervals of the next close, in price
+            half = z_value(level) * sd
+            pct = round(level * 100)
+            row[f"lower_{pct}"] = close * math.exp(ret - half) if known else None
+            row[f"upper_{pct}"] = close * math.exp(ret + half) if known else None
+        row["scale"] = sd if known else None
         return pd.DataFrame([row])
 
     def forecast_all(self, bars: pd.DataFrame) -> pd.DataFrame:
@@ -183,12 +210,14 @@ class PriceForecaster(PythonModel):
         x = scaled.astype("float32")
         idx = np.arange(window - 1, len(x))
         windows = x[idx[:, None] + np.arange(-window + 1, 1)[None, :]]
-        ret = self._returns(np.asarray(self.net.predict(windows, batch_size=512, verbose=0)))
+        loc, scale = self._distribution(self.net.predict(windows, batch_size=512, verbose=0))
         close = feats["Close"].to_numpy()[idx]
         return pd.DataFrame(
             {
                 "as_of": feats["Date"].to_numpy()[idx],
                 "last_close": close,
-                "forecast_close": close * np.exp(ret),
+                "forecast_close": close * np.exp(loc),
+                "loc": loc,
+                "scale": scale,
             }
         )

@@ -17,8 +17,10 @@ and EWMA (RiskMetrics, lambda = 0.94).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -27,11 +29,10 @@ NAIVE_WINDOW = 20
 EWMA_LAMBDA = 0.94
 
 
+@functools.cache
 def z_value(level: float) -> float:
     """The two-sided standard normal quantile of a central interval: 0.8 -> 1.2816."""
-    from scipy import stats
-
-    return float(stats.norm.ppf(0.5 + level / 2))
+    return NormalDist().inv_cdf(0.5 + level / 2)
 
 
 @dataclass(frozen=True)

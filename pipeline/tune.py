@@ -179,8 +179,13 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
             best = min(losses)
             if not math.isfinite(best):
                 return unfit(trial, "validation loss is not finite (training diverged)")
-            trial.set_user_attr("best_epoch", losses.index(best) + 1)
-            mc.log_metric(run_id, "best_val_loss", best)
+            epoch = losses.index(best)
+            trial.set_user_attr("best_epoch", epoch + 1)
+            mc.log_metric(run_id, "best_val_loss", best)  # validation NLL: what is minimised
+            loc_mse = history.history.get("val_loc_mse")
+            if loc_mse:  # the location's own error at that epoch, for the point forecast
+                trial.set_user_attr("val_loc_mse", float(loc_mse[epoch]))
+                mc.log_metric(run_id, "best_val_loc_mse", float(loc_mse[epoch]))
             state, status = "COMPLETE", "FINISHED"
             return best
         except optuna.TrialPruned:
@@ -391,6 +396,8 @@ def best(cfg: Config, ticker: str, day: dt.date, parent_id: str) -> Selected:
     mc = tracking.client(cfg)
     mc.set_tag(parent_id, "optuna_study", study.study_name)
     mc.log_metric(parent_id, "best_val_loss", float(trial.value or 0.0))
+    if "val_loc_mse" in trial.user_attrs:
+        mc.log_metric(parent_id, "best_val_loc_mse", float(trial.user_attrs["val_loc_mse"]))
     _log_study_plots(cfg, study, parent_id)
     return {
         "study": study.study_name,

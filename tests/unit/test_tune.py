@@ -67,7 +67,8 @@ def test_fit_trains_on_train_and_reports_val_loss() -> None:
     params = LSTMParams(units=4, layers=1, dropout=0.0, window=5, batch_size=64)
     model, history = tune.fit(params, prep, epochs=1, patience=1, callbacks=[], seed=0)
     assert len(history.history["val_loss"]) == 1 and np.isfinite(history.history["val_loss"][0])
-    assert model.output_shape == (None, 1)
+    assert np.isfinite(history.history["val_loc_mse"][0])  # the point forecast's loss, beside
+    assert model.output_shape == (None, 2)  # location and scale
     assert model.input_shape == (None, 5, prep.x["train"].shape[2])
 
 
