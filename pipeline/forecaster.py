@@ -21,7 +21,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 
 from pipeline.bars import COLUMNS, NUMBER_COLUMNS
-from pipeline.features import FEATURES, Scaler, make_features
+from pipeline.features import BASE_SCALE, FEATURES, Scaler, make_features
 from pipeline.intervals import LEVELS, z_value
 
 OUTPUT_COLUMNS = [
@@ -160,8 +160,11 @@ class PriceForecaster(PythonModel):
         feats = make_features(bars, int(self.spec["vol_window"]), int(self.spec["volume_window"]))
         return feats, self.x_scaler.transform(feats[FEATURES].to_numpy(dtype="float64"))
 
-    def _distribution(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network's output -> location and scale of the next log return.
+    def _distribution(
+        self, raw: np.ndarray, volatility: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The network's output and the trailing volatility (the base scale, already in
+        log-return units) -> location and scale of the next log return.
 
         A version logged before the distributional head has one output: a point forecast,
         whose scale is unknown (NaN).
@@ -171,9 +174,8 @@ class PriceForecaster(PythonModel):
             return self.y_scaler.inverse(raw)[:, 0], np.full(len(raw), np.nan)
         from pipeline.model import distribution
 
-        loc, scale = distribution(raw)
-        std = float(np.asarray(self.y_scaler.scale).ravel()[0])
-        return self.y_scaler.inverse(loc.reshape(-1, 1))[:, 0], scale * std
+        loc, scale = distribution(raw, volatility)
+        return self.y_scaler.inverse(loc.reshape(-1, 1))[:, 0], scale
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         return self.active.forecast_next(model_input).assign(model_version=self.served_version)
@@ -184,8 +186,8 @@ class PriceForecaster(PythonModel):
         feats, scaled = self._features(check_bars(model_input, needed, most))
         window = int(self.spec["window"])
         x = scaled[-window:][None, :, :].astype("float32")
-        loc, scale = self._distribution(np.asarray(self._one(x)))
         last = feats.iloc[-1]
+        loc, scale = self._distribution(np.asarray(self._one(x)), last[[BASE_SCALE]].to_numpy())
         close, ret, sd = float(last["Close"]), float(loc[0]), float(scale[0])
         row = {
             "as_of": f"{last['Date']:%Y-%m-%d}",
@@ -210,7 +212,8 @@ class PriceForecaster(PythonModel):
         x = scaled.astype("float32")
         idx = np.arange(window - 1, len(x))
         windows = x[idx[:, None] + np.arange(-window + 1, 1)[None, :]]
-        loc, scale = self._distribution(self.net.predict(windows, batch_size=512, verbose=0))
+        raw = self.net.predict(windows, batch_size=512, verbose=0)
+        loc, scale = self._distribution(raw, feats[BASE_SCALE].to_numpy()[idx])
         close = feats["Close"].to_numpy()[idx]
         return pd.DataFrame(
             {

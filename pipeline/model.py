@@ -1,7 +1,8 @@
 """The forecaster network: a Keras 3 LSTM over windows of scale-free features.
 
 It predicts a distribution for tomorrow's (standardised) log return: a Gaussian
-location and scale, trained on the negative log-likelihood. The price forecast is
+location, and a scale as a multiple of today's trailing volatility (the base scale),
+trained on the negative log-likelihood. The price forecast is
 today's close times exp(location), so test prices outside the training range are no
 problem (the tutorial recipe on min-max-scaled price levels is 3x worse than naive on
 the shipped series for exactly that reason); the scale gives the intervals.
@@ -17,32 +18,36 @@ import keras
 import numpy as np
 from keras import ops
 
-MIN_SCALE = 1e-3  # in standardised units: keeps the likelihood finite
-# softplus(b) + MIN_SCALE = 1 at b = log(exp(1 - MIN_SCALE) - 1): an untrained net's
-# scale is the training std of returns (standardised: 1)
-UNIT_SCALE_BIAS = math.log(math.expm1(1 - MIN_SCALE))
+MIN_MULTIPLIER = 1e-3  # of the base scale: keeps the likelihood finite
+# softplus(b) + MIN_MULTIPLIER = 1 at b = log(exp(1 - MIN_MULTIPLIER) - 1): an untrained
+# net's scale is the base scale itself
+UNIT_MULTIPLIER_BIAS = math.log(math.expm1(1 - MIN_MULTIPLIER))
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
 def gaussian_nll(y_true: Any, y_pred: Any) -> Any:
-    """Mean negative log-likelihood of y under N(loc, scale^2), y_pred = [loc, raw scale]."""
-    y = ops.reshape(y_true, (-1,))
-    loc = y_pred[:, 0]
-    scale = ops.softplus(y_pred[:, 1]) + MIN_SCALE
-    z = (y - loc) / scale
+    """Mean negative log-likelihood of y under N(loc, scale^2), where y_true = [y, base
+    scale], y_pred = [loc, raw multiplier] and scale = base * (softplus(raw) + minimum)."""
+    loc, scale = _loc_scale(y_true, y_pred)
+    z = (y_true[:, 0] - loc) / scale
     return ops.mean(0.5 * z * z + ops.log(scale)) + 0.5 * math.log(2 * math.pi)
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
 def loc_mse(y_true: Any, y_pred: Any) -> Any:
     """Mean squared error of the location alone: the point forecast's own loss."""
-    return ops.mean(ops.square(ops.reshape(y_true, (-1,)) - y_pred[:, 0]))
+    return ops.mean(ops.square(y_true[:, 0] - y_pred[:, 0]))
 
 
-def distribution(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The network's raw output -> (location, scale), standardised units."""
+def _loc_scale(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    return y_pred[:, 0], y_true[:, 1] * (ops.softplus(y_pred[:, 1]) + MIN_MULTIPLIER)
+
+
+def distribution(raw: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The network's raw output and the base scale -> (location, scale)."""
     raw = np.asarray(raw, dtype="float64").reshape(-1, 2)
-    return raw[:, 0], np.logaddexp(0.0, raw[:, 1]) + MIN_SCALE  # softplus, overflow-safe
+    multiplier = np.logaddexp(0.0, raw[:, 1]) + MIN_MULTIPLIER  # softplus, overflow-safe
+    return raw[:, 0], np.asarray(base, dtype="float64") * multiplier
 
 
 @dataclass(frozen=True)
@@ -79,14 +84,14 @@ def build_model(params: LSTMParams, n_features: int) -> keras.Model:
         x = keras.layers.LSTM(max(4, params.units // (2**i)), return_sequences=not last)(x)
         if params.dropout > 0:
             x = keras.layers.Dropout(params.dropout)(x)
-    # Zero-initialised head: the net starts at the training-mean return with the training
-    # std (a random walk with drift and a constant-width interval) and departs from it only
-    # as far as the data pull it; a random head starts noisier than naive and early
-    # stopping often keeps some of that noise.
+    # Zero-initialised head: the net starts at the training-mean return with the trailing
+    # volatility as its scale (the naive interval: a random walk with drift) and departs
+    # from it only as far as the data pull it; a random head starts noisier than naive and
+    # early stopping often keeps some of that noise.
     outputs = keras.layers.Dense(
         2,
         kernel_initializer="zeros",
-        bias_initializer=keras.initializers.Constant([0.0, UNIT_SCALE_BIAS]),
+        bias_initializer=keras.initializers.Constant([0.0, UNIT_MULTIPLIER_BIAS]),
     )(x)
     model = keras.Model(inputs, outputs)
     model.compile(

@@ -112,9 +112,9 @@ def test_forecast_next_undoes_the_scaling_and_names_the_next_session(
     assert (row["as_of"], row["last_close"]) == ("2013-03-01", 806.19)
     assert row["for_date"] == "2013-03-04"  # Friday -> the next XNYS session, Monday
     assert row["model_version"] == ""  # set by the alias follower when serving
-    # an untrained head: scale 1 standardised = the training std of returns; intervals are
-    # close * exp(loc -+ z * scale)
-    std = prep.y_scaler.scale[0]
+    # an untrained head: the scale is the base scale, the trailing volatility of the last
+    # bar; intervals are close * exp(loc -+ z * scale)
+    std = make_features(sample_bars.tail(12).reset_index(drop=True), 5, 5)["volatility"].iloc[-1]
     assert row["scale"] == pytest.approx(std, rel=1e-5)
     for level, z in ((80, 1.2815516), (95, 1.9599640)):
         assert row[f"lower_{level}"] == pytest.approx(
@@ -143,4 +143,4 @@ def test_forecast_all_makes_one_forecast_per_full_window(
         out["forecast_close"], out["last_close"] * np.exp(prep.y_scaler.mean[0]), rtol=1e-6
     )
     np.testing.assert_allclose(out["loc"], prep.y_scaler.mean[0], rtol=1e-6)
-    np.testing.assert_allclose(out["scale"], prep.y_scaler.scale[0], rtol=1e-5)
+    np.testing.assert_allclose(out["scale"], feats["volatility"][4:], rtol=1e-5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.model import (
-    MIN_SCALE,
+    MIN_MULTIPLIER,
     LSTMParams,
     build_model,
     distribution,
@@ -45,39 +45,41 @@ def test_units_halve_per_layer_with_a_floor_of_four() -> None:
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in with_dropout.layers) == 2
 
 
-def test_untrained_net_is_the_random_walk_with_drift_and_training_std() -> None:
-    """Zero-initialised head: location 0 and scale 1 in standardised units, whatever the
-    input: the training-mean return with the training std of returns."""
+def test_untrained_net_is_the_naive_interval() -> None:
+    """Zero-initialised head: location 0 (the training-mean return) and a multiplier of 1 on
+    the base scale (the trailing volatility), whatever the input: the naive interval."""
     params = LSTMParams(units=4, layers=1, dropout=0.1, window=5)
     model = build_model(params, n_features=8)
     assert model.input_shape == (None, 5, 8) and model.output_shape == (None, 2)
     x = np.random.default_rng(0).normal(0, 3, (7, 5, 8)).astype("float32")
-    loc, scale = distribution(np.asarray(model(x, training=False)))
-    assert not loc.any() and scale == pytest.approx(np.ones(7), abs=1e-6)
+    base = np.linspace(0.5, 2.0, 7)
+    loc, scale = distribution(np.asarray(model(x, training=False)), base)
+    assert not loc.any() and scale == pytest.approx(base, abs=1e-6)
     assert model.optimizer.learning_rate.numpy() == pytest.approx(params.learning_rate)
     assert model.loss is gaussian_nll
 
 
 def test_gaussian_nll_on_a_hand_made_example() -> None:
-    # y = 1, loc = 0, scale = 2 (raw = softplus^-1(2 - MIN_SCALE)):
+    # y = 1, base scale 0.5, multiplier 4 (raw = softplus^-1(4 - MIN)): scale 2, loc 0:
     # 0.5 * (1/2)^2 + log 2 + 0.5 log(2 pi) = 0.125 + 0.693147 + 0.918939
-    raw_scale = math.log(math.expm1(2 - MIN_SCALE))
-    y_pred = np.array([[0.0, raw_scale]], dtype="float32")
-    got = float(gaussian_nll(np.array([1.0], dtype="float32"), y_pred))
+    raw = math.log(math.expm1(4 - MIN_MULTIPLIER))
+    y_true = np.array([[1.0, 0.5]], dtype="float32")
+    y_pred = np.array([[0.0, raw]], dtype="float32")
+    got = float(gaussian_nll(y_true, y_pred))
     assert got == pytest.approx(0.125 + math.log(2) + 0.5 * math.log(2 * math.pi), abs=1e-5)
     # the location's own squared error, beside it
-    assert float(loc_mse(np.array([1.0], dtype="float32"), y_pred)) == pytest.approx(1.0)
+    assert float(loc_mse(y_true, y_pred)) == pytest.approx(1.0)
 
 
-def test_nll_prefers_the_true_scale() -> None:
-    """Trained on N(0, 0.5^2) noise from constant inputs, the scale goes to about 0.5."""
+def test_nll_learns_the_scale_the_base_misses() -> None:
+    """Noise is N(0, 0.5^2) but the base scale says 1: the multiplier goes to about 0.5."""
     import keras
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = np.zeros((2000, 5, 2), dtype="float32")
-    y = rng.normal(0, 0.5, 2000).astype("float32")
+    y = np.column_stack([rng.normal(0, 0.5, 2000), np.ones(2000)]).astype("float32")
     model = build_model(LSTMParams(units=4, window=5, learning_rate=0.05, dropout=0.0), 2)
     model.fit(x, y, epochs=30, batch_size=256, verbose=0)
-    _, scale = distribution(np.asarray(model(x[:1], training=False)))
+    _, scale = distribution(np.asarray(model(x[:1], training=False)), np.ones(1))
     assert scale[0] == pytest.approx(0.5, abs=0.05)
