@@ -93,7 +93,7 @@ def test_days(feats: pd.DataFrame) -> pd.DataFrame:
 def align(days: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
     """A model's forecasts on exactly `days` (forecast_close, and loc/scale when it has a
     distribution); refuses to compare on different days."""
-    cols = [c for c in ("forecast_close", "loc", "scale") if c in forecasts]
+    cols = [c for c in ("forecast_close", "loc", "scale", "df") if c in forecasts]
     got = days[["as_of"]].merge(forecasts[["as_of", *cols]], on="as_of", how="left")
     if got["forecast_close"].isna().any():
         raise ValueError(
@@ -149,7 +149,8 @@ def compare_intervals(
 
 
 def _forecast(last: np.ndarray, aligned: pd.DataFrame) -> Forecast:
-    return Forecast(last, aligned["loc"].to_numpy(), aligned["scale"].to_numpy())
+    df = float(aligned["df"].iloc[0]) if "df" in aligned else None
+    return Forecast(last, aligned["loc"].to_numpy(), aligned["scale"].to_numpy(), df)
 
 
 def compare(days: pd.DataFrame, model: np.ndarray, production: np.ndarray | None) -> dict[str, Any]:
@@ -198,7 +199,7 @@ def evaluate_models(
         table = table.assign(
             loc=fc.loc,
             scale=fc.scale,
-            pit=intervals.pit(actual_r, fc.loc, fc.scale),
+            pit=intervals.pit(actual_r, fc.loc, fc.scale, fc.df),
             naive_scale=base["naive_"].scale,
             ewma_scale=base["ewma_"].scale,
         )

@@ -22,7 +22,7 @@ from mlflow.pyfunc.model import PythonModel
 
 from pipeline.bars import COLUMNS, NUMBER_COLUMNS
 from pipeline.features import BASE_SCALE, FEATURES, Scaler, make_features
-from pipeline.intervals import LEVELS, z_value
+from pipeline.intervals import LEVELS, STUDENT_T_DF, z_value
 
 OUTPUT_COLUMNS = [
     "as_of",
@@ -66,6 +66,7 @@ def preprocessing_spec(
         "x_scale": x_scaler.scale.tolist(),
         "y_mean": y_scaler.mean.tolist(),
         "y_scale": y_scaler.scale.tolist(),
+        "distribution": {"family": "student_t", "df": STUDENT_T_DF, "base_scale": BASE_SCALE},
     }
 
 
@@ -142,6 +143,7 @@ class PriceForecaster(PythonModel):
         )
         self._one(np.zeros(shape, dtype="float32"))
         self._calendar: Any = None
+        self.df = float(self.spec.get("distribution", {}).get("df", STUDENT_T_DF))
         self.active: PriceForecaster = self  # replaced by a newer version when following
         self.served_version = ""
 
@@ -198,7 +200,7 @@ class PriceForecaster(PythonModel):
         }
         known = math.isfinite(sd)  # NaN: a version from before the distributional head
         for level in LEVELS:  # central intervals of the next close, in price
-            half = z_value(level) * sd
+            half = z_value(level, self.df) * sd
             pct = round(level * 100)
             row[f"lower_{pct}"] = close * math.exp(ret - half) if known else None
             row[f"upper_{pct}"] = close * math.exp(ret + half) if known else None
@@ -222,5 +224,6 @@ class PriceForecaster(PythonModel):
                 "forecast_close": close * np.exp(loc),
                 "loc": loc,
                 "scale": scale,
+                "df": self.df,
             }
         )

@@ -15,7 +15,7 @@ from pipeline.forecaster import (
     min_rows,
     preprocessing_spec,
 )
-from pipeline.model import LSTMParams, build_model
+from pipeline.model import T_SCALE_PER_STD, LSTMParams, build_model
 
 
 def _bars(n: int) -> pd.DataFrame:
@@ -114,9 +114,10 @@ def test_forecast_next_undoes_the_scaling_and_names_the_next_session(
     assert row["model_version"] == ""  # set by the alias follower when serving
     # an untrained head: the scale is the base scale, the trailing volatility of the last
     # bar; intervals are close * exp(loc -+ z * scale)
-    std = make_features(sample_bars.tail(12).reset_index(drop=True), 5, 5)["volatility"].iloc[-1]
+    vol = make_features(sample_bars.tail(12).reset_index(drop=True), 5, 5)["volatility"].iloc[-1]
+    std = vol * T_SCALE_PER_STD  # the Student-t(5) scale whose std is the trailing one
     assert row["scale"] == pytest.approx(std, rel=1e-5)
-    for level, z in ((80, 1.2815516), (95, 1.9599640)):
+    for level, z in ((80, 1.4758840), (95, 2.5705818)):  # t(5) quantiles
         assert row[f"lower_{level}"] == pytest.approx(
             806.19 * np.exp(prep.y_scaler.mean[0] - z * std), rel=1e-5
         )
@@ -143,4 +144,5 @@ def test_forecast_all_makes_one_forecast_per_full_window(
         out["forecast_close"], out["last_close"] * np.exp(prep.y_scaler.mean[0]), rtol=1e-6
     )
     np.testing.assert_allclose(out["loc"], prep.y_scaler.mean[0], rtol=1e-6)
-    np.testing.assert_allclose(out["scale"], feats["volatility"][4:], rtol=1e-5)
+    np.testing.assert_allclose(out["scale"], feats["volatility"][4:] * T_SCALE_PER_STD, rtol=1e-5)
+    assert (out["df"] == 5.0).all()
