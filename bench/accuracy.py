@@ -2,6 +2,11 @@
 
     .venv/bin/python -m bench.accuracy [--trials 8] [--epochs 15]
 
+Point metrics for every model; for the intervals, coverage at 80/95 %, interval
+(Winkler) scores, CRPS and the DM test of the 80 % interval score against the naive
+interval, for the tuned model and both baselines (naive: random walk with drift and the
+trailing 20-session std; EWMA: RiskMetrics 0.94). The tutorial recipe has no interval.
+
 The tutorial recipe: LSTM(128) -> Dropout(0.3) -> LSTM(64) -> Dropout(0.3) ->
 Dense(32) -> Dense(1) on min-max-scaled Close *levels* (scaler fit on train),
 60-day window, Adam, batch 32, early stopping on validation. Prints one JSON object.
@@ -68,7 +73,7 @@ def tutorial_forecasts(feats: pd.DataFrame, window: int = 60, seed: int = 42) ->
 
 def tuned_pipeline(
     bars: pd.DataFrame, feats: pd.DataFrame, trials: int, epochs: int
-) -> tuple[np.ndarray, dict[str, Any]]:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The pipeline's tune -> best -> train steps on throw-away stores; its pyfunc's forecasts."""
     from pipeline import steps, store
 
@@ -84,6 +89,26 @@ def tuned_pipeline(
         days = evaluate.test_days(feats)
         forecasts = evaluate.align(days, evaluate.forecasts_of(carry["model_uri"], bars))
     return forecasts, {"best_params": carry["best_params"], "trials": carry["trials"]}
+
+
+def interval_report(
+    days: pd.DataFrame, tuned: pd.DataFrame, bars: pd.DataFrame, feats: pd.DataFrame
+) -> dict[str, Any]:
+    """Interval scores of the tuned model and both baselines, DM vs naive and vs EWMA."""
+    res = evaluate.compare_intervals(days, tuned, None, evaluate.baselines(days, bars, feats))
+    pick = ("coverage_80", "coverage_95", "interval_score_80", "interval_score_95", "crps")
+    out: dict[str, Any] = {}
+    for who, prefix in (("tuned_pipeline", "model_"), ("naive", "naive_"), ("ewma", "ewma_")):
+        out[who] = {k: round(res[f"{prefix}{k}"], 4) for k in pick}
+    out["tuned_pipeline"]["interval_dm_stat_vs_naive"] = round(res["interval_dm_stat"], 3)
+    out["tuned_pipeline"]["interval_dm_pvalue_vs_naive"] = round(res["interval_dm_pvalue"], 4)
+    out["tuned_pipeline"]["interval_dm_stat_vs_ewma"] = round(res["interval_dm_ewma_stat"], 3)
+    out["tuned_pipeline"]["interval_dm_pvalue_vs_ewma"] = round(res["interval_dm_ewma_pvalue"], 4)
+    out["tuned_pipeline"]["interval_score_80_vs_ewma"] = round(
+        res["model_interval_score_80"] / res["ewma_interval_score_80"], 4
+    )
+    out["tutorial_recipe"] = "no interval: it predicts a point only"
+    return out
 
 
 def main() -> None:
@@ -108,9 +133,10 @@ def main() -> None:
         "tuned": info,
         "models": {},
     }
+    out["intervals"] = interval_report(days, tuned, bars, feats)
     for name, forecast in (
         ("naive", last),
-        ("tuned_pipeline", tuned),
+        ("tuned_pipeline", tuned["forecast_close"].to_numpy()),
         ("tutorial_recipe", tutorial),
     ):
         scores = evaluate.score(actual, forecast, last).as_dict()

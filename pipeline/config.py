@@ -124,6 +124,9 @@ class RegistryConfig(_Section):
     model_prefix: str = "price_lstm"
     naive_margin: float = Field(default=0.0, ge=0, lt=1)
     production_tolerance: float = Field(default=0.0, ge=0, lt=1)
+    # A model with intervals must also have an 80 % interval score no worse than the naive
+    # interval's, and 80 % coverage within this many points (as a fraction) of 80 %.
+    coverage_tolerance: float = Field(default=0.05, gt=0, lt=0.8)
     # `promote/rollback --force` skips the gate; a deployment can insist on a written reason.
     force_requires_reason: bool = False
 

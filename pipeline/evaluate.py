@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import intervals
 from pipeline.config import Config
+from pipeline.intervals import Forecast
 from pipeline.layout import version_uri
 
 
@@ -53,9 +55,16 @@ def diebold_mariano(
 
     Negative statistic: the model's errors are smaller. Two-sided p-value from t(n-1).
     """
+    return diebold_mariano_losses(e_model**2, e_base**2, horizon)
+
+
+def diebold_mariano_losses(
+    loss_model: np.ndarray, loss_base: np.ndarray, horizon: int = 1
+) -> tuple[float, float]:
+    """DM test on any per-day losses (squared errors, interval scores), HLN-corrected."""
     from scipy import stats
 
-    d = e_model**2 - e_base**2
+    d = loss_model - loss_base
     n = len(d)
     mean = d.mean()
     gamma = [np.mean((d[k:] - mean) * (d[: n - k] - mean)) for k in range(horizon)]
@@ -81,14 +90,67 @@ def test_days(feats: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def align(days: pd.DataFrame, forecasts: pd.DataFrame) -> np.ndarray:
-    """A model's forecasts on exactly `days`; refuses to compare on different days."""
-    got = days[["as_of"]].merge(forecasts[["as_of", "forecast_close"]], on="as_of", how="left")
+def align(days: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
+    """A model's forecasts on exactly `days` (forecast_close, and loc/scale when it has a
+    distribution); refuses to compare on different days."""
+    cols = [c for c in ("forecast_close", "loc", "scale", "df") if c in forecasts]
+    got = days[["as_of"]].merge(forecasts[["as_of", *cols]], on="as_of", how="left")
     if got["forecast_close"].isna().any():
         raise ValueError(
             f"model has no forecast for {got['forecast_close'].isna().sum()} test day(s)"
         )
-    return got["forecast_close"].to_numpy()
+    return got
+
+
+def has_distribution(aligned: pd.DataFrame | None) -> bool:
+    return aligned is not None and "scale" in aligned and bool(aligned["scale"].notna().all())
+
+
+def baselines(days: pd.DataFrame, bars: pd.DataFrame, feats: pd.DataFrame) -> dict[str, Forecast]:
+    """The naive interval (drift = training-mean return, trailing 20-session std) and EWMA
+    (RiskMetrics 0.94), each from the returns known at the close it is made at."""
+    closes = bars.set_index("Date")["Close"].astype("float64")
+    returns = np.log(closes).diff().dropna()
+    at = returns.index.get_indexer(pd.DatetimeIndex(days["as_of"]))
+    if (at < 0).any():
+        raise ValueError("a test day is missing from the bars the baselines are built from")
+    r = returns.to_numpy()
+    drift = float(feats.loc[feats["split"] == "train", "target"].mean())
+    last, loc = days["last_close"].to_numpy(), np.full(len(days), drift)
+    return {
+        "naive_": Forecast(last, loc, intervals.trailing_std(r)[at]),
+        "ewma_": Forecast(last, loc, intervals.ewma_std(r)[at]),
+    }
+
+
+def compare_intervals(
+    days: pd.DataFrame,
+    model: pd.DataFrame,
+    production: pd.DataFrame | None,
+    base: dict[str, Forecast],
+) -> dict[str, Any]:
+    """Coverage, interval scores, CRPS and NLL of model, baselines (and production when it
+    has intervals) on the same days; DM of the model's 80 % interval score vs naive's."""
+    actual, last = days["actual"].to_numpy(), days["last_close"].to_numpy()
+    of = {"model_": _forecast(last, model), **base}
+    if production is not None and has_distribution(production):
+        of["production_"] = _forecast(last, production)
+    out: dict[str, Any] = {}
+    for prefix, forecast in of.items():
+        out.update(intervals.scores(actual, forecast, prefix))
+    per_day = {p: intervals.interval_score(actual, *f.interval(0.8), 0.8) for p, f in of.items()}
+    out["interval_dm_stat"], out["interval_dm_pvalue"] = diebold_mariano_losses(
+        per_day["model_"], per_day["naive_"]
+    )
+    out["interval_dm_ewma_stat"], out["interval_dm_ewma_pvalue"] = diebold_mariano_losses(
+        per_day["model_"], per_day["ewma_"]
+    )
+    return out
+
+
+def _forecast(last: np.ndarray, aligned: pd.DataFrame) -> Forecast:
+    df = float(aligned["df"].iloc[0]) if "df" in aligned else None
+    return Forecast(last, aligned["loc"].to_numpy(), aligned["scale"].to_numpy(), df)
 
 
 def compare(days: pd.DataFrame, model: np.ndarray, production: np.ndarray | None) -> dict[str, Any]:
@@ -120,10 +182,28 @@ def evaluate_models(
     days = test_days(feats)
     model = align(days, forecasts_of(model_uri, bars))
     production = align(days, forecasts_of(production_uri, bars)) if production_uri else None
-    table = days.assign(model=model, naive=days["last_close"])
-    if production is not None:
-        table = table.assign(production=production)
-    return compare(days, model, production), table
+    prod_close = production["forecast_close"].to_numpy() if production is not None else None
+    result = compare(days, model["forecast_close"].to_numpy(), prod_close)
+    table = days.assign(model=model["forecast_close"].to_numpy(), naive=days["last_close"])
+    if prod_close is not None:
+        table = table.assign(production=prod_close)
+    if has_distribution(model):
+        base = baselines(days, bars, feats)
+        result.update(compare_intervals(days, model, production, base))
+        fc = _forecast(days["last_close"].to_numpy(), model)
+        for level in intervals.LEVELS:
+            lower, upper = fc.interval(level)
+            pct = round(level * 100)
+            table = table.assign(**{f"lower_{pct}": lower, f"upper_{pct}": upper})
+        actual_r = np.log(days["actual"].to_numpy() / days["last_close"].to_numpy())
+        table = table.assign(
+            loc=fc.loc,
+            scale=fc.scale,
+            pit=intervals.pit(actual_r, fc.loc, fc.scale, fc.df),
+            naive_scale=base["naive_"].scale,
+            ewma_scale=base["ewma_"].scale,
+        )
+    return result, table
 
 
 def plot_forecasts(table: pd.DataFrame) -> Any:
@@ -150,6 +230,42 @@ def plot_forecasts(table: pd.DataFrame) -> Any:
     return fig
 
 
+def plot_fan(table: pd.DataFrame) -> Any:
+    """The test period's forecast fan (80 % and 95 % intervals) against the realised close."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 5))
+    when = table["for_date"]
+    ax.fill_between(when, table["lower_95"], table["upper_95"], alpha=0.2, label="95 % interval")
+    ax.fill_between(when, table["lower_80"], table["upper_80"], alpha=0.35, label="80 % interval")
+    ax.plot(when, table["model"], lw=0.8, label="forecast (median)")
+    ax.plot(when, table["actual"], color="black", lw=1, label="realised close")
+    ax.set_title("Next-day forecast distribution on held-out test days")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_pit(table: pd.DataFrame) -> Any:
+    """PIT histogram: flat when calibrated; U-shaped when intervals are too narrow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(table["pit"], bins=10, range=(0, 1), edgecolor="white")
+    ax.axhline(len(table) / 10, color="black", lw=0.8, ls="--", label="calibrated")
+    ax.set_xlabel("forecast CDF at the realised return (PIT)")
+    ax.set_title("Calibration on held-out test days")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def run(
     cfg: Config, ticker: str, day: dt.date, features_path: str, model_uri: str, parent_run_id: str
 ) -> dict[str, Any]:
@@ -170,11 +286,15 @@ def run(
             if isinstance(v, float) and math.isfinite(v)
         ],
     )
-    fig = plot_forecasts(table)
-    mc.log_figure(parent_run_id, fig, "plots/test_forecasts.png")
     import matplotlib.pyplot as plt
 
-    plt.close(fig)  # pyplot keeps every figure until closed
+    figures = {"plots/test_forecasts.png": plot_forecasts(table)}
+    if "pit" in table:
+        figures["plots/test_fan.png"] = plot_fan(table)
+        figures["plots/test_pit.png"] = plot_pit(table)
+    for name, fig in figures.items():
+        mc.log_figure(parent_run_id, fig, name)
+        plt.close(fig)  # pyplot keeps every figure until closed
     mc.log_table(
         parent_run_id,
         table.assign(as_of=table["as_of"].astype(str), for_date=table["for_date"].astype(str)),

@@ -20,6 +20,7 @@ from pipeline.config import Config
 
 FEATURES = ["log_ret", "range", "body", "gap", "volatility", "volume_z", "dow_sin", "dow_cos"]
 TARGET = "target"
+BASE_SCALE = "volatility"  # trailing std of log returns: the scale an untrained net forecasts
 SPLITS = ("train", "val", "test")
 
 
@@ -143,12 +144,17 @@ class Prepared:
 
 
 def prepare(feats: pd.DataFrame, window: int) -> Prepared:
+    """Windows of scaled features; labels are [scaled next return, base scale]: the base
+    scale is the trailing volatility at the day the forecast is made, in the label's units,
+    which the network's scale multiplies (pipeline/model.py)."""
     split = feats["split"].to_numpy()
     train = split == "train"
     x_raw = feats[FEATURES].to_numpy(dtype="float64")
     y_raw = feats[[TARGET]].to_numpy(dtype="float64")
     x_scaler, y_scaler = Scaler.fit(x_raw[train]), Scaler.fit(y_raw[train])
-    x, y = x_scaler.transform(x_raw), y_scaler.transform(np.nan_to_num(y_raw))[:, 0]
+    x = x_scaler.transform(x_raw)
+    base = feats[BASE_SCALE].to_numpy(dtype="float64") / float(y_scaler.scale[0])
+    y = np.column_stack([y_scaler.transform(np.nan_to_num(y_raw))[:, 0], base])
     xs, ys = {}, {}
     for name in SPLITS:
         xs[name], ys[name] = make_windows(x, y, window, np.flatnonzero(split == name))

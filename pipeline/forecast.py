@@ -29,6 +29,15 @@ CREATE TABLE IF NOT EXISTS forecasts (
     actual_close REAL, model_abs_error REAL, naive_abs_error REAL,
     PRIMARY KEY (ticker, as_of)
 )"""
+# Added with the distributional head; a table from before gets them on first connect.
+INTERVAL_COLUMNS = {
+    "lower_80": "REAL",
+    "upper_80": "REAL",
+    "lower_95": "REAL",
+    "upper_95": "REAL",
+    "inside_80": "INTEGER",
+    "inside_95": "INTEGER",
+}
 
 
 def connect(cfg: Config) -> sqlite3.Connection:
@@ -36,6 +45,10 @@ def connect(cfg: Config) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)
     conn.execute(SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(forecasts)")}
+    for name, kind in INTERVAL_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE forecasts ADD COLUMN {name} {kind}")
     return conn
 
 
@@ -57,7 +70,13 @@ def forecast_row(ticker: str, name: str, version: str, answer: pd.Series) -> dic
         "forecast_close": float(answer["forecast_close"]),
         "naive_close": float(answer["last_close"]),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **{k: _number(answer.get(k)) for k in ("lower_80", "upper_80", "lower_95", "upper_95")},
     }
+
+
+def _number(value: Any) -> float | None:
+    """A float, or None for a version without intervals."""
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def write(cfg: Config, row: dict[str, Any]) -> None:
@@ -65,9 +84,10 @@ def write(cfg: Config, row: dict[str, Any]) -> None:
     with closing(connect(cfg)) as conn, conn:
         conn.execute(
             "INSERT OR REPLACE INTO forecasts (ticker, as_of, for_date, model_name, model_version,"
-            " forecast_close, naive_close, created_at) VALUES (:ticker, :as_of, :for_date,"
-            " :model_name, :model_version, :forecast_close, :naive_close, :created_at)",
-            row,
+            " forecast_close, naive_close, created_at, lower_80, upper_80, lower_95, upper_95)"
+            " VALUES (:ticker, :as_of, :for_date, :model_name, :model_version, :forecast_close,"
+            " :naive_close, :created_at, :lower_80, :upper_80, :lower_95, :upper_95)",
+            {**dict.fromkeys(("lower_80", "upper_80", "lower_95", "upper_95")), **row},
         )
 
 
@@ -84,8 +104,13 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Forecasted:
     answer = model.predict(bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))).iloc[0]
     row = forecast_row(ticker, prod.name, str(prod.version), answer)
     write(cfg, row)
+    band = (
+        f", 80 % in [{row['lower_80']:.2f}, {row['upper_80']:.2f}]"
+        if row["lower_80"] is not None
+        else ""
+    )
     print(
-        f"{ticker}: forecast for {row['for_date']} = {row['forecast_close']:.2f} "
+        f"{ticker}: forecast for {row['for_date']} = {row['forecast_close']:.2f}{band} "
         f"(v{row['model_version']}, naive {row['naive_close']:.2f}) -> {cfg.layout.forecasts_db()}"
     )
     return {"forecast": row}

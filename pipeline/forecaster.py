@@ -15,6 +15,7 @@ compiled tf.function (about 1 ms a window on a 2-core CPU) instead of keras'
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,7 +28,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 
 from pipeline.bars import COLUMNS, FIRST_DAY, LAST_DAY, NUMBER_COLUMNS, parse_dates
-from pipeline.features import FEATURES, Scaler, feature_matrix, make_features
+from pipeline.features import BASE_SCALE, FEATURES, Scaler, feature_matrix, make_features
+from pipeline.intervals import LEVELS, STUDENT_T_DF, z_value
 
 OUTPUT_COLUMNS = [
     "as_of",
@@ -35,6 +37,11 @@ OUTPUT_COLUMNS = [
     "last_close",
     "forecast_close",
     "forecast_return",
+    "lower_80",
+    "upper_80",
+    "lower_95",
+    "upper_95",
+    "scale",
     "model_version",
 ]
 SHOWN_CHARS = 40  # how much of a bad value a refusal quotes back
@@ -73,6 +80,7 @@ def preprocessing_spec(
         "x_scale": x_scaler.scale.tolist(),
         "y_mean": y_scaler.mean.tolist(),
         "y_scale": y_scaler.scale.tolist(),
+        "distribution": {"family": "student_t", "df": STUDENT_T_DF, "base_scale": BASE_SCALE},
     }
 
 
@@ -266,6 +274,7 @@ class PriceForecaster(PythonModel):
         self._one(tf.zeros(shape, tf.float32))
         self._calendar: Any = None
         self._sessions: dict[np.datetime64, str] = {}
+        self.df = float(self.spec.get("distribution", {}).get("df", STUDENT_T_DF))
         self.active: PriceForecaster = self  # replaced by a newer version when following
         self.served_version = ""
 
@@ -292,8 +301,22 @@ class PriceForecaster(PythonModel):
         feats = make_features(bars, int(self.spec["vol_window"]), int(self.spec["volume_window"]))
         return feats, self.x_scaler.transform(feats[FEATURES].to_numpy(dtype="float64"))
 
-    def _returns(self, scaled: np.ndarray) -> np.ndarray:
-        return self.y_scaler.inverse(scaled.reshape(-1, 1))[:, 0]
+    def _distribution(
+        self, raw: np.ndarray, volatility: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The network's output and the trailing volatility (the base scale, already in
+        log-return units) -> location and scale of the next log return.
+
+        A version logged before the distributional head has one output: a point forecast,
+        whose scale is unknown (NaN).
+        """
+        raw = np.asarray(raw, dtype="float64")
+        if raw.ndim == 2 and raw.shape[1] == 1:
+            return self.y_scaler.inverse(raw)[:, 0], np.full(len(raw), np.nan)
+        from pipeline.model import distribution
+
+        loc, scale = distribution(raw, volatility)
+        return self.y_scaler.inverse(loc.reshape(-1, 1))[:, 0], scale
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         version = self.served_version or self.registered_version()
@@ -324,20 +347,34 @@ class PriceForecaster(PythonModel):
             scaled = self.x_scaler.transform(matrix[-window:])
         if not np.isfinite(scaled).all():
             raise BadInput(TOO_EXTREME)
-        ret = float(self._returns(np.asarray(self._one(scaled[None, :, :].astype("float32"))))[0])
-        close = float(ohlcv[-1, 3])
-        forecast = close * float(np.exp(ret))
-        if not np.isfinite(forecast):
+        base = matrix[-1:, FEATURES.index(BASE_SCALE)]  # the trailing volatility, raw
+        loc, scale = self._distribution(
+            np.asarray(self._one(scaled[None, :, :].astype("float32"))), base
+        )
+        close, ret, sd = float(ohlcv[-1, 3]), float(loc[0]), float(scale[0])
+        forecast = close * math.exp(ret) if abs(ret) < 700 else math.inf
+        if not math.isfinite(forecast):
             raise BadInput(TOO_EXTREME)
         last = pd.Timestamp(days[-1])
-        row = {
+        row: dict[str, Any] = {
             "as_of": f"{last:%Y-%m-%d}",
             "for_date": self._next_session(last),
             "last_close": close,
             "forecast_close": forecast,
             "forecast_return": ret,
-            "model_version": version,
         }
+        known = math.isfinite(sd)  # NaN: a version from before the distributional head
+        for level in LEVELS:  # central intervals of the next close, in price
+            half = z_value(level, self.df) * sd
+            pct = round(level * 100)
+            with np.errstate(over="ignore"):
+                band = close * np.exp([ret - half, ret + half])
+            if known and not np.isfinite(band).all():
+                raise BadInput(TOO_EXTREME)
+            row[f"lower_{pct}"] = float(band[0]) if known else None
+            row[f"upper_{pct}"] = float(band[1]) if known else None
+        row["scale"] = sd if known else None
+        row["model_version"] = version
         return pd.DataFrame([row])
 
     def forecast_all(self, bars: pd.DataFrame) -> pd.DataFrame:
@@ -347,12 +384,16 @@ class PriceForecaster(PythonModel):
         x = scaled.astype("float32")
         idx = np.arange(window - 1, len(x))
         windows = x[idx[:, None] + np.arange(-window + 1, 1)[None, :]]
-        ret = self._returns(np.asarray(self.net.predict(windows, batch_size=512, verbose=0)))
+        raw = self.net.predict(windows, batch_size=512, verbose=0)
+        loc, scale = self._distribution(raw, feats[BASE_SCALE].to_numpy()[idx])
         close = feats["Close"].to_numpy()[idx]
         return pd.DataFrame(
             {
                 "as_of": feats["Date"].to_numpy()[idx],
                 "last_close": close,
-                "forecast_close": close * np.exp(ret),
+                "forecast_close": close * np.exp(loc),
+                "loc": loc,
+                "scale": scale,
+                "df": self.df,
             }
         )

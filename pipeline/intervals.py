@@ -1,13 +1,15 @@
 """Forecast distributions for the next log return, and how to score them.
 
-A forecast is Gaussian in tomorrow's log return r = log(close_t+1 / close_t) with a
-location `loc` and a `scale`; its central intervals in price are
-close_t * exp(loc +- z * scale). Scores (lower is better, except coverage):
+A forecast is a location-scale distribution of tomorrow's log return
+r = log(close_t+1 / close_t): Gaussian (the baselines) or Student-t with `df` degrees of
+freedom (the model: daily returns have fat tails, and a Gaussian fitted to them by
+likelihood makes its central intervals too wide). Its central intervals in price are
+close_t * exp(loc +- q * scale). Scores (lower is better, except coverage):
 
 - coverage: the share of realised closes inside the interval (nominal: its level);
 - interval (Winkler) score at level 1 - alpha: width + 2/alpha x the miss distance
   (Gneiting & Raftery 2007), in price units, so a narrow interval that misses pays;
-- CRPS of the Gaussian on the log return (closed form), the whole distribution at once;
+- CRPS on the log return (closed forms), the whole distribution at once;
 - PIT: the forecast CDF at the realised return; uniform when the forecasts are calibrated.
 
 Two baselines, on the same days: the naive interval (random walk with drift: loc = the
@@ -17,34 +19,46 @@ and EWMA (RiskMetrics, lambda = 0.94).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 LEVELS = (0.8, 0.95)
+# The model's distribution: Student-t with this many degrees of freedom. Daily returns have
+# fat tails, and a Gaussian fitted by likelihood stretches its scale to cover them, making
+# its central intervals too wide.
+STUDENT_T_DF = 5.0
 NAIVE_WINDOW = 20
 EWMA_LAMBDA = 0.94
 
 
-def z_value(level: float) -> float:
-    """The two-sided standard normal quantile of a central interval: 0.8 -> 1.2816."""
+@functools.cache
+def z_value(level: float, df: float | None = None) -> float:
+    """The two-sided standard quantile of a central interval: the normal's (0.8 -> 1.2816),
+    or Student-t's with `df` degrees of freedom."""
+    if df is None:
+        return NormalDist().inv_cdf(0.5 + level / 2)
     from scipy import stats
 
-    return float(stats.norm.ppf(0.5 + level / 2))
+    return float(stats.t.ppf(0.5 + level / 2, df))
 
 
 @dataclass(frozen=True)
 class Forecast:
-    """Per day: the close it is made at, and the Gaussian of the next log return."""
+    """Per day: the close it is made at, and the distribution of the next log return
+    (Gaussian, or Student-t when `df` is set)."""
 
     last_close: np.ndarray
     loc: np.ndarray
     scale: np.ndarray
+    df: float | None = None
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The central `level` interval of the next close, in price."""
-        half = z_value(level) * self.scale
+        half = z_value(level, self.df) * self.scale
         return self.last_close * np.exp(self.loc - half), self.last_close * np.exp(self.loc + half)
 
 
@@ -72,17 +86,43 @@ def crps_gaussian(r: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarr
     )
 
 
-def pit(r: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def crps_student_t(r: np.ndarray, loc: np.ndarray, scale: np.ndarray, df: float) -> np.ndarray:
+    """Per-day CRPS of a location-scale Student-t at r (closed form, df > 1; Jordan et al.,
+    scoringRules' crps_t)."""
+    from scipy import special, stats
+
+    z = (r - loc) / scale
+    tail = 2 * stats.t.pdf(z, df) * (df + z**2) / (df - 1)
+    const = (
+        2
+        * math.sqrt(df)
+        * special.beta(0.5, df - 0.5)
+        / ((df - 1) * special.beta(0.5, df / 2) ** 2)
+    )
+    return np.asarray(scale * (z * (2 * stats.t.cdf(z, df) - 1) + tail - const))
+
+
+def pit(r: np.ndarray, loc: np.ndarray, scale: np.ndarray, df: float | None = None) -> np.ndarray:
     """The forecast CDF at the realised return: uniform on [0, 1] when calibrated."""
     from scipy import stats
 
-    return np.asarray(stats.norm.cdf((r - loc) / scale))
-
-
-def gaussian_nll(r: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> float:
-    """Mean negative log-likelihood of r under N(loc, scale^2)."""
     z = (r - loc) / scale
-    return float(np.mean(0.5 * z**2 + np.log(scale) + 0.5 * math.log(2 * math.pi)))
+    return np.asarray(stats.norm.cdf(z) if df is None else stats.t.cdf(z, df))
+
+
+def nll(r: np.ndarray, loc: np.ndarray, scale: np.ndarray, df: float | None = None) -> float:
+    """Mean negative log-likelihood of r under the forecast distribution."""
+    from scipy import stats
+
+    z = (r - loc) / scale
+    logpdf = stats.norm.logpdf(z) if df is None else stats.t.logpdf(z, df)
+    return float(np.mean(np.log(scale) - logpdf))
+
+
+def crps(r: np.ndarray, f: Forecast) -> np.ndarray:
+    if f.df is None:
+        return crps_gaussian(r, f.loc, f.scale)
+    return crps_student_t(r, f.loc, f.scale, f.df)
 
 
 def trailing_std(returns: np.ndarray, window: int = NAIVE_WINDOW) -> np.ndarray:
@@ -119,6 +159,6 @@ def scores(actual: np.ndarray, forecast: Forecast, prefix: str) -> dict[str, flo
         out[f"{prefix}interval_score_{pct}"] = float(
             np.mean(interval_score(actual, lower, upper, level))
         )
-    out[f"{prefix}crps"] = float(np.mean(crps_gaussian(r, forecast.loc, forecast.scale)))
-    out[f"{prefix}nll"] = gaussian_nll(r, forecast.loc, forecast.scale)
+    out[f"{prefix}crps"] = float(np.mean(crps(r, forecast)))
+    out[f"{prefix}nll"] = nll(r, forecast.loc, forecast.scale, forecast.df)
     return out

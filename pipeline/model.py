@@ -1,17 +1,70 @@
 """The forecaster network: a Keras 3 LSTM over windows of scale-free features.
 
-It predicts tomorrow's (standardised) log return; the price forecast is
-today's close times exp(return), so test prices outside the training range
-are no problem (the tutorial recipe on min-max-scaled price levels is 3x worse
-than naive on the shipped series for exactly that reason).
+It predicts a distribution for tomorrow's (standardised) log return: a Student-t
+location, trained on squared error, and a scale as a multiple of today's trailing
+volatility (the base scale), trained on the negative log-likelihood. The price forecast is
+today's close times exp(location), so test prices outside the training range are no
+problem (the tutorial recipe on min-max-scaled price levels is 3x worse than naive on
+the shipped series for exactly that reason); the scale gives the intervals.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import keras
+import numpy as np
+from keras import ops
+
+from pipeline.intervals import STUDENT_T_DF
+
+MIN_MULTIPLIER = 1e-3  # of the base scale: keeps the likelihood finite
+# softplus(b) + MIN_MULTIPLIER = 1 at b = log(exp(1 - MIN_MULTIPLIER) - 1): an untrained
+# net's multiplier is 1
+UNIT_MULTIPLIER_BIAS = math.log(math.expm1(1 - MIN_MULTIPLIER))
+DF = STUDENT_T_DF
+# A t's standard deviation is its scale * sqrt(DF / (DF - 2)): the base scale (a trailing
+# std) times this is the t scale whose std is that std, so an untrained net has exactly
+# the trailing volatility.
+T_SCALE_PER_STD = math.sqrt((DF - 2) / DF)
+_T_LOG_NORM = math.lgamma(DF / 2) - math.lgamma((DF + 1) / 2) + 0.5 * math.log(DF * math.pi)
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+def nll(y_true: Any, y_pred: Any) -> Any:
+    """Mean negative log-likelihood of y under the Student-t(DF) forecast, where
+    y_true = [y, base scale], y_pred = [loc, raw multiplier]."""
+    loc, scale = _loc_scale(y_true, y_pred)
+    z = (y_true[:, 0] - loc) / scale
+    return ops.mean(ops.log(scale) + (DF + 1) / 2 * ops.log1p(z * z / DF)) + _T_LOG_NORM
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+def loc_mse(y_true: Any, y_pred: Any) -> Any:
+    """Mean squared error of the location alone: the point forecast's own loss."""
+    return ops.mean(ops.square(y_true[:, 0] - y_pred[:, 0]))
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+def training_loss(y_true: Any, y_pred: Any) -> Any:
+    """Location by squared error, scale by the likelihood given that location (not the
+    other way round: under the likelihood alone a wide scale excuses a poor location)."""
+    frozen = ops.concatenate([ops.stop_gradient(y_pred[:, :1]), y_pred[:, 1:]], axis=1)
+    return loc_mse(y_true, y_pred) + nll(y_true, frozen)
+
+
+def _loc_scale(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    multiplier = ops.softplus(y_pred[:, 1]) + MIN_MULTIPLIER
+    return y_pred[:, 0], y_true[:, 1] * T_SCALE_PER_STD * multiplier
+
+
+def distribution(raw: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The network's raw output and the base scale -> (location, Student-t scale)."""
+    raw = np.asarray(raw, dtype="float64").reshape(-1, 2)
+    multiplier = np.logaddexp(0.0, raw[:, 1]) + MIN_MULTIPLIER  # softplus, overflow-safe
+    return raw[:, 0], np.asarray(base, dtype="float64") * T_SCALE_PER_STD * multiplier
 
 
 @dataclass(frozen=True)
@@ -39,7 +92,8 @@ class LSTMParams:
 
 
 def build_model(params: LSTMParams, n_features: int) -> keras.Model:
-    """Stacked LSTM -> Dense(1); units halve per layer to keep deep variants cheap."""
+    """Stacked LSTM -> Dense(2) (location, raw scale); units halve per layer to keep deep
+    variants cheap."""
     inputs = keras.Input(shape=(params.window, n_features))
     x = inputs
     for i in range(params.layers):
@@ -47,10 +101,19 @@ def build_model(params: LSTMParams, n_features: int) -> keras.Model:
         x = keras.layers.LSTM(max(4, params.units // (2**i)), return_sequences=not last)(x)
         if params.dropout > 0:
             x = keras.layers.Dropout(params.dropout)(x)
-    # Zero-initialised head: the net starts at the training-mean return (random walk with
-    # drift) and departs from it only as far as the data pull it; a random head starts
-    # noisier than naive and early stopping often keeps some of that noise.
-    outputs = keras.layers.Dense(1, kernel_initializer="zeros")(x)
+    # Zero-initialised head: the net starts at the training-mean return with the trailing
+    # volatility as its std (the naive interval's, a random walk with drift) and departs
+    # from it only as far as the data pull it; a random head starts noisier than naive and
+    # early stopping often keeps some of that noise.
+    outputs = keras.layers.Dense(
+        2,
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant([0.0, UNIT_MULTIPLIER_BIAS]),
+    )(x)
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate), loss="mse")
+    model.compile(
+        optimizer=keras.optimizers.Adam(params.learning_rate),
+        loss=training_loss,
+        metrics=[nll, loc_mse],  # val_nll: what tuning, pruning and early stopping watch
+    )
     return model

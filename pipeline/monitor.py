@@ -5,6 +5,12 @@ a later run's monitor step fills in what happened, logs model and naive error to
 MLflow, and keeps a rolling figure. When production has lost to naive over
 `monitoring.window_days` realised days it says so loudly and tags the registered
 model, so the next gate lets any naive-beating model in.
+
+Intervals the same way: whether each realised close fell inside yesterday's 80 % and
+95 % intervals, and the rolling 80 % coverage over the same window. Its alert needs the
+coverage outside `registry.coverage_tolerance` *and* a binomial test saying so at the
+5 % level: over 5 days an 80 % interval covers all five a third of the time by chance,
+and a tolerance alone would then alert every few days on noise.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from pipeline.forecast import connect, read_forecasts
 log = logging.getLogger(__name__)
 
 
-def rolling(realised: pd.DataFrame, window: int) -> dict[str, Any]:
-    """Model vs naive MAE over the last `window` realised forecasts."""
+def rolling(
+    realised: pd.DataFrame, window: int, coverage_tolerance: float = 0.05
+) -> dict[str, Any]:
+    """Model vs naive MAE, and 80 % interval coverage, over the last `window` realised
+    forecasts."""
     recent = realised.dropna(subset=["actual_close"]).tail(window)
     out = {
         "days": len(recent),
@@ -33,7 +42,27 @@ def rolling(realised: pd.DataFrame, window: int) -> dict[str, Any]:
         "naive_mae": float(recent["naive_abs_error"].mean()),
     }
     out["worse_than_naive"] = len(recent) >= window and out["model_mae"] > out["naive_mae"]
+    out.update(coverage_drift(recent, window, coverage_tolerance))
     return out
+
+
+def coverage_drift(recent: pd.DataFrame, window: int, tolerance: float) -> dict[str, Any]:
+    """Rolling 80 % coverage and whether it has drifted: outside the tolerance and
+    significantly so (two-sided binomial test, 5 %), over a full window."""
+    from scipy import stats
+
+    hits = recent["inside_80"].dropna() if "inside_80" in recent else pd.Series(dtype=float)
+    if hits.empty:
+        return {"coverage_days": 0, "coverage_drift": False}
+    n, k = len(hits), int(hits.sum())
+    cover, p = k / n, float(stats.binomtest(k, n, 0.8).pvalue)
+    drift = n >= window and abs(cover - 0.8) > tolerance and p < 0.05
+    return {
+        "coverage_days": n,
+        "coverage_80": cover,
+        "coverage_pvalue": p,
+        "coverage_drift": drift,
+    }
 
 
 def realise(cfg: Config, ticker: str, bars: pd.DataFrame) -> int:
@@ -41,21 +70,34 @@ def realise(cfg: Config, ticker: str, bars: pd.DataFrame) -> int:
     closes = dict(zip(bars["Date"].dt.strftime("%Y-%m-%d"), bars["Close"], strict=True))
     with closing(connect(cfg)) as conn, conn:
         pending = conn.execute(
-            "SELECT as_of, for_date, forecast_close, naive_close FROM "
-            "forecasts WHERE ticker = ? AND actual_close IS NULL",
+            "SELECT as_of, for_date, forecast_close, naive_close, lower_80, upper_80, lower_95,"
+            " upper_95 FROM forecasts WHERE ticker = ? AND actual_close IS NULL",
             (ticker,),
         ).fetchall()
         done = 0
-        for as_of, for_date, fc, naive in pending:
+        for as_of, for_date, fc, naive, lo80, hi80, lo95, hi95 in pending:
             if for_date in closes:
                 actual = float(closes[for_date])
                 conn.execute(
                     "UPDATE forecasts SET actual_close = ?, model_abs_error = ?, "
-                    "naive_abs_error = ? WHERE ticker = ? AND as_of = ?",
-                    (actual, abs(fc - actual), abs(naive - actual), ticker, as_of),
+                    "naive_abs_error = ?, inside_80 = ?, inside_95 = ? "
+                    "WHERE ticker = ? AND as_of = ?",
+                    (
+                        actual,
+                        abs(fc - actual),
+                        abs(naive - actual),
+                        _inside(actual, lo80, hi80),
+                        _inside(actual, lo95, hi95),
+                        ticker,
+                        as_of,
+                    ),
                 )
                 done += 1
     return done
+
+
+def _inside(actual: float, lower: float | None, upper: float | None) -> int | None:
+    return None if lower is None or upper is None else int(lower <= actual <= upper)
 
 
 def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
@@ -64,7 +106,7 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
     table = read_forecasts(cfg, ticker).dropna(subset=["actual_close"])
     if table.empty:
         return {"monitoring": {"days": 0}}
-    summary = rolling(table, cfg.monitoring.window_days)
+    summary = rolling(table, cfg.monitoring.window_days, cfg.registry.coverage_tolerance)
     latest = table.iloc[-1]
     mc = tracking.client(cfg)
     exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_monitoring")
@@ -85,15 +127,31 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
         "rolling_naive_mae": summary["naive_mae"],
         "rolling_days": summary["days"],
     }
+    if pd.notna(latest.get("inside_80")):
+        metrics["realised_inside_80"] = latest["inside_80"]
+        metrics["realised_inside_95"] = latest["inside_95"]
+    if summary["coverage_days"]:
+        metrics["rolling_coverage_80"] = summary["coverage_80"]
+        metrics["rolling_coverage_days"] = summary["coverage_days"]
     for key, value in metrics.items():
         mc.log_metric(run_.info.run_id, key, float(value))
     mc.set_terminated(run_.info.run_id)
     name = registry.model_name(cfg, ticker)
+    alerts = []
     if summary["worse_than_naive"]:
+        alerts.append(
+            f"production worse than naive over the last {summary['days']} "
+            f"days (MAE {summary['model_mae']:.3f} vs {summary['naive_mae']:.3f})"
+        )
+    if summary["coverage_drift"]:
+        alerts.append(
+            f"80 % intervals covered {summary['coverage_80']:.0%} of the last "
+            f"{summary['coverage_days']} closes (binomial p = {summary['coverage_pvalue']:.3f})"
+        )
+    if alerts:
         msg = (
-            f"ALERT {name}: production worse than naive over the last {summary['days']} "
-            f"days (MAE {summary['model_mae']:.3f} vs {summary['naive_mae']:.3f}); the next "
-            "training will replace it with any model that beats naive"
+            f"ALERT {name}: {'; '.join(alerts)}; the next training will replace it with any "
+            "model that passes the gate"
         )
         log.error(msg)
         print(msg)

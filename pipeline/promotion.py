@@ -36,6 +36,22 @@ def summary(promo: dict[str, Any], ev: dict[str, Any], run_id: str) -> dict[str,
         "test_days": ev["test_days"],
         "model": {k: ev[f"model_{k}"] for k in pick},
         "naive": {k: ev[f"naive_{k}"] for k in pick},
+        **interval_summary(ev),
+    }
+
+
+def interval_summary(ev: dict[str, Any]) -> dict[str, Any]:
+    """The run line's interval keys: coverage, interval scores and CRPS of the model and both
+    baselines, and the DM test of the model's 80 % interval score vs the naive interval."""
+    if "model_coverage_80" not in ev:
+        return {}
+    pick = ("coverage_80", "coverage_95", "interval_score_80", "interval_score_95", "crps")
+    return {
+        "intervals": {
+            who: {k: ev[f"{who}_{k}"] for k in pick} for who in ("model", "naive", "ewma")
+        },
+        "interval_dm_stat": ev["interval_dm_stat"],
+        "interval_dm_pvalue": ev["interval_dm_pvalue"],
     }
 
 
@@ -94,6 +110,7 @@ def promote(
             cfg.registry.naive_margin,
             cfg.registry.production_tolerance,
             registry.is_production_beatable(cfg, ticker),
+            cfg.registry.coverage_tolerance,
         )
         if not decision.promote:
             raise PromotionRefused(f"refused: {decision.reason} (use --force to override)")
@@ -132,7 +149,9 @@ def rollback(
     if not force:  # the version must still beat naive; production is what we are leaving
         ev = reevaluate(cfg, ticker, target)
         ev.pop("production_mae", None)
-        decision = registry.decide(ev, cfg.registry.naive_margin, 0.0)
+        decision = registry.decide(
+            ev, cfg.registry.naive_margin, 0.0, coverage_tolerance=cfg.registry.coverage_tolerance
+        )
         if not decision.promote:
             raise PromotionRefused(f"refused: v{target}: {decision.reason} (use --force)")
     return _move(cfg, ticker, target, "rollback", reason, actor, force)

@@ -47,9 +47,14 @@ def model_name(cfg: Config, ticker: str) -> str:
 
 
 def decide(
-    ev: dict[str, Any], naive_margin: float, tolerance: float, production_beatable: bool = False
+    ev: dict[str, Any],
+    naive_margin: float,
+    tolerance: float,
+    production_beatable: bool = False,
+    coverage_tolerance: float = 0.05,
 ) -> Decision:
-    """The promotion gate: beat naive by the margin, and be no worse than production."""
+    """The promotion gate: beat naive by the margin, give intervals no worse than the naive
+    interval and calibrated within the tolerance, and be no worse than production."""
     mase, limit = ev["model_mase"], 1.0 - naive_margin
     if not mase < limit:
         return Decision(
@@ -57,6 +62,9 @@ def decide(
             f"MASE {mase:.4f} vs naive is not below {limit:.4f}: "
             "the model does not beat tomorrow=today",
         )
+    refused = interval_refusal(ev, coverage_tolerance)
+    if refused:
+        return Decision(False, refused)
     prod_mae = ev.get("production_mae")
     if prod_mae is None:
         return Decision(True, f"beats naive (MASE {mase:.4f}); no production model yet")
@@ -78,6 +86,25 @@ def decide(
         f"{ev.get('production_version')} (MAE {ev['model_mae']:.4f} <= "
         f"{prod_mae:.4f}) on the same days",
     )
+
+
+def interval_refusal(ev: dict[str, Any], coverage_tolerance: float) -> str | None:
+    """Why the model's 80 % intervals fail the gate, or None (also when it has none)."""
+    score, naive = ev.get("model_interval_score_80"), ev.get("naive_interval_score_80")
+    if score is None or naive is None:
+        return None
+    if score > naive:
+        return (
+            f"80 % interval score {score:.4f} is worse than the naive interval's "
+            f"({naive:.4f}) on the same days"
+        )
+    cover = ev["model_coverage_80"]
+    if abs(cover - 0.8) > coverage_tolerance:
+        return (
+            f"80 % interval coverage {cover:.1%} is more than {coverage_tolerance:.0%} "
+            "from nominal 80 % (registry.coverage_tolerance): the intervals are not calibrated"
+        )
+    return None
 
 
 def version_by_alias(cfg: Config, name: str, alias: str) -> ModelVersion | None:
@@ -125,7 +152,11 @@ def evidence(
     validation: dict[str, Any],
 ) -> dict[str, Any]:
     """What a registered version carries as tags: why anyone should trust it."""
-    keys = [k for k in evaluation if k.startswith(("model_", "naive_", "production_", "dm_"))]
+    keys = [
+        k
+        for k in evaluation
+        if k.startswith(("model_", "naive_", "ewma_", "production_", "dm_", "interval_dm_"))
+    ]
     return {
         **{k: evaluation[k] for k in keys},
         "first_test_date": evaluation["first_test_date"],
@@ -225,6 +256,7 @@ def promote_if_better(
         cfg.registry.naive_margin,
         cfg.registry.production_tolerance,
         is_production_beatable(cfg, ticker),
+        cfg.registry.coverage_tolerance,
     )
     name = model_name(cfg, ticker)
     mc = tracking.client(cfg)

@@ -30,6 +30,7 @@ from pipeline.model import LSTMParams, build_model
 
 log = logging.getLogger(__name__)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+MONITOR = "val_nll"  # validation NLL of the forecast distribution: minimised, pruned on
 
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace) -> LSTMParams:
@@ -65,7 +66,9 @@ def fit(
     """Train on the train split, early-stopped on validation loss (best weights kept)."""
     keras.utils.set_random_seed(seed)
     model = build_model(params, len(FEATURES))
-    stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+    stop = keras.callbacks.EarlyStopping(
+        monitor=MONITOR, mode="min", patience=patience, restore_best_weights=True
+    )
     history = model.fit(
         prep.x["train"],
         prep.y["train"],
@@ -172,15 +175,20 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
                 prep,
                 cfg.tune.max_epochs,
                 cfg.tune.patience,
-                [EpochLogger(mc, run_id), KerasPruningCallback(trial, "val_loss")],
+                [EpochLogger(mc, run_id), KerasPruningCallback(trial, MONITOR)],
                 cfg.tune.seed + trial.number,
             )
-            losses = history.history["val_loss"]
+            losses = history.history[MONITOR]
             best = min(losses)
             if not math.isfinite(best):
                 return unfit(trial, "validation loss is not finite (training diverged)")
-            trial.set_user_attr("best_epoch", losses.index(best) + 1)
-            mc.log_metric(run_id, "best_val_loss", best)
+            epoch = losses.index(best)
+            trial.set_user_attr("best_epoch", epoch + 1)
+            mc.log_metric(run_id, "best_val_nll", best)  # what the study minimises
+            loc_mse = history.history.get("val_loc_mse")
+            if loc_mse:  # the location's own error at that epoch, for the point forecast
+                trial.set_user_attr("val_loc_mse", float(loc_mse[epoch]))
+                mc.log_metric(run_id, "best_val_loc_mse", float(loc_mse[epoch]))
             state, status = "COMPLETE", "FINISHED"
             return best
         except optuna.TrialPruned:
@@ -390,7 +398,9 @@ def best(cfg: Config, ticker: str, day: dt.date, parent_id: str) -> Selected:
     trial = study.best_trial
     mc = tracking.client(cfg)
     mc.set_tag(parent_id, "optuna_study", study.study_name)
-    mc.log_metric(parent_id, "best_val_loss", float(trial.value or 0.0))
+    mc.log_metric(parent_id, "best_val_nll", float(trial.value or 0.0))
+    if "val_loc_mse" in trial.user_attrs:
+        mc.log_metric(parent_id, "best_val_loc_mse", float(trial.user_attrs["val_loc_mse"]))
     _log_study_plots(cfg, study, parent_id)
     return {
         "study": study.study_name,

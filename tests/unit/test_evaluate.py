@@ -56,3 +56,43 @@ def test_test_days_pair_each_close_with_the_next_days_close() -> None:
     assert list(days["for_date"]) == list(feats["Date"][3:5])
     assert list(days["last_close"]) == [99.0, 105.0]
     np.testing.assert_allclose(days["actual"], [105.0, 104.0])
+
+
+def _days_and_bars(n: int = 80, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2020-01-01", periods=n)
+    close = 100 * np.exp(np.cumsum(rng.normal(0.0005, 0.02, n)))
+    bars = pd.DataFrame({"Date": dates, "Close": close})
+    target = np.append(np.diff(np.log(close)), np.nan)
+    split = np.array(["train"] * 40 + ["val"] * 10 + ["test"] * (n - 51) + ["live"])
+    feats = pd.DataFrame({"Date": dates, "Close": close, "target": target, "split": split})
+    return evaluate.test_days(feats), bars, feats
+
+
+def test_baselines_use_only_returns_known_at_each_close() -> None:
+    days, bars, feats = _days_and_bars()
+    base = evaluate.baselines(days, bars, feats)
+    r = np.diff(np.log(bars["Close"].to_numpy()))
+    first = bars.index[bars["Date"] == days["as_of"].iloc[0]][0]  # close index t: returns 1..t
+    want = np.std(r[first - 20 : first], ddof=1)
+    assert base["naive_"].scale[0] == pytest.approx(want)
+    drift = feats.loc[feats["split"] == "train", "target"].mean()
+    assert (base["naive_"].loc == drift).all() and (base["ewma_"].loc == drift).all()
+    assert np.isfinite(base["ewma_"].scale).all() and (base["ewma_"].scale > 0).all()
+
+
+def test_compare_intervals_scores_model_and_both_baselines_on_the_same_days() -> None:
+    days, bars, feats = _days_and_bars()
+    base = evaluate.baselines(days, bars, feats)
+    same_as_naive = pd.DataFrame({"loc": base["naive_"].loc, "scale": base["naive_"].scale})
+    out = evaluate.compare_intervals(days, same_as_naive, None, base)
+    for who in ("model", "naive", "ewma"):
+        for key in ("coverage_80", "coverage_95", "interval_score_80", "interval_score_95"):
+            assert f"{who}_{key}" in out
+    assert out["model_interval_score_80"] == out["naive_interval_score_80"]
+    assert out["interval_dm_stat"] == 0.0 and out["interval_dm_pvalue"] == 1.0
+    assert "production_coverage_80" not in out  # no production model given
+    wide = same_as_naive.assign(scale=same_as_naive["scale"] * 3)
+    worse = evaluate.compare_intervals(days, wide, None, base)
+    assert worse["model_coverage_95"] >= out["model_coverage_95"]
+    assert worse["model_interval_score_80"] > out["model_interval_score_80"]

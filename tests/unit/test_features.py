@@ -66,6 +66,23 @@ def test_scaler_is_fitted_on_train_rows_only() -> None:
     np.testing.assert_allclose(prep.y_scaler.mean, [train[TARGET].mean()])
 
 
+def test_labels_carry_the_base_scale_in_label_units() -> None:
+    feats = make_features(random_walk_bars(100), 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    prep = prepare(feats, window=4)
+    rows = np.flatnonzero(feats["split"] == "test")
+    y = prep.y["test"]
+    assert y.shape == (len(rows), 2)
+    np.testing.assert_allclose(
+        y[:, 0] * prep.y_scaler.scale[0] + prep.y_scaler.mean[0],
+        feats[TARGET].iloc[rows],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        y[:, 1] * prep.y_scaler.scale[0], feats["volatility"].iloc[rows], rtol=1e-5
+    )
+
+
 def test_windows_end_on_the_target_row() -> None:
     x = np.arange(20, dtype=float).reshape(10, 2)
     y = np.arange(10, dtype=float)

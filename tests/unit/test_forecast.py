@@ -31,7 +31,15 @@ def test_forecast_row_maps_a_served_answer() -> None:
         "model_version": "2",
         "forecast_close": 807.5,
         "naive_close": 806.19,  # naive: tomorrow = today
+        "lower_80": None,  # a version without intervals
+        "upper_80": None,
+        "lower_95": None,
+        "upper_95": None,
     }
+    banded = ANSWER.copy()
+    banded["lower_80"], banded["upper_80"] = 800.0, 815.0
+    row = forecast.forecast_row("GOOG", "price_lstm_GOOG", "2", banded)
+    assert (row["lower_80"], row["upper_80"], row["lower_95"]) == (800.0, 815.0, None)
 
 
 def test_write_is_one_row_per_ticker_and_day(cfg: Config) -> None:

@@ -21,7 +21,7 @@ from pipeline.forecaster import (
     request_arrays,
     shown,
 )
-from pipeline.model import LSTMParams, build_model
+from pipeline.model import T_SCALE_PER_STD, LSTMParams, build_model
 
 
 def _bars(n: int) -> pd.DataFrame:
@@ -245,6 +245,19 @@ def test_forecast_next_undoes_the_scaling_and_names_the_next_session(
     assert (row["as_of"], row["last_close"]) == ("2013-03-01", 806.19)
     assert row["for_date"] == "2013-03-04"  # Friday -> the next XNYS session, Monday
     assert row["model_version"] == "unknown"  # not from a registry (served: the alias)
+    # an untrained head: the scale is the base scale, the trailing volatility of the last
+    # bar; intervals are close * exp(loc -+ z * scale)
+    vol = make_features(sample_bars.tail(12).reset_index(drop=True), 5, 5)["volatility"].iloc[-1]
+    std = vol * T_SCALE_PER_STD  # the Student-t(5) scale whose std is the trailing one
+    assert row["scale"] == pytest.approx(std, rel=1e-5)
+    for level, z in ((80, 1.4758840), (95, 2.5705818)):  # t(5) quantiles
+        assert row[f"lower_{level}"] == pytest.approx(
+            806.19 * np.exp(prep.y_scaler.mean[0] - z * std), rel=1e-5
+        )
+        assert row[f"upper_{level}"] == pytest.approx(
+            806.19 * np.exp(prep.y_scaler.mean[0] + z * std), rel=1e-5
+        )
+    assert row["lower_95"] < row["lower_80"] < row["forecast_close"] < row["upper_80"]
     with pytest.raises(BadInput, match="needs at least 10"):
         model.predict(None, request.tail(9))
     with pytest.raises(BadInput, match="at most 50"):
@@ -263,6 +276,9 @@ def test_forecast_all_makes_one_forecast_per_full_window(
     np.testing.assert_allclose(
         out["forecast_close"], out["last_close"] * np.exp(prep.y_scaler.mean[0]), rtol=1e-6
     )
+    np.testing.assert_allclose(out["loc"], prep.y_scaler.mean[0], rtol=1e-6)
+    np.testing.assert_allclose(out["scale"], feats["volatility"][4:] * T_SCALE_PER_STD, rtol=1e-5)
+    assert (out["df"] == 5.0).all()
 
 
 def test_bars_at_the_ends_of_the_date_range_still_get_a_forecast(forecaster) -> None:
@@ -306,7 +322,8 @@ def test_the_pyfunc_forecasts_or_refuses_any_table(forecaster, frame: pd.DataFra
     except BadInput as exc:
         assert 0 < len(exc.message) < 500
     else:
-        assert np.isfinite(out[["last_close", "forecast_close", "forecast_return"]]).all().all()
+        numbers = ["last_close", "forecast_close", "forecast_return", "lower_95", "upper_95"]
+        assert np.isfinite(out[numbers].to_numpy(dtype="float64")).all()
 
 
 def test_lookup_version_says_unknown_when_it_cannot_tell(cfg) -> None:

@@ -49,9 +49,28 @@ def test_pit_and_nll_by_hand() -> None:
         [0.5, 0.841345], abs=1e-6
     )
     # N(0, 1) at 0: 0.5 * log(2 pi)
-    assert intervals.gaussian_nll(np.zeros(1), np.zeros(1), np.ones(1)) == pytest.approx(
-        0.918939, abs=1e-6
-    )
+    assert intervals.nll(np.zeros(1), np.zeros(1), np.ones(1)) == pytest.approx(0.918939, abs=1e-6)
+    # t(5) at 0: -log(Gamma(3) / (sqrt(5 pi) Gamma(2.5)))
+    t0 = math.lgamma(3) - math.lgamma(2.5) - 0.5 * math.log(5 * math.pi)
+    assert intervals.nll(np.zeros(1), np.zeros(1), np.ones(1), 5.0) == pytest.approx(-t0)
+
+
+def test_student_t_quantiles_and_crps_against_integration() -> None:
+    assert intervals.z_value(0.8, 5.0) == pytest.approx(1.475884, abs=1e-6)
+    assert intervals.z_value(0.95, 5.0) == pytest.approx(2.570582, abs=1e-6)
+    from scipy import integrate, stats
+
+    def by_integration(y: float, loc: float, scale: float, df: float) -> float:
+        def cdf(x: float) -> float:
+            return float(stats.t.cdf((x - loc) / scale, df))
+
+        below, _ = integrate.quad(lambda x: cdf(x) ** 2, -np.inf, y)
+        above, _ = integrate.quad(lambda x: (1 - cdf(x)) ** 2, y, np.inf)
+        return below + above
+
+    for y, loc, scale, df in ((0.3, 0.1, 0.5, 5.0), (-2.0, 0.0, 1.0, 3.0)):
+        got = intervals.crps_student_t(np.array([y]), np.array([loc]), np.array([scale]), df)
+        assert got[0] == pytest.approx(by_integration(y, loc, scale, df), rel=1e-5)
 
 
 def test_trailing_std_uses_only_returns_up_to_the_day() -> None:

@@ -54,6 +54,22 @@ def test_summary_is_the_contract_line() -> None:
     }
 
 
+def test_summary_adds_interval_keys_when_the_model_has_intervals() -> None:
+    promo = {"model_name": "m", "version": "1", "promoted": False, "reason": "r"}
+    promo["production_version"] = None
+    bands = {
+        f"{who}_{key}": value
+        for who, value in (("model", 1.0), ("naive", 2.0), ("ewma", 3.0))
+        for key in ("coverage_80", "coverage_95", "interval_score_80", "interval_score_95", "crps")
+    }
+    ev = {**EVALUATION, **bands, "interval_dm_stat": -2.5, "interval_dm_pvalue": 0.01}
+    line = promotion.summary(promo, ev, "abc")
+    assert promotion.summary(promo, EVALUATION, "abc").items() <= line.items()  # kept as is
+    assert line["intervals"]["ewma"]["interval_score_80"] == 3.0
+    assert set(line["intervals"]) == {"model", "naive", "ewma"}
+    assert (line["interval_dm_stat"], line["interval_dm_pvalue"]) == (-2.5, 0.01)
+
+
 def test_latest_features_refuses_helpfully_before_any_run(cfg: Config) -> None:
     with pytest.raises(PromotionRefused, match="no features for GOOG") as err:
         promotion.latest_features(cfg, "GOOG")

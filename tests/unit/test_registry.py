@@ -86,6 +86,38 @@ def test_evidence_keeps_scores_and_adds_provenance() -> None:
     assert ev["model_mae"] == 6.5 and ev["dm_pvalue"] == 0.03
 
 
+BEATS_NAIVE = {"model_mase": 0.9, "model_mae": 1.0}
+GOOD_BANDS = {"model_interval_score_80": 9.0, "naive_interval_score_80": 10.0}
+
+
+@pytest.mark.parametrize(
+    ("bands", "promoted", "said"),
+    [
+        ({}, True, "no production model yet"),  # a version without intervals: point rule only
+        ({**GOOD_BANDS, "model_coverage_80": 0.78}, True, "no production model yet"),
+        (
+            {**GOOD_BANDS, "model_interval_score_80": 11.0, "model_coverage_80": 0.8},
+            False,
+            "80 % interval score 11.0000 is worse than the naive interval's (10.0000)",
+        ),
+        (
+            {**GOOD_BANDS, "model_coverage_80": 0.70},
+            False,
+            "80 % interval coverage 70.0% is more than 5% from nominal 80 %",
+        ),
+        ({**GOOD_BANDS, "model_coverage_80": 0.90}, False, "not calibrated"),
+    ],
+)
+def test_the_gate_judges_intervals_after_the_point_rule(
+    bands: dict[str, float], promoted: bool, said: str
+) -> None:
+    decision = decide({**BEATS_NAIVE, **bands}, 0.0, 0.0, coverage_tolerance=0.05)
+    assert decision.promote is promoted and said in decision.reason
+    # the point rule still comes first, whatever the intervals
+    losing = decide({**bands, "model_mase": 1.1, "model_mae": 1.0}, 0.0, 0.0)
+    assert not losing.promote and "does not beat tomorrow=today" in losing.reason
+
+
 def test_record_and_audit_trail_round_trip(store: Config) -> None:
     name = registry.model_name(store, "AUD")
     assert registry.audit_trail(store, "AUD") == []

@@ -29,8 +29,8 @@ def test_fit_final_returns_a_trained_net_and_its_preprocessing() -> None:
     model, prep = fit_final(params, feats, epochs=0, seed=0)  # 0 epochs still trains once
     assert prep.window == 5 and model.input_shape == (None, 5, len(FEATURES))
     out = np.asarray(model(prep.x["test"], training=False))
-    assert out.shape == (len(prep.y["test"]), 1)
-    assert out.any()  # trained: the zero-initialised head has moved
+    assert out.shape == (len(prep.y["test"]), 2)  # location and raw scale
+    assert out[:, 0].any()  # trained: the zero-initialised head has moved
 
 
 def test_request_signature_leaves_the_input_check_to_the_model() -> None:
@@ -43,6 +43,11 @@ def test_request_signature_leaves_the_input_check_to_the_model() -> None:
                 "last_close": 1.0,
                 "forecast_close": 1.0,
                 "forecast_return": 0.0,
+                "lower_80": 0.9,
+                "upper_80": 1.1,
+                "lower_95": 0.8,
+                "upper_95": 1.2,
+                "scale": 0.02,
                 "model_version": "1",
             }
         ]

@@ -62,12 +62,13 @@ def test_study_name_is_ticker_and_day() -> None:
     assert tune.study_name("GOOG", dt.date(2013, 3, 1)) == "GOOG-2013-03-01"
 
 
-def test_fit_trains_on_train_and_reports_val_loss() -> None:
+def test_fit_trains_on_train_and_reports_val_nll() -> None:
     prep: Prepared = prepare(_feats(), window=5)
     params = LSTMParams(units=4, layers=1, dropout=0.0, window=5, batch_size=64)
     model, history = tune.fit(params, prep, epochs=1, patience=1, callbacks=[], seed=0)
-    assert len(history.history["val_loss"]) == 1 and np.isfinite(history.history["val_loss"][0])
-    assert model.output_shape == (None, 1)
+    assert len(history.history["val_nll"]) == 1 and np.isfinite(history.history["val_nll"][0])
+    assert np.isfinite(history.history["val_loc_mse"][0])  # the point forecast's loss, beside
+    assert model.output_shape == (None, 2)  # location and scale
     assert model.input_shape == (None, 5, prep.x["train"].shape[2])
 
 
@@ -93,7 +94,7 @@ def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) ->
     child = mc.get_run(trial.user_attrs["mlflow_run_id"])
     assert child.data.tags["mlflow.parentRunId"] == parent
     assert child.data.tags["trial_state"] == "COMPLETE" and child.info.status == "FINISHED"
-    assert child.data.params["units"] == "4" and "val_loss" in child.data.metrics
+    assert child.data.params["units"] == "4" and "val_nll" in child.data.metrics
 
     best = tune.best(cfg, "GOOG", day, parent)
     assert best["study"] == "GOOG-2020-06-01" and best["trials"] == 1
@@ -270,7 +271,7 @@ def test_trials_failing_for_their_parameters_stop_after_a_few_in_a_row(
 
     day = dt.date(2020, 6, 7)
     cfg, path, parent = _tuning(make_cfg, tmp_path, day, n_trials=10)
-    diverged = SimpleNamespace(history={"val_loss": [float("nan")]})
+    diverged = SimpleNamespace(history={tune.MONITOR: [float("nan")]})
     monkeypatch.setattr(tune, "fit", lambda *args, **kwargs: (None, diverged))
     with pytest.raises(tune.StudyFailing, match=r"3 trials failed in a row.*not finite"):
         tune.run(cfg, "GOOG", day, path, parent)
