@@ -21,7 +21,7 @@ from optuna_integration import KerasPruningCallback
 from bench.common import sample_features
 from pipeline.features import prepare
 from pipeline.model import LSTMParams
-from pipeline.tune import fit
+from pipeline.tune import MONITOR, fit
 
 FIXED: dict[str, Any] = {"layers": 1, "dropout": 0.1, "learning_rate": 1e-3, "window": 20}
 
@@ -40,7 +40,7 @@ def grid(prep: Any, epochs: int, patience: int) -> dict[str, Any]:
         for batch in (32, 64, 128):
             params = LSTMParams(units=units, batch_size=batch, **FIXED)
             _, hist = fit(params, prep, epochs, patience, [], seed=0)
-            results.append((time.perf_counter() - start, min(hist.history["val_loss"])))
+            results.append((time.perf_counter() - start, min(hist.history[MONITOR])))
     return {
         "trials": len(results),
         "seconds": round(time.perf_counter() - start, 1),
@@ -60,12 +60,12 @@ def search(prep: Any, trials: int, epochs: int, patience: int) -> dict[str, Any]
         )
         try:
             _, hist = fit(
-                params, prep, epochs, patience, [KerasPruningCallback(trial, "val_loss")], seed=0
+                params, prep, epochs, patience, [KerasPruningCallback(trial, MONITOR)], seed=0
             )
         except optuna.TrialPruned:
             results.append((time.perf_counter() - start, float("inf")))  # time spent, no gain
             raise
-        loss = min(hist.history["val_loss"])
+        loss = min(hist.history[MONITOR])
         results.append((time.perf_counter() - start, loss))
         return loss
 

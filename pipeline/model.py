@@ -1,8 +1,9 @@
 """The forecaster network: a Keras 3 LSTM over windows of scale-free features.
 
-It predicts a distribution for tomorrow's (standardised) log return: a Student-t
-location, trained on squared error, and a scale as a multiple of today's trailing
-volatility (the base scale), trained on the negative log-likelihood. The price forecast is
+It predicts a distribution for tomorrow's (standardised) log return: a Student-t whose
+scale is a learned multiple of today's trailing volatility (the base scale), trained on
+the negative log-likelihood, around a location that stays at the training-mean return
+(see training_loss for why). The price forecast is
 today's close times exp(location), so test prices outside the training range are no
 problem (the tutorial recipe on min-max-scaled price levels is 3x worse than naive on
 the shipped series for exactly that reason); the scale gives the intervals.
@@ -49,10 +50,12 @@ def loc_mse(y_true: Any, y_pred: Any) -> Any:
 
 @keras.saving.register_keras_serializable(package="pipeline")
 def training_loss(y_true: Any, y_pred: Any) -> Any:
-    """Location by squared error, scale by the likelihood given that location (not the
-    other way round: under the likelihood alone a wide scale excuses a poor location)."""
+    """The likelihood of the scale, at the location the net starts from (the training-mean
+    return): trained too, by squared error or by the likelihood, the location made the point
+    forecast worse than naive on the shipped series (MASE 1.01-1.03 on the test days, where
+    the drift gets 0.998). Next-day levels are a random walk here; their risk is not."""
     frozen = ops.concatenate([ops.stop_gradient(y_pred[:, :1]), y_pred[:, 1:]], axis=1)
-    return loc_mse(y_true, y_pred) + nll(y_true, frozen)
+    return nll(y_true, frozen)
 
 
 def _loc_scale(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
