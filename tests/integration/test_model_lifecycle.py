@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -152,3 +153,10 @@ def test_cli_run_prints_the_summary_contract(
     assert isinstance(summary["promoted"], bool) and summary["reason"]
     assert summary["naive"]["mase"] == 1.0 and summary["last_test_date"] == "2013-03-01"
     assert set(summary["model"]) == {"mae", "mase", "directional_accuracy"}
+    # the interval keys beside the point ones
+    assert set(summary["intervals"]) == {"model", "naive", "ewma"}
+    for scores in summary["intervals"].values():
+        assert 0 <= scores["coverage_80"] <= scores["coverage_95"] <= 1
+        assert scores["interval_score_80"] > 0 and scores["interval_score_95"] > 0
+    assert 0 <= summary["interval_dm_pvalue"] <= 1
+    assert Path(summary["work_dir"]).is_dir()

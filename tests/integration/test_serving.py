@@ -51,9 +51,11 @@ def _split(rows: pd.DataFrame) -> dict[str, Any]:
     return {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
 
 
-def _local(version: str, rows: pd.DataFrame) -> float:
+def _local(version: str, rows: pd.DataFrame, column: str = "upper_95") -> float:
+    """What the version answers in process (by default the top of its 95 % interval, which
+    tells versions apart: every version's location is the same drift)."""
     model = mlflow.pyfunc.load_model(version_uri("price_lstm_GOOG", version))
-    return float(model.predict(rows)["forecast_close"].iloc[0])
+    return float(model.predict(rows)[column].iloc[0])
 
 
 def test_good_request_matches_the_pyfunc(served: dict[str, Any]) -> None:
@@ -62,7 +64,14 @@ def test_good_request_matches_the_pyfunc(served: dict[str, Any]) -> None:
     pred = resp.json()["predictions"][0]
     assert pred["as_of"] == "2013-03-01" and pred["for_date"] == "2013-03-04"
     assert pred["model_version"] == "1"
-    assert pred["forecast_close"] == pytest.approx(_local("1", served["rows"]), rel=1e-6)
+    assert pred["forecast_close"] == pytest.approx(
+        _local("1", served["rows"], "forecast_close"), rel=1e-6
+    )
+    # the distribution: central intervals around the forecast, and the log-return scale
+    assert pred["lower_95"] < pred["lower_80"] < pred["forecast_close"] < pred["upper_80"]
+    assert pred["upper_80"] < pred["upper_95"] and pred["scale"] > 0
+    local = mlflow.pyfunc.load_model(version_uri("price_lstm_GOOG", "1")).predict(served["rows"])
+    assert pred["upper_95"] == pytest.approx(float(local["upper_95"].iloc[0]), rel=1e-6)
     records = {"dataframe_records": served["rows"].to_dict(orient="records")}
     assert _post(served["url"], records).status_code == 200
 
@@ -137,7 +146,8 @@ def test_served_model_follows_the_production_alias(served: dict[str, Any]) -> No
     }
     assert answers == {"2"}
     pred = _post(url, _split(rows)).json()["predictions"][0]
-    assert pred["forecast_close"] == pytest.approx(_local("2", rows), rel=1e-6)
+    assert pred["upper_95"] == pytest.approx(_local("2", rows), rel=1e-6)
+    # the two versions differ in their learned scale (both forecast the drift)
     assert _local("1", rows) != pytest.approx(_local("2", rows), rel=1e-9)
     promotion.rollback(served["cfg"], "GOOG", "back", "test", force=True)
     assert str(registry.production_version(served["cfg"], "GOOG").version) == "1"
