@@ -206,12 +206,18 @@ def evaluate_models(
     return result, table
 
 
-def plot_forecasts(table: pd.DataFrame) -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only backend (tasks and servers have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_forecasts(table: pd.DataFrame) -> Any:
+    plt = pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     top.plot(table["for_date"], table["actual"], label="actual close", color="black", lw=1)
     top.plot(table["for_date"], table["model"], label="model forecast", lw=1)
@@ -232,11 +238,7 @@ def plot_forecasts(table: pd.DataFrame) -> Any:
 
 def plot_fan(table: pd.DataFrame) -> Any:
     """The test period's forecast fan (80 % and 95 % intervals) against the realised close."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 5))
     when = table["for_date"]
     ax.fill_between(when, table["lower_95"], table["upper_95"], alpha=0.2, label="95 % interval")
@@ -251,11 +253,7 @@ def plot_fan(table: pd.DataFrame) -> Any:
 
 def plot_pit(table: pd.DataFrame) -> Any:
     """PIT histogram: flat when calibrated; U-shaped when intervals are too narrow."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(table["pit"], bins=10, range=(0, 1), edgecolor="white")
     ax.axhline(len(table) / 10, color="black", lw=0.8, ls="--", label="calibrated")
@@ -286,15 +284,13 @@ def run(
             if isinstance(v, float) and math.isfinite(v)
         ],
     )
-    import matplotlib.pyplot as plt
-
     figures = {"plots/test_forecasts.png": plot_forecasts(table)}
     if "pit" in table:
         figures["plots/test_fan.png"] = plot_fan(table)
         figures["plots/test_pit.png"] = plot_pit(table)
     for name, fig in figures.items():
         mc.log_figure(parent_run_id, fig, name)
-        plt.close(fig)  # pyplot keeps every figure until closed
+        pyplot().close(fig)  # pyplot keeps every figure until closed
     mc.log_table(
         parent_run_id,
         table.assign(as_of=table["as_of"].astype(str), for_date=table["for_date"].astype(str)),

@@ -29,7 +29,7 @@ from mlflow.pyfunc.model import PythonModel
 
 from pipeline.bars import COLUMNS, FIRST_DAY, LAST_DAY, NUMBER_COLUMNS, parse_dates
 from pipeline.features import BASE_SCALE, FEATURES, Scaler, feature_matrix, make_features
-from pipeline.intervals import LEVELS, STUDENT_T_DF, z_value
+from pipeline.intervals import LEVELS, STUDENT_T_DF, distribution, z_value
 
 OUTPUT_COLUMNS = [
     "as_of",
@@ -275,6 +275,11 @@ class PriceForecaster(PythonModel):
         self._calendar: Any = None
         self._sessions: dict[np.datetime64, str] = {}
         self.df = float(self.spec.get("distribution", {}).get("df", STUDENT_T_DF))
+        # what every request needs from the spec, read once
+        self._needed, self._window = min_rows(self.spec), int(self.spec["window"])
+        self._max_rows = int(self.spec.get("max_rows", 5000))
+        self._windows = int(self.spec["vol_window"]), int(self.spec["volume_window"])
+        self._base_column = FEATURES.index(BASE_SCALE)
         self.active: PriceForecaster = self  # replaced by a newer version when following
         self.served_version = ""
 
@@ -313,8 +318,6 @@ class PriceForecaster(PythonModel):
         raw = np.asarray(raw, dtype="float64")
         if raw.ndim == 2 and raw.shape[1] == 1:
             return self.y_scaler.inverse(raw)[:, 0], np.full(len(raw), np.nan)
-        from pipeline.model import distribution
-
         loc, scale = distribution(raw, volatility)
         return self.y_scaler.inverse(loc.reshape(-1, 1))[:, 0], scale
 
@@ -332,22 +335,16 @@ class PriceForecaster(PythonModel):
     def forecast_next(self, model_input: pd.DataFrame, version: str = "") -> pd.DataFrame:
         """The next session's forecast from the most recent raw bars (one row, OUTPUT_COLUMNS;
         `version` is what model_version says)."""
-        needed, most = min_rows(self.spec), int(self.spec.get("max_rows", 5000))
-        days, ohlcv = request_arrays(model_input, needed, most)
-        window = int(self.spec["window"])
+        needed, window = self._needed, self._window
+        days, ohlcv = request_arrays(model_input, needed, self._max_rows)
         # only the rows the window and its feature warm-up need (the same numbers as on
         # the whole request: every feature looks back a fixed number of rows)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # refused below
-            matrix, _ = feature_matrix(
-                days[-needed:],
-                ohlcv[-needed:],
-                int(self.spec["vol_window"]),
-                int(self.spec["volume_window"]),
-            )
+            matrix, _ = feature_matrix(days[-needed:], ohlcv[-needed:], *self._windows)
             scaled = self.x_scaler.transform(matrix[-window:])
         if not np.isfinite(scaled).all():
             raise BadInput(TOO_EXTREME)
-        base = matrix[-1:, FEATURES.index(BASE_SCALE)]  # the trailing volatility, raw
+        base = matrix[-1:, self._base_column]  # the trailing volatility, raw
         loc, scale = self._distribution(
             np.asarray(self._one(scaled[None, :, :].astype("float32"))), base
         )

@@ -31,6 +31,11 @@ LEVELS = (0.8, 0.95)
 # fat tails, and a Gaussian fitted by likelihood stretches its scale to cover them, making
 # its central intervals too wide.
 STUDENT_T_DF = 5.0
+MIN_MULTIPLIER = 1e-3  # of the base scale: keeps the likelihood finite
+# A t's standard deviation is its scale * sqrt(df / (df - 2)): the base scale (a trailing
+# std) times this is the t scale whose std is that std, so an untrained net has exactly
+# the trailing volatility.
+T_SCALE_PER_STD = math.sqrt((STUDENT_T_DF - 2) / STUDENT_T_DF)
 NAIVE_WINDOW = 20
 EWMA_LAMBDA = 0.94
 
@@ -60,6 +65,14 @@ class Forecast:
         """The central `level` interval of the next close, in price."""
         half = z_value(level, self.df) * self.scale
         return self.last_close * np.exp(self.loc - half), self.last_close * np.exp(self.loc + half)
+
+
+def distribution(raw: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The network's raw output [location, raw multiplier] and the base scale ->
+    (location, Student-t scale); the head is built in pipeline/model.py."""
+    raw = np.asarray(raw, dtype="float64").reshape(-1, 2)
+    multiplier = np.logaddexp(0.0, raw[:, 1]) + MIN_MULTIPLIER  # softplus, overflow-safe
+    return raw[:, 0], np.asarray(base, dtype="float64") * T_SCALE_PER_STD * multiplier
 
 
 def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:

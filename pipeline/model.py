@@ -16,20 +16,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
-from pipeline.intervals import STUDENT_T_DF
+# the head's numbers, shared with the pyfunc (which must not need keras to read them)
+from pipeline.intervals import MIN_MULTIPLIER, STUDENT_T_DF, T_SCALE_PER_STD, distribution
 
-MIN_MULTIPLIER = 1e-3  # of the base scale: keeps the likelihood finite
 # softplus(b) + MIN_MULTIPLIER = 1 at b = log(exp(1 - MIN_MULTIPLIER) - 1): an untrained
 # net's multiplier is 1
 UNIT_MULTIPLIER_BIAS = math.log(math.expm1(1 - MIN_MULTIPLIER))
 DF = STUDENT_T_DF
-# A t's standard deviation is its scale * sqrt(DF / (DF - 2)): the base scale (a trailing
-# std) times this is the t scale whose std is that std, so an untrained net has exactly
-# the trailing volatility.
-T_SCALE_PER_STD = math.sqrt((DF - 2) / DF)
+__all__ = ["MIN_MULTIPLIER", "T_SCALE_PER_STD", "distribution"]
 _T_LOG_NORM = math.lgamma(DF / 2) - math.lgamma((DF + 1) / 2) + 0.5 * math.log(DF * math.pi)
 
 
@@ -61,13 +57,6 @@ def training_loss(y_true: Any, y_pred: Any) -> Any:
 def _loc_scale(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     multiplier = ops.softplus(y_pred[:, 1]) + MIN_MULTIPLIER
     return y_pred[:, 0], y_true[:, 1] * T_SCALE_PER_STD * multiplier
-
-
-def distribution(raw: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The network's raw output and the base scale -> (location, Student-t scale)."""
-    raw = np.asarray(raw, dtype="float64").reshape(-1, 2)
-    multiplier = np.logaddexp(0.0, raw[:, 1]) + MIN_MULTIPLIER  # softplus, overflow-safe
-    return raw[:, 0], np.asarray(base, dtype="float64") * T_SCALE_PER_STD * multiplier
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,15 @@ def _too_deep(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
+def not_utf8(exc: UnicodeDecodeError) -> Refused:
+    return Refused(
+        400,
+        "BAD_REQUEST",
+        "Invalid input. Ensure that input is a valid UTF-8 encoded string. "
+        f"Error: '{exc.reason} at byte {exc.start}'",
+    )
+
+
 def parse_json(body: bytes) -> Any:
     """The JSON document, or a 400: not UTF-8, not JSON, or nested too deeply."""
     try:
@@ -186,12 +195,7 @@ def parse_json(body: bytes) -> Any:
         doc = None
         deep = True
     except UnicodeDecodeError as exc:
-        raise Refused(
-            400,
-            "BAD_REQUEST",
-            "Invalid input. Ensure that input is a valid UTF-8 encoded string. "
-            f"Error: '{exc.reason} at byte {exc.start}'",
-        ) from None
+        raise not_utf8(exc) from None
     except ValueError as exc:  # JSONDecodeError, or an integer of over 4300 digits
         raise Refused(
             400,
@@ -215,12 +219,7 @@ def csv_table(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Refused(
-            400,
-            "BAD_REQUEST",
-            "Invalid input. Ensure that input is a valid UTF-8 encoded string. "
-            f"Error: '{exc.reason} at byte {exc.start}'",
-        ) from None
+        raise not_utf8(exc) from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)  # misquoting: refused
     rows: list[list[str]] = []
     try:

@@ -158,7 +158,7 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
         trial.set_user_attr("owner", owner())
         params = suggest_params(trial, cfg.tune.space)
         prep = cache.setdefault(params.window, prepare(feats, params.window))
-        if not (len(prep.y["train"]) and len(prep.y["val"])):
+        if not has_samples(prep):
             return unfit(trial, f"window {params.window} leaves no train or validation sample")
         run_id = tracking.child_run(
             cfg,
@@ -199,6 +199,11 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
             mc.set_terminated(run_id, status)
 
     return objective
+
+
+def has_samples(prep: Prepared) -> bool:
+    """Whether a window length leaves at least one train and one validation sample."""
+    return bool(len(prep.y["train"]) and len(prep.y["val"]))
 
 
 def unfit(trial: optuna.Trial, reason: str) -> float:
@@ -306,7 +311,7 @@ def check_smallest_window(feats: pd.DataFrame, space: SearchSpace) -> None:
     """If even the smallest window leaves no sample, no trial can run: say so before any."""
     window = min(space.window)
     prep = prepare(feats, window)
-    if not (len(prep.y["train"]) and len(prep.y["val"])):
+    if not has_samples(prep):
         rows = dict(feats["split"].value_counts())
         raise ValueError(
             f"features {rows} leave no train or validation sample even for the smallest "
