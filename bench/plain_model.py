@@ -1,6 +1,6 @@
-"""The comparisons for bench.serving: the same network and preprocessing with one Keras
-`model.predict` call per request instead of the compiled tf.function, and the floor: a
-pyfunc that does nothing but answer a constant."""
+"""The comparisons for bench.serving: the same network and preprocessing with the compiled
+tf.function whatever LiteRT offers, and with one Keras `model.predict` call per request;
+and the floor: a pyfunc that does nothing but answer a constant."""
 
 from __future__ import annotations
 
@@ -14,14 +14,27 @@ from pipeline.forecaster import PriceForecaster
 
 
 class Constant(PythonModel):
-    """What serving costs when the model costs nothing: the same server, the same body."""
+    """What serving costs when the model costs nothing: the same server, the same body, and
+    the same answer path as the project's model (records when the server asks for them)."""
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        return pd.DataFrame([{"forecast_close": 1.0}])
+    answers_as_records = False
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: Any = None
+    ) -> pd.DataFrame | list[dict[str, Any]]:
+        row = {"forecast_close": 1.0}
+        return [row] if self.answers_as_records else pd.DataFrame([row])
+
+
+class CompiledTF(PriceForecaster):
+    """The project's pyfunc served by its compiled tf.function, LiteRT left aside."""
+
+    def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
+        super().load(keras_path, spec_path, None)
 
 
 class PredictPerRequest(PriceForecaster):
-    def load(self, keras_path: Path, spec_path: Path) -> None:
-        super().load(keras_path, spec_path)
+    def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
+        super().load(keras_path, spec_path, None)
         net = self.net
         self._one = lambda x: net.predict(x, verbose=0)

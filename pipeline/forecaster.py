@@ -8,8 +8,9 @@ windowing happen in here, with the same code as in training
 A request is checked whole (columns, types, dates in order, no duplicates, prices),
 in NumPy when it is well formed (pandas only to word a refusal), and only its
 newest window + warm-up rows go through the features. Inference goes through a
-compiled tf.function (about 1 ms a window on a 2-core CPU) instead of keras'
-`model.predict` (about 170 ms a call).
+LiteRT (pipeline.lite) or a compiled tf.function, whichever is faster for the network's
+shape (0.05-0.3 ms a window on a 2-core CPU), instead of keras' `model.predict` (about
+50 ms a call).
 """
 
 from __future__ import annotations
@@ -201,16 +202,19 @@ def _iso_days(values: np.ndarray) -> np.ndarray | None:
     return days
 
 
+def _plain_table(frame: Any, needed: int, max_rows: int) -> bool:
+    """A DataFrame of an accepted length with each column once, every needed one there."""
+    if not isinstance(frame, pd.DataFrame) or not needed <= len(frame) <= max_rows:
+        return False
+    names = frame.columns.tolist()  # a set of a few names: Index.is_unique hashes afresh
+    return len(set(names)) == len(names) and set(COLUMNS) <= set(names)
+
+
 def request_arrays(frame: Any, needed: int, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """A request as (datetime64 days, (n, 5) OHLCV floats), every rule of check_bars
     applied. Well-formed requests are checked in NumPy; anything else goes through
     check_bars, which raises BadInput with its message (or reads it the slow way)."""
-    if (
-        isinstance(frame, pd.DataFrame)
-        and needed <= len(frame) <= max_rows
-        and frame.columns.is_unique
-        and all(c in frame.columns for c in COLUMNS)
-    ):
+    if _plain_table(frame, needed, max_rows):
         days = _iso_days(frame["Date"].to_numpy())
         try:  # column by column: slicing the frame costs more than the numbers
             ohlcv = np.column_stack([frame[c].to_numpy(dtype="float64") for c in NUMBER_COLUMNS])
@@ -248,30 +252,47 @@ def lookup_version(run_id: str | None) -> str:
 class PriceForecaster(PythonModel):
     """Pyfunc around the Keras network; see the module docstring."""
 
+    # Set by the scoring server (server.answer_as_records): it would only take the
+    # one-row DataFrame apart again for the JSON, and building it costs more than the network.
+    answers_as_records = False
+
     def load_context(self, context: Any) -> None:
-        self.load(Path(context.artifacts["keras_model"]), Path(context.artifacts["preprocessing"]))
+        lite = context.artifacts.get("litert")  # absent in versions logged before it
+        self.load(
+            Path(context.artifacts["keras_model"]),
+            Path(context.artifacts["preprocessing"]),
+            Path(lite) if lite else None,
+        )
         from pipeline.serving import maybe_follow
 
         maybe_follow(self)  # only when serving with PIPELINE_FOLLOW_MODEL set
 
-    def load(self, keras_path: Path, spec_path: Path) -> None:
+    def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
         import keras
         import tensorflow as tf
+
+        from pipeline.lite import LiteNetwork, Network, fastest
 
         self.spec = json.loads(spec_path.read_text())
         self.x_scaler = Scaler(np.array(self.spec["x_mean"]), np.array(self.spec["x_scale"]))
         self.y_scaler = Scaler(np.array(self.spec["y_mean"]), np.array(self.spec["y_scale"]))
         self.net = keras.models.load_model(keras_path, compile=False)
-        shape = [1, int(self.spec["window"]), len(self.spec["features"])]
+        shape = (1, int(self.spec["window"]), len(self.spec["features"]))
         net = self.net
-        # One compiled graph for the serving shape: load once, warm up once, then ~ms calls
-        # (its concrete function: calling it skips tf.function's argument binding).
-        self._one = tf.function(
+        # One compiled graph for the serving shape, called through its concrete function
+        # (skips tf.function's argument binding) with a tensor (arrays convert slowly).
+        compiled = tf.function(
             lambda x: net(x, training=False),
             jit_compile=True,
             input_signature=[tf.TensorSpec(shape, tf.float32)],
         ).get_concrete_function()
-        self._one(tf.zeros(shape, tf.float32))
+        runtimes: dict[str, Network] = {
+            "tensorflow": lambda x: np.asarray(compiled(tf.constant(x, dtype=tf.float32)))
+        }
+        if lite_path is not None:
+            runtimes["litert"] = LiteNetwork(lite_path.read_bytes())
+        self.runtime = fastest(runtimes, shape)  # each warmed up; the faster one kept
+        self._one = runtimes[self.runtime]
         self._calendar: Any = None
         self._sessions: dict[np.datetime64, str] = {}
         self.df = float(self.spec.get("distribution", {}).get("df", STUDENT_T_DF))
@@ -321,9 +342,14 @@ class PriceForecaster(PythonModel):
         loc, scale = distribution(raw, volatility)
         return self.y_scaler.inverse(loc.reshape(-1, 1))[:, 0], scale
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: Any = None
+    ) -> pd.DataFrame | list[dict[str, Any]]:
+        """One row of OUTPUT_COLUMNS: a DataFrame, or the same row as JSON-ready records
+        where the scoring server asked for them (answers_as_records)."""
         version = self.served_version or self.registered_version()
-        return self.active.forecast_next(model_input, version)
+        row = self.active.forecast_next(model_input, version)
+        return [row] if self.answers_as_records else pd.DataFrame([row])
 
     def registered_version(self) -> str:
         """The registry version of this model, looked up once by the run that logged it
@@ -332,8 +358,8 @@ class PriceForecaster(PythonModel):
             self._registered = lookup_version(self.spec.get("run_id"))
         return str(self._registered)
 
-    def forecast_next(self, model_input: pd.DataFrame, version: str = "") -> pd.DataFrame:
-        """The next session's forecast from the most recent raw bars (one row, OUTPUT_COLUMNS;
+    def forecast_next(self, model_input: pd.DataFrame, version: str = "") -> dict[str, Any]:
+        """The next session's forecast from the most recent raw bars (OUTPUT_COLUMNS;
         `version` is what model_version says)."""
         needed, window = self._needed, self._window
         days, ohlcv = request_arrays(model_input, needed, self._max_rows)
@@ -345,9 +371,8 @@ class PriceForecaster(PythonModel):
         if not np.isfinite(scaled).all():
             raise BadInput(TOO_EXTREME)
         base = matrix[-1:, self._base_column]  # the trailing volatility, raw
-        loc, scale = self._distribution(
-            np.asarray(self._one(scaled[None, :, :].astype("float32"))), base
-        )
+        raw = self._one(scaled[None, :, :].astype(np.float32))
+        loc, scale = self._distribution(raw, base)
         close, ret, sd = float(ohlcv[-1, 3]), float(loc[0]), float(scale[0])
         forecast = close * math.exp(ret) if abs(ret) < 700 else math.inf
         if not math.isfinite(forecast):
@@ -372,7 +397,7 @@ class PriceForecaster(PythonModel):
             row[f"upper_{pct}"] = float(band[1]) if known else None
         row["scale"] = sd if known else None
         row["model_version"] = version
-        return pd.DataFrame([row])
+        return row
 
     def forecast_all(self, bars: pd.DataFrame) -> pd.DataFrame:
         """A forecast made at every close that has a full window (for evaluation)."""

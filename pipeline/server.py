@@ -120,9 +120,30 @@ def mlflow_reason(exc: Exception) -> str:
     return message.split("\nInput: ")[0].strip()  # JSON errors echo the whole body
 
 
+def answer_records(answer: Any) -> Any:
+    """A table answer as the records MLflow's `invocations` would make of it
+    (`to_dict(orient="records")`, the same JSON), without pandas' per-column indexing:
+    0.8 ms of a one-row, eleven-column answer, several times what the model itself costs.
+    Anything else (a table with repeated column names, or with extension types whose
+    missing values to_dict words its own way) is left to MLflow."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(answer, pd.DataFrame) or not answer.columns.is_unique:
+        return answer
+    plain = (
+        isinstance(t, np.dtype) or (isinstance(t, pd.StringDtype) and t.na_value is np.nan)
+        for t in answer.dtypes
+    )
+    if not all(plain):
+        return answer
+    columns = answer.columns.tolist()
+    return [dict(zip(columns, row, strict=True)) for row in answer.to_numpy(dtype=object).tolist()]
+
+
 class _Reasons:
     """The served pyfunc, noting the model's own reason on a refusal before MLflow's
-    `invocations` prefixes the whole frame to it."""
+    `invocations` prefixes the whole frame to it, its table answers made records here."""
 
     def __init__(self, model: Any):
         self.model = model
@@ -132,7 +153,7 @@ class _Reasons:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.model.predict(data, params=params)
+            return answer_records(self.model.predict(data, params=params))
         except MlflowException as exc:
             setattr(exc, _REASON, mlflow_reason(exc))
             raise
@@ -479,10 +500,24 @@ class Guard:
 # --- the app and the process ------------------------------------------------------------
 
 
+def answer_as_records(model: Any) -> None:
+    """A Python model that can answer as JSON-ready records (a class attribute
+    `answers_as_records`) is told to: a DataFrame answer would only be taken apart again."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        python_model = model.unwrap_python_model()
+    except (MlflowException, AttributeError):  # another flavour: its answers as they come
+        return
+    if hasattr(type(python_model), "answers_as_records"):
+        python_model.answers_as_records = True
+
+
 def build_app(model: Any, settings: ServingConfig, exit_watchdog: bool = False) -> Guard:
     """MLflow's scoring app for `model` (a loaded pyfunc) behind the guard."""
     from mlflow.pyfunc.scoring_server import init
 
+    answer_as_records(model)
     return Guard(init(model), model, settings, exit_watchdog)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import store, tracking
+from pipeline import lite, store, tracking
 from pipeline.carry import Trained
 from pipeline.config import Config
 from pipeline.features import FEATURES, prepare
 from pipeline.forecaster import OUTPUT_COLUMNS, PriceForecaster, min_rows, preprocessing_spec
 from pipeline.model import LSTMParams, build_model
+
+log = logging.getLogger(__name__)
 
 # The model carries its own copy of pipeline/ (code_paths), so it loads in any env with these.
 PIP_REQUIREMENTS = [
@@ -33,6 +36,7 @@ PIP_REQUIREMENTS = [
     "exchange-calendars==4.13.2",
     "scipy",
     "pyarrow",
+    "ai-edge-litert==2.3.0",
 ]
 CODE_DIR = Path(__file__).resolve().parent
 
@@ -68,6 +72,25 @@ def request_signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
     return ModelSignature(outputs=infer_signature(example, output).outputs)
 
 
+def write_lite(model: keras.Model, window: int, path: Path) -> bool:
+    """The network converted for LiteRT (pipeline.lite) at `path`, if the conversion works
+    and agrees with Keras within lite.TOLERANCE; else nothing, and TensorFlow serves it."""
+    shape = (1, window, len(FEATURES))
+    try:
+        flatbuffer = lite.convert(model, window, len(FEATURES))
+        gap = lite.largest_difference(
+            lite.LiteNetwork(flatbuffer), lambda x: np.asarray(model(x, training=False)), shape
+        )
+    except Exception:  # an unconvertible layer: still a good model, served by TensorFlow
+        log.warning("LiteRT conversion failed; TensorFlow will serve it", exc_info=True)
+        return False
+    if gap > lite.TOLERANCE:
+        log.warning("LiteRT disagrees with Keras by %.3g; TensorFlow will serve it", gap)
+        return False
+    path.write_bytes(flatbuffer)
+    return True
+
+
 def log_forecaster(
     cfg: Config,
     model: keras.Model,
@@ -94,16 +117,20 @@ def log_forecaster(
         keras_path, spec_path = Path(tmp) / "network.keras", Path(tmp) / "preprocessing.json"
         model.save(keras_path)
         spec_path.write_text(json.dumps(spec, indent=2))
+        artifacts = {"keras_model": str(keras_path), "preprocessing": str(spec_path)}
+        lite_path = Path(tmp) / "network.tflite"
+        if write_lite(model, prep.window, lite_path):
+            artifacts["litert"] = str(lite_path)
         example = input_example(bars, min_rows(spec) + 5)
         loaded = PriceForecaster()
-        loaded.load(keras_path, spec_path)
-        output = loaded.predict(None, example).assign(model_version="1")
+        loaded.load(keras_path, spec_path, lite_path if lite_path.exists() else None)
+        output = pd.DataFrame([loaded.forecast_next(example, version="1")])
         tracking.client(cfg)
         with mlflow.start_run(run_id=parent_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=python_model or PriceForecaster(),  # pickled unloaded; loads itself
-                artifacts={"keras_model": str(keras_path), "preprocessing": str(spec_path)},
+                artifacts=artifacts,
                 signature=request_signature(example, output[OUTPUT_COLUMNS]),
                 input_example=example,
                 pip_requirements=PIP_REQUIREMENTS,

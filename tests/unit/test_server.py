@@ -433,3 +433,74 @@ def test_settings_travel_as_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     settings_ = ServingConfig(max_in_flight=3, request_timeout_s=2.5, workers=2)
     monkeypatch.setenv(server.SETTINGS_ENV, settings_.model_dump_json())
     assert server.settings_from_env() == settings_
+
+
+ANSWER_TABLES = {
+    "floats and text": pd.DataFrame({"as_of": ["2024-01-02"], "close": [806.19], "n": [3]}),
+    "nulls": pd.DataFrame({"lower": [None, 1.5], "upper": [np.nan, 2.5], "v": ["1", None]}),
+    "pd.NA": pd.DataFrame({"nullable": pd.array([1, None], dtype="Int64")}),
+    "numpy dtypes": pd.DataFrame(
+        {
+            "f32": np.array([0.1, 2.5], dtype="float32"),
+            "i64": np.array([2**40, -1]),
+            "flag": [True, False],
+            "obj": [{"k": 1}, [1, 2]],
+        }
+    ),
+    "extension dtypes": pd.DataFrame(
+        {
+            "nullable": pd.array([1, 2], dtype="Int64"),
+            "text": pd.array(["a", None], dtype="string"),
+            "cat": pd.Categorical(["x", "y"]),
+        }
+    ),
+    "no rows": pd.DataFrame({"a": pd.Series([], dtype=float)}),
+}
+
+
+def _answer_json(answer: Any) -> str:
+    """The body MLflow's scoring server writes for an answer, or how it fails."""
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    out = io.StringIO()
+    try:
+        predictions_to_json(answer, out)
+    except TypeError as exc:  # e.g. pd.NA: not JSON, either way
+        return f"TypeError: {exc}"
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("table", ANSWER_TABLES.values(), ids=ANSWER_TABLES.keys())
+def test_table_answers_become_the_json_mlflow_would_write(table: pd.DataFrame) -> None:
+    assert _answer_json(server.answer_records(table)) == _answer_json(table)
+
+
+def test_answers_other_than_a_table_of_unique_columns_are_left_to_mlflow() -> None:
+    repeated = pd.DataFrame([[1.0, 2.0]], columns=["a", "a"])
+    assert server.answer_records(repeated) is repeated
+    answer = np.arange(3.0)
+    assert server.answer_records(answer) is answer
+
+
+class RecordsOrTable(PythonModel):
+    answers_as_records = False
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        row = {"rows": len(model_input)}
+        return [row] if self.answers_as_records else pd.DataFrame([row])
+
+
+def test_the_server_asks_models_that_can_for_records(tmp_path: Path) -> None:
+    import mlflow
+
+    mlflow.pyfunc.save_model(tmp_path / "m", python_model=RecordsOrTable(), pip_requirements=[])
+    served, in_process = (mlflow.pyfunc.load_model(str(tmp_path / "m")) for _ in range(2))
+    guard = server.build_app(served, ServingConfig())
+    assert served.unwrap_python_model().answers_as_records
+    assert isinstance(in_process.predict(_rows()), pd.DataFrame)  # only the served one
+    assert call(guard, _split(_rows(8))).json() == {"predictions": [{"rows": 8}]}
+
+
+def test_models_without_the_switch_are_served_as_before(app: server.Guard, pyfunc: Any) -> None:
+    assert not hasattr(pyfunc.unwrap_python_model(), "answers_as_records")
+    assert call(app, _split(_rows(8))).json() == {"predictions": [{"last_close": 107.0}]}
