@@ -7,18 +7,19 @@ windowing happen in here, with the same code as in training
 
 A request is checked whole (columns, types, dates in order, no duplicates, prices),
 in NumPy when it is well formed (pandas only to word a refusal), and only its
-newest window + warm-up rows go through the features. Inference goes through a
-LiteRT (pipeline.lite) or a compiled tf.function, whichever is faster for the network's
-shape (0.05-0.3 ms a window on a 2-core CPU), instead of keras' `model.predict` (about
-50 ms a call).
+newest window + warm-up rows go through the features. The network runs in LiteRT
+(pipeline.lite; about 0.05 ms a window for one layer on a 2-core CPU), or for versions
+logged without its conversion as a compiled tf.function (about 0.3 ms), instead of
+keras' `model.predict` (about 50 ms a call).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,19 @@ def lookup_version(run_id: str | None) -> str:
     return str(found[0].version) if len(found) == 1 else "unknown"
 
 
+def compiled(net: Any, shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """The network as one compiled graph for `shape`, called through its concrete function
+    (skips tf.function's argument binding) with a tensor (arrays convert slowly)."""
+    import tensorflow as tf
+
+    graph = tf.function(
+        lambda x: net(x, training=False),
+        jit_compile=True,
+        input_signature=[tf.TensorSpec(shape, tf.float32)],
+    ).get_concrete_function()
+    return lambda x: np.asarray(graph(tf.constant(x, dtype=tf.float32)))
+
+
 class PriceForecaster(PythonModel):
     """Pyfunc around the Keras network; see the module docstring."""
 
@@ -268,31 +282,22 @@ class PriceForecaster(PythonModel):
         maybe_follow(self)  # only when serving with PIPELINE_FOLLOW_MODEL set
 
     def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
-        import keras
-        import tensorflow as tf
-
-        from pipeline.lite import LiteNetwork, Network, fastest
-
+        """Read the spec and ready the network for one window at a time: in LiteRT when the
+        version carries its conversion (TensorFlow is then not even imported: loaded, it
+        slows every request of the process by about 0.8 ms), else compiled by TensorFlow."""
         self.spec = json.loads(spec_path.read_text())
         self.x_scaler = Scaler(np.array(self.spec["x_mean"]), np.array(self.spec["x_scale"]))
         self.y_scaler = Scaler(np.array(self.spec["y_mean"]), np.array(self.spec["y_scale"]))
-        self.net = keras.models.load_model(keras_path, compile=False)
+        self._keras_path = keras_path
         shape = (1, int(self.spec["window"]), len(self.spec["features"]))
-        net = self.net
-        # One compiled graph for the serving shape, called through its concrete function
-        # (skips tf.function's argument binding) with a tensor (arrays convert slowly).
-        compiled = tf.function(
-            lambda x: net(x, training=False),
-            jit_compile=True,
-            input_signature=[tf.TensorSpec(shape, tf.float32)],
-        ).get_concrete_function()
-        runtimes: dict[str, Network] = {
-            "tensorflow": lambda x: np.asarray(compiled(tf.constant(x, dtype=tf.float32)))
-        }
+        self._one: Callable[[np.ndarray], np.ndarray]
         if lite_path is not None:
-            runtimes["litert"] = LiteNetwork(lite_path.read_bytes())
-        self.runtime = fastest(runtimes, shape)  # each warmed up; the faster one kept
-        self._one = runtimes[self.runtime]
+            from pipeline.lite import LiteNetwork
+
+            self.runtime, self._one = "litert", LiteNetwork(lite_path.read_bytes())
+        else:
+            self.runtime, self._one = "tensorflow", compiled(self.net, shape)
+        self._one(np.zeros(shape, dtype=np.float32))  # warm: the first call allocates
         self._calendar: Any = None
         self._sessions: dict[np.datetime64, str] = {}
         self.df = float(self.spec.get("distribution", {}).get("df", STUDENT_T_DF))
@@ -303,6 +308,14 @@ class PriceForecaster(PythonModel):
         self._base_column = FEATURES.index(BASE_SCALE)
         self.active: PriceForecaster = self  # replaced by a newer version when following
         self.served_version = ""
+
+    @functools.cached_property
+    def net(self) -> Any:
+        """The Keras network (evaluation, and serving without LiteRT), loaded when first
+        needed."""
+        import keras
+
+        return keras.models.load_model(self._keras_path, compile=False)
 
     def _next_session(self, day: pd.Timestamp) -> str:
         key = day.to_datetime64()
