@@ -1,6 +1,6 @@
-"""The comparisons for bench.serving: the same network and preprocessing with the compiled
-tf.function whatever LiteRT offers, and with one Keras `model.predict` call per request;
-and the floor: a pyfunc that does nothing but answer a constant."""
+"""The comparisons for bench.serving: the same network and preprocessing on the compiled
+tf.function instead of LiteRT, and with one Keras `model.predict` call per request; and
+the floor: a pyfunc that does nothing but answer a constant."""
 
 from __future__ import annotations
 

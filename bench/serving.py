@@ -3,10 +3,11 @@
     .venv/bin/python -m bench.serving [--requests 300] [--seconds 30] [--rows 250]
 
 Trains one network (default parameters, a few epochs) and logs four pyfuncs: the
-project's PriceForecaster (LiteRT or the compiled tf.function, whichever its load finds
-faster), CompiledTF (the same, always the compiled tf.function), PredictPerRequest (the
-same network, keras model.predict per call) and the floor, Constant (a pyfunc that
-answers a constant: what the server and MLflow's request handling cost by themselves).
+project's PriceForecaster (served through LiteRT), CompiledTF (the same pyfunc on the
+compiled tf.function, as versions without the LiteRT conversion are served),
+PredictPerRequest (the same network, keras model.predict per call) and the floor,
+Constant (a pyfunc that answers a constant: what the server and MLflow's request
+handling cost by themselves).
 Each is served by the project's scoring server (`python -m pipeline.server`,
 max_in_flight raised to the top concurrency) and sent the same body of the newest
 `--rows` raw daily bars. Measured in one run, alternating between the servers: p50/p99

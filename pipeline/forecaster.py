@@ -19,7 +19,7 @@ import functools
 import json
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from mlflow.pyfunc.model import PythonModel
 from pipeline.bars import COLUMNS, FIRST_DAY, LAST_DAY, NUMBER_COLUMNS, parse_dates
 from pipeline.features import BASE_SCALE, FEATURES, Scaler, feature_matrix, make_features
 from pipeline.intervals import LEVELS, STUDENT_T_DF, distribution, z_value
+from pipeline.lite import LiteNetwork, Network  # no TensorFlow: that loads only if needed
 
 OUTPUT_COLUMNS = [
     "as_of",
@@ -250,7 +251,7 @@ def lookup_version(run_id: str | None) -> str:
     return str(found[0].version) if len(found) == 1 else "unknown"
 
 
-def compiled(net: Any, shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+def compiled(net: Any, shape: tuple[int, ...]) -> Network:
     """The network as one compiled graph for `shape`, called through its concrete function
     (skips tf.function's argument binding) with a tensor (arrays convert slowly)."""
     import tensorflow as tf
@@ -290,10 +291,8 @@ class PriceForecaster(PythonModel):
         self.y_scaler = Scaler(np.array(self.spec["y_mean"]), np.array(self.spec["y_scale"]))
         self._keras_path = keras_path
         shape = (1, int(self.spec["window"]), len(self.spec["features"]))
-        self._one: Callable[[np.ndarray], np.ndarray]
+        self._one: Network
         if lite_path is not None:
-            from pipeline.lite import LiteNetwork
-
             self.runtime, self._one = "litert", LiteNetwork(lite_path.read_bytes())
         else:
             self.runtime, self._one = "tensorflow", compiled(self.net, shape)
