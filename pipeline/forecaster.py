@@ -6,11 +6,12 @@ windowing happen in here, with the same code as in training
 (features.feature_matrix), so serving cannot drift.
 
 A request is checked whole (columns, types, dates in order, no duplicates, prices),
-in NumPy when it is well formed (pandas only to word a refusal), and only its
-newest window + warm-up rows go through the features. The network runs in LiteRT
-(pipeline.lite; about 0.05 ms a window for one layer on a 2-core CPU), or for versions
-logged without its conversion as a compiled tf.function (about 0.3 ms), instead of
-keras' `model.predict` (about 50 ms a call).
+in Arrow and NumPy when it is well formed (pandas only to word a refusal), and only its
+newest window + warm-up rows go through the features. In a server each NumPy call costs
+about 10 us (the caches go cold between requests), so the request path makes few. The
+network runs in LiteRT (pipeline.lite; about 0.05 ms a window for one layer on a 2-core
+CPU), or, for versions logged without its conversion, as a compiled tf.function (about
+0.3 ms), instead of keras' `model.predict` (about 50 ms a call).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
@@ -188,51 +190,83 @@ def check_bars(frame: pd.DataFrame, needed: int, max_rows: int = 100_000) -> pd.
     return bars.reset_index(drop=True)
 
 
-def _iso_days(values: np.ndarray) -> np.ndarray | None:
-    """Plain YYYY-MM-DD strings as datetime64[D], or None when any cell is something else
-    (check_bars then reads them and words what is wrong)."""
-    if values.dtype.kind not in "OU" or not all(
-        type(v) is str and len(v) == 10 and v[4] == "-" and v[7] == "-" for v in values
-    ):
-        return None
+FIRST_ORDINAL = int(FIRST_DAY.to_datetime64().astype("datetime64[D]").astype("int64"))
+LAST_ORDINAL = int(LAST_DAY.to_datetime64().astype("datetime64[D]").astype("int64"))
+
+
+def _ordered_days(values: Any) -> np.ndarray | None:
+    """A column of plain YYYY-MM-DD strings, oldest first, each day once and within
+    FIRST_DAY..LAST_DAY, as datetime64[D]; None for anything else (check_bars then reads
+    it and words what is wrong).
+
+    Arrow's string -> date32 cast takes exactly that form (ten characters, a real day of a
+    real month) and refuses the rest; the Date column MLflow builds from JSON is already
+    Arrow-backed. The days are checked as the int32 day numbers the cast writes.
+    """
     try:
-        days = values.astype("datetime64[D]")
-    except ValueError:  # 2020-02-30 and the like
+        strings = pa.array(values)
+        if isinstance(strings, pa.ChunkedArray):  # a frame pandas concatenated
+            strings = strings.combine_chunks()
+        if not pa.types.is_string(strings.type) and not pa.types.is_large_string(strings.type):
+            return None  # numbers, timestamps, mixed objects: check_bars words them
+        if strings.null_count:
+            return None
+        days = strings.cast(pa.date32())
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None  # 2020-02-30, 2020-1-2, " 2020-01-02", and the like
+    ordinals = np.frombuffer(days.buffers()[1], np.int32, len(days), days.offset * 4)
+    if not (np.diff(ordinals) > 0).all():  # in order, no repeats: first and last bound all
         return None
-    if days.min() < FIRST_DAY.to_datetime64() or days.max() > LAST_DAY.to_datetime64():
+    if ordinals[0] < FIRST_ORDINAL or ordinals[-1] > LAST_ORDINAL:
         return None
-    return days
+    return ordinals.astype("datetime64[D]")
 
 
-def _plain_table(frame: Any, needed: int, max_rows: int) -> bool:
-    """A DataFrame of an accepted length with each column once, every needed one there."""
+def _sound_numbers(columns: list[Any]) -> np.ndarray | None:
+    """Open..Volume columns as one (n, 5) float array when every price is a finite number
+    > 0 and every volume one >= 0; None otherwise (or when they are not numbers at all)."""
+    try:
+        block = np.array(columns, dtype="float64")  # (5, n)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    # a row's min is NaN if any cell is (so is every comparison with it); max finds +inf
+    low, high = block.min(axis=1).tolist(), block.max(axis=1).tolist()
+    if all(x > 0 for x in low[:4]) and low[4] >= 0 and max(high) < math.inf:
+        return block.T
+    return None
+
+
+def _plain_columns(frame: Any, needed: int, max_rows: int) -> list[str] | None:
+    """The column names of a DataFrame of an accepted length with each column once, every
+    needed one there; None for anything else."""
     if not isinstance(frame, pd.DataFrame) or not needed <= len(frame) <= max_rows:
-        return False
-    names = frame.columns.tolist()  # a set of a few names: Index.is_unique hashes afresh
-    return len(set(names)) == len(names) and set(COLUMNS) <= set(names)
+        return None
+    names = list(frame.columns)  # a set of a few names: Index.is_unique hashes afresh
+    return names if len(set(names)) == len(names) and set(COLUMNS) <= set(names) else None
+
+
+def _column(frame: pd.DataFrame, position: int) -> Any:
+    """A column's values without a Series around them: pandas builds one for each
+    `frame[name]` (about 15 us, more than the numbers cost here). A private pandas method,
+    pinned by the lock; tests/unit/test_forecaster.py fails if an upgrade removes it."""
+    return frame._get_column_array(position)
 
 
 def request_arrays(frame: Any, needed: int, max_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """A request as (datetime64 days, (n, 5) OHLCV floats), every rule of check_bars
-    applied. Well-formed requests are checked in NumPy; anything else goes through
-    check_bars, which raises BadInput with its message (or reads it the slow way)."""
-    if _plain_table(frame, needed, max_rows):
-        days = _iso_days(frame["Date"].to_numpy())
-        try:  # column by column: slicing the frame costs more than the numbers
-            ohlcv = np.column_stack([frame[c].to_numpy(dtype="float64") for c in NUMBER_COLUMNS])
-        except (TypeError, ValueError, OverflowError):
-            ohlcv = None
-        if (
-            days is not None
-            and ohlcv is not None
-            and np.isfinite(ohlcv).all()
-            and (ohlcv[:, :4] > 0).all()
-            and (ohlcv[:, 4] >= 0).all()
-            and (np.diff(days) > np.timedelta64(0, "D")).all()
-        ):
-            return days.astype("datetime64[ns]"), ohlcv
+    """A request as (datetime64[D] days, (n, 5) OHLCV floats), every rule of check_bars
+    applied. A well-formed request is checked in Arrow and NumPy, with as few calls as
+    they allow (in a server, where caches go cold between requests, each costs about
+    10 us); anything else goes through check_bars, which raises BadInput with its
+    message (or reads it the slow way)."""
+    names = _plain_columns(frame, needed, max_rows)
+    if names is not None:
+        days = _ordered_days(_column(frame, names.index("Date")))
+        if days is not None:
+            ohlcv = _sound_numbers([_column(frame, names.index(c)) for c in NUMBER_COLUMNS])
+            if ohlcv is not None:
+                return days, ohlcv
     bars = check_bars(frame, needed, max_rows)
-    return bars["Date"].to_numpy(dtype="datetime64[ns]"), bars[NUMBER_COLUMNS].to_numpy()
+    return bars["Date"].to_numpy(dtype="datetime64[D]"), bars[NUMBER_COLUMNS].to_numpy()
 
 
 def lookup_version(run_id: str | None) -> str:
@@ -262,6 +296,18 @@ def compiled(net: Any, shape: tuple[int, ...]) -> Network:
         input_signature=[tf.TensorSpec(shape, tf.float32)],
     ).get_concrete_function()
     return lambda x: np.asarray(graph(tf.constant(x, dtype=tf.float32)))
+
+
+def _price(close: float, log_return: float) -> float:
+    """close * exp(log_return), or BadInput when that is not a finite number (plain floats:
+    for one row NumPy's calls cost more than the arithmetic)."""
+    try:
+        price = close * math.exp(log_return)
+    except OverflowError:
+        price = math.inf
+    if not math.isfinite(price):
+        raise BadInput(TOO_EXTREME)
+    return price
 
 
 class PriceForecaster(PythonModel):
@@ -316,13 +362,12 @@ class PriceForecaster(PythonModel):
 
         return keras.models.load_model(self._keras_path, compile=False)
 
-    def _next_session(self, day: pd.Timestamp) -> str:
-        key = day.to_datetime64()
-        if key not in self._sessions:  # the same few days are asked again and again
+    def _next_session(self, day: np.datetime64) -> str:
+        if day not in self._sessions:  # the same few days are asked again and again
             if len(self._sessions) > 10_000:
                 self._sessions.clear()
-            self._sessions[key] = self._lookup_next_session(day)
-        return self._sessions[key]
+            self._sessions[day] = self._lookup_next_session(pd.Timestamp(day))
+        return self._sessions[day]
 
     def _lookup_next_session(self, day: pd.Timestamp) -> str:
         import exchange_calendars as xcals
@@ -386,27 +431,22 @@ class PriceForecaster(PythonModel):
         raw = self._one(scaled[None, :, :].astype(np.float32))
         loc, scale = self._distribution(raw, base)
         close, ret, sd = float(ohlcv[-1, 3]), float(loc[0]), float(scale[0])
-        forecast = close * math.exp(ret) if abs(ret) < 700 else math.inf
-        if not math.isfinite(forecast):
+        if not abs(ret) < 700:  # a return no market makes (or NaN)
             raise BadInput(TOO_EXTREME)
-        last = pd.Timestamp(days[-1])
+        last = days[-1]  # datetime64[D]: its str is YYYY-MM-DD
         row: dict[str, Any] = {
-            "as_of": f"{last:%Y-%m-%d}",
+            "as_of": str(last),
             "for_date": self._next_session(last),
             "last_close": close,
-            "forecast_close": forecast,
+            "forecast_close": _price(close, ret),
             "forecast_return": ret,
         }
         known = math.isfinite(sd)  # NaN: a version from before the distributional head
         for level in LEVELS:  # central intervals of the next close, in price
             half = z_value(level, self.df) * sd
             pct = round(level * 100)
-            with np.errstate(over="ignore"):
-                band = close * np.exp([ret - half, ret + half])
-            if known and not np.isfinite(band).all():
-                raise BadInput(TOO_EXTREME)
-            row[f"lower_{pct}"] = float(band[0]) if known else None
-            row[f"upper_{pct}"] = float(band[1]) if known else None
+            row[f"lower_{pct}"] = _price(close, ret - half) if known else None
+            row[f"upper_{pct}"] = _price(close, ret + half) if known else None
         row["scale"] = sd if known else None
         row["model_version"] = version
         return row

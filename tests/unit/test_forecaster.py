@@ -171,17 +171,21 @@ def test_check_bars_types_the_rows_or_says_what_is_wrong(frame: pd.DataFrame) ->
 @given(frame=odd_bars())
 def test_the_numpy_path_agrees_with_check_bars_on_any_table(frame: pd.DataFrame) -> None:
     """request_arrays takes a fast path for well-formed requests: it must accept exactly
-    what check_bars accepts, with the same numbers, and refuse with the same words."""
-    try:
-        bars = check_bars(frame, needed=5, max_rows=12)
-    except BadInput as exc:
-        with pytest.raises(BadInput) as fast:
-            request_arrays(frame, needed=5, max_rows=12)
-        assert fast.value.message == exc.message
-    else:
-        days, ohlcv = request_arrays(frame, needed=5, max_rows=12)
-        np.testing.assert_array_equal(days, bars["Date"].to_numpy(dtype="datetime64[ns]"))
-        np.testing.assert_array_equal(ohlcv, bars[["Open", "High", "Low", "Close", "Volume"]])
+    what check_bars accepts, with the same numbers, and refuse with the same words; both
+    on object columns and on the typed ones (Arrow-backed text, floats) that pandas infers
+    when MLflow builds the request's frame from JSON."""
+    inferred = pd.DataFrame({c: list(frame[c]) for c in frame.columns})
+    for table in (frame, inferred):
+        try:
+            bars = check_bars(table, needed=5, max_rows=12)
+        except BadInput as exc:
+            with pytest.raises(BadInput) as fast:
+                request_arrays(table, needed=5, max_rows=12)
+            assert fast.value.message == exc.message
+        else:
+            days, ohlcv = request_arrays(table, needed=5, max_rows=12)
+            np.testing.assert_array_equal(days, bars["Date"].to_numpy(dtype="datetime64[D]"))
+            np.testing.assert_array_equal(ohlcv, bars[["Open", "High", "Low", "Close", "Volume"]])
 
 
 def test_the_numpy_path_takes_typed_and_text_numbers_alike() -> None:
@@ -189,7 +193,32 @@ def test_the_numpy_path_takes_typed_and_text_numbers_alike() -> None:
     text = typed.astype(str)
     for frame in (typed, text, typed.assign(Volume=[10, 11, 12, 13, 14, 15])):
         days, ohlcv = request_arrays(frame, 5, 12)
-        assert days.dtype == "datetime64[ns]" and ohlcv.shape == (6, 5)
+        assert days.dtype == "datetime64[D]" and ohlcv.shape == (6, 5)
+
+
+def test_a_json_request_is_read_without_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frame MLflow's scoring server builds from a JSON body (Arrow-backed dates, float
+    columns) is read by the Arrow/NumPy path; check_bars is only for what that refuses."""
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+    import pipeline.forecaster as forecaster
+
+    sent = _bars(6).assign(Volume=[10, 11, 12, 13, 14, 15])  # integers, as JSON has them
+    frame = infer_and_parse_data(
+        {"dataframe_split": json.loads(sent.to_json(orient="split", index=False))}
+    )
+
+    def slow(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        raise AssertionError("a well-formed JSON request went through check_bars")
+
+    monkeypatch.setattr(forecaster, "check_bars", slow)
+    days, ohlcv = request_arrays(frame, 5, 12)
+    assert days.tolist() == pd.to_datetime(sent["Date"]).dt.date.tolist()
+    np.testing.assert_array_equal(ohlcv[:, 4], [10, 11, 12, 13, 14, 15])
+    joined = pd.concat([frame.iloc[:3], frame.iloc[3:]], ignore_index=True)  # Arrow chunks
+    assert request_arrays(joined, 5, 12)[0].tolist() == days.tolist()
+    with pytest.raises(AssertionError):  # and the slow path is there for the rest
+        request_arrays(frame.assign(Date=frame["Date"].str.replace("-", "/")), 5, 12)
 
 
 def test_min_rows_is_window_plus_the_longer_warm_up() -> None:
