@@ -195,7 +195,8 @@ class StackConfig(_Section):
     tune_workers: int = Field(default=2, ge=1)  # tune.workers for the stack's runs
     task_retry_delay_s: int = Field(default=300, ge=1)  # Airflow's first retry delay
     task_heartbeat_timeout_s: int = Field(default=300, ge=10)  # a silent task = dead worker
-    start_timeout_s: float = Field(default=180, gt=0)
+    # per service; they start together and share the cores, so the last waits longest
+    start_timeout_s: float = Field(default=300, gt=0)
 
 
 class Config(_Section):

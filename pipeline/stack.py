@@ -357,14 +357,13 @@ def up(cfg: Config, echo: Callable[[str], None] = print) -> int:
             pid = start(svc, root)
             started.append(svc.name)
             echo(f"{svc.name:14s} started (pid {pid}, log {log})")
-            if svc.url:  # the servers first: the others connect to them
-                wait_ready(svc, root, since, cfg.stack.start_timeout_s)
-                if svc.name == "mlflow":  # its accounts, before any task logs to it
-                    deploy.ensure_mlflow_users(env["MLFLOW_TRACKING_URI"], keys)
-            else:
-                pending.append((svc, since))
-        for svc, since in pending:  # started together, waited for together
+            pending.append((svc, since))
+        # started together (none needs another to start; tasks, which need them all, run
+        # only once `up` is done), waited for in turn: their start-ups overlap
+        for svc, since in pending:
             wait_ready(svc, root, since, cfg.stack.start_timeout_s)
+            if svc.name == "mlflow":  # its accounts, before any task logs to it
+                deploy.ensure_mlflow_users(env["MLFLOW_TRACKING_URI"], keys)
         _wait_for(
             "price_pipeline parsed into Airflow's database",
             lambda: dag_registered(cfg, "price_pipeline"),
