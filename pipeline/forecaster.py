@@ -336,7 +336,12 @@ class PriceForecaster(PythonModel):
         self.x_scaler = Scaler(np.array(self.spec["x_mean"]), np.array(self.spec["x_scale"]))
         self.y_scaler = Scaler(np.array(self.spec["y_mean"]), np.array(self.spec["y_scale"]))
         self._keras_path = keras_path
-        shape = (1, int(self.spec["window"]), len(self.spec["features"]))
+        # what every request needs from the spec, read once
+        self._needed, self._window = min_rows(self.spec), int(self.spec["window"])
+        self._max_rows = int(self.spec.get("max_rows", 5000))
+        self._windows = int(self.spec["vol_window"]), int(self.spec["volume_window"])
+        self._base_column = FEATURES.index(BASE_SCALE)
+        shape = (1, self._window, len(self.spec["features"]))
         self._one: Network
         if lite_path is not None:
             self.runtime, self._one = "litert", LiteNetwork(lite_path.read_bytes())
@@ -346,11 +351,6 @@ class PriceForecaster(PythonModel):
         self._calendar: Any = None
         self._sessions: dict[np.datetime64, str] = {}
         self.df = float(self.spec.get("distribution", {}).get("df", STUDENT_T_DF))
-        # what every request needs from the spec, read once
-        self._needed, self._window = min_rows(self.spec), int(self.spec["window"])
-        self._max_rows = int(self.spec.get("max_rows", 5000))
-        self._windows = int(self.spec["vol_window"]), int(self.spec["volume_window"])
-        self._base_column = FEATURES.index(BASE_SCALE)
         self.active: PriceForecaster = self  # replaced by a newer version when following
         self.served_version = ""
 
@@ -381,7 +381,7 @@ class PriceForecaster(PythonModel):
 
     def _features(self, bars: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """Features exactly as in training, and their scaled matrix (train-fitted scaler)."""
-        feats = make_features(bars, int(self.spec["vol_window"]), int(self.spec["volume_window"]))
+        feats = make_features(bars, *self._windows)
         return feats, self.x_scaler.transform(feats[FEATURES].to_numpy(dtype="float64"))
 
     def _distribution(
@@ -454,7 +454,7 @@ class PriceForecaster(PythonModel):
     def forecast_all(self, bars: pd.DataFrame) -> pd.DataFrame:
         """A forecast made at every close that has a full window (for evaluation)."""
         feats, scaled = self._features(bars)
-        window = int(self.spec["window"])
+        window = self._window
         x = scaled.astype("float32")
         idx = np.arange(window - 1, len(x))
         windows = x[idx[:, None] + np.arange(-window + 1, 1)[None, :]]
