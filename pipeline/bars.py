@@ -6,11 +6,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 COLUMNS = ["Date", "Open", "High", "Low", "Close", "Volume"]
 PRICE_COLUMNS = ["Open", "High", "Low", "Close"]
 NUMBER_COLUMNS = [*PRICE_COLUMNS, "Volume"]
+# The vendor's split- and dividend-adjusted close (yfinance with auto_adjust=False, Quandl,
+# most CSV exports). Optional: when present, Adj Close / Close is each day's adjustment factor.
+ADJ_CLOSE = "Adj Close"
+ADJUSTED = "adjusted"  # frame.attrs key: True when the bars were adjusted by the vendor's factor
 # ISO 8601 only: 2024-03-08, optionally with a time and a UTC offset as vendors write it
 # (2024-03-08 00:00:00-05:00). 08/03/2024 is refused rather than guessed: day-first and
 # month-first readings of it differ, and a misread date corrupts the series silently.
@@ -72,7 +77,8 @@ def coerce_bars(raw: pd.DataFrame) -> pd.DataFrame:
         problems.append(Problem("rows", "no rows"))
     if problems:
         raise BarsError(problems)
-    out = raw[COLUMNS].copy()
+    adjustable = ADJ_CLOSE in raw.columns
+    out = raw[[*COLUMNS, ADJ_CLOSE] if adjustable else COLUMNS].copy()
     out.index = pd.RangeIndex(len(out))
     dates = parse_dates(out["Date"])
     bad = dates.isna() & out["Date"].notna()
@@ -84,7 +90,7 @@ def coerce_bars(raw: pd.DataFrame) -> pd.DataFrame:
             )
         )
     out["Date"] = dates
-    for col in NUMBER_COLUMNS:
+    for col in [*NUMBER_COLUMNS, ADJ_CLOSE] if adjustable else NUMBER_COLUMNS:
         nums = pd.to_numeric(out[col], errors="coerce")
         bad = nums.isna() & out[col].notna()
         if bad.any():
@@ -92,13 +98,44 @@ def coerce_bars(raw: pd.DataFrame) -> pd.DataFrame:
         out[col] = nums.astype("float64")
     if problems:
         raise BarsError(problems)
+    return adjust(out) if adjustable else out
+
+
+def adjust(bars: pd.DataFrame) -> pd.DataFrame:
+    """Bars in the terms of their newest day: each day's prices times its adjustment factor
+    (Adj Close / Close) over the newest day's, volume divided by it.
+
+    So a split or a dividend never shows as a return, while the newest bar stays as traded
+    (forecasts are in the prices people see). A factor that cannot be computed (a missing,
+    zero or negative Adj Close or Close) is refused: guessing it would put a fake move
+    into the series.
+    """
+    factor = bars[ADJ_CLOSE] / bars["Close"]
+    bad = ~(np.isfinite(factor) & (factor > 0))
+    if bad.any():
+        shown = _sample(bars.loc[bad, "Date"].dt.strftime("%Y-%m-%d"))
+        raise BarsError(
+            [Problem("adjustment", f"{ADJ_CLOSE} / Close is not a positive number at {shown}")]
+        )
+    relative = (factor / factor.iloc[-1]).to_numpy()
+    out = bars[COLUMNS].copy()
+    out[PRICE_COLUMNS] = out[PRICE_COLUMNS].to_numpy() * relative[:, None]
+    out["Volume"] = out["Volume"] / relative
+    out.attrs[ADJUSTED] = True
     return out
+
+
+def duplicated_columns(columns: list[str]) -> list[str]:
+    """Header names that appear more than once: which one holds the prices is ambiguous."""
+    seen: set[str] = set()
+    return sorted({c for c in columns if c in seen or seen.add(c)})
 
 
 def read_csv_text(path: str | Path, **options: object) -> pd.DataFrame:
     """Every cell as text; a path that is not a readable CSV file is a BarsError ("file")."""
     try:
-        return pd.read_csv(path, dtype=str, **options)
+        frame = pd.read_csv(path, dtype=str, **options)
+        header = pd.read_csv(path, dtype=str, header=None, nrows=1, **options)
     except FileNotFoundError:
         raise BarsError([Problem("file", f"{path}: no such file")]) from None
     except IsADirectoryError:
@@ -108,6 +145,13 @@ def read_csv_text(path: str | Path, **options: object) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         detail = str(exc).splitlines()[0][:200]
         raise BarsError([Problem("file", f"{path}: not a readable CSV ({detail})")]) from None
+    # pandas renames a repeated name to "Close.1" and reads on: refuse instead
+    twice = duplicated_columns([str(c).strip() for c in header.iloc[0].tolist()])
+    if twice:
+        raise BarsError(
+            [Problem("columns", f"{path}: the header names {twice} more than once: ambiguous")]
+        )
+    return frame
 
 
 def read_bars_csv(path: str | Path) -> pd.DataFrame:

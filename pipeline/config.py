@@ -46,7 +46,9 @@ class SourceConfig(_Section):
 
 
 class ValidationConfig(_Section):
-    max_abs_daily_move: float = Field(default=0.5, gt=0, le=10)
+    # |log close-to-close move| of the adjusted bars above this is implausible: 1.0 is a fall
+    # of 63 % or a rise of 172 % (AAPL's real 52 % fall of 2000-09-29 is log 0.73).
+    max_abs_log_move: float = Field(default=1.0, gt=0, le=10)
     min_history_rows: int = Field(default=250, ge=1)
     calendar: str = "XNYS"
     check_freshness: bool = True
@@ -200,7 +202,7 @@ class StackConfig(_Section):
 
 
 class Config(_Section):
-    tickers: list[str] = Field(default=["GOOG"], min_length=1)
+    tickers: list[str] = Field(default=["AAPL", "GOOG", "IBM", "MSFT"], min_length=1)
     state_dir: Path = Path("state")
     source: SourceConfig = SourceConfig()
     validation: ValidationConfig = ValidationConfig()

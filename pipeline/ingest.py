@@ -1,7 +1,7 @@
 """Ingest: pull a ticker's daily bars for one run date and keep the pull immutable.
 
-Sources: `sample` (the embedded GOOG series, replayed so the run for day D sees
-only rows up to D), `csv` (a landing directory of <TICKER>.csv) and `yfinance`.
+Sources: `sample` (the embedded four-stock universe, replayed so the run for day D
+sees only rows up to D), `csv` (a landing directory of <TICKER>.csv) and `yfinance`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.bars import COLUMNS, parse_dates, read_csv_text
+from pipeline.bars import ADJ_CLOSE, COLUMNS, parse_dates, read_csv_text
 from pipeline.carry import Ingested
 from pipeline.config import Config
 from pipeline.layout import check_ticker
@@ -21,8 +21,21 @@ from pipeline.layout import check_ticker
 HistoryFn = Callable[[str, dt.date, dt.date], pd.DataFrame]
 
 
-def sample_path() -> Path:
-    return Path(str(resources.files("pipeline") / "data" / "GOOG.csv"))
+SAMPLE_DIR = Path(str(resources.files("pipeline") / "data" / "universe"))
+
+
+def sample_tickers() -> list[str]:
+    return sorted(p.stem for p in SAMPLE_DIR.glob("*.csv"))
+
+
+def sample_path(ticker: str = "GOOG") -> Path:
+    """The embedded series of `ticker` (as traded, with the vendor's Adj Close)."""
+    if ticker not in sample_tickers():
+        raise ValueError(
+            f"source.kind=sample ships {', '.join(sample_tickers())}, not {ticker!r}; "
+            "use source.kind=csv or yfinance for other tickers"
+        )
+    return SAMPLE_DIR / f"{ticker}.csv"
 
 
 def read_text_csv(path: Path) -> pd.DataFrame:
@@ -50,7 +63,8 @@ def normalize_yfinance(frame: pd.DataFrame) -> pd.DataFrame:
     if getattr(dates.dt, "tz", None) is not None:
         dates = dates.dt.tz_localize(None)
     flat["Date"] = dates.dt.normalize().dt.strftime("%Y-%m-%d")
-    return flat[COLUMNS].astype(str)
+    # auto_adjust=False gives the vendor's Adj Close too: validation adjusts with it
+    return flat[[*COLUMNS, ADJ_CLOSE] if ADJ_CLOSE in flat else COLUMNS].astype(str)
 
 
 def _yfinance_history(ticker: str, start: dt.date, end: dt.date) -> pd.DataFrame:
@@ -71,9 +85,7 @@ def fetch_yfinance(
 def pull(cfg: Config, ticker: str, day: dt.date) -> pd.DataFrame:
     kind = cfg.source.kind
     if kind == "sample":
-        if ticker != "GOOG":
-            raise ValueError(f"source.kind=sample ships only GOOG, not {ticker!r}")
-        return replay_until(read_text_csv(sample_path()), day)
+        return replay_until(read_text_csv(sample_path(ticker)), day)
     if kind == "csv":
         return replay_until(
             read_text_csv(cfg.resolve(cfg.source.csv_dir) / f"{check_ticker(ticker)}.csv"), day

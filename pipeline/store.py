@@ -9,9 +9,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from pipeline.bars import COLUMNS, NUMBER_COLUMNS
+from pipeline.bars import COLUMNS, NUMBER_COLUMNS, PRICE_COLUMNS
 from pipeline.config import Config
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,13 @@ def merge_bars(curated: pd.DataFrame, pull: pd.DataFrame) -> tuple[pd.DataFrame,
     cell comes back as a revision row (Date, column, old, new).
     """
     both = curated.merge(pull, on="Date", how="inner", suffixes=("_old", "_new"))
-    changes = []
+    ratio = rebased(both)
+    if ratio is not None:
+        # a new split or dividend re-based the adjusted history: one revision, not every cell,
+        # and the stored bars older than the pull move with it (no fake jump at its start)
+        curated = rescale(curated, ratio)
+        both = curated.merge(pull, on="Date", how="inner", suffixes=("_old", "_new"))
+    changes = [] if ratio is None else [_rebase_row(both["Date"].iloc[-1], ratio)]
     for col in NUMBER_COLUMNS:
         diff = both[~_close(both[f"{col}_old"], both[f"{col}_new"])]
         changes.append(
@@ -42,6 +49,31 @@ def merge_bars(curated: pd.DataFrame, pull: pd.DataFrame) -> tuple[pd.DataFrame,
     kept = curated[~curated["Date"].isin(pull["Date"])]
     merged = pd.concat([kept, pull], ignore_index=True).sort_values("Date", kind="stable")
     return merged[COLUMNS].reset_index(drop=True), revisions.reset_index(drop=True)
+
+
+def rebased(both: pd.DataFrame) -> float | None:
+    """The one factor by which every overlapping stored price differs from the pull's, when
+    there is such a factor (other than 1) over at least two days: an adjustment re-basing."""
+    if len(both) < 2:
+        return None
+    ratios = np.concatenate(
+        [(both[f"{c}_new"] / both[f"{c}_old"]).to_numpy() for c in PRICE_COLUMNS]
+    )
+    first = float(ratios[0])
+    if not np.isfinite(ratios).all() or abs(first - 1) <= 1e-9:
+        return None
+    return first if bool(np.all(np.abs(ratios / first - 1) <= 1e-9)) else None
+
+
+def rescale(bars: pd.DataFrame, ratio: float) -> pd.DataFrame:
+    out = bars.copy()
+    out[PRICE_COLUMNS] = out[PRICE_COLUMNS] * ratio
+    out["Volume"] = out["Volume"] / ratio
+    return out
+
+
+def _rebase_row(day: pd.Timestamp, ratio: float) -> pd.DataFrame:
+    return pd.DataFrame({"Date": [day], "column": ["adjustment"], "old": [1.0], "new": [ratio]})
 
 
 def _close(a: pd.Series, b: pd.Series) -> pd.Series:

@@ -11,13 +11,15 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline import store
-from pipeline.bars import BarsError, Problem, read_bars_csv
+from pipeline.bars import ADJ_CLOSE, ADJUSTED, BarsError, Problem, read_bars_csv
 from pipeline.carry import Validated
 from pipeline.config import PROJECT_ROOT, Config
 
@@ -50,9 +52,44 @@ def load_suite_spec(daily: bool, path: Path = SUITE_PATH) -> dict[str, Any]:
     return spec
 
 
-def with_derived_columns(bars: pd.DataFrame) -> pd.DataFrame:
-    """Row-to-row rules need a column GX can test per row: |close-to-close change|."""
-    return bars.assign(abs_return=bars["Close"].pct_change(fill_method=None).abs())
+# Split ratios as exchanges announce them (new shares per old; below 1: reverse splits).
+SPLIT_RATIOS = (2, 3, 4, 5, 7, 8, 10, 15, 20, 3 / 2, 5 / 4, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 8, 1 / 10)
+SPLIT_GAP_TOLERANCE = 0.03  # |log| distance of open / previous close from 1 / ratio
+
+
+def apparent_splits(bars: pd.DataFrame) -> pd.Series:
+    """Per day, the split ratio the bar looks like, or NaN.
+
+    In a split the whole bar re-prices overnight: the open lands within a few percent of
+    previous close / ratio (AAPL's and MSFT's 2:1 splits: 0.499-0.510), and the day
+    trades on from there. A real crash rarely opens that exactly on a ratio (AAPL's 52 %
+    fall of 2000-09-29 opened at 0.527 of the previous close). Only meaningful on bars
+    the vendor did not adjust.
+    """
+    gap = np.log(bars["Open"] / bars["Close"].shift())
+    day = np.log(bars["Close"] / bars["Close"].shift())
+    out = pd.Series(np.nan, index=bars.index)
+    for ratio in SPLIT_RATIOS:
+        moved = -np.log(ratio)
+        hit = ((gap - moved).abs() < SPLIT_GAP_TOLERANCE) & ((day - moved).abs() < abs(moved) / 2)
+        out[hit & out.isna()] = ratio
+    return out
+
+
+def with_derived_columns(bars: pd.DataFrame, adjusted: bool = False) -> pd.DataFrame:
+    """Row-to-row rules need columns GX can test per row: |log close-to-close move|, and the
+    apparent split ratio where the vendor gave no adjustment (an adjusted series has
+    none: its factor already took the split out)."""
+    splits = pd.Series(np.nan, index=bars.index) if adjusted else apparent_splits(bars)
+    return bars.assign(
+        abs_log_return=np.log(bars["Close"] / bars["Close"].shift()).abs(), split_ratio=splits
+    )
+
+
+def split_text(ratio: float) -> str:
+    """2.0 -> '2:1'; 0.5 -> '1:2' (reverse); 1.5 -> '3:2'."""
+    frac = Fraction(ratio).limit_denominator(20)
+    return f"{frac.numerator}:{frac.denominator}"
 
 
 def expected_session(day: dt.date, calendar: str) -> pd.Timestamp:
@@ -105,24 +142,49 @@ def _describe(result: Any, frame: pd.DataFrame) -> str:
     return f"{count} row(s) in {'/'.join(cols)}" + (f", e.g. {shown}" if shown else "")
 
 
+def _split_problem(result: Any, frame: pd.DataFrame) -> Problem:
+    res = result.result or {}
+    idx = [i for i in res.get("partial_unexpected_index_list") or [] if i in frame.index][:3]
+    days = "; ".join(
+        f"{frame.at[i, 'Date']:%Y-%m-%d} (apparent {split_text(frame.at[i, 'split_ratio'])} split: "
+        f"open {frame.at[i, 'Open'] / frame.at[i - 1, 'Close']:.3f} of the previous close)"
+        for i in idx
+    )
+    return Problem(
+        "unadjusted_split",
+        f"{res.get('unexpected_count', '?')} day(s) look like a stock split the prices were not "
+        f"adjusted for: {days}; send the vendor's '{ADJ_CLOSE}' column (the pipeline adjusts "
+        "with it) or adjusted prices",
+    )
+
+
 def _problem(result: Any, frame: pd.DataFrame) -> Problem:
     config = result.expectation_config
+    if config.meta.get("rule") == "unadjusted_split":
+        return _split_problem(result, frame)
     return Problem(
         config.meta.get("rule", config.type), f"{config.type} {_describe(result, frame)}"
     )
 
 
 def validate_bars(
-    bars: pd.DataFrame, params: dict[str, Any], daily: bool, docs_dir: Path | None = None
+    bars: pd.DataFrame,
+    params: dict[str, Any],
+    daily: bool,
+    docs_dir: Path | None = None,
+    adjusted: bool | None = None,
 ) -> Report:
-    """Run the suite on typed bars. With docs_dir, also (re)build GX Data Docs there."""
+    """Run the suite on typed bars. With docs_dir, also (re)build GX Data Docs there.
+    `adjusted` (default: what the bars say of themselves) switches the split rule off."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # read at import: no calls home
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
-    frame = with_derived_columns(bars.reset_index(drop=True))
+    if adjusted is None:
+        adjusted = bool(bars.attrs.get(ADJUSTED))
+    frame = with_derived_columns(bars.reset_index(drop=True), adjusted)
     spec = load_suite_spec(daily)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -169,7 +231,7 @@ def validate_bars(
 
 def suite_params(cfg: Config, day: dt.date | None) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "max_abs_daily_move": cfg.validation.max_abs_daily_move,
+        "max_abs_log_move": cfg.validation.max_abs_log_move,
         "min_history_rows": cfg.validation.min_history_rows,
     }
     if day is not None:
@@ -200,7 +262,8 @@ def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> Validated:
         # Judge what a run on `day` sees: a backfill of an earlier day after later days
         # were stored must not fail freshness on bars from its future.
         seen = merged[merged["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
-        report = validate_bars(seen, suite_params(cfg, day if daily else None), daily, docs_dir)
+        params = suite_params(cfg, day if daily else None)
+        report = validate_bars(seen, params, daily, docs_dir, bool(pull.attrs.get(ADJUSTED)))
     if report.docs:
         log.info("GX Data Docs: %s", report.docs)
         print(f"GX Data Docs: {report.docs}")

@@ -126,3 +126,41 @@ def test_write_then_read_round_trips(tmp_path: Path, sample_bars: pd.DataFrame) 
     assert not path.with_suffix(".csv.tmp").exists()
     pd.testing.assert_frame_equal(read_bars_csv(path), sample_bars)
     assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+
+
+def test_adjustment_puts_every_day_in_the_newest_days_terms() -> None:
+    """A 2:1 split between day 2 and 3: the vendor's Adj Close halves days 1-2; adjusted,
+    the series has no fall, the newest bar is as traded, and volume keeps its value."""
+    raw = _raw(4).assign(
+        Open=["100", "100", "50", "50"],
+        High=["110", "110", "55", "55"],
+        Low=["90", "90", "45", "45"],
+        Close=["100", "102", "51", "52"],
+        Volume=["10", "10", "20", "20"],
+    )
+    raw["Adj Close"] = ["50", "51", "51", "52"]
+    got = coerce_bars(raw[["Adj Close", *reversed(COLUMNS)]])  # read by name, any order
+    assert list(got.columns) == COLUMNS and got.attrs[bars.ADJUSTED]
+    assert got["Close"].tolist() == [50.0, 51.0, 51.0, 52.0]
+    assert got["Open"].tolist() == [50.0, 50.0, 50.0, 50.0]
+    assert got["Volume"].tolist() == [20.0, 20.0, 20.0, 20.0]
+
+
+def test_a_factor_that_cannot_be_computed_is_refused() -> None:
+    raw = _raw().assign(**{"Adj Close": ["1.5", "0", "1.5"]})
+    assert [p.rule for p in _problems(raw)] == ["adjustment"]
+
+
+def test_no_adjustment_column_leaves_bars_as_traded() -> None:
+    assert not coerce_bars(_raw()).attrs.get(bars.ADJUSTED)
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text(
+        "Date,Open,High,Low,Close,Volume,Close\n2020-01-01,1,2,0.5,1.5,100,9\n"
+    )
+    with pytest.raises(BarsError) as err:
+        read_bars_csv(path)
+    assert err.value.problems[0].rule == "columns"
+    assert "['Close'] more than once" in str(err.value)

@@ -7,7 +7,7 @@ from pipeline.config import Config, ConfigError, load_config, throwaway_config, 
 
 def test_defaults_load_and_are_frozen() -> None:
     cfg = load_config(environ={})
-    assert cfg.tickers == ["GOOG"] and cfg.source.kind == "sample"
+    assert cfg.tickers == ["AAPL", "GOOG", "IBM", "MSFT"] and cfg.source.kind == "sample"
     assert cfg.tracking_uri.startswith("sqlite:////")  # made absolute, not cwd-relative
     with pytest.raises(ValueError):
         cfg.tickers = ["X"]  # type: ignore[misc]
@@ -16,12 +16,12 @@ def test_defaults_load_and_are_frozen() -> None:
 def test_env_overrides_any_key_and_mlflow_uri() -> None:
     cfg = load_config(
         environ={
-            "PIPELINE__VALIDATION__MAX_ABS_DAILY_MOVE": "0.3",
+            "PIPELINE__VALIDATION__MAX_ABS_LOG_MOVE": "0.3",
             "PIPELINE__TICKERS": "[AAPL, MSFT]",
             "MLFLOW_TRACKING_URI": "postgresql://u@h/db",
         }
     )
-    assert cfg.validation.max_abs_daily_move == 0.3
+    assert cfg.validation.max_abs_log_move == 0.3
     assert cfg.tickers == ["AAPL", "MSFT"]
     assert cfg.tracking_uri == "postgresql://u@h/db"
 
@@ -29,7 +29,7 @@ def test_env_overrides_any_key_and_mlflow_uri() -> None:
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({"PIPELINE__VALIDATION__MAX_ABS_DAILY_MOVE": "lots"}, "validation.max_abs_daily_move"),
+        ({"PIPELINE__VALIDATION__MAX_ABS_LOG_MOVE": "lots"}, "validation.max_abs_log_move"),
         ({"PIPELINE__SOURCE__KIND": "ftp"}, "source.kind"),
         ({"PIPELINE__TUNE__N_TRIALS": "0"}, "tune.n_trials"),
         ({"PIPELINE__FEATURES__NOT_A_KEY": "1"}, "features.not_a_key"),

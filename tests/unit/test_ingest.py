@@ -36,8 +36,8 @@ def test_csv_landing_source(make_cfg, tmp_path: Path, sample_bars: pd.DataFrame)
 
 
 def test_sample_source_refuses_other_tickers(cfg: Config) -> None:
-    with pytest.raises(ValueError, match="ships only GOOG"):
-        ingest.pull(cfg, "MSFT", dt.date(2010, 1, 4))
+    with pytest.raises(ValueError, match="ships AAPL, GOOG, IBM, MSFT, not 'ACME'"):
+        ingest.pull(cfg, "ACME", dt.date(2010, 1, 4))
 
 
 def _recorded_history(ticker: str, start: dt.date, end: dt.date) -> pd.DataFrame:

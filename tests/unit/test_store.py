@@ -69,3 +69,20 @@ def test_quarantine_moves_the_pull_aside_with_its_report(cfg: Config, tmp_path: 
     assert json.loads((where / "report.json").read_text()) == {"failures": ["FAIL rows: no rows"]}
     again = store.quarantine(cfg, "GOOG", DAY, raw, {"failures": []})  # raw already gone
     assert json.loads((again / "report.json").read_text()) == {"failures": []}
+
+
+def test_a_rebased_adjustment_is_one_revision_and_moves_older_bars_too() -> None:
+    """A dividend re-bases every adjusted price by one factor: the stored bars older than
+    the pull move with it (no fake jump), and the log says so once."""
+    from pipeline.store import merge_bars
+
+    days = pd.date_range("2020-01-01", periods=4)
+    old = pd.DataFrame(
+        {"Date": days, "Open": 10.0, "High": 11.0, "Low": 9.0, "Close": 10.0, "Volume": 100.0}
+    )
+    pull = old.iloc[2:].copy()
+    pull[["Open", "High", "Low", "Close"]] *= 0.99
+    pull["Volume"] /= 0.99
+    merged, revisions = merge_bars(old, pull)
+    assert merged["Close"].round(9).tolist() == [9.9] * 4
+    assert revisions[["column", "new"]].values.tolist() == [["adjustment", 0.99]]

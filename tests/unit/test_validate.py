@@ -47,6 +47,12 @@ def _price_doubles(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _level_jumps(df: pd.DataFrame) -> pd.DataFrame:
+    """Prices x3.3 from ROW on: no split ratio, a log move of 1.19."""
+    df.loc[ROW:, ["Open", "High", "Low", "Close"]] *= 3.3
+    return df
+
+
 CORRUPTIONS: dict[str, tuple[Corruption, str]] = {
     "missing column": (lambda df: df.drop(columns="Volume"), "columns"),
     "no rows": (lambda df: df.iloc[:0], "rows"),
@@ -59,7 +65,8 @@ CORRUPTIONS: dict[str, tuple[Corruption, str]] = {
     "negative volume": (_set("Volume", -5.0), "volume_non_negative"),
     "duplicate date": (_duplicate_date, "one_row_per_date"),
     "dates out of order": (_swap_rows, "dates_increasing"),
-    "implausible move": (_price_doubles, "plausible_daily_move"),
+    "implausible move": (_level_jumps, "plausible_daily_move"),
+    "one bar doubled": (_price_doubles, "unadjusted_split"),
     "short history": (lambda df: df.iloc[:100], "min_history"),
 }
 
@@ -154,3 +161,31 @@ def test_backfill_of_an_earlier_day_after_a_later_one(cfg: Config) -> None:
     out = validate.run(cfg, "GOOG", early, ingest.run(cfg, "GOOG", early)["raw_path"])
     assert out["last_date"] == "2012-06-01"  # judged on what that day could see
     assert store.read_curated(cfg, "GOOG")["Date"].max() == pd.Timestamp("2013-03-01")
+
+
+UNIVERSE = sorted(p.stem for p in ingest.SAMPLE_DIR.glob("*.csv"))
+
+
+@pytest.mark.parametrize("ticker", UNIVERSE)
+def test_the_embedded_universe_passes_in_full_once_adjusted(cfg: Config, ticker: str) -> None:
+    report = validate.validate_file(ingest.sample_path(ticker), cfg)
+    assert report.success, report.summary()
+
+
+def test_a_split_without_adjustment_is_refused_naming_the_day_and_ratio(
+    cfg: Config, tmp_path: Path
+) -> None:
+    raw = pd.read_csv(ingest.sample_path("MSFT")).drop(columns="Adj Close")
+    report = validate.validate_file(_write(raw, tmp_path / "MSFT.csv"), cfg)
+    assert [f.rule for f in report.failures] == ["unadjusted_split"]
+    assert "2003-02-18 (apparent 2:1 split" in report.summary()
+
+
+def test_a_real_crash_is_not_taken_for_a_split(cfg: Config, tmp_path: Path) -> None:
+    """AAPL fell 52 % on 2000-09-29: not a data error. Its two real 2:1 splits, unadjusted,
+    are refused; the crash day is not among them."""
+    raw = pd.read_csv(ingest.sample_path("AAPL")).drop(columns="Adj Close")
+    report = validate.validate_file(_write(raw, tmp_path / "AAPL.csv"), cfg)
+    text = report.summary()
+    assert "2000-06-21 (apparent 2:1" in text and "2005-02-28 (apparent 2:1" in text
+    assert "2000-09-29" not in text
