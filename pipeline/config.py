@@ -124,11 +124,16 @@ class TrackingConfig(_Section):
 
 class RegistryConfig(_Section):
     model_prefix: str = "price_lstm"
+    # Point rule: MASE at most 1 - naive_margin + point_tolerance, and not significantly
+    # worse than naive (Diebold-Mariano at `significance`).
     naive_margin: float = Field(default=0.0, ge=0, lt=1)
-    production_tolerance: float = Field(default=0.0, ge=0, lt=1)
-    # A model with intervals must also have an 80 % interval score no worse than the naive
-    # interval's, and 80 % coverage within this many points (as a fraction) of 80 %.
+    point_tolerance: float = Field(default=0.005, ge=0, lt=1)
+    significance: float = Field(default=0.05, gt=0, lt=1)
+    # Interval rule: 80 % interval score at most the best baseline's (naive, EWMA, HAR,
+    # GJR-GARCH-t) x (1 + interval_tolerance), and 80 % coverage within coverage_tolerance.
+    interval_tolerance: float = Field(default=0.0, ge=0, lt=1)
     coverage_tolerance: float = Field(default=0.05, gt=0, lt=0.8)
+    production_tolerance: float = Field(default=0.0, ge=0, lt=1)
     # `promote/rollback --force` skips the gate; a deployment can insist on a written reason.
     force_requires_reason: bool = False
 

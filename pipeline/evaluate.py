@@ -106,21 +106,58 @@ def has_distribution(aligned: pd.DataFrame | None) -> bool:
     return aligned is not None and "scale" in aligned and bool(aligned["scale"].notna().all())
 
 
+BASELINES = ("naive_", "ewma_", "har_", "garch_")  # prefixes, weakest first
+
+
 def baselines(days: pd.DataFrame, bars: pd.DataFrame, feats: pd.DataFrame) -> dict[str, Forecast]:
-    """The naive interval (drift = training-mean return, trailing 20-session std) and EWMA
-    (RiskMetrics 0.94), each from the returns known at the close it is made at."""
-    closes = bars.set_index("Date")["Close"].astype("float64")
-    returns = np.log(closes).diff().dropna()
-    at = returns.index.get_indexer(pd.DatetimeIndex(days["as_of"]))
-    if (at < 0).any():
+    """Every baseline's forecast for the test days, each from what is known at the close it
+    is made at: the naive interval (drift = training-mean return, trailing 20-session std),
+    EWMA (RiskMetrics 0.94), HAR on range-based variance and GJR-GARCH-t, the last two
+    fitted on the days before the test period (what the model's final fit sees)."""
+    closes = bars["Close"].to_numpy(dtype="float64")
+    returns = np.diff(np.log(closes))  # returns[j]: from bar j to bar j + 1
+    bar_of = pd.Index(bars["Date"]).get_indexer(pd.DatetimeIndex(days["as_of"]))
+    if (bar_of < 1).any():
         raise ValueError("a test day is missing from the bars the baselines are built from")
-    r = returns.to_numpy()
+    at = bar_of - 1  # the return ending at the close each forecast is made at
     drift = float(feats.loc[feats["split"] == "train", "target"].mean())
     last, loc = days["last_close"].to_numpy(), np.full(len(days), drift)
+    fitted = pd.Index(bars["Date"]).get_indexer(
+        pd.DatetimeIndex(feats.loc[feats["split"].isin(["train", "val"]), "Date"])
+    )
+    har = har_forecast(bars, fitted[fitted >= 0], bar_of, last, loc)
     return {
-        "naive_": Forecast(last, loc, intervals.trailing_std(r)[at]),
-        "ewma_": Forecast(last, loc, intervals.ewma_std(r)[at]),
+        "naive_": Forecast(last, loc, intervals.trailing_std(returns)[at]),
+        "ewma_": Forecast(last, loc, intervals.ewma_std(returns)[at]),
+        "har_": har,
+        "garch_": garch_forecast(returns, int(at[0]) + 1, at, last),
     }
+
+
+def har_forecast(
+    bars: pd.DataFrame, fit_rows: np.ndarray, bar_of: np.ndarray, last: np.ndarray, loc: np.ndarray
+) -> Forecast:
+    """HAR fitted on the bars `fit_rows`, forecasting from the bars `bar_of`."""
+    from pipeline import baselines as classical
+
+    o, h, lo, c = (bars[k].to_numpy(dtype="float64") for k in ("Open", "High", "Low", "Close"))
+    v = classical.range_variance(o, h, lo, c)
+    r_next = np.append(np.diff(np.log(c)), np.nan)
+    fit = classical.har_fit(v, r_next, fit_rows)
+    return Forecast(last, loc, classical.har_sigma(fit, v)[bar_of], empirical=fit.residuals)
+
+
+def garch_forecast(returns: np.ndarray, fit_rows: int, at: np.ndarray, last: np.ndarray) -> Forecast:
+    """GJR-GARCH(1,1)-t fitted on the first `fit_rows` returns, one step ahead from `at`."""
+    import warnings
+
+    from pipeline import baselines as classical
+
+    with warnings.catch_warnings():  # arch warns on slow convergence; the fit still stands
+        warnings.simplefilter("ignore")
+        sigma, mu, nu = classical.gjr_garch_sigma(returns, fit_rows)
+    t_scale = sigma[at] * math.sqrt((nu - 2) / nu)  # arch's t has unit variance
+    return Forecast(last, np.full(len(at), mu), t_scale, df=nu)
 
 
 def compare_intervals(
@@ -129,8 +166,9 @@ def compare_intervals(
     production: pd.DataFrame | None,
     base: dict[str, Forecast],
 ) -> dict[str, Any]:
-    """Coverage, interval scores, CRPS and NLL of model, baselines (and production when it
-    has intervals) on the same days; DM of the model's 80 % interval score vs naive's."""
+    """Coverage (and its tests), interval scores, CRPS, QLIKE and NLL of the model, every
+    baseline (and production when it has intervals) on the same days; Diebold-Mariano of
+    the model's 80 % interval score against each baseline's; the best baseline by it."""
     actual, last = days["actual"].to_numpy(), days["last_close"].to_numpy()
     of = {"model_": _forecast(last, model), **base}
     if production is not None and has_distribution(production):
@@ -139,12 +177,12 @@ def compare_intervals(
     for prefix, forecast in of.items():
         out.update(intervals.scores(actual, forecast, prefix))
     per_day = {p: intervals.interval_score(actual, *f.interval(0.8), 0.8) for p, f in of.items()}
-    out["interval_dm_stat"], out["interval_dm_pvalue"] = diebold_mariano_losses(
-        per_day["model_"], per_day["naive_"]
-    )
-    out["interval_dm_ewma_stat"], out["interval_dm_ewma_pvalue"] = diebold_mariano_losses(
-        per_day["model_"], per_day["ewma_"]
-    )
+    for prefix in base:
+        name = "" if prefix == "naive_" else prefix  # interval_dm_* is vs naive: a contract
+        stat, pvalue = diebold_mariano_losses(per_day["model_"], per_day[prefix])
+        out[f"interval_dm_{name}stat"], out[f"interval_dm_{name}pvalue"] = stat, pvalue
+    best = min(base, key=lambda p: out[f"{p}interval_score_80"])
+    out["best_baseline"] = best.rstrip("_")
     return out
 
 
@@ -200,8 +238,8 @@ def evaluate_models(
             loc=fc.loc,
             scale=fc.scale,
             pit=intervals.pit(actual_r, fc.loc, fc.scale, fc.df),
-            naive_scale=base["naive_"].scale,
-            ewma_scale=base["ewma_"].scale,
+            **{f"{p}lower_80": base[p].interval(0.8)[0] for p in BASELINES},
+            **{f"{p}upper_80": base[p].interval(0.8)[1] for p in BASELINES},
         )
     return result, table
 
@@ -244,6 +282,9 @@ def plot_fan(table: pd.DataFrame) -> Any:
     ax.fill_between(when, table["lower_95"], table["upper_95"], alpha=0.2, label="95 % interval")
     ax.fill_between(when, table["lower_80"], table["upper_80"], alpha=0.35, label="80 % interval")
     ax.plot(when, table["model"], lw=0.8, label="forecast (median)")
+    if "har_lower_80" in table:  # the strongest classical baseline, for comparison
+        ax.plot(when, table["har_lower_80"], color="tab:red", lw=0.6, ls="--", label="HAR 80 %")
+        ax.plot(when, table["har_upper_80"], color="tab:red", lw=0.6, ls="--")
     ax.plot(when, table["actual"], color="black", lw=1, label="realised close")
     ax.set_title("Next-day forecast distribution on held-out test days")
     ax.legend()

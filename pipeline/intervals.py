@@ -12,9 +12,10 @@ close_t * exp(loc +- q * scale). Scores (lower is better, except coverage):
 - CRPS on the log return (closed forms), the whole distribution at once;
 - PIT: the forecast CDF at the realised return; uniform when the forecasts are calibrated.
 
-Two baselines, on the same days: the naive interval (random walk with drift: loc = the
-training-mean return, scale = the trailing 20-session standard deviation of log returns)
-and EWMA (RiskMetrics, lambda = 0.94).
+Baselines, on the same days: the naive interval (random walk with drift: loc = the
+training-mean return, scale = the trailing 20-session standard deviation of log returns),
+EWMA (RiskMetrics, lambda = 0.94), and the strongest classical ones, HAR on range-based
+variance and GJR-GARCH-t (pipeline/baselines.py).
 """
 
 from __future__ import annotations
@@ -53,18 +54,34 @@ def z_value(level: float, df: float | None = None) -> float:
 
 @dataclass(frozen=True)
 class Forecast:
-    """Per day: the close it is made at, and the distribution of the next log return
-    (Gaussian, or Student-t when `df` is set)."""
+    """Per day: the close it is made at, and the distribution of the next log return:
+    loc + scale * Z, with Z Gaussian, Student-t when `df` is set, or the empirical
+    distribution of the sorted sample `empirical` (HAR's standardized returns)."""
 
     last_close: np.ndarray
     loc: np.ndarray
     scale: np.ndarray
     df: float | None = None
+    empirical: np.ndarray | None = None
+
+    def multiplier(self, level: float) -> float:
+        """Half-width of the central `level` interval in units of scale."""
+        if self.empirical is not None:
+            return float(np.quantile(np.abs(self.empirical), level))
+        return z_value(level, self.df)
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The central `level` interval of the next close, in price."""
-        half = z_value(level, self.df) * self.scale
+        half = self.multiplier(level) * self.scale
         return self.last_close * np.exp(self.loc - half), self.last_close * np.exp(self.loc + half)
+
+    def variance(self) -> np.ndarray:
+        """The forecast variance of the next log return (what QLIKE judges)."""
+        if self.empirical is not None:
+            return np.asarray(self.scale**2 * float(np.mean(self.empirical**2)))
+        if self.df is not None:
+            return np.asarray(self.scale**2 * self.df / (self.df - 2))
+        return np.asarray(self.scale**2)
 
 
 def distribution(raw: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +149,21 @@ def nll(r: np.ndarray, loc: np.ndarray, scale: np.ndarray, df: float | None = No
     return float(np.mean(np.log(scale) - logpdf))
 
 
+def crps_empirical(r: np.ndarray, loc: np.ndarray, scale: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Per-day CRPS of loc + scale * Z, Z uniform on the sorted sample z:
+    E|X - r| - E|X - X'| / 2, both in closed form over the sorted sample (no loops)."""
+    m = len(z)
+    u = (r - loc) / scale
+    below = np.searchsorted(z, u, side="right")  # how many z <= u
+    prefix = np.concatenate([[0.0], np.cumsum(z)])
+    mean_abs = (u * below - prefix[below] + (prefix[m] - prefix[below]) - u * (m - below)) / m
+    spread = float(np.sum((2 * np.arange(1, m + 1) - m - 1) * z)) * 2 / m**2  # E|Z - Z'|
+    return np.asarray(scale * (mean_abs - spread / 2))
+
+
 def crps(r: np.ndarray, f: Forecast) -> np.ndarray:
+    if f.empirical is not None:
+        return crps_empirical(r, f.loc, f.scale, f.empirical)
     if f.df is None:
         return crps_gaussian(r, f.loc, f.scale)
     return crps_student_t(r, f.loc, f.scale, f.df)
@@ -162,16 +193,24 @@ def ewma_std(returns: np.ndarray, lam: float = EWMA_LAMBDA, seed: int = NAIVE_WI
 
 
 def scores(actual: np.ndarray, forecast: Forecast, prefix: str) -> dict[str, float]:
-    """Coverage and mean interval score at every level, CRPS and NLL of the log return."""
+    """Coverage (with Kupiec's and Christoffersen's p-values) and the mean interval score at
+    every level, CRPS, QLIKE, and NLL where the distribution has a density."""
+    from pipeline.baselines import christoffersen, kupiec, qlike
+
     r = np.log(actual / forecast.last_close)
     out: dict[str, float] = {}
     for level in LEVELS:
         lower, upper = forecast.interval(level)
         pct = round(level * 100)
-        out[f"{prefix}coverage_{pct}"] = coverage(actual, lower, upper)
+        inside = (actual >= lower) & (actual <= upper)
+        out[f"{prefix}coverage_{pct}"] = float(np.mean(inside))
+        out[f"{prefix}kupiec_pvalue_{pct}"] = kupiec(inside, level)[1]
+        out[f"{prefix}christoffersen_pvalue_{pct}"] = christoffersen(inside)[1]
         out[f"{prefix}interval_score_{pct}"] = float(
             np.mean(interval_score(actual, lower, upper, level))
         )
     out[f"{prefix}crps"] = float(np.mean(crps(r, forecast)))
-    out[f"{prefix}nll"] = nll(r, forecast.loc, forecast.scale, forecast.df)
+    out[f"{prefix}qlike"] = float(np.mean(qlike(r - forecast.loc, forecast.variance())))
+    if forecast.empirical is None:
+        out[f"{prefix}nll"] = nll(r, forecast.loc, forecast.scale, forecast.df)
     return out

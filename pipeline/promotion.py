@@ -41,17 +41,35 @@ def summary(promo: dict[str, Any], ev: dict[str, Any], run_id: str) -> dict[str,
 
 
 def interval_summary(ev: dict[str, Any]) -> dict[str, Any]:
-    """The run line's interval keys: coverage, interval scores and CRPS of the model and both
-    baselines, and the DM test of the model's 80 % interval score vs the naive interval."""
+    """The run line's interval keys: per forecaster (the model and every baseline, as far as
+    the evaluation has them) coverage with its Kupiec and Christoffersen p-values, interval
+    scores, CRPS and QLIKE; the DM test of the model's 80 % interval score vs each baseline
+    (`interval_dm_*` is vs naive, kept as it was); the best baseline."""
     if "model_coverage_80" not in ev:
         return {}
-    pick = ("coverage_80", "coverage_95", "interval_score_80", "interval_score_95", "crps")
+    pick = (
+        "coverage_80",
+        "coverage_95",
+        "kupiec_pvalue_80",
+        "kupiec_pvalue_95",
+        "christoffersen_pvalue_80",
+        "christoffersen_pvalue_95",
+        "interval_score_80",
+        "interval_score_95",
+        "crps",
+        "qlike",
+    )
+    who = [w for w in ("model", "naive", "ewma", "har", "garch") if f"{w}_coverage_80" in ev]
     return {
-        "intervals": {
-            who: {k: ev[f"{who}_{k}"] for k in pick} for who in ("model", "naive", "ewma")
-        },
+        "intervals": {w: {k: ev[f"{w}_{k}"] for k in pick if f"{w}_{k}" in ev} for w in who},
         "interval_dm_stat": ev["interval_dm_stat"],
         "interval_dm_pvalue": ev["interval_dm_pvalue"],
+        "interval_dm": {
+            w: {"stat": ev[f"interval_dm_{w}_stat"], "pvalue": ev[f"interval_dm_{w}_pvalue"]}
+            for w in who
+            if f"interval_dm_{w}_stat" in ev
+        },
+        "best_baseline": ev.get("best_baseline"),
     }
 
 
@@ -105,13 +123,7 @@ def promote(
     _check_version(cfg, ticker, version)
     if not force:
         ev = reevaluate(cfg, ticker, version)
-        decision = registry.decide(
-            ev,
-            cfg.registry.naive_margin,
-            cfg.registry.production_tolerance,
-            registry.is_production_beatable(cfg, ticker),
-            cfg.registry.coverage_tolerance,
-        )
+        decision = registry.decide(ev, cfg.registry, registry.is_production_beatable(cfg, ticker))
         if not decision.promote:
             raise PromotionRefused(f"refused: {decision.reason} (use --force to override)")
         reason = f"{reason} | gate: {decision.reason}"
@@ -149,9 +161,7 @@ def rollback(
     if not force:  # the version must still beat naive; production is what we are leaving
         ev = reevaluate(cfg, ticker, target)
         ev.pop("production_mae", None)
-        decision = registry.decide(
-            ev, cfg.registry.naive_margin, 0.0, coverage_tolerance=cfg.registry.coverage_tolerance
-        )
+        decision = registry.decide(ev, cfg.registry)
         if not decision.promote:
             raise PromotionRefused(f"refused: v{target}: {decision.reason} (use --force)")
     return _move(cfg, ticker, target, "rollback", reason, actor, force)

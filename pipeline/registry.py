@@ -22,7 +22,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from pipeline import tracking
-from pipeline.config import Config
+from pipeline.config import Config, RegistryConfig
 from pipeline.layout import check_ticker
 
 log = logging.getLogger(__name__)
@@ -46,65 +46,103 @@ def model_name(cfg: Config, ticker: str) -> str:
     return f"{cfg.registry.model_prefix}_{check_ticker(ticker)}"
 
 
+BASELINE_NAMES = {"naive": "naive", "ewma": "EWMA", "har": "HAR", "garch": "GJR-GARCH-t"}
+
+
 def decide(
-    ev: dict[str, Any],
-    naive_margin: float,
-    tolerance: float,
-    production_beatable: bool = False,
-    coverage_tolerance: float = 0.05,
+    ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool = False
 ) -> Decision:
-    """The promotion gate: beat naive by the margin, give intervals no worse than the naive
-    interval and calibrated within the tolerance, and be no worse than production."""
-    mase, limit = ev["model_mase"], 1.0 - naive_margin
-    if not mase < limit:
-        return Decision(
-            False,
-            f"MASE {mase:.4f} vs naive is not below {limit:.4f}: "
-            "the model does not beat tomorrow=today",
-        )
-    refused = interval_refusal(ev, coverage_tolerance)
+    """The promotion gate, rule by rule; the reason names the rule (and the baseline).
+
+    1. point: the point forecast is not significantly worse than naive (Diebold-Mariano
+       at `gate.significance`) nor worse by more than `gate.point_tolerance` in MASE: on
+       daily prices the drift and tomorrow=today are indistinguishable, so demanding
+       "MASE below 1" decided by a coin flip;
+    2. intervals, where the model earns promotion: its 80 % interval score is at least as
+       good as the best baseline's (naive, EWMA, HAR, GJR-GARCH-t) on the same days, and
+       its 80 % coverage is within `gate.coverage_tolerance` of nominal;
+    3. production: no worse than the model in production on the same days.
+    """
+    refused = point_refusal(ev, gate) or interval_refusal(ev, gate)
     if refused:
         return Decision(False, refused)
+    earned = earned_by(ev)
     prod_mae = ev.get("production_mae")
     if prod_mae is None:
-        return Decision(True, f"beats naive (MASE {mase:.4f}); no production model yet")
+        return Decision(True, f"{earned}; no production model yet")
     if production_beatable:
         return Decision(
             True,
-            f"beats naive (MASE {mase:.4f}); production v"
-            f"{ev.get('production_version')} has been losing to naive lately",
+            f"{earned}; production v{ev.get('production_version')} has been losing to naive lately",
         )
-    if ev["model_mae"] > prod_mae * (1 + tolerance):
+    if ev["model_mae"] > prod_mae * (1 + gate.production_tolerance):
         return Decision(
             False,
-            f"MAE {ev['model_mae']:.4f} is worse than production v"
+            f"production rule: MAE {ev['model_mae']:.4f} is worse than production v"
             f"{ev.get('production_version')} ({prod_mae:.4f}) on the same days",
         )
     return Decision(
         True,
-        f"beats naive (MASE {mase:.4f}) and production v"
-        f"{ev.get('production_version')} (MAE {ev['model_mae']:.4f} <= "
-        f"{prod_mae:.4f}) on the same days",
+        f"{earned}; no worse than production v{ev.get('production_version')} "
+        f"(MAE {ev['model_mae']:.4f} <= {prod_mae:.4f}) on the same days",
     )
 
 
-def interval_refusal(ev: dict[str, Any], coverage_tolerance: float) -> str | None:
-    """Why the model's 80 % intervals fail the gate, or None (also when it has none)."""
-    score, naive = ev.get("model_interval_score_80"), ev.get("naive_interval_score_80")
-    if score is None or naive is None:
-        return None
-    if score > naive:
+def point_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
+    mase = ev["model_mase"]
+    limit = 1.0 - gate.naive_margin + gate.point_tolerance
+    if mase > limit:
         return (
-            f"80 % interval score {score:.4f} is worse than the naive interval's "
-            f"({naive:.4f}) on the same days"
+            f"point rule: MASE {mase:.4f} vs naive is above {limit:.4f} "
+            "(registry.naive_margin, point_tolerance): the model is worse than tomorrow=today"
         )
-    cover = ev["model_coverage_80"]
-    if abs(cover - 0.8) > coverage_tolerance:
+    stat, pvalue = ev.get("dm_stat"), ev.get("dm_pvalue")
+    if stat is not None and pvalue is not None and stat > 0 and pvalue < gate.significance:
         return (
-            f"80 % interval coverage {cover:.1%} is more than {coverage_tolerance:.0%} "
-            "from nominal 80 % (registry.coverage_tolerance): the intervals are not calibrated"
+            f"point rule: the point forecast is significantly worse than naive (MASE "
+            f"{mase:.4f}, Diebold-Mariano p = {pvalue:.3g} < {gate.significance})"
         )
     return None
+
+
+def best_baseline(ev: dict[str, Any]) -> tuple[str, float] | None:
+    """The baseline with the lowest 80 % interval score among those the evidence holds."""
+    scores = {
+        b: ev[f"{b}_interval_score_80"] for b in BASELINE_NAMES if f"{b}_interval_score_80" in ev
+    }
+    return min(scores.items(), key=lambda kv: kv[1]) if scores else None
+
+
+def interval_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
+    """Why the model's 80 % intervals fail the gate, or None (also when it has none)."""
+    score, best = ev.get("model_interval_score_80"), best_baseline(ev)
+    if score is None or best is None:
+        return None
+    name, limit = best
+    if score > limit * (1 + gate.interval_tolerance):
+        return (
+            f"interval rule: 80 % interval score {score:.4f} is worse than the best "
+            f"baseline's, {BASELINE_NAMES[name]} ({limit:.4f}), on the same days"
+        )
+    cover = ev["model_coverage_80"]
+    if abs(cover - 0.8) > gate.coverage_tolerance:
+        return (
+            f"interval rule: 80 % interval coverage {cover:.1%} is more than "
+            f"{gate.coverage_tolerance:.0%} from nominal 80 % (registry.coverage_tolerance): "
+            "the intervals are not calibrated"
+        )
+    return None
+
+
+def earned_by(ev: dict[str, Any]) -> str:
+    point = f"point forecast no worse than naive (MASE {ev['model_mase']:.4f})"
+    best, score = best_baseline(ev), ev.get("model_interval_score_80")
+    if best is None or score is None:
+        return point
+    return (
+        f"{point}; 80 % interval score {score:.4f} <= the best baseline's, "
+        f"{BASELINE_NAMES[best[0]]} ({best[1]:.4f})"
+    )
 
 
 def version_by_alias(cfg: Config, name: str, alias: str) -> ModelVersion | None:
@@ -155,7 +193,19 @@ def evidence(
     keys = [
         k
         for k in evaluation
-        if k.startswith(("model_", "naive_", "ewma_", "production_", "dm_", "interval_dm_"))
+        if k.startswith(
+            (
+                "model_",
+                "naive_",
+                "ewma_",
+                "har_",
+                "garch_",
+                "production_",
+                "dm_",
+                "interval_dm_",
+                "best_baseline",
+            )
+        )
     ]
     return {
         **{k: evaluation[k] for k in keys},
@@ -251,13 +301,7 @@ def promote_if_better(
     cfg: Config, ticker: str, version: str, evaluation: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
     """The DAG's gate: move `production` to `version` only if the evidence earns it."""
-    decision = decide(
-        evaluation,
-        cfg.registry.naive_margin,
-        cfg.registry.production_tolerance,
-        is_production_beatable(cfg, ticker),
-        cfg.registry.coverage_tolerance,
-    )
+    decision = decide(evaluation, cfg.registry, is_production_beatable(cfg, ticker))
     name = model_name(cfg, ticker)
     mc = tracking.client(cfg)
     mc.set_model_version_tag(name, version, "gate", "passed" if decision.promote else "refused")

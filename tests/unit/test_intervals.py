@@ -109,6 +109,8 @@ def test_scores_names_and_a_calibrated_forecast_covers_its_level() -> None:
         "model_interval_score_95",
         "model_crps",
         "model_nll",
+        "model_qlike",
+        *(f"model_{t}_pvalue_{p}" for t in ("kupiec", "christoffersen") for p in (80, 95)),
     }
     assert got["model_coverage_80"] == pytest.approx(0.8, abs=0.01)
     assert got["model_coverage_95"] == pytest.approx(0.95, abs=0.01)
@@ -116,3 +118,26 @@ def test_scores_names_and_a_calibrated_forecast_covers_its_level() -> None:
     narrow = intervals.scores(last * np.exp(r), Forecast(last, f.loc, f.scale / 2), "n_")
     assert narrow["n_coverage_80"] < 0.6
     assert narrow["n_interval_score_80"] > got["model_interval_score_80"]
+
+
+def test_empirical_crps_matches_the_sample_definition() -> None:
+    """CRPS of loc + scale * Z, Z uniform on a sample: E|X - r| - E|X - X'| / 2, by brute force."""
+    rng = np.random.default_rng(3)
+    z = np.sort(rng.standard_t(5, 200))
+    r, loc, scale = rng.normal(0, 0.02, 7), np.full(7, 0.001), rng.uniform(0.01, 0.03, 7)
+    got = intervals.crps_empirical(r, loc, scale, z)
+    for i in range(7):
+        x = loc[i] + scale[i] * z
+        want = np.mean(np.abs(x - r[i])) - np.mean(np.abs(x[:, None] - x[None, :])) / 2
+        assert got[i] == pytest.approx(want, rel=1e-9)
+
+
+def test_an_empirical_forecast_takes_its_interval_from_the_sample_quantiles() -> None:
+    z = np.sort(np.random.default_rng(4).standard_normal(1001))
+    f = Forecast(np.array([100.0]), np.array([0.0]), np.array([0.02]), empirical=z)
+    lower, upper = f.interval(0.8)
+    half = np.quantile(np.abs(z), 0.8) * 0.02
+    assert upper[0] == pytest.approx(100 * np.exp(half))
+    assert lower[0] == pytest.approx(100 * np.exp(-half))
+    assert f.variance()[0] == pytest.approx(0.02**2 * np.mean(z**2))
+    assert "model_nll" not in intervals.scores(np.array([101.0]), f, "model_")  # no density

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline import registry, tracking
-from pipeline.config import Config, throwaway_config
+from pipeline.config import Config, RegistryConfig, throwaway_config
 from pipeline.registry import decide
 from tests.helpers import register_versions
 
@@ -19,34 +19,50 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Config:
     return throwaway_config(tmp_path_factory.mktemp("registry"))
 
 
+GATE = RegistryConfig()
+
+
+def gate(**keys: float) -> RegistryConfig:
+    return RegistryConfig(**keys)
+
+
 @pytest.mark.parametrize(
     ("ev", "beatable", "promote", "why"),
     [
-        ({"model_mase": 1.01, "model_mae": 6.6}, False, False, "does not beat"),
-        ({"model_mase": 0.99, "model_mae": 6.5}, False, True, "no production"),
+        ({"model_mase": 1.01, "model_mae": 6.6}, False, False, "point rule: MASE 1.0100"),
+        ({"model_mase": 1.004, "model_mae": 6.5}, False, True, "no production"),  # noise
         ({"model_mase": 0.99, "model_mae": 6.5, "production_mae": 6.4}, False, False, "worse"),
         ({"model_mase": 0.99, "model_mae": 6.5, "production_mae": 6.4}, True, True, "losing"),
         (
             {"model_mase": 0.99, "model_mae": 6.3, "production_mae": 6.4},
             False,
             True,
-            "and production",
+            "no worse than production",
         ),
     ],
 )
 def test_gate(ev: dict, beatable: bool, promote: bool, why: str) -> None:
-    decision = decide(ev, naive_margin=0.0, tolerance=0.0, production_beatable=beatable)
+    decision = decide(ev, GATE, production_beatable=beatable)
     assert decision.promote is promote and why in decision.reason
 
 
+def test_the_point_rule_refuses_a_significantly_worse_forecast_within_the_tolerance() -> None:
+    ev = {"model_mase": 1.003, "model_mae": 1.0, "dm_stat": 2.5, "dm_pvalue": 0.01}
+    refused = decide(ev, GATE)
+    assert not refused.promote
+    assert "significantly worse than naive" in refused.reason and "p = 0.01" in refused.reason
+    assert decide({**ev, "dm_pvalue": 0.3}, GATE).promote  # worse, but noise
+    assert decide({**ev, "dm_stat": -2.5}, GATE).promote  # significantly *better*
+
+
 def test_gate_margin() -> None:
-    assert not decide({"model_mase": 0.99, "model_mae": 1}, naive_margin=0.02, tolerance=0).promote
+    assert not decide({"model_mase": 0.99, "model_mae": 1}, gate(naive_margin=0.02)).promote
 
 
 def test_gate_tolerance_admits_a_slightly_worse_model() -> None:
     ev = {"model_mase": 0.9, "model_mae": 6.5, "production_mae": 6.4}
-    assert decide(ev, naive_margin=0.0, tolerance=0.02).promote
-    assert not decide(ev, naive_margin=0.0, tolerance=0.01).promote
+    assert decide(ev, gate(production_tolerance=0.02)).promote
+    assert not decide(ev, gate(production_tolerance=0.01)).promote
 
 
 def test_model_name(make_cfg) -> None:
@@ -87,18 +103,29 @@ def test_evidence_keeps_scores_and_adds_provenance() -> None:
 
 
 BEATS_NAIVE = {"model_mase": 0.9, "model_mae": 1.0}
-GOOD_BANDS = {"model_interval_score_80": 9.0, "naive_interval_score_80": 10.0}
+GOOD_BANDS = {
+    "model_interval_score_80": 9.0,
+    "naive_interval_score_80": 10.0,
+    "ewma_interval_score_80": 9.8,
+    "har_interval_score_80": 9.5,
+    "garch_interval_score_80": 9.6,
+}
 
 
 @pytest.mark.parametrize(
     ("bands", "promoted", "said"),
     [
         ({}, True, "no production model yet"),  # a version without intervals: point rule only
-        ({**GOOD_BANDS, "model_coverage_80": 0.78}, True, "no production model yet"),
         (
-            {**GOOD_BANDS, "model_interval_score_80": 11.0, "model_coverage_80": 0.8},
+            {**GOOD_BANDS, "model_coverage_80": 0.78},
+            True,
+            "80 % interval score 9.0000 <= the best baseline's, HAR (9.5000)",
+        ),
+        (
+            {**GOOD_BANDS, "model_interval_score_80": 9.55, "model_coverage_80": 0.8},
             False,
-            "80 % interval score 11.0000 is worse than the naive interval's (10.0000)",
+            "interval rule: 80 % interval score 9.5500 is worse than the best baseline's, "
+            "HAR (9.5000)",
         ),
         (
             {**GOOD_BANDS, "model_coverage_80": 0.70},
@@ -108,14 +135,22 @@ GOOD_BANDS = {"model_interval_score_80": 9.0, "naive_interval_score_80": 10.0}
         ({**GOOD_BANDS, "model_coverage_80": 0.90}, False, "not calibrated"),
     ],
 )
-def test_the_gate_judges_intervals_after_the_point_rule(
+def test_the_gate_judges_intervals_against_the_best_baseline(
     bands: dict[str, float], promoted: bool, said: str
 ) -> None:
-    decision = decide({**BEATS_NAIVE, **bands}, 0.0, 0.0, coverage_tolerance=0.05)
+    decision = decide({**BEATS_NAIVE, **bands}, GATE)
     assert decision.promote is promoted and said in decision.reason
     # the point rule still comes first, whatever the intervals
-    losing = decide({**bands, "model_mase": 1.1, "model_mae": 1.0}, 0.0, 0.0)
-    assert not losing.promote and "does not beat tomorrow=today" in losing.reason
+    losing = decide({**bands, "model_mase": 1.1, "model_mae": 1.0}, GATE)
+    assert not losing.promote and "point rule" in losing.reason
+
+
+def test_the_interval_tolerance_admits_a_model_a_hair_behind_the_best_baseline() -> None:
+    ev = {**BEATS_NAIVE, **GOOD_BANDS, "model_interval_score_80": 9.55, "model_coverage_80": 0.8}
+    assert decide(ev, gate(interval_tolerance=0.01)).promote
+    garch_best = {**ev, "garch_interval_score_80": 9.4}
+    refused = decide(garch_best, GATE)
+    assert not refused.promote and "GJR-GARCH-t (9.4000)" in refused.reason
 
 
 def test_record_and_audit_trail_round_trip(store: Config) -> None:
