@@ -127,8 +127,7 @@ def adjust(bars: pd.DataFrame) -> pd.DataFrame:
 
 def duplicated_columns(columns: list[str]) -> list[str]:
     """Header names that appear more than once: which one holds the prices is ambiguous."""
-    seen: set[str] = set()
-    return sorted({c for c in columns if c in seen or seen.add(c)})
+    return sorted({c for c in columns if columns.count(c) > 1})
 
 
 def read_csv_text(path: str | Path, **options: object) -> pd.DataFrame:

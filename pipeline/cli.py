@@ -198,6 +198,27 @@ def _mlflow_users() -> int:
     return 0
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    from pipeline.backtest import Plan
+    from pipeline.backtest_run import run
+
+    cfg = load_config(args.config)
+    plan = Plan(
+        tickers=args.tickers or cfg.tickers,
+        start=args.start,
+        end=args.end,
+        refit_every=args.refit_every,
+        tune=args.tune,
+    )
+    try:
+        summary = run(cfg, plan)
+    except ValueError as exc:  # a series that fails validation, a span with no session
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -220,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True, help="OHLCV CSV: Date,Open,High,Low,Close,Volume")
     p.add_argument("--ticker", required=True, type=ticker_arg)
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("backtest", help="walk-forward backtest of the model against every baseline")
+    p.add_argument("--tickers", nargs="+", type=ticker_arg, help="default: the configured tickers")
+    p.add_argument("--start", type=date_arg, default=dt.date(2008, 8, 1), help="first session")
+    p.add_argument("--end", type=date_arg, help="last session (default: the newest bar)")
+    p.add_argument(
+        "--refit-every", type=positive_int, default=63, help="sessions between refits (63)"
+    )
+    p.add_argument(
+        "--tune", action="store_true", help="tune at every refit (default: reuse tuned params)"
+    )
+    p.set_defaults(func=_backtest)
 
     for name, text in (
         ("promote", "point `production` at a version (gate applies)"),

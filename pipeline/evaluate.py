@@ -147,7 +147,9 @@ def har_forecast(
     return Forecast(last, loc, classical.har_sigma(fit, v)[bar_of], empirical=fit.residuals)
 
 
-def garch_forecast(returns: np.ndarray, fit_rows: int, at: np.ndarray, last: np.ndarray) -> Forecast:
+def garch_forecast(
+    returns: np.ndarray, fit_rows: int, at: np.ndarray, last: np.ndarray
+) -> Forecast:
     """GJR-GARCH(1,1)-t fitted on the first `fit_rows` returns, one step ahead from `at`."""
     import warnings
 

@@ -49,9 +49,7 @@ def model_name(cfg: Config, ticker: str) -> str:
 BASELINE_NAMES = {"naive": "naive", "ewma": "EWMA", "har": "HAR", "garch": "GJR-GARCH-t"}
 
 
-def decide(
-    ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool = False
-) -> Decision:
+def decide(ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool = False) -> Decision:
     """The promotion gate, rule by rule; the reason names the rule (and the baseline).
 
     1. point: the point forecast is not significantly worse than naive (Diebold-Mariano

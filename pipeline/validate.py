@@ -53,7 +53,25 @@ def load_suite_spec(daily: bool, path: Path = SUITE_PATH) -> dict[str, Any]:
 
 
 # Split ratios as exchanges announce them (new shares per old; below 1: reverse splits).
-SPLIT_RATIOS = (2, 3, 4, 5, 7, 8, 10, 15, 20, 3 / 2, 5 / 4, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 8, 1 / 10)
+SPLIT_RATIOS = (
+    2,
+    3,
+    4,
+    5,
+    7,
+    8,
+    10,
+    15,
+    20,
+    3 / 2,
+    5 / 4,
+    1 / 2,
+    1 / 3,
+    1 / 4,
+    1 / 5,
+    1 / 8,
+    1 / 10,
+)
 SPLIT_GAP_TOLERANCE = 0.03  # |log| distance of open / previous close from 1 / ratio
 
 

@@ -157,9 +157,7 @@ def test_no_adjustment_column_leaves_bars_as_traded() -> None:
 
 def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "twice.csv"
-    path.write_text(
-        "Date,Open,High,Low,Close,Volume,Close\n2020-01-01,1,2,0.5,1.5,100,9\n"
-    )
+    path.write_text("Date,Open,High,Low,Close,Volume,Close\n2020-01-01,1,2,0.5,1.5,100,9\n")
     with pytest.raises(BarsError) as err:
         read_bars_csv(path)
     assert err.value.problems[0].rule == "columns"

@@ -58,9 +58,7 @@ def test_test_days_pair_each_close_with_the_next_days_close() -> None:
     np.testing.assert_allclose(days["actual"], [105.0, 104.0])
 
 
-def _days_and_bars(
-    n: int = 300, seed: int = 1
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _days_and_bars(n: int = 300, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range("2020-01-01", periods=n)
     close = 100 * np.exp(np.cumsum(rng.normal(0.0005, 0.02, n)))

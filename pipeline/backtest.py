@@ -1,0 +1,170 @@
+"""Walk-forward backtest: the model and every baseline, refitted on one schedule.
+
+Rolling origin, as forecasting libraries do it (Darts' historical forecasts,
+neuralforecast's cross-validation): at each refit point the LSTM is trained on the
+bars up to that day only, with the tuned parameters (the production version's, or
+tuned once at the first refit point when there are none, or at every refit point with
+`tune=True`), then forecasts every session until the next refit point. Naive, EWMA, HAR
+and GJR-GARCH-t are refitted at the same points on the same data. What comes out is one
+row per (ticker, session) with every forecaster's intervals and losses
+(`backtest_scores.py` scores them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import intervals
+from pipeline.config import Config
+from pipeline.features import BASE_SCALE, TARGET, make_features
+from pipeline.intervals import LEVELS, Forecast
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    tickers: list[str]
+    start: dt.date = dt.date(2008, 8, 1)
+    end: dt.date | None = None  # default: the newest bar
+    refit_every: int = 63  # sessions between refits (a quarter)
+    tune: bool = False  # tune at every refit point (else reuse tuned parameters)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One ticker's adjusted bars and features, with each feature row's bar position."""
+
+    ticker: str
+    bars: pd.DataFrame
+    feats: pd.DataFrame
+    bar_of: np.ndarray
+
+
+def load_series(cfg: Config, ticker: str, end: dt.date) -> Series:
+    """The ticker's bars from the configured source, as a run on `end` would see them:
+    adjusted and validated by the same suite (a bad series is refused, not backtested)."""
+    from pipeline import ingest, validate
+    from pipeline.bars import coerce_bars
+
+    bars = coerce_bars(ingest.pull(cfg, ticker, end))
+    report = validate.validate_bars(bars, validate.suite_params(cfg, None), daily=False)
+    if not report.success:
+        raise ValueError(f"{ticker}: the bars fail validation\n{report.summary()}")
+    fc = cfg.features
+    feats = make_features(bars, fc.volatility_window, fc.volume_window)
+    bar_of = pd.Index(bars["Date"]).get_indexer(pd.DatetimeIndex(feats["Date"]))
+    return Series(ticker, bars, feats, bar_of)
+
+
+def refit_points(series: Series, plan: Plan) -> list[tuple[int, int]]:
+    """[start, stop) feature-row blocks: each forecast from one refit at its first row."""
+    dates = series.feats["Date"]
+    live = series.feats[TARGET].notna() & (dates >= pd.Timestamp(plan.start))
+    if plan.end is not None:
+        live &= dates <= pd.Timestamp(plan.end)
+    rows = np.flatnonzero(live.to_numpy())
+    if len(rows) == 0:
+        return []
+    starts = rows[:: plan.refit_every]
+    stops = [*starts[1:], rows[-1] + 1]
+    return list(zip(starts.tolist(), stops, strict=True))
+
+
+def block_days(series: Series, a: int, b: int) -> pd.DataFrame:
+    """The sessions forecast from the refit at row a: made at each close, for the next."""
+    f = series.feats.iloc[a:b]
+    return pd.DataFrame(
+        {
+            "ticker": series.ticker,
+            "refit": f["Date"].iloc[0],
+            "as_of": f["Date"].to_numpy(),
+            # the row after each: a forecast row always has its next (its target is known)
+            "for_date": series.feats["Date"].iloc[a + 1 : b + 1].to_numpy(),
+            "last_close": f["Close"].to_numpy(),
+            "actual": (f["Close"] * np.exp(f[TARGET])).to_numpy(),
+        }
+    )
+
+
+def model_forecast(series: Series, a: int, b: int, params: Any, epochs: int, seed: int) -> Forecast:
+    """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
+    from pipeline.train import fit_final
+
+    feats = series.feats.assign(split="live")
+    feats.loc[feats.index[:a], "split"] = "train"
+    feats.loc[feats.index[a:b], "split"] = "test"
+    if a < params.window:
+        raise ValueError(
+            f"{series.ticker}: {a} rows before the first refit; window {params.window}"
+        )
+    net, prep = fit_final(params, feats, epochs, seed)
+    raw = np.asarray(net.predict(prep.x["test"], batch_size=1024, verbose=0), dtype="float64")
+    loc, scale = intervals.distribution(raw, feats[BASE_SCALE].to_numpy()[a:b])
+    loc = prep.y_scaler.inverse(loc.reshape(-1, 1))[:, 0]
+    last = feats["Close"].to_numpy()[a:b]
+    return Forecast(last, loc, scale, intervals.STUDENT_T_DF)
+
+
+def baseline_forecasts(series: Series, a: int, b: int) -> dict[str, Forecast]:
+    """Naive, EWMA, HAR and GJR-GARCH-t fitted on what is known at the close of row a."""
+    from pipeline.evaluate import garch_forecast, har_forecast
+
+    bars, pos = series.bars, series.bar_of[a:b]
+    returns = np.diff(np.log(bars["Close"].to_numpy(dtype="float64")))
+    at = pos - 1  # the return ending at each forecast's close
+    last = bars["Close"].to_numpy(dtype="float64")[pos]
+    drift = float(series.feats[TARGET].iloc[:a].mean())
+    loc = np.full(b - a, drift)
+    fit_rows = series.bar_of[:a]  # bars whose next return is known by the close of row a
+    return {
+        "naive": Forecast(last, loc, intervals.trailing_std(returns)[at]),
+        "ewma": Forecast(last, loc, intervals.ewma_std(returns)[at]),
+        "har": har_forecast(bars, fit_rows[fit_rows + 1 <= pos[0]], pos, last, loc),
+        "garch": garch_forecast(returns, int(pos[0]), at, last),
+    }
+
+
+def losses(days: pd.DataFrame, name: str, f: Forecast) -> dict[str, np.ndarray]:
+    """Per day: the forecaster's intervals, CRPS and QLIKE (what the scores are made of)."""
+    from pipeline.baselines import qlike
+
+    actual = days["actual"].to_numpy()
+    r = np.log(actual / f.last_close)
+    out: dict[str, np.ndarray] = {}
+    for level in LEVELS:
+        pct = round(level * 100)
+        out[f"{name}_lower_{pct}"], out[f"{name}_upper_{pct}"] = f.interval(level)
+    out[f"{name}_crps"] = intervals.crps(r, f)
+    out[f"{name}_qlike"] = qlike(r - f.loc, f.variance())
+    out[f"{name}_forecast_close"] = f.last_close * np.exp(f.loc)
+    return out
+
+
+def run_ticker(
+    cfg: Config,
+    series: Series,
+    plan: Plan,
+    params_for: Callable[[Series, int], tuple[Any, int]],
+    step: Callable[[], None],
+) -> pd.DataFrame:
+    """Every block of one ticker: refit model and baselines, forecast, keep the losses."""
+    frames = []
+    for a, b in refit_points(series, plan):
+        days = block_days(series, a, b)
+        params, epochs = params_for(series, a)
+        every = {"model": model_forecast(series, a, b, params, epochs, cfg.tune.seed)}
+        every.update(baseline_forecasts(series, a, b))
+        cols: dict[str, np.ndarray] = {}
+        for name, forecast in every.items():
+            cols.update(losses(days, name, forecast))
+        frames.append(days.assign(**cols))
+        step()
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
