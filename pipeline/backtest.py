@@ -94,13 +94,19 @@ def block_days(series: Series, a: int, b: int) -> pd.DataFrame:
     )
 
 
+def refit_splits(feats: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
+    """Rows before a train (their next-day targets are known at the close of row a), rows
+    a..b-1 are forecast, later rows are not seen: they are labelled live and never used."""
+    split = np.full(len(feats), "live", dtype=object)
+    split[:a], split[a:b] = "train", "test"
+    return feats.assign(split=split)
+
+
 def model_forecast(series: Series, a: int, b: int, params: Any, epochs: int, seed: int) -> Forecast:
     """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
     from pipeline.train import fit_final
 
-    feats = series.feats.assign(split="live")
-    feats.loc[feats.index[:a], "split"] = "train"
-    feats.loc[feats.index[a:b], "split"] = "test"
+    feats = refit_splits(series.feats, a, b)
     if a < params.window:
         raise ValueError(
             f"{series.ticker}: {a} rows before the first refit; window {params.window}"

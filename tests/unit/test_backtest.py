@@ -1,0 +1,102 @@
+"""Walk-forward backtest: the blocks, no look-ahead, and a tiny run end to end."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import backtest, cli, ingest, tracking
+from pipeline.config import Config, load_config, throwaway_env
+
+TINY = {
+    "PIPELINE__TUNE__N_TRIALS": "2",
+    "PIPELINE__TUNE__MAX_EPOCHS": "1",
+    "PIPELINE__TUNE__SPACE__UNITS": "[4]",
+    "PIPELINE__TUNE__SPACE__LAYERS": "[1]",
+    "PIPELINE__TUNE__SPACE__WINDOW": "[5]",
+    "PIPELINE__TUNE__SPACE__BATCH_SIZE": "[256]",
+}
+
+
+@pytest.fixture(scope="module")
+def msft(tmp_path_factory: pytest.TempPathFactory) -> backtest.Series:
+    cfg = load_config(environ=throwaway_env(tmp_path_factory.mktemp("bt")))
+    return backtest.load_series(cfg, "MSFT", dt.date(2013, 3, 1))
+
+
+def test_blocks_partition_the_span_every_n_sessions(msft: backtest.Series) -> None:
+    plan = backtest.Plan(["MSFT"], start=dt.date(2012, 1, 3), refit_every=20)
+    blocks = backtest.refit_points(msft, plan)
+    dates = msft.feats["Date"]
+    assert dates.iloc[blocks[0][0]] == pd.Timestamp("2012-01-03")
+    assert all(b - a == 20 for a, b in blocks[:-1]) and 0 < blocks[-1][1] - blocks[-1][0] <= 20
+    assert all(blocks[i][1] == blocks[i + 1][0] for i in range(len(blocks) - 1))
+    assert dates.iloc[blocks[-1][1] - 1] == pd.Timestamp("2013-02-28")  # the last with a target
+
+
+def test_a_refit_trains_only_on_rows_whose_targets_are_known(msft: backtest.Series) -> None:
+    feats = backtest.refit_splits(msft.feats, 2000, 2063)
+    assert (feats["split"].iloc[:2000] == "train").all()
+    assert (feats["split"].iloc[2000:2063] == "test").all()
+    assert (feats["split"].iloc[2063:] == "live").all()
+    # the last training row's target is the return into the first forecast day's close
+    last_train = feats.iloc[1999]
+    assert last_train["Close"] * np.exp(last_train["target"]) == pytest.approx(
+        feats["Close"].iloc[2000]
+    )
+
+
+def test_baselines_at_a_refit_do_not_see_later_bars(msft: backtest.Series) -> None:
+    a, b = 2000, 2063
+    base = backtest.baseline_forecasts(msft, a, b)
+    later = msft.bar_of[a] + 1
+    bars = msft.bars.copy()
+    bars.loc[later:, ["Open", "High", "Low", "Close"]] *= 1.7
+    shaken = backtest.Series("MSFT", bars, msft.feats, msft.bar_of)
+    again = backtest.baseline_forecasts(shaken, a, b)
+    for name, forecast in base.items():
+        assert again[name].scale[0] == pytest.approx(forecast.scale[0]), name
+        assert again[name].loc[0] == pytest.approx(forecast.loc[0]), name
+
+
+def test_a_tiny_backtest_on_a_csv_source_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From a fresh state (no tuned parameters: it tunes once per ticker), on a landing
+    directory: a JSON line, every forecaster scored per ticker and pooled, an MLflow run."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for ticker in ("GOOG", "IBM"):
+        (landing / f"{ticker}.csv").write_bytes(ingest.sample_path(ticker).read_bytes())
+    env = {
+        **throwaway_env(tmp_path),
+        **TINY,
+        "PIPELINE__SOURCE__KIND": "csv",
+        "PIPELINE__SOURCE__CSV_DIR": str(landing),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    argv = ["backtest", "--tickers", "GOOG", "IBM", "--start", "2012-12-03"]
+    assert cli.main([*argv, "--refit-every", "30"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["sessions"] == {"GOOG": 60, "IBM": 60}  # 2012-12-03 .. 2013-02-28
+    assert summary["refits"] == 4 and summary["tickers"] == ["GOOG", "IBM"]
+    for scope in (summary["pooled"], *summary["per_ticker"].values()):
+        assert set(scope) == {"model", "naive", "ewma", "har", "garch"}
+        assert 0.5 < scope["har"]["coverage_80"] <= 1 and scope["model"]["mase"] > 0
+    assert set(summary["dm_pooled"]) == {"naive", "ewma", "har", "garch"}
+    assert all(p["source"] == "tuned at refit" for p in summary["params"].values())
+    cfg: Config = load_config(environ=env)
+    run = tracking.client(cfg).get_run(summary["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and "pooled_har_interval_score_80" in run.data.metrics
+    where = Path(summary["artifacts"])
+    assert {p.name for p in where.iterdir()} >= {
+        "summary.json",
+        "sessions.csv",
+        "backtest_fan.png",
+        "backtest_coverage_by_year.png",
+        "backtest_score_over_time.png",
+    }
