@@ -17,10 +17,10 @@ from pipeline.features import assign_splits, make_features
 from pipeline.ingest import sample_path
 
 
-def sample_features() -> tuple[pd.DataFrame, pd.DataFrame]:
+def sample_features(ticker: str = "GOOG") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(bars, features with split) exactly as the daily run on the last sample day builds them."""
     cfg = load_config(environ={})
-    bars = read_bars_csv(sample_path())
+    bars = read_bars_csv(sample_path(ticker))
     fc = cfg.features
     feats = make_features(bars, fc.volatility_window, fc.volume_window)
     feats["split"] = assign_splits(feats, fc.val_fraction, fc.test_fraction)

@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 
-from pipeline.bars import COLUMNS, FIRST_DAY, LAST_DAY, NUMBER_COLUMNS, parse_dates
+from pipeline.bars import ADJ_CLOSE, COLUMNS, FIRST_DAY, LAST_DAY, NUMBER_COLUMNS, parse_dates
 from pipeline.features import BASE_SCALE, FEATURES, Scaler, feature_matrix, make_features
 from pipeline.intervals import LEVELS, STUDENT_T_DF, distribution, z_value
 from pipeline.lite import LiteNetwork, Network  # no TensorFlow: that loads only if needed
@@ -264,9 +264,28 @@ def request_arrays(frame: Any, needed: int, max_rows: int) -> tuple[np.ndarray, 
         if days is not None:
             ohlcv = _sound_numbers([_column(frame, names.index(c)) for c in NUMBER_COLUMNS])
             if ohlcv is not None:
-                return days, ohlcv
+                return days, _adjusted(frame, names, ohlcv)
     bars = check_bars(frame, needed, max_rows)
-    return bars["Date"].to_numpy(dtype="datetime64[D]"), bars[NUMBER_COLUMNS].to_numpy()
+    days, ohlcv = bars["Date"].to_numpy(dtype="datetime64[D]"), bars[NUMBER_COLUMNS].to_numpy()
+    return days, _adjusted(frame, list(frame.columns), ohlcv)
+
+
+def _adjusted(frame: Any, names: list[str], ohlcv: np.ndarray) -> np.ndarray:
+    """Bars as traded, or, when the request carries the vendor's Adj Close, adjusted as in
+    training (pipeline.bars.adjust): a split inside the window is then no fall."""
+    if ADJ_CLOSE not in names:
+        return ohlcv
+    try:
+        factor = np.array(_column(frame, names.index(ADJ_CLOSE)), dtype="float64") / ohlcv[:, 3]
+    except (TypeError, ValueError):
+        factor = np.array([np.nan])
+    if not (np.isfinite(factor).all() and (factor > 0).all()):
+        raise BadInput(f"{ADJ_CLOSE} must be a number > 0 on every row (or leave it out)")
+    relative = factor / factor[-1]
+    out = ohlcv.copy()
+    out[:, :4] *= relative[:, None]
+    out[:, 4] /= relative
+    return out
 
 
 def lookup_version(run_id: str | None) -> str:

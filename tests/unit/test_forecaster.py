@@ -362,3 +362,19 @@ def test_lookup_version_says_unknown_when_it_cannot_tell(cfg) -> None:
     assert lookup_version(None) == "unknown"  # a model logged without its run id
     tracking.client(cfg)  # an empty registry: no version from that run
     assert lookup_version("0123456789abcdef") == "unknown"
+
+
+def test_a_request_with_the_vendors_adj_close_is_adjusted_as_in_training() -> None:
+    """A 2:1 split inside the window: sent with Adj Close, the model sees what training saw
+    (pipeline.bars.adjust), not a 50 % fall; a bad Adj Close is refused."""
+    from pipeline.bars import adjust
+
+    raw = _bars(6)
+    raw.loc[:2, ["Open", "High", "Low", "Close"]] *= 2  # before the split: twice the price
+    raw["Adj Close"] = raw["Close"] / np.where(raw.index <= 2, 2.0, 1.0)
+    for frame in (raw, raw.astype({"Volume": str})):  # the NumPy path and check_bars' path
+        _, ohlcv = request_arrays(frame, 5, 12)
+        want = adjust(raw.astype({"Date": "datetime64[ns]"}))
+        np.testing.assert_allclose(ohlcv, want[["Open", "High", "Low", "Close", "Volume"]])
+    with pytest.raises(BadInput, match="Adj Close must be a number > 0"):
+        request_arrays(raw.assign(**{"Adj Close": 0.0}), 5, 12)
