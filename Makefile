@@ -16,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 
 TICKER ?= GOOG
-.PHONY: help install hooks run serve ui stack stack-down stack-status test bench bench-scaleout lint fmt clean
+.PHONY: help install hooks run serve ui stack stack-down stack-status test backtest bench bench-scaleout lint fmt clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ stack-status: $(STAMP) ## which of the stack's processes are up
 bench-scaleout: $(STAMP) ## tuning on the stack with 1 vs 2 Celery workers (JSON under state/bench/)
 	mkdir -p state/bench
 	$(BIN)/python -m bench.scaleout | tee state/bench/scaleout.json
+
+backtest: $(STAMP) ## walk-forward backtest of the universe vs every baseline (JSON under state/bench/)
+	mkdir -p state/bench
+	$(BIN)/python -m pipeline backtest | tee state/bench/backtest.json
 
 bench: $(STAMP) ## accuracy, tuning and serving benchmarks (JSON under state/bench/)
 	mkdir -p state/bench

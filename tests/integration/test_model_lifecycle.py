@@ -59,7 +59,7 @@ def test_gate_promotion_rollback_and_served_model(
 
     # 1. worse than the bar: registered as candidate, not promoted, production unchanged
     first = _cycle(strict, prepared, "run-1")
-    assert first["promoted"] is False and "does not beat" in first["reason"]
+    assert first["promoted"] is False and first["reason"].startswith("point rule: MASE")
     assert registry.production_version(strict, "GOOG") is None
     mc = tracking.client(strict)
     v1 = mc.get_model_version_by_alias(name, "candidate")
@@ -80,7 +80,7 @@ def test_gate_promotion_rollback_and_served_model(
     assert {"plots/test_forecasts.png", "plots/optuna_history.png"} <= artifacts
 
     # 2. a person promotes v1 over the gate's head, with --force: recorded
-    with pytest.raises(PromotionRefused, match="does not beat"):
+    with pytest.raises(PromotionRefused, match="point rule"):
         promotion.promote(strict, "GOOG", "1", "try", "alice")
     promotion.promote(strict, "GOOG", "1", "bootstrap", "alice", force=True)
     assert str(registry.production_version(strict, "GOOG").version) == "1"
@@ -154,9 +154,13 @@ def test_cli_run_prints_the_summary_contract(
     assert summary["naive"]["mase"] == 1.0 and summary["last_test_date"] == "2013-03-01"
     assert set(summary["model"]) == {"mae", "mase", "directional_accuracy"}
     # the interval keys beside the point ones
-    assert set(summary["intervals"]) == {"model", "naive", "ewma"}
+    assert set(summary["intervals"]) == {"model", "naive", "ewma", "har", "garch"}
     for scores in summary["intervals"].values():
         assert 0 <= scores["coverage_80"] <= scores["coverage_95"] <= 1
         assert scores["interval_score_80"] > 0 and scores["interval_score_95"] > 0
+        assert 0 <= scores["kupiec_pvalue_80"] <= 1 and 0 <= scores["christoffersen_pvalue_95"] <= 1
+        assert scores["qlike"] > 0
     assert 0 <= summary["interval_dm_pvalue"] <= 1
+    assert set(summary["interval_dm"]) == {"ewma", "har", "garch"}
+    assert summary["best_baseline"] in {"naive", "ewma", "har", "garch"}
     assert Path(summary["work_dir"]).is_dir()
