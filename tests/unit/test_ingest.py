@@ -49,8 +49,10 @@ def _recorded_history(ticker: str, start: dt.date, end: dt.date) -> pd.DataFrame
 
 def test_yfinance_connector_on_recorded_response() -> None:
     got = ingest.fetch_yfinance("GOOG", dt.date(2013, 2, 28), 30, history=_recorded_history)
+    assert "Adj Close" in got  # kept in the raw pull: validation adjusts with it
     bars = read_bars_csv_from_frame(got)
     assert list(bars.columns) == ["Date", "Open", "High", "Low", "Close", "Volume"]
+    assert bars.attrs["adjusted"]
     assert bars["Date"].max() == pd.Timestamp("2013-02-28")  # replay cut-off applies
     assert bars["Date"].is_monotonic_increasing and not bars.isna().any().any()
 
