@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline import intervals
 from pipeline.config import Config
-from pipeline.features import BASE_SCALE, TARGET, make_features
+from pipeline.features import FEATURES, TARGET, base_scale, make_features
 from pipeline.intervals import LEVELS, Forecast
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ def refit_splits(feats: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
     return feats.assign(split=split)
 
 
-def model_forecast(series: Series, a: int, b: int, params: Any, epochs: int, seed: int) -> Forecast:
+def model_forecast(
+    series: Series, a: int, b: int, params: Any, epochs: int, seed: int, base: str = "har"
+) -> Forecast:
     """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
     from pipeline.train import fit_final
 
@@ -111,9 +113,10 @@ def model_forecast(series: Series, a: int, b: int, params: Any, epochs: int, see
         raise ValueError(
             f"{series.ticker}: {a} rows before the first refit; window {params.window}"
         )
-    net, prep = fit_final(params, feats, epochs, seed)
+    net, prep = fit_final(params, feats, epochs, seed, base)
     raw = np.asarray(net.predict(prep.x["test"], batch_size=1024, verbose=0), dtype="float64")
-    loc, scale = intervals.distribution(raw, feats[BASE_SCALE].to_numpy()[a:b])
+    matrix = feats[FEATURES].to_numpy(dtype="float64")[a:b]
+    loc, scale = intervals.distribution(raw, base_scale(matrix, prep.base))
     loc = prep.y_scaler.inverse(loc.reshape(-1, 1))[:, 0]
     last = feats["Close"].to_numpy()[a:b]
     return Forecast(last, loc, scale, intervals.STUDENT_T_DF)
@@ -166,7 +169,9 @@ def run_ticker(
     for a, b in refit_points(series, plan):
         days = block_days(series, a, b)
         params, epochs = params_for(series, a)
-        every = {"model": model_forecast(series, a, b, params, epochs, cfg.tune.seed)}
+        every = {
+            "model": model_forecast(series, a, b, params, epochs, cfg.tune.seed, cfg.model.base)
+        }
         every.update(baseline_forecasts(series, a, b))
         cols: dict[str, np.ndarray] = {}
         for name, forecast in every.items():

@@ -180,6 +180,14 @@ class StackDatabases(_Section):
         return self
 
 
+class ModelConfig(_Section):
+    """What the network is built on. base: the scale an untrained net forecasts, which
+    training multiplies: `har` (HAR on range-based variance, fitted on the training rows)
+    or `trailing` (the trailing std of log returns: the naive interval)."""
+
+    base: Literal["har", "trailing"] = "har"
+
+
 class StackConfig(_Section):
     """`make stack`: the scale-out on this machine's PostgreSQL and Redis (no Docker).
 
@@ -212,6 +220,7 @@ class Config(_Section):
     source: SourceConfig = SourceConfig()
     validation: ValidationConfig = ValidationConfig()
     features: FeatureConfig = FeatureConfig()
+    model: ModelConfig = ModelConfig()
     tune: TuneConfig = TuneConfig()
     tracking: TrackingConfig = TrackingConfig()
     registry: RegistryConfig = RegistryConfig()

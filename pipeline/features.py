@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,10 +20,29 @@ from pipeline.bars import NUMBER_COLUMNS
 from pipeline.carry import Featured
 from pipeline.config import Config
 
-FEATURES = ["log_ret", "range", "body", "gap", "volatility", "volume_z", "dow_sin", "dow_cos"]
+# The day's range says more about risk than the close-to-close path: rv_d, rv_w, rv_m are
+# the logs of the 1-, 5- and 22-session mean of the range-based variance (squared overnight
+# gap + Garman-Klass), HAR's own regressors, so the net sees what HAR sees.
+FEATURES = [
+    "log_ret",
+    "range",
+    "body",
+    "gap",
+    "volatility",
+    "volume_z",
+    "dow_sin",
+    "dow_cos",
+    "rv_d",
+    "rv_w",
+    "rv_m",
+]
+RANGE_FEATURES = ("rv_d", "rv_w", "rv_m")
+HAR_WINDOWS = (1, 5, 22)
 TARGET = "target"
-BASE_SCALE = "volatility"  # trailing std of log returns: the scale an untrained net forecasts
+RV_NEXT = "rv_next"  # the next session's rv_d: what the HAR base is fitted to
+BASE_SCALE = "volatility"  # trailing std of log returns: the "trailing" base scale
 SPLITS = ("train", "val", "test")
+VARIANCE_FLOOR = 1e-12
 
 
 COLUMN = {name: i for i, name in enumerate(FEATURES)}
@@ -67,6 +87,13 @@ def feature_matrix(
     np.log(c / o, out=out[:, COLUMN["body"]])
     np.subtract(log_o[1:], log_c[:-1], out=out[1:, COLUMN["gap"]])
     out[:, COLUMN["volatility"]] = rolling_mean_std(log_ret, vol_window)[1]
+    # range-based variance; the first row has no previous close, so none (not GK alone:
+    # a request's first row would then differ from the same day in training)
+    gk = 0.5 * out[:, COLUMN["range"]] ** 2 - (2 * np.log(2) - 1) * out[:, COLUMN["body"]] ** 2
+    v = np.maximum(out[:, COLUMN["gap"]] ** 2 + gk, VARIANCE_FLOOR)  # NaN on row 0
+    np.log(v, out=out[:, COLUMN["rv_d"]])
+    for name, span in (("rv_w", HAR_WINDOWS[1]), ("rv_m", HAR_WINDOWS[2])):
+        np.log(rolling_mean_std(v, span)[0], out=out[:, COLUMN[name]])
     vol_mean, vol_std = rolling_mean_std(log_vol, volume_window)
     with np.errstate(invalid="ignore", divide="ignore"):
         volume_z = (log_vol - vol_mean) / vol_std  # NaN while warming up
@@ -81,8 +108,9 @@ def feature_matrix(
 
 
 def warm_up(vol_window: int, volume_window: int) -> int:
-    """Rows before the first with every feature: the log return's one, then its window."""
-    return max(vol_window, volume_window - 1)
+    """Rows before the first with every feature: the log return's one, then its window
+    (the range variance's too: it needs a previous close, then HAR's 22 sessions)."""
+    return max(vol_window, volume_window - 1, HAR_WINDOWS[-1])
 
 
 def make_features(bars: pd.DataFrame, vol_window: int, volume_window: int) -> pd.DataFrame:
@@ -94,8 +122,37 @@ def make_features(bars: pd.DataFrame, vol_window: int, volume_window: int) -> pd
     out.insert(0, "Close", ohlcv[:, 3])
     out.insert(0, "Date", days)
     out[TARGET] = np.concatenate([log_ret[1:], [np.nan]])
+    out[RV_NEXT] = np.concatenate([matrix[1:, COLUMN["rv_d"]], [np.nan]])
     warm = ~np.isnan(matrix).any(axis=1)
     return out[warm].reset_index(drop=True)
+
+
+def fit_har_base(feats: pd.DataFrame, rows: np.ndarray) -> dict[str, Any]:
+    """HAR on the range features (pipeline.baselines' model, fitted here on `rows`): OLS of
+    the next session's log range variance on [1, rv_d, rv_w, rv_m], and Duan's smearing
+    factor, so sqrt(exp(fit) * smearing) estimates the next return's std."""
+    x = har_design(feats[list(RANGE_FEATURES)].to_numpy(dtype="float64"))
+    y = feats[RV_NEXT].to_numpy(dtype="float64")
+    use = np.asarray(rows, dtype=bool) & np.isfinite(y) & np.isfinite(x).all(axis=1)
+    if use.sum() <= x.shape[1]:
+        raise ValueError(f"the HAR base needs more than {x.shape[1]} training rows")
+    coef = np.linalg.lstsq(x[use], y[use], rcond=None)[0]
+    smearing = float(np.mean(np.exp(y[use] - x[use] @ coef)))
+    return {"kind": "har", "coef": coef.tolist(), "smearing": smearing}
+
+
+def har_design(rv: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(rv)), rv])
+
+
+def base_scale(matrix: np.ndarray, base: dict[str, Any]) -> np.ndarray:
+    """The scale an untrained net forecasts, per row of a FEATURES matrix: the HAR forecast
+    of the next return's std (`base` from fit_har_base), or the trailing std."""
+    if base.get("kind") != "har":
+        return np.asarray(matrix[:, COLUMN[BASE_SCALE]])
+    rv = matrix[:, [COLUMN[f] for f in RANGE_FEATURES]]
+    fit = har_design(rv) @ np.asarray(base["coef"])
+    return np.asarray(np.sqrt(np.exp(fit) * float(base["smearing"])))
 
 
 def assign_splits(feats: pd.DataFrame, val_fraction: float, test_fraction: float) -> pd.Series:
@@ -147,31 +204,50 @@ def make_windows(
 
 @dataclass(frozen=True)
 class Prepared:
-    """Model-ready arrays for one window length, scalers fitted on train rows."""
+    """Model-ready arrays for one window length, scalers (and the base) fitted on train rows."""
 
     x: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
     x_scaler: Scaler
     y_scaler: Scaler
     window: int
+    base: dict[str, Any]
 
 
-def prepare(feats: pd.DataFrame, window: int) -> Prepared:
+def series_starts(feats: pd.DataFrame) -> list[int]:
+    """Where each ticker's rows begin in a pooled frame (rows grouped by ticker, each in time
+    order); one series: [0]. Windows never cross from one series into the next."""
+    if "ticker" not in feats or feats.empty:
+        return [0]
+    tickers = feats["ticker"].to_numpy()
+    return [0, *np.flatnonzero(tickers[1:] != tickers[:-1]) + 1]
+
+
+def prepare(feats: pd.DataFrame, window: int, base: str = "har") -> Prepared:
     """Windows of scaled features; labels are [scaled next return, base scale]: the base
-    scale is the trailing volatility at the day the forecast is made, in the label's units,
-    which the network's scale multiplies (pipeline/model.py)."""
+    scale (HAR's forecast fitted on the train rows, or the trailing std) in the label's
+    units, which the network's scale multiplies (pipeline/model.py). A pooled frame (a
+    `ticker` column) gets one scaler and one base fit over every ticker's train rows, and
+    windows within each ticker."""
     split = feats["split"].to_numpy()
     train = split == "train"
     x_raw = feats[FEATURES].to_numpy(dtype="float64")
     y_raw = feats[[TARGET]].to_numpy(dtype="float64")
     x_scaler, y_scaler = Scaler.fit(x_raw[train]), Scaler.fit(y_raw[train])
+    fitted = fit_har_base(feats, train) if base == "har" else {"kind": "trailing"}
     x = x_scaler.transform(x_raw)
-    base = feats[BASE_SCALE].to_numpy(dtype="float64") / float(y_scaler.scale[0])
-    y = np.column_stack([y_scaler.transform(np.nan_to_num(y_raw))[:, 0], base])
+    scale = base_scale(x_raw, fitted) / float(y_scaler.scale[0])
+    y = np.column_stack([y_scaler.transform(np.nan_to_num(y_raw))[:, 0], scale])
+    starts = [*series_starts(feats), len(feats)]
     xs, ys = {}, {}
     for name in SPLITS:
-        xs[name], ys[name] = make_windows(x, y, window, np.flatnonzero(split == name))
-    return Prepared(x=xs, y=ys, x_scaler=x_scaler, y_scaler=y_scaler, window=window)
+        parts = [
+            make_windows(x[a:b], y[a:b], window, np.flatnonzero(split[a:b] == name))
+            for a, b in zip(starts[:-1], starts[1:], strict=True)
+        ]
+        xs[name] = np.concatenate([p[0] for p in parts])
+        ys[name] = np.concatenate([p[1] for p in parts])
+    return Prepared(xs, ys, x_scaler, y_scaler, window, fitted)
 
 
 def run(cfg: Config, ticker: str, day: dt.date) -> Featured:

@@ -32,7 +32,14 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 
 from pipeline.bars import ADJ_CLOSE, COLUMNS, FIRST_DAY, LAST_DAY, NUMBER_COLUMNS, parse_dates
-from pipeline.features import BASE_SCALE, FEATURES, Scaler, feature_matrix, make_features
+from pipeline.features import (
+    FEATURES,
+    HAR_WINDOWS,
+    Scaler,
+    base_scale,
+    feature_matrix,
+    make_features,
+)
 from pipeline.intervals import LEVELS, STUDENT_T_DF, distribution, z_value
 from pipeline.lite import LiteNetwork, Network  # no TensorFlow: that loads only if needed
 
@@ -72,7 +79,10 @@ def preprocessing_spec(
     calendar: str,
     max_rows: int,
     run_id: str | None = None,
+    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """What the pyfunc needs besides the network: windows, scalers, the base scale's fit."""
+    base = base or {"kind": "trailing"}
     return {
         "run_id": run_id,  # the run that logged it: its registered version can be looked up
         "window": window,
@@ -85,13 +95,16 @@ def preprocessing_spec(
         "x_scale": x_scaler.scale.tolist(),
         "y_mean": y_scaler.mean.tolist(),
         "y_scale": y_scaler.scale.tolist(),
-        "distribution": {"family": "student_t", "df": STUDENT_T_DF, "base_scale": BASE_SCALE},
+        "distribution": {"family": "student_t", "df": STUDENT_T_DF, "base_scale": base["kind"]},
+        "base": base,
+        "har_window": HAR_WINDOWS[-1],
     }
 
 
 def min_rows(spec: dict[str, Any]) -> int:
     """Rows a request needs: the feature warm-up plus one window."""
-    return int(spec["window"]) + max(int(spec["vol_window"]), int(spec["volume_window"]))
+    warm = (int(spec["vol_window"]), int(spec["volume_window"]), int(spec.get("har_window", 0)))
+    return int(spec["window"]) + max(warm)
 
 
 def shown(values: Iterable[Any], limit: int = SHOWN_CHARS) -> list[Any]:
@@ -359,8 +372,10 @@ class PriceForecaster(PythonModel):
         self._needed, self._window = min_rows(self.spec), int(self.spec["window"])
         self._max_rows = int(self.spec.get("max_rows", 5000))
         self._windows = int(self.spec["vol_window"]), int(self.spec["volume_window"])
-        self._base_column = FEATURES.index(BASE_SCALE)
-        shape = (1, self._window, len(self.spec["features"]))
+        # a version logged by older code names fewer features: take those, in its order
+        self._columns = [FEATURES.index(f) for f in self.spec["features"]]
+        self._base = self.spec.get("base", {"kind": "trailing"})
+        shape = (1, self._window, len(self._columns))
         self._one: Network
         if lite_path is not None:
             self.runtime, self._one = "litert", LiteNetwork(lite_path.read_bytes())
@@ -401,7 +416,8 @@ class PriceForecaster(PythonModel):
     def _features(self, bars: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """Features exactly as in training, and their scaled matrix (train-fitted scaler)."""
         feats = make_features(bars, *self._windows)
-        return feats, self.x_scaler.transform(feats[FEATURES].to_numpy(dtype="float64"))
+        columns = [FEATURES[i] for i in self._columns]
+        return feats, self.x_scaler.transform(feats[columns].to_numpy(dtype="float64"))
 
     def _distribution(
         self, raw: np.ndarray, volatility: np.ndarray
@@ -443,10 +459,10 @@ class PriceForecaster(PythonModel):
         # the whole request: every feature looks back a fixed number of rows)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # refused below
             matrix, _ = feature_matrix(days[-needed:], ohlcv[-needed:], *self._windows)
-            scaled = self.x_scaler.transform(matrix[-window:])
-        if not np.isfinite(scaled).all():
+            scaled = self.x_scaler.transform(matrix[-window:, self._columns])
+            base = base_scale(matrix[-1:], self._base)  # HAR's forecast or the trailing std
+        if not (np.isfinite(scaled).all() and np.isfinite(base).all()):
             raise BadInput(TOO_EXTREME)
-        base = matrix[-1:, self._base_column]  # the trailing volatility, raw
         raw = self._one(scaled[None, :, :].astype(np.float32))
         loc, scale = self._distribution(raw, base)
         close, ret, sd = float(ohlcv[-1, 3]), float(loc[0]), float(scale[0])
@@ -478,7 +494,8 @@ class PriceForecaster(PythonModel):
         idx = np.arange(window - 1, len(x))
         windows = x[idx[:, None] + np.arange(-window + 1, 1)[None, :]]
         raw = self.net.predict(windows, batch_size=512, verbose=0)
-        loc, scale = self._distribution(raw, feats[BASE_SCALE].to_numpy()[idx])
+        base = base_scale(feats[FEATURES].to_numpy(dtype="float64")[idx], self._base)
+        loc, scale = self._distribution(raw, base)
         close = feats["Close"].to_numpy()[idx]
         return pd.DataFrame(
             {

@@ -42,9 +42,9 @@ CODE_DIR = Path(__file__).resolve().parent
 
 
 def fit_final(
-    params: LSTMParams, feats: pd.DataFrame, epochs: int, seed: int
+    params: LSTMParams, feats: pd.DataFrame, epochs: int, seed: int, base: str = "har"
 ) -> tuple[keras.Model, Any]:
-    prep = prepare(feats, params.window)
+    prep = prepare(feats, params.window, base)
     keras.utils.set_random_seed(seed)
     model = build_model(params, len(FEATURES))
     x = np.concatenate([prep.x["train"], prep.x["val"]])
@@ -112,6 +112,7 @@ def log_forecaster(
         cfg.validation.calendar,
         cfg.serving.max_rows,
         parent_id,
+        prep.base,
     )
     with tempfile.TemporaryDirectory() as tmp:
         keras_path, spec_path = Path(tmp) / "network.keras", Path(tmp) / "preprocessing.json"
@@ -152,7 +153,7 @@ def run(
     params = LSTMParams.from_dict(best_params)
     feats = pd.read_parquet(features_path)
     bars = store.read_curated(cfg, ticker, until=day)
-    model, prep = fit_final(params, feats, best_epoch, cfg.tune.seed)
+    model, prep = fit_final(params, feats, best_epoch, cfg.tune.seed, cfg.model.base)
     mc = tracking.client(cfg)
     fingerprint = tracking.fingerprint(bars, [ticker])
     tracking.log_batch(

@@ -157,7 +157,7 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
             raise SurplusTrial(f"trial {trial.number}: budget of {cfg.tune.n_trials} taken")
         trial.set_user_attr("owner", owner())
         params = suggest_params(trial, cfg.tune.space)
-        prep = cache.setdefault(params.window, prepare(feats, params.window))
+        prep = cache.setdefault(params.window, prepare(feats, params.window, cfg.model.base))
         if not has_samples(prep):
             return unfit(trial, f"window {params.window} leaves no train or validation sample")
         run_id = tracking.child_run(
@@ -310,7 +310,7 @@ def run(cfg: Config, ticker: str, day: dt.date, features_path: str, parent_id: s
 def check_smallest_window(feats: pd.DataFrame, space: SearchSpace) -> None:
     """If even the smallest window leaves no sample, no trial can run: say so before any."""
     window = min(space.window)
-    prep = prepare(feats, window)
+    prep = prepare(feats, window, "trailing")  # samples only: no base to fit
     if not has_samples(prep):
         rows = dict(feats["split"].value_counts())
         raise ValueError(

@@ -69,7 +69,7 @@ def test_scaler_is_fitted_on_train_rows_only() -> None:
 def test_labels_carry_the_base_scale_in_label_units() -> None:
     feats = make_features(random_walk_bars(100), 5, 5)
     feats["split"] = assign_splits(feats, 0.2, 0.2)
-    prep = prepare(feats, window=4)
+    prep = prepare(feats, window=4, base="trailing")
     rows = np.flatnonzero(feats["split"] == "test")
     y = prep.y["test"]
     assert y.shape == (len(rows), 2)
@@ -81,6 +81,47 @@ def test_labels_carry_the_base_scale_in_label_units() -> None:
     np.testing.assert_allclose(
         y[:, 1] * prep.y_scaler.scale[0], feats["volatility"].iloc[rows], rtol=1e-5
     )
+
+
+def test_the_har_base_is_the_har_baseline_fitted_on_the_train_rows() -> None:
+    """The base an untrained net forecasts is pipeline.baselines' HAR, fitted on the
+    training rows only, evaluated on each row's own range features."""
+    from pipeline import baselines
+
+    bars = random_walk_bars(300)
+    feats = make_features(bars, 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    prep = prepare(feats, window=4)
+    v = baselines.range_variance(*(bars[c].to_numpy() for c in ["Open", "High", "Low", "Close"]))
+    r_next = np.append(np.diff(np.log(bars["Close"].to_numpy())), np.nan)
+    at = pd.Index(bars["Date"]).get_indexer(feats["Date"])
+    har = baselines.har_fit(v, r_next, at[feats["split"] == "train"])
+    np.testing.assert_allclose(prep.base["coef"], har.coef, rtol=1e-9)
+    assert prep.base["smearing"] == pytest.approx(har.smearing)
+    rows = np.flatnonzero(feats["split"] == "test")
+    np.testing.assert_allclose(
+        prep.y["test"][:, 1] * prep.y_scaler.scale[0],
+        baselines.har_sigma(har, v)[at[rows]],
+        rtol=1e-5,
+    )
+
+
+def test_a_pooled_frame_gets_one_scaler_and_windows_within_each_ticker() -> None:
+    one = make_features(random_walk_bars(120, seed=1), 5, 5).assign(ticker="A")
+    two = make_features(random_walk_bars(90, seed=2), 5, 5).assign(ticker="B")
+    for f in (one, two):
+        f["split"] = assign_splits(f, 0.2, 0.2)
+    pooled = pd.concat([one, two], ignore_index=True)
+    prep = prepare(pooled, window=4)
+    train = pooled[pooled["split"] == "train"]
+    np.testing.assert_allclose(prep.x_scaler.mean, train[FEATURES].mean().to_numpy())
+    singles = [prepare(f, window=4) for f in (one, two)]
+    for split in ("train", "val", "test"):  # as many windows as the two series alone
+        assert len(prep.y[split]) == sum(len(p.y[split]) for p in singles)
+    # B's first training window starts on B's own rows: 3 fewer windows than B's rows
+    assert len(prep.y["train"]) == (one["split"] == "train").sum() + (
+        two["split"] == "train"
+    ).sum() - 2 * 3
 
 
 def test_windows_end_on_the_target_row() -> None:
@@ -124,7 +165,8 @@ def test_serving_features_on_the_last_rows_equal_training_features(
     from pipeline.forecaster import min_rows
 
     bars = sample_bars.tail(400).reset_index(drop=True)
-    needed = min_rows({"window": window, "vol_window": vol, "volume_window": volume})
+    spec = {"window": window, "vol_window": vol, "volume_window": volume, "har_window": 22}
+    needed = min_rows(spec)
     tail = bars.tail(needed)
     served, _ = feature_matrix(
         tail["Date"].to_numpy(), tail[NUMBER_COLUMNS].to_numpy(), vol, volume

@@ -249,11 +249,11 @@ def forecaster(tmp_path_factory: pytest.TempPathFactory, sample_bars: pd.DataFra
     """An untrained tiny network (zero head: scaled output 0) with scalers from real bars."""
     feats = make_features(sample_bars.tail(120).reset_index(drop=True), 5, 5)
     feats["split"] = assign_splits(feats, 0.2, 0.2)
-    prep = prepare(feats, window=5)
+    prep = prepare(feats, window=5, base="trailing")
     params = LSTMParams(units=4, layers=1, dropout=0.0, window=5)
     tmp = tmp_path_factory.mktemp("forecaster")
     build_model(params, len(FEATURES)).save(tmp / "network.keras")
-    spec = preprocessing_spec(5, 5, 5, prep.x_scaler, prep.y_scaler, "XNYS", 50)
+    spec = preprocessing_spec(5, 5, 5, prep.x_scaler, prep.y_scaler, "XNYS", 50, None, prep.base)
     (tmp / "preprocessing.json").write_text(json.dumps(spec))
     model = PriceForecaster()
     model.load(tmp / "network.keras", tmp / "preprocessing.json")
@@ -264,7 +264,7 @@ def test_forecast_next_undoes_the_scaling_and_names_the_next_session(
     forecaster, sample_bars: pd.DataFrame
 ) -> None:
     model, prep = forecaster
-    request = sample_bars.tail(12).assign(Date=lambda b: b["Date"].dt.strftime("%Y-%m-%d"))
+    request = sample_bars.tail(30).assign(Date=lambda b: b["Date"].dt.strftime("%Y-%m-%d"))
     out = model.predict(None, request)
     assert list(out.columns) == OUTPUT_COLUMNS
     row = out.iloc[0]
@@ -276,7 +276,7 @@ def test_forecast_next_undoes_the_scaling_and_names_the_next_session(
     assert row["model_version"] == "unknown"  # not from a registry (served: the alias)
     # an untrained head: the scale is the base scale, the trailing volatility of the last
     # bar; intervals are close * exp(loc -+ z * scale)
-    vol = make_features(sample_bars.tail(12).reset_index(drop=True), 5, 5)["volatility"].iloc[-1]
+    vol = make_features(sample_bars.tail(30).reset_index(drop=True), 5, 5)["volatility"].iloc[-1]
     std = vol * T_SCALE_PER_STD  # the Student-t(5) scale whose std is the trailing one
     assert row["scale"] == pytest.approx(std, rel=1e-5)
     for level, z in ((80, 1.4758840), (95, 2.5705818)):  # t(5) quantiles
@@ -287,8 +287,8 @@ def test_forecast_next_undoes_the_scaling_and_names_the_next_session(
             806.19 * np.exp(prep.y_scaler.mean[0] + z * std), rel=1e-5
         )
     assert row["lower_95"] < row["lower_80"] < row["forecast_close"] < row["upper_80"]
-    with pytest.raises(BadInput, match="needs at least 10"):
-        model.predict(None, request.tail(9))
+    with pytest.raises(BadInput, match="needs at least 27"):  # window 5 + HAR's 22
+        model.predict(None, request.tail(26))
     with pytest.raises(BadInput, match="at most 50"):
         model.predict(None, sample_bars.tail(51))
 
@@ -297,7 +297,7 @@ def test_forecast_all_makes_one_forecast_per_full_window(
     forecaster, sample_bars: pd.DataFrame
 ) -> None:
     model, prep = forecaster
-    bars = sample_bars.tail(30).reset_index(drop=True)
+    bars = sample_bars.tail(50).reset_index(drop=True)
     out = model.forecast_all(bars)
     feats = make_features(bars, 5, 5)
     assert len(out) == len(feats) - 5 + 1
@@ -313,8 +313,8 @@ def test_forecast_all_makes_one_forecast_per_full_window(
 def test_bars_at_the_ends_of_the_date_range_still_get_a_forecast(forecaster) -> None:
     model, _ = forecaster
     rng = np.random.default_rng(0)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 12)))
-    for start, days in (("1900-01-01", 12), ("2200-12-14", 12)):
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 30)))
+    for start, days in (("1900-01-01", 30), ("2200-11-20", 30)):
         dates = pd.bdate_range(start, periods=days).strftime("%Y-%m-%d")
         bars = pd.DataFrame(
             {"Date": dates, "Open": close, "High": close * 1.01, "Low": close * 0.99}
@@ -327,7 +327,7 @@ def test_extreme_prices_are_refused_not_forecast_as_nan(forecaster) -> None:
     model, _ = forecaster
     bars = pd.DataFrame(  # every number finite, but High / Low overflows
         {
-            "Date": pd.bdate_range("2020-01-01", periods=12).strftime("%Y-%m-%d"),
+            "Date": pd.bdate_range("2020-01-01", periods=30).strftime("%Y-%m-%d"),
             "Open": 1.0,
             "High": 1e300,
             "Low": 1e-300,
@@ -378,3 +378,33 @@ def test_a_request_with_the_vendors_adj_close_is_adjusted_as_in_training() -> No
         np.testing.assert_allclose(ohlcv, want[["Open", "High", "Low", "Close", "Volume"]])
     with pytest.raises(BadInput, match="Adj Close must be a number > 0"):
         request_arrays(raw.assign(**{"Adj Close": 0.0}), 5, 12)
+
+
+def test_an_untrained_net_on_the_har_base_is_the_har_interval(
+    tmp_path, sample_bars: pd.DataFrame
+) -> None:
+    """Zero head, HAR base: the served scale is exactly HAR's forecast std, fitted on the
+    training rows, as a Student-t(5) scale (its std is HAR's), computed from the request."""
+    from pipeline import baselines
+
+    bars = sample_bars.tail(400).reset_index(drop=True)
+    feats = make_features(bars, 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    prep = prepare(feats, window=5)
+    build_model(LSTMParams(units=4, window=5), len(FEATURES)).save(tmp_path / "network.keras")
+    spec = preprocessing_spec(5, 5, 5, prep.x_scaler, prep.y_scaler, "XNYS", 500, None, prep.base)
+    (tmp_path / "preprocessing.json").write_text(json.dumps(spec))
+    model = PriceForecaster()
+    model.load(tmp_path / "network.keras", tmp_path / "preprocessing.json")
+    row = model.predict(None, bars.tail(40)).iloc[0]
+    v = baselines.range_variance(*(bars[c].to_numpy() for c in ["Open", "High", "Low", "Close"]))
+    r_next = np.append(np.diff(np.log(bars["Close"].to_numpy())), np.nan)
+    at = pd.Index(bars["Date"]).get_indexer(feats["Date"][feats["split"] == "train"])
+    har = baselines.har_fit(v, r_next, at)
+    sigma = baselines.har_sigma(har, v)[-1]
+    assert row["scale"] == pytest.approx(sigma * T_SCALE_PER_STD, rel=1e-6)
+    z = 1.4758840  # t(5) 80 % quantile
+    assert row["upper_80"] == pytest.approx(
+        row["last_close"] * np.exp(row["forecast_return"] + z * sigma * T_SCALE_PER_STD),
+        rel=1e-6,
+    )
