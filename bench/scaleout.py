@@ -30,6 +30,7 @@ DAY = "2013-03-01T22:30:00+00:00"
 def measure(workers: int, trials: int, epochs: int) -> dict[str, Any]:
     env = {
         "PIPELINE__TICKERS": "[GOOG]",  # one study: the benchmark is tuning's spread over workers
+        "PIPELINE__MODEL__SCOPE": "ticker",
         "PIPELINE__STACK__CELERY_WORKERS": str(workers),
         "PIPELINE__STACK__TUNE_WORKERS": str(workers),
         "PIPELINE__TUNE__N_TRIALS": str(trials),

@@ -1,10 +1,12 @@
 """Daily price pipeline: wiring only. The step order comes from pipeline/steps.py.
 
-Per ticker (dynamic task mapping): ingest -> validate -> monitor (realised error
-of earlier forecasts) -> features -> tune (x tune.workers sharing one Optuna
-study) -> best -> train -> evaluate -> register -> promote -> forecast (the next
-session, by the production model). Each task runs one step's adapter on a small
-carry (paths, run ids, versions) and passes it on with the step's keys added.
+Per ticker (dynamic task mapping): ingest -> validate -> monitor (realised error of
+earlier forecasts) -> features. Then the model half, once for the universe model
+(`model.scope: universe`: every ticker's features pooled) or per ticker: tune (x
+tune.workers sharing one Optuna study) -> best -> train -> evaluate -> register ->
+promote. Then per ticker again: forecast (the next session, by the production model).
+Each task runs one step's adapter on a small carry (paths, run ids, versions) and
+passes it on with the step's keys added.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import dag, get_current_context, task
 
-from pipeline.steps import FAN_OUT, SEQUENCE
+from pipeline.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS
 
 # The first retry waits Airflow's [core] default_task_retry_delay (300 s unless the
 # deployment says otherwise: docker-compose.yaml, `stack.task_retry_delay_s`), then doubles.
@@ -80,16 +82,37 @@ def price_pipeline() -> None:
 
     @task
     def per_ticker(done: list[Carry]) -> list[Carry]:
-        """The fanned-out step ran as ticker x worker; go on with one carry per ticker."""
+        """The fanned-out step ran as model x worker; go on with one carry per model."""
         return list({c["ticker"]: c for c in done}.values())
 
-    carry: Any = tickers()
-    for name in SEQUENCE:
+    @task
+    def models(data: list[Carry]) -> list[Carry]:
+        """What the model half runs on: the pooled universe, or each ticker."""
+        from pipeline import universe
+        from pipeline.config import load_config
+
+        return [dict(c) for c in universe.model_carries(load_config(), data)]  # type: ignore[arg-type]
+
+    @task
+    def to_tickers(data: list[Carry], done: list[Carry]) -> list[Carry]:
+        """A carry per ticker again, with its model's promotion, for the forecast."""
+        from pipeline import universe
+        from pipeline.config import load_config
+
+        cfg = load_config()
+        return [dict(c) for c in universe.forecast_carries(cfg, data, done)]  # type: ignore[arg-type]
+
+    data: Any = tickers()
+    for name in DATA_STEPS:
+        data = step_task(name).expand(c=data)
+    model: Any = models(data)
+    for name in MODEL_STEPS:
         if name == FAN_OUT:
-            tuned = fanned_out.expand(c=carry, worker=tune_workers())  # ticker x worker
-            carry = per_ticker(tuned)  # type: ignore[arg-type]  # XComArg at parse time
+            tuned = fanned_out.expand(c=model, worker=tune_workers())  # model x worker
+            model = per_ticker(tuned)  # type: ignore[arg-type]  # XComArg at parse time
         else:
-            carry = step_task(name).expand(c=carry)
+            model = step_task(name).expand(c=model)
+    step_task("forecast").expand(c=to_tickers(data, model))
 
 
 price_pipeline()

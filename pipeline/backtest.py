@@ -36,6 +36,8 @@ class Plan:
     end: dt.date | None = None  # default: the newest bar
     refit_every: int = 63  # sessions between refits (a quarter)
     tune: bool = False  # tune at every refit point (else reuse tuned parameters)
+    scope: str = "ticker"  # ticker: a network per ticker; universe: one for all of them
+    holdout: tuple[str, ...] = ()  # universe: tickers forecast but never trained on
 
 
 @dataclass(frozen=True)
@@ -106,20 +108,46 @@ def model_forecast(
     series: Series, a: int, b: int, params: Any, epochs: int, seed: int, base: str = "har"
 ) -> Forecast:
     """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
+    return pooled_forecasts([(series, a, b)], params, epochs, seed, base)[series.ticker]
+
+
+Block = tuple[Series, int, int]  # a series and the rows [a, b) it forecasts from one refit
+
+
+def pooled_forecasts(
+    blocks: list[Block],
+    params: Any,
+    epochs: int,
+    seed: int,
+    base: str = "har",
+    forecast_only: frozenset[str] = frozenset(),
+) -> dict[str, Forecast]:
+    """One network trained on every series' rows before its block (scalers and base fitted
+    on those rows, pooled; windows within each series), forecasting each block. Series in
+    `forecast_only` are forecast but never trained on (a cold start)."""
     from pipeline.train import fit_final
 
-    feats = refit_splits(series.feats, a, b)
-    if a < params.window:
-        raise ValueError(
-            f"{series.ticker}: {a} rows before the first refit; window {params.window}"
-        )
+    frames = []
+    for s, a, b in blocks:
+        if a < params.window:
+            raise ValueError(f"{s.ticker}: {a} rows before the first refit; window {params.window}")
+        split = refit_splits(s.feats, a, b).iloc[:b]
+        if s.ticker in forecast_only:
+            split = split.assign(split=np.where(split["split"] == "test", "test", "live"))
+        frames.append(split.assign(ticker=s.ticker))
+    feats = pd.concat(frames, ignore_index=True)
     net, prep = fit_final(params, feats, epochs, seed, base)
     raw = np.asarray(net.predict(prep.x["test"], batch_size=1024, verbose=0), dtype="float64")
-    matrix = feats[FEATURES].to_numpy(dtype="float64")[a:b]
-    loc, scale = intervals.distribution(raw, base_scale(matrix, prep.base))
-    loc = prep.y_scaler.inverse(loc.reshape(-1, 1))[:, 0]
-    last = feats["Close"].to_numpy()[a:b]
-    return Forecast(last, loc, scale, intervals.STUDENT_T_DF)
+    out, at = {}, 0
+    for s, a, b in blocks:  # test windows come out series by series, in block order
+        rows = raw[at : at + b - a]
+        at += b - a
+        matrix = s.feats[FEATURES].to_numpy(dtype="float64")[a:b]
+        loc, scale = intervals.distribution(rows, base_scale(matrix, prep.base))
+        loc = prep.y_scaler.inverse(loc.reshape(-1, 1))[:, 0]
+        last = s.feats["Close"].to_numpy()[a:b]
+        out[s.ticker] = Forecast(last, loc, scale, intervals.STUDENT_T_DF)
+    return out
 
 
 def baseline_forecasts(series: Series, a: int, b: int) -> dict[str, Forecast]:
@@ -177,5 +205,56 @@ def run_ticker(
         for name, forecast in every.items():
             cols.update(losses(days, name, forecast))
         frames.append(days.assign(**cols))
+        step()
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def universe_blocks(series: list[Series], plan: Plan) -> list[list[Block]]:
+    """Refit points on the calendar every series shares: every `refit_every` sessions of
+    the union of their forecast days; per refit, each series' rows up to the next."""
+    live = [s.feats["Date"].iloc[a:b] for s in series for a, b in refit_points(s, plan)]
+    if not live:
+        return []
+    days = np.unique(pd.concat(live).to_numpy())
+    starts = list(days[:: plan.refit_every])
+    out = []
+    for d0, d1 in zip(starts, [*starts[1:], None], strict=True):
+        blocks = []
+        for s in series:
+            rows = [(a, b) for a, b in refit_points(s, plan)]
+            if not rows:
+                continue
+            first, last = rows[0][0], rows[-1][1]
+            dates = s.feats["Date"].to_numpy()
+            a = max(first, int(np.searchsorted(dates, d0)))
+            b = last if d1 is None else min(last, int(np.searchsorted(dates, d1)))
+            if b > a:
+                blocks.append((s, a, b))
+        out.append(blocks)
+    return out
+
+
+def run_universe(
+    cfg: Config,
+    series: list[Series],
+    plan: Plan,
+    params_for: Callable[[list[Block]], tuple[Any, int]],
+    step: Callable[[], None],
+    forecast_only: frozenset[str] = frozenset(),
+) -> pd.DataFrame:
+    """Every refit of one network for all series (trained on all but `forecast_only`)."""
+    frames = []
+    for blocks in universe_blocks(series, plan):
+        params, epochs = params_for(blocks)
+        model = pooled_forecasts(
+            blocks, params, epochs, cfg.tune.seed, cfg.model.base, forecast_only
+        )
+        for s, a, b in blocks:
+            days = block_days(s, a, b)
+            every = {"model": model[s.ticker], **baseline_forecasts(s, a, b)}
+            cols: dict[str, np.ndarray] = {}
+            for name, forecast in every.items():
+                cols.update(losses(days, name, forecast))
+            frames.append(days.assign(**cols))
         step()
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

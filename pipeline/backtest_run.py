@@ -35,18 +35,23 @@ def production_params(cfg: Config, ticker: str) -> tuple[LSTMParams, int] | None
     return params, int(run.data.params.get("epochs", cfg.tune.max_epochs))
 
 
-def tune_on_history(
-    cfg: Config, series: backtest.Series, a: int, parent_id: str
-) -> tuple[LSTMParams, int]:
-    """The pipeline's own Optuna search on the rows before a (the last val_fraction of them
-    validates), in memory; trials are child runs of the backtest's MLflow run."""
+def tuning_frame(cfg: Config, blocks: list[backtest.Block]) -> pd.DataFrame:
+    """Each series' rows before its block, the last `val_fraction` of each validating."""
+    frames = []
+    for s, a, _ in blocks:
+        feats = s.feats.iloc[:a].assign(ticker=s.ticker)
+        n_val = max(1, round(len(feats) * cfg.features.val_fraction))
+        frames.append(feats.assign(split=["train"] * (len(feats) - n_val) + ["val"] * n_val))
+    return pd.concat(frames, ignore_index=True)
+
+
+def tune_on_history(cfg: Config, feats: pd.DataFrame, parent_id: str) -> tuple[LSTMParams, int]:
+    """The pipeline's own Optuna search on history (one series or pooled), in memory;
+    trials are child runs of the backtest's MLflow run."""
     import optuna
 
     from pipeline.tune import SurplusTrial, TrialUnfit, make_objective
 
-    feats = series.feats.iloc[:a].copy()
-    n_val = max(1, round(len(feats) * cfg.features.val_fraction))
-    feats["split"] = ["train"] * (len(feats) - n_val) + ["val"] * n_val
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="minimize",
@@ -82,27 +87,52 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
             "end": end.isoformat(),
             "refit_every": plan.refit_every,
             "tune": plan.tune,
+            "scope": plan.scope,
+            "holdout": ",".join(plan.holdout),
+            "base": cfg.model.base,
         },
         tags={"kind": "backtest", "code_version": tracking.code_version()},
     )
     chosen: dict[str, dict[str, Any]] = {}
 
-    def params_for(s: backtest.Series, a: int) -> tuple[LSTMParams, int]:
-        if not plan.tune and s.ticker in chosen:
-            return chosen[s.ticker]["params"], chosen[s.ticker]["epochs"]
-        found = None if plan.tune else production_params(cfg, s.ticker)
+    def params_for(key: str, blocks: list[backtest.Block]) -> tuple[LSTMParams, int]:
+        if not plan.tune and key in chosen:
+            return chosen[key]["params"], chosen[key]["epochs"]
+        found = None if plan.tune else production_params(cfg, key)
         source = "production version" if found else "tuned at refit"
-        params, epochs = found or tune_on_history(cfg, s, a, parent)
-        chosen[s.ticker] = {"params": params, "epochs": epochs, "source": source}
+        trained_on = [b for b in blocks if b[0].ticker not in plan.holdout]
+        params, epochs = found or tune_on_history(cfg, tuning_frame(cfg, trained_on), parent)
+        chosen[key] = {"params": params, "epochs": epochs, "source": source}
         return params, epochs
 
-    total = sum(len(backtest.refit_points(s, plan)) for s in series)
-    with tqdm(total=total, desc="backtest refits", unit="refit", file=sys.stderr) as bar:
-        tables = []
-        for s in series:
-            bar.set_postfix_str(s.ticker)
-            tables.append(backtest.run_ticker(cfg, s, plan, params_for, lambda: bar.update(1)))
-    days = pd.concat(tables, ignore_index=True)
+    if plan.scope == "universe":
+        refits = backtest.universe_blocks(series, plan)
+        with tqdm(total=len(refits), desc="backtest refits", unit="refit", file=sys.stderr) as bar:
+            days = backtest.run_universe(
+                cfg,
+                series,
+                plan,
+                lambda blocks: params_for("universe", blocks),
+                lambda: bar.update(1),
+                frozenset(plan.holdout),
+            )
+        total = len(refits)
+    else:
+        total = sum(len(backtest.refit_points(s, plan)) for s in series)
+        with tqdm(total=total, desc="backtest refits", unit="refit", file=sys.stderr) as bar:
+            tables = []
+            for s in series:
+                bar.set_postfix_str(s.ticker)
+                tables.append(
+                    backtest.run_ticker(
+                        cfg,
+                        s,
+                        plan,
+                        lambda s, a: params_for(s.ticker, [(s, a, a)]),
+                        lambda: bar.update(1),
+                    )
+                )
+        days = pd.concat(tables, ignore_index=True)
     if days.empty:
         raise ValueError(f"no session to forecast between {plan.start} and {end}")
     summary = backtest_scores.summarize(days)
@@ -111,6 +141,9 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
         start=f"{days['as_of'].min():%Y-%m-%d}",
         end=f"{days['as_of'].max():%Y-%m-%d}",
         refit_every=plan.refit_every,
+        scope=plan.scope,
+        holdout=list(plan.holdout),
+        base=cfg.model.base,
         refits=total,
         params={
             t: {**c["params"].as_dict(), "epochs": c["epochs"], "source": c["source"]}

@@ -209,6 +209,8 @@ def _backtest(args: argparse.Namespace) -> int:
         end=args.end,
         refit_every=args.refit_every,
         tune=args.tune,
+        scope=args.scope,
+        holdout=tuple(args.holdout or ()),
     )
     try:
         summary = run(cfg, plan)
@@ -251,6 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tune", action="store_true", help="tune at every refit (default: reuse tuned params)"
+    )
+    p.add_argument(
+        "--scope",
+        choices=["ticker", "universe"],
+        default="ticker",
+        help="a network per ticker, or one for all of them (default: ticker)",
+    )
+    p.add_argument(
+        "--holdout",
+        nargs="+",
+        type=ticker_arg,
+        help="universe scope: tickers forecast but never trained on (a cold start)",
     )
     p.set_defaults(func=_backtest)
 

@@ -133,6 +133,9 @@ class RegistryConfig(_Section):
     # GJR-GARCH-t) x (1 + interval_tolerance), and 80 % coverage within coverage_tolerance.
     interval_tolerance: float = Field(default=0.0, ge=0, lt=1)
     coverage_tolerance: float = Field(default=0.05, gt=0, lt=0.8)
+    # A model judged on several tickers together (the universe model) is also refused if
+    # on any one ticker its 80 % interval score is worse than naive's by more than this.
+    ticker_tolerance: float = Field(default=0.02, ge=0, lt=1)
     production_tolerance: float = Field(default=0.0, ge=0, lt=1)
     # `promote/rollback --force` skips the gate; a deployment can insist on a written reason.
     force_requires_reason: bool = False
@@ -181,10 +184,13 @@ class StackDatabases(_Section):
 
 
 class ModelConfig(_Section):
-    """What the network is built on. base: the scale an untrained net forecasts, which
-    training multiplies: `har` (HAR on range-based variance, fitted on the training rows)
-    or `trailing` (the trailing std of log returns: the naive interval)."""
+    """What the network is built on. scope: one network for every configured ticker
+    (`universe`, registered as <prefix>_universe; it serves any ticker) or one per ticker.
+    base: the scale an untrained net forecasts, which training multiplies: `har` (HAR on
+    range-based variance, fitted on the training rows) or `trailing` (the trailing std of
+    log returns: the naive interval)."""
 
+    scope: Literal["universe", "ticker"] = "universe"
     base: Literal["har", "trailing"] = "har"
 
 
@@ -233,6 +239,8 @@ class Config(_Section):
     @field_validator("tickers")
     @classmethod
     def _tickers_are_symbols(cls, tickers: list[str]) -> list[str]:
+        if "universe" in tickers:
+            raise ValueError("'universe' names the universe model (model.scope), not a ticker")
         return [check_ticker(t) for t in tickers]
 
     def resolve(self, path: Path) -> Path:

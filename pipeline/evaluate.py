@@ -310,12 +310,14 @@ def plot_pit(table: pd.DataFrame) -> Any:
 def run(
     cfg: Config, ticker: str, day: dt.date, features_path: str, model_uri: str, parent_run_id: str
 ) -> dict[str, Any]:
-    from pipeline import registry, store, tracking
+    from pipeline import registry, store, tracking, universe
 
     feats = pd.read_parquet(features_path)
-    bars = store.read_curated(cfg, ticker, until=day)
     production = registry.production_version(cfg, ticker)
     prod_uri = version_uri(production.name, production.version) if production else None
+    if universe.is_pooled(feats):
+        return run_pooled(cfg, feats, day, model_uri, prod_uri, parent_run_id)
+    bars = store.read_curated(cfg, ticker, until=day)
     result, table = evaluate_models(bars, feats, model_uri, prod_uri)
     result["production_version"] = str(production.version) if production else None
     mc = tracking.client(cfg)
@@ -337,6 +339,42 @@ def run(
     mc.log_table(
         parent_run_id,
         table.assign(as_of=table["as_of"].astype(str), for_date=table["for_date"].astype(str)),
+        "evaluation/test_days.json",
+    )
+    return result
+
+
+def run_pooled(
+    cfg: Config,
+    feats: pd.DataFrame,
+    day: dt.date,
+    model_uri: str,
+    prod_uri: str | None,
+    parent_run_id: str,
+) -> dict[str, Any]:
+    """The universe model's evaluation (evaluate_universe.py), logged like a ticker's."""
+    from pipeline import backtest_scores, tracking
+    from pipeline.evaluate_universe import evaluate_universe
+
+    result, sessions = evaluate_universe(cfg, feats, day, model_uri, prod_uri)
+    result["production_version"] = prod_uri.rsplit("/", 1)[-1] if prod_uri else None
+    mc = tracking.client(cfg)
+    metrics = [
+        _metric(f"test_{k}", v)
+        for k, v in result.items()
+        if isinstance(v, float) and math.isfinite(v)
+    ]
+    for ticker, scores in result["tickers"].items():
+        metrics += [_metric(f"test_{ticker}_{k}", float(v)) for k, v in scores.items()]
+    mc.log_batch(parent_run_id, metrics=metrics)
+    for name, fig in backtest_scores.plots(sessions).items():
+        mc.log_figure(parent_run_id, fig, name.replace("backtest_", "test_"))
+        pyplot().close(fig)
+    mc.log_table(
+        parent_run_id,
+        sessions.assign(
+            as_of=sessions["as_of"].astype(str), for_date=sessions["for_date"].astype(str)
+        ),
         "evaluation/test_days.json",
     )
     return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -243,7 +244,7 @@ def prepare(feats: pd.DataFrame, window: int, base: str = "har") -> Prepared:
     for name in SPLITS:
         parts = [
             make_windows(x[a:b], y[a:b], window, np.flatnonzero(split[a:b] == name))
-            for a, b in zip(starts[:-1], starts[1:], strict=True)
+            for a, b in itertools.pairwise(starts)
         ]
         xs[name] = np.concatenate([p[0] for p in parts])
         ys[name] = np.concatenate([p[1] for p in parts])

@@ -31,6 +31,7 @@ def throwaway_data(cfg: Config, tmp: Path) -> Config:
             "source": cfg.source.model_copy(update={"kind": "csv", "csv_dir": tmp / "landing"}),
             "validation": cfg.validation.model_copy(update={"check_freshness": False}),
             "tune": cfg.tune.model_copy(update={"storage": f"sqlite:///{tmp}/optuna.db"}),
+            "model": cfg.model.model_copy(update={"scope": "ticker"}),  # one file, one model
         }
     )
 

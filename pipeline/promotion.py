@@ -93,15 +93,22 @@ def latest_features(cfg: Config, ticker: str) -> Path:
 
 
 def reevaluate(cfg: Config, ticker: str, version: str) -> dict[str, Any]:
-    """Score `version`, naive and current production on the latest test days."""
-    path = latest_features(cfg, ticker)
+    """Score `version`, naive and current production on the latest test days (of every
+    member, pooled, for the universe model)."""
+    from pipeline import universe
+    from pipeline.evaluate_universe import evaluate_universe
+
+    path = latest_features(cfg, universe.model_key(cfg, ticker))
     feats = pd.read_parquet(path)
     day = dt.date.fromisoformat(path.parent.name)
-    bars = store.read_curated(cfg, ticker, until=day)
     name = registry.model_name(cfg, ticker)
     prod = registry.production_version(cfg, ticker)
     prod_uri = version_uri(name, prod.version) if prod and str(prod.version) != version else None
-    result, _ = evaluate.evaluate_models(bars, feats, version_uri(name, version), prod_uri)
+    if universe.is_pooled(feats):
+        result, _ = evaluate_universe(cfg, feats, day, version_uri(name, version), prod_uri)
+    else:
+        bars = store.read_curated(cfg, ticker, until=day)
+        result, _ = evaluate.evaluate_models(bars, feats, version_uri(name, version), prod_uri)
     result["production_version"] = str(prod.version) if prod_uri and prod else None
     return result
 

@@ -41,9 +41,12 @@ class Decision:
 
 
 def model_name(cfg: Config, ticker: str) -> str:
-    """The registered model of a ticker; the ticker is checked here too, as every registry
+    """The registered model that serves a ticker: the universe model (`model.scope:
+    universe`) or the ticker's own. The ticker is checked here too, as every registry
     lookup, filter string and alias move goes through this name."""
-    return f"{cfg.registry.model_prefix}_{check_ticker(ticker)}"
+    from pipeline.universe import model_key
+
+    return f"{cfg.registry.model_prefix}_{model_key(cfg, check_ticker(ticker))}"
 
 
 BASELINE_NAMES = {"naive": "naive", "ewma": "EWMA", "har": "HAR", "garch": "GJR-GARCH-t"}
@@ -61,7 +64,7 @@ def decide(ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool =
        its 80 % coverage is within `gate.coverage_tolerance` of nominal;
     3. production: no worse than the model in production on the same days.
     """
-    refused = point_refusal(ev, gate) or interval_refusal(ev, gate)
+    refused = point_refusal(ev, gate) or interval_refusal(ev, gate) or ticker_refusal(ev, gate)
     if refused:
         return Decision(False, refused)
     earned = earned_by(ev)
@@ -100,6 +103,22 @@ def point_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
             f"point rule: the point forecast is significantly worse than naive (MASE "
             f"{mase:.4f}, Diebold-Mariano p = {pvalue:.3g} < {gate.significance})"
         )
+    return None
+
+
+def ticker_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
+    """A model judged on several tickers together must not lose to the naive interval on
+    any one of them by more than `gate.ticker_tolerance` (a pooled win can hide one)."""
+    for ticker, scores in (ev.get("tickers") or {}).items():
+        score, naive = scores.get("model_interval_score_80"), scores.get("naive_interval_score_80")
+        if score is None or naive is None:
+            continue
+        if score > naive * (1 + gate.ticker_tolerance):
+            return (
+                f"ticker rule: on {ticker} the 80 % interval score {score:.4f} is worse than "
+                f"the naive interval's ({naive:.4f}) by more than "
+                f"{gate.ticker_tolerance:.0%} (registry.ticker_tolerance)"
+            )
     return None
 
 
@@ -173,7 +192,7 @@ def register(
     try:
         mc.get_registered_model(name)
     except MlflowException:
-        mc.create_registered_model(name, description=f"Next-day close forecaster for {ticker}")
+        mc.create_registered_model(name, description=f"Next-day close forecaster: {ticker}")
     version = str(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
     for key, value in evidence.items():
         mc.set_model_version_tag(name, version, key, _tag(value))

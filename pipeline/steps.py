@@ -150,6 +150,9 @@ STEPS: dict[str, Step] = {
     "forecast": forecast,
 }
 SEQUENCE: tuple[str, ...] = tuple(STEPS)  # the order, for the DAG and the in-process runner
+DATA_STEPS = SEQUENCE[:4]  # per ticker
+MODEL_STEPS = SEQUENCE[4:-1]  # per model: the universe's one, or each ticker's
+assert SEQUENCE[-1] == "forecast" and DATA_STEPS[-1] == "features"
 FAN_OUT = "tune"  # the DAG runs this step as `tune.workers` parallel tasks per ticker
 
 

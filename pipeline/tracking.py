@@ -148,7 +148,7 @@ def fingerprint(bars: Any, tickers: list[str]) -> dict[str, Any]:
     return {
         "tickers": ",".join(tickers),
         "rows": len(bars),
-        "first_date": f"{bars['Date'].iloc[0]:%Y-%m-%d}",
-        "last_date": f"{bars['Date'].iloc[-1]:%Y-%m-%d}",
+        "first_date": f"{bars['Date'].min():%Y-%m-%d}",
+        "last_date": f"{bars['Date'].max():%Y-%m-%d}",
         "sha256": digest,
     }

@@ -150,12 +150,20 @@ def run(
     best_epoch: int,
     validation: dict[str, Any],
 ) -> Trained:
+    from pipeline import universe
+
     params = LSTMParams.from_dict(best_params)
     feats = pd.read_parquet(features_path)
-    bars = store.read_curated(cfg, ticker, until=day)
+    if universe.is_pooled(feats):  # the universe model: every member's bars
+        by_member = universe.member_bars(cfg, feats, day)
+        bars, tickers = next(iter(by_member.values())), list(by_member)
+        seen = universe.fingerprint_input(by_member)
+    else:
+        bars, tickers = store.read_curated(cfg, ticker, until=day), [ticker]
+        seen = bars
     model, prep = fit_final(params, feats, best_epoch, cfg.tune.seed, cfg.model.base)
     mc = tracking.client(cfg)
-    fingerprint = tracking.fingerprint(bars, [ticker])
+    fingerprint = tracking.fingerprint(seen, tickers)
     tracking.log_batch(
         mc,
         parent_run_id,

@@ -42,10 +42,11 @@ def sample_bars() -> pd.DataFrame:
 
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., Config]:
-    """A config whose every store lives under tmp_path; keyword args set config keys."""
+    """A config whose every store lives under tmp_path; keyword args set config keys.
+    One model per ticker unless `model__scope="universe"` (tests/unit/test_universe.py)."""
 
     def make(**keys: object) -> Config:
-        return throwaway_config(tmp_path, **keys)
+        return throwaway_config(tmp_path, **{"model__scope": "ticker", **keys})
 
     return make
 

@@ -16,6 +16,7 @@ DAY = dt.date(2013, 3, 1)
 # A tiny model budget: real Optuna, Keras and MLflow, seconds per trial.
 TINY = {
     "PIPELINE__TICKERS": "[GOOG]",  # one series: the DAG paths are the same per ticker
+    "PIPELINE__MODEL__SCOPE": "ticker",  # test_dag_run.py runs the universe model
     "PIPELINE__TUNE__N_TRIALS": "2",
     "PIPELINE__TUNE__MAX_EPOCHS": "1",
     "PIPELINE__TUNE__SPACE__UNITS": "[4]",

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 N_TRIALS = 5
 BUDGET = {
     "PIPELINE__TICKERS": "[GOOG]",
+    "PIPELINE__MODEL__SCOPE": "ticker",
     "PIPELINE__TUNE__N_TRIALS": str(N_TRIALS),
     "PIPELINE__TUNE__MAX_EPOCHS": "2",
     "PIPELINE__TUNE__SPACE__UNITS": "[8]",

@@ -119,9 +119,10 @@ def test_a_pooled_frame_gets_one_scaler_and_windows_within_each_ticker() -> None
     for split in ("train", "val", "test"):  # as many windows as the two series alone
         assert len(prep.y[split]) == sum(len(p.y[split]) for p in singles)
     # B's first training window starts on B's own rows: 3 fewer windows than B's rows
-    assert len(prep.y["train"]) == (one["split"] == "train").sum() + (
-        two["split"] == "train"
-    ).sum() - 2 * 3
+    assert (
+        len(prep.y["train"])
+        == (one["split"] == "train").sum() + (two["split"] == "train").sum() - 2 * 3
+    )
 
 
 def test_windows_end_on_the_target_row() -> None:

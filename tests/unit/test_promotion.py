@@ -28,7 +28,7 @@ EVALUATION = {
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    return throwaway_config(tmp_path_factory.mktemp("promotion"))
+    return throwaway_config(tmp_path_factory.mktemp("promotion"), model__scope="ticker")
 
 
 def test_summary_is_the_contract_line() -> None:

@@ -16,7 +16,7 @@ from tests.helpers import register_versions
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """One throw-away MLflow store for the module; each test uses its own ticker."""
-    return throwaway_config(tmp_path_factory.mktemp("registry"))
+    return throwaway_config(tmp_path_factory.mktemp("registry"), model__scope="ticker")
 
 
 GATE = RegistryConfig()
@@ -67,6 +67,9 @@ def test_gate_tolerance_admits_a_slightly_worse_model() -> None:
 
 def test_model_name(make_cfg) -> None:
     assert registry.model_name(make_cfg(), "GOOG") == "price_lstm_GOOG"
+    universe = make_cfg(model__scope="universe")
+    assert registry.model_name(universe, "GOOG") == "price_lstm_universe"  # serves them all
+    assert registry.model_name(universe, "ACME") == "price_lstm_universe"
     assert registry.model_name(make_cfg(registry__model_prefix="fc"), "MSFT") == "fc_MSFT"
 
 
@@ -250,3 +253,15 @@ def test_promote_if_better_promotes_then_refuses_a_worse_model(store: Config) ->
     assert refused.tags["gate"] == "refused" and refused.tags["gate_reason"] == out["reason"]
     assert mc.get_run(run_id).data.tags["promotion"].startswith("not promoted: ")
     assert [e["action"] for e in registry.audit_trail(store, "GATE")] == ["promote", "refused"]
+
+
+def test_a_pooled_model_is_refused_when_it_loses_to_naive_on_one_ticker() -> None:
+    pooled = {**BEATS_NAIVE, **GOOD_BANDS, "model_coverage_80": 0.8}
+    tickers = {
+        "AAPL": {"model_interval_score_80": 7.0, "naive_interval_score_80": 7.5},
+        "IBM": {"model_interval_score_80": 5.2, "naive_interval_score_80": 5.0},
+    }
+    refused = decide({**pooled, "tickers": tickers}, GATE)
+    assert not refused.promote
+    assert refused.reason.startswith("ticker rule: on IBM the 80 % interval score 5.2000")
+    assert decide({**pooled, "tickers": tickers}, gate(ticker_tolerance=0.05)).promote

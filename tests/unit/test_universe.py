@@ -1,0 +1,83 @@
+"""The universe model's plumbing: pooling, the model key, and a cold-start forecast."""
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import backtest, registry, universe
+from pipeline.config import load_config, throwaway_env
+from pipeline.features import assign_splits, make_features
+from pipeline.model import LSTMParams
+from tests.helpers import random_walk_bars
+
+DAY = dt.date(2021, 6, 1)
+
+
+def _member(make_cfg, ticker: str, seed: int) -> dict:
+    cfg = make_cfg(model__scope="universe")
+    feats = make_features(random_walk_bars(200, seed=seed), 5, 5)
+    feats["split"] = assign_splits(feats, 0.15, 0.15)
+    path = cfg.layout.features_path(ticker, DAY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    feats.to_parquet(path)
+    return {
+        "ticker": ticker,
+        "day": DAY.isoformat(),
+        "pipeline_run_id": "run-1",
+        "features_path": str(path),
+        "validation": {"suite": "ohlcv_bars.json", "passed": True, "checked": 27, "rows": 200},
+    }
+
+
+def test_the_universe_pools_every_members_own_split(make_cfg) -> None:
+    cfg = make_cfg(model__scope="universe")
+    data = [_member(make_cfg, "AAA", 1), _member(make_cfg, "BBB", 2)]
+    [pooled] = universe.model_carries(cfg, data)
+    assert pooled["ticker"] == "universe" and pooled["validation"]["members"] == ["AAA", "BBB"]
+    feats = pd.read_parquet(pooled["features_path"])
+    for c in data:  # each member's rows, with the split it was given on its own dates
+        own = pd.read_parquet(c["features_path"])
+        mine = feats[feats["ticker"] == c["ticker"]].drop(columns="ticker")
+        pd.testing.assert_frame_equal(mine.reset_index(drop=True), own)
+    # no test day of any member is a training day: splits never mix within a ticker
+    for _, member in feats.groupby("ticker"):
+        last_train = member.loc[member["split"] == "train", "Date"].max()
+        assert last_train < member.loc[member["split"] == "test", "Date"].min()
+    # after the model half: a carry per ticker again, each with the one promotion
+    done = [{**pooled, "promotion": {"version": "3"}}]
+    again = universe.forecast_carries(cfg, data, done)
+    assert [c["ticker"] for c in again] == ["AAA", "BBB"]
+    assert all(c["promotion"] == {"version": "3"} for c in again)
+
+
+def test_per_ticker_scope_keeps_a_model_per_ticker(make_cfg) -> None:
+    cfg = make_cfg()
+    data = [_member(make_cfg, "AAA", 1)]
+    assert universe.model_carries(cfg, data) == data
+    assert registry.model_name(cfg, "AAA") == "price_lstm_AAA"
+
+
+def test_universe_is_not_a_ticker(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="names the universe model"):
+        load_config(environ={**throwaway_env(tmp_path), "PIPELINE__TICKERS": "[universe]"})
+
+
+def test_a_ticker_never_trained_on_is_forecast_the_same_way(tmp_path: Path) -> None:
+    """Cold start: trained on GOOG only, the network forecasts MSFT from MSFT's own bars."""
+    cfg = load_config(environ=throwaway_env(tmp_path))
+    goog = backtest.load_series(cfg, "GOOG", dt.date(2013, 3, 1))
+    msft = backtest.load_series(cfg, "MSFT", dt.date(2013, 3, 1))
+    blocks = []
+    for s in (goog, msft):
+        a = int(np.searchsorted(s.feats["Date"].to_numpy(), np.datetime64("2012-06-01")))
+        blocks.append((s, a, a + 20))
+    params = LSTMParams(units=4, layers=1, window=5, batch_size=256)
+    out = backtest.pooled_forecasts(blocks, params, 1, 0, "har", frozenset({"MSFT"}))
+    assert set(out) == {"GOOG", "MSFT"}
+    for forecast in out.values():
+        assert len(forecast.scale) == 20 and np.isfinite(forecast.scale).all()
+        assert (forecast.scale > 0).all()
+    assert out["MSFT"].last_close[0] == pytest.approx(msft.feats["Close"].iloc[blocks[1][1]])
