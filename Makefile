@@ -43,7 +43,7 @@ run: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## run the daily DAG end to end on the 
 	$(BIN)/python -m pipeline dag-test price_pipeline $(DATE)
 
 WORKERS ?= 1
-serve: $(STAMP) ## serve models:/price_lstm_$(TICKER)@production over REST (follows the alias; WORKERS=N)
+serve: $(STAMP) ## serve the production model (the universe's, any ticker) over REST (follows the alias; WORKERS=N)
 	$(BIN)/python -m pipeline serve --ticker $(TICKER) --workers $(WORKERS)
 
 ui: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## Airflow UI :8080, MLflow UI :5000, Optuna dashboard :8081

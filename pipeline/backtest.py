@@ -105,7 +105,7 @@ def refit_splits(feats: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
 
 
 def model_forecast(
-    series: Series, a: int, b: int, params: Any, epochs: int, seed: int, base: str = "har"
+    series: Series, a: int, b: int, params: Any, epochs: int, seed: int, base: str = "trailing"
 ) -> Forecast:
     """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
     return pooled_forecasts([(series, a, b)], params, epochs, seed, base)[series.ticker]
@@ -119,7 +119,7 @@ def pooled_forecasts(
     params: Any,
     epochs: int,
     seed: int,
-    base: str = "har",
+    base: str = "trailing",
     forecast_only: frozenset[str] = frozenset(),
 ) -> dict[str, Forecast]:
     """One network trained on every series' rows before its block (scalers and base fitted

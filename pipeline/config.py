@@ -191,7 +191,7 @@ class ModelConfig(_Section):
     log returns: the naive interval)."""
 
     scope: Literal["universe", "ticker"] = "universe"
-    base: Literal["har", "trailing"] = "har"
+    base: Literal["har", "trailing"] = "trailing"
 
 
 class StackConfig(_Section):

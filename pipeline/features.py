@@ -224,7 +224,7 @@ def series_starts(feats: pd.DataFrame) -> list[int]:
     return [0, *np.flatnonzero(tickers[1:] != tickers[:-1]) + 1]
 
 
-def prepare(feats: pd.DataFrame, window: int, base: str = "har") -> Prepared:
+def prepare(feats: pd.DataFrame, window: int, base: str = "trailing") -> Prepared:
     """Windows of scaled features; labels are [scaled next return, base scale]: the base
     scale (HAR's forecast fitted on the train rows, or the trailing std) in the label's
     units, which the network's scale multiplies (pipeline/model.py). A pooled frame (a

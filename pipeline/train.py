@@ -42,7 +42,7 @@ CODE_DIR = Path(__file__).resolve().parent
 
 
 def fit_final(
-    params: LSTMParams, feats: pd.DataFrame, epochs: int, seed: int, base: str = "har"
+    params: LSTMParams, feats: pd.DataFrame, epochs: int, seed: int, base: str = "trailing"
 ) -> tuple[keras.Model, Any]:
     prep = prepare(feats, params.window, base)
     keras.utils.set_random_seed(seed)

@@ -14,6 +14,7 @@ import requests
 
 from pipeline import promotion, registry, store
 from pipeline.config import throwaway_config
+from pipeline.ingest import sample_path
 from pipeline.layout import version_uri
 
 from .conftest import TINY, store_env
@@ -74,6 +75,20 @@ def test_good_request_matches_the_pyfunc(served: dict[str, Any]) -> None:
     assert pred["upper_95"] == pytest.approx(float(local["upper_95"].iloc[0]), rel=1e-6)
     records = {"dataframe_records": served["rows"].to_dict(orient="records")}
     assert _post(served["url"], records).status_code == 200
+
+
+def test_a_ticker_the_model_never_saw_is_answered_from_its_own_bars(
+    served: dict[str, Any],
+) -> None:
+    """Scale-free inputs: a model trained on GOOG answers for MSFT, as the pyfunc does in
+    process, with the vendor's Adj Close in the request too."""
+    raw = pd.read_csv(sample_path("MSFT")).tail(60)
+    resp = _post(served["url"], _split(raw))
+    assert resp.status_code == 200, resp.text
+    pred = resp.json()["predictions"][0]
+    assert pred["last_close"] == pytest.approx(27.95) and pred["as_of"] == "2013-03-01"
+    local = mlflow.pyfunc.load_model(version_uri("price_lstm_GOOG", "1")).predict(raw)
+    assert pred["upper_80"] == pytest.approx(float(local["upper_80"].iloc[0]), rel=1e-6)
 
 
 def _mangle(name: str, rows: pd.DataFrame) -> Any:

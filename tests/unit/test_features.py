@@ -91,7 +91,7 @@ def test_the_har_base_is_the_har_baseline_fitted_on_the_train_rows() -> None:
     bars = random_walk_bars(300)
     feats = make_features(bars, 5, 5)
     feats["split"] = assign_splits(feats, 0.2, 0.2)
-    prep = prepare(feats, window=4)
+    prep = prepare(feats, window=4, base="har")
     v = baselines.range_variance(*(bars[c].to_numpy() for c in ["Open", "High", "Low", "Close"]))
     r_next = np.append(np.diff(np.log(bars["Close"].to_numpy())), np.nan)
     at = pd.Index(bars["Date"]).get_indexer(feats["Date"])

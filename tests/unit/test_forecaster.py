@@ -390,7 +390,7 @@ def test_an_untrained_net_on_the_har_base_is_the_har_interval(
     bars = sample_bars.tail(400).reset_index(drop=True)
     feats = make_features(bars, 5, 5)
     feats["split"] = assign_splits(feats, 0.2, 0.2)
-    prep = prepare(feats, window=5)
+    prep = prepare(feats, window=5, base="har")
     build_model(LSTMParams(units=4, window=5), len(FEATURES)).save(tmp_path / "network.keras")
     spec = preprocessing_spec(5, 5, 5, prep.x_scaler, prep.y_scaler, "XNYS", 500, None, prep.base)
     (tmp_path / "preprocessing.json").write_text(json.dumps(spec))
