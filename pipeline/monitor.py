@@ -155,7 +155,7 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
         )
         log.error(msg)
         print(msg)
-        mc.set_registered_model_tag(name, registry.BEATABLE_TAG, "true")
+        mc.set_registered_model_tag(name, registry.beatable_tag(cfg, ticker), "true")
     elif registry.is_production_beatable(cfg, ticker):
-        mc.delete_registered_model_tag(name, registry.BEATABLE_TAG)
+        mc.delete_registered_model_tag(name, registry.beatable_tag(cfg, ticker))
     return {"monitoring": summary}

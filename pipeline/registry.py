@@ -173,12 +173,31 @@ def production_version(cfg: Config, ticker: str) -> ModelVersion | None:
     return version_by_alias(cfg, model_name(cfg, ticker), PRODUCTION)
 
 
-def is_production_beatable(cfg: Config, ticker: str) -> bool:
+def beatable_tag(cfg: Config, ticker: str) -> str:
+    """The tag monitoring sets when production loses on `ticker`: one per ticker on a model
+    that serves several (each ticker's monitor sets and clears only its own)."""
+    from pipeline.universe import UNIVERSE, model_key
+
+    key = model_key(cfg, ticker)
+    return BEATABLE_TAG if key == ticker or ticker == UNIVERSE else f"{BEATABLE_TAG}.{ticker}"
+
+
+def beatable_tags(cfg: Config, ticker: str) -> list[str]:
+    """The set beatable tags of the model that serves `ticker` (any of its tickers')."""
     try:
         model = tracking.client(cfg).get_registered_model(model_name(cfg, ticker))
     except MlflowException:
-        return False
-    return model.tags.get(BEATABLE_TAG) == "true"
+        return []
+    return [k for k, v in model.tags.items() if k.startswith(BEATABLE_TAG) and v == "true"]
+
+
+def is_production_beatable(cfg: Config, ticker: str) -> bool:
+    """Monitoring says production keeps losing: on `ticker`, or, asked for the universe
+    model itself, on any of its tickers."""
+    from pipeline.universe import UNIVERSE
+
+    tags = beatable_tags(cfg, ticker)
+    return bool(tags) if ticker == UNIVERSE else beatable_tag(cfg, ticker) in tags
 
 
 def register(
@@ -297,8 +316,8 @@ def move_production(
     mc = tracking.client(cfg)
     mc.set_registered_model_alias(name, PRODUCTION, version)
     mc.set_model_version_tag(name, version, "promoted_reason", reason)
-    if is_production_beatable(cfg, ticker):  # a new production model starts with a clean slate
-        mc.delete_registered_model_tag(name, BEATABLE_TAG)
+    for tag in beatable_tags(cfg, ticker):  # a new production model starts with a clean slate
+        mc.delete_registered_model_tag(name, tag)
     event = {
         "action": action,
         "model": name,

@@ -265,3 +265,14 @@ def test_a_pooled_model_is_refused_when_it_loses_to_naive_on_one_ticker() -> Non
     assert not refused.promote
     assert refused.reason.startswith("ticker rule: on IBM the 80 % interval score 5.2000")
     assert decide({**pooled, "tickers": tickers}, gate(ticker_tolerance=0.05)).promote
+
+
+def test_each_ticker_flags_the_universe_model_on_its_own(tmp_path) -> None:
+    """One ticker's monitor cannot clear another's alarm on the model they share."""
+    cfg = throwaway_config(tmp_path, model__scope="universe")
+    mc = tracking.client(cfg)
+    mc.create_registered_model("price_lstm_universe")
+    mc.set_registered_model_tag("price_lstm_universe", registry.beatable_tag(cfg, "IBM"), "true")
+    assert registry.is_production_beatable(cfg, "IBM")
+    assert not registry.is_production_beatable(cfg, "GOOG")
+    assert registry.is_production_beatable(cfg, "universe")  # the gate asks for the model
