@@ -69,9 +69,12 @@ def pooled_evidence(
     for name, scores in summary["pooled"].items():
         out.update({f"{name}_{k}": v for k, v in scores.items()})
     last, actual = sessions["last_close"], sessions["actual"]
-    out["naive_mase"] = 1.0
+    out["naive_mase"], out["naive_directional_accuracy"] = 1.0, 0.5
     for who, column in (("model", "model_forecast_close"), ("naive", "last_close")):
         out[f"{who}_mae"] = float(np.mean(np.abs(sessions[column] - actual) / last) * 100)
+    called = np.sign(sessions["model_forecast_close"] - last)
+    hits = np.where(called == 0, 0.5, (called == np.sign(actual - last)).astype(float))
+    out["model_directional_accuracy"] = float(np.mean(hits))
     if "production_forecast_close" in sessions:
         error = np.abs(sessions["production_forecast_close"] - actual) / last
         out["production_mae"] = float(np.mean(error) * 100)
