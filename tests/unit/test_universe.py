@@ -81,3 +81,55 @@ def test_a_ticker_never_trained_on_is_forecast_the_same_way(tmp_path: Path) -> N
         assert len(forecast.scale) == 20 and np.isfinite(forecast.scale).all()
         assert (forecast.scale > 0).all()
     assert out["MSFT"].last_close[0] == pytest.approx(msft.feats["Close"].iloc[blocks[1][1]])
+
+
+def test_pooled_evidence_weighs_tickers_by_percent_of_the_close() -> None:
+    """A $10 and a $1,000 stock with the same relative errors count alike; the gate reads
+    the same keys as a per-ticker evaluation, and each ticker's scores beside them."""
+    from pipeline.evaluate_universe import pooled_evidence
+
+    rng = np.random.default_rng(5)
+    frames = []
+    for ticker, price in (("CHEAP", 10.0), ("DEAR", 1000.0)):
+        n = 120
+        last = np.full(n, price)
+        actual = last * np.exp(rng.normal(0, 0.02, n))
+        day = pd.bdate_range("2020-01-01", periods=n)
+        cols = {"ticker": ticker, "as_of": day, "for_date": day + pd.offsets.BDay(1)}
+        cols.update(last_close=last, actual=actual, model_forecast_close=last * 1.001)
+        for f, width in (
+            ("model", 0.025),
+            ("naive", 0.03),
+            ("ewma", 0.03),
+            ("har", 0.027),
+            ("garch", 0.028),
+        ):
+            for pct, z in ((80, 1.28), (95, 1.96)):
+                cols[f"{f}_lower_{pct}"] = last * np.exp(-z * width)
+                cols[f"{f}_upper_{pct}"] = last * np.exp(z * width)
+            cols[f"{f}_crps"] = np.full(n, width)
+            cols[f"{f}_qlike"] = np.full(n, width)
+        frames.append(pd.DataFrame(cols))
+    sessions = pd.concat(frames, ignore_index=True)
+    per_ticker = {"CHEAP": {"model_interval_score_80": 0.5}, "DEAR": {"model_mase": 1.0}}
+    ev = pooled_evidence(sessions, per_ticker)
+    assert ev["test_days"] == 240 and ev["best_baseline"] == "har"
+    want = (
+        np.mean(
+            np.abs(sessions["model_forecast_close"] - sessions["actual"])
+            / 1.0
+            / sessions["last_close"]
+        )
+        * 100
+    )
+    assert ev["model_mae"] == pytest.approx(want)
+    assert ev["model_interval_score_80"] < ev["har_interval_score_80"]
+    for key in (
+        "interval_dm_pvalue",
+        "interval_dm_har_pvalue",
+        "dm_pvalue",
+        "model_kupiec_pvalue_80",
+        "model_directional_accuracy",
+    ):
+        assert 0 <= ev[key] <= 1, key
+    assert ev["tickers"] == per_ticker
