@@ -38,6 +38,10 @@ class Plan:
     tune: bool = False  # tune at every refit point (else reuse tuned parameters)
     scope: str = "ticker"  # ticker: a network per ticker; universe: one for all of them
     holdout: tuple[str, ...] = ()  # universe: tickers forecast but never trained on
+    # the production version's tuned parameters instead of tuning at the first refit: they
+    # were tuned on data after most refit points (hyperparameter look-ahead), so opt-in
+    production_params: bool = False
+    min_train_rows: int = 250  # a series forecasts only once it has this much history
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ def refit_points(series: Series, plan: Plan) -> list[tuple[int, int]]:
     """[start, stop) feature-row blocks: each forecast from one refit at its first row."""
     dates = series.feats["Date"]
     live = series.feats[TARGET].notna() & (dates >= pd.Timestamp(plan.start))
+    live &= np.arange(len(dates)) >= plan.min_train_rows  # a young ticker joins later
     if plan.end is not None:
         live &= dates <= pd.Timestamp(plan.end)
     rows = np.flatnonzero(live.to_numpy())

@@ -23,11 +23,13 @@ from pipeline.model import LSTMParams
 log = logging.getLogger(__name__)
 
 
-def production_params(cfg: Config, ticker: str) -> tuple[LSTMParams, int] | None:
-    """The production version's tuned parameters and epoch count, if there is one."""
+def production_params(cfg: Config, key: str) -> tuple[LSTMParams, int] | None:
+    """The tuned parameters and epoch count of the production version of `key`'s own model
+    (a ticker's, or `universe`), if there is one."""
     from pipeline import registry
 
-    version = registry.production_version(cfg, ticker)
+    name = f"{cfg.registry.model_prefix}_{key}"
+    version = registry.version_by_alias(cfg, name, registry.PRODUCTION)
     if version is None or "params" not in version.tags:
         return None
     params = LSTMParams.from_dict(json.loads(version.tags["params"]))
@@ -98,7 +100,7 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
     def params_for(key: str, blocks: list[backtest.Block]) -> tuple[LSTMParams, int]:
         if not plan.tune and key in chosen:
             return chosen[key]["params"], chosen[key]["epochs"]
-        found = None if plan.tune else production_params(cfg, key)
+        found = production_params(cfg, key) if plan.production_params and not plan.tune else None
         source = "production version" if found else "tuned at refit"
         trained_on = [b for b in blocks if b[0].ticker not in plan.holdout]
         params, epochs = found or tune_on_history(cfg, tuning_frame(cfg, trained_on), parent)

@@ -51,8 +51,9 @@ def scores(days: pd.DataFrame) -> dict[str, dict[str, float]]:
         s["crps"] = float(days[f"{f}_crps"].mean())
         s["qlike"] = float(days[f"{f}_qlike"].mean())
         out[f] = s
-    naive_mae = float(np.mean(np.abs(days["last_close"] - days["actual"])))
-    model_mae = float(np.mean(np.abs(days["model_forecast_close"] - days["actual"])))
+    last = days["last_close"]  # relative errors: a $30 and an $800 stock weigh alike
+    naive_mae = float(np.mean(np.abs(last - days["actual"]) / last))
+    model_mae = float(np.mean(np.abs(days["model_forecast_close"] - days["actual"]) / last))
     out["model"]["mase"] = model_mae / naive_mae
     return out
 

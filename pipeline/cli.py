@@ -211,6 +211,7 @@ def _backtest(args: argparse.Namespace) -> int:
         tune=args.tune,
         scope=args.scope,
         holdout=tuple(args.holdout or ()),
+        production_params=args.production_params,
     )
     try:
         summary = run(cfg, plan)
@@ -265,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=ticker_arg,
         help="universe scope: tickers forecast but never trained on (a cold start)",
+    )
+    p.add_argument(
+        "--production-params",
+        action="store_true",
+        help="reuse the production version's tuned parameters (tuned on later data: "
+        "hyperparameter look-ahead) instead of tuning at the first refit",
     )
     p.set_defaults(func=_backtest)
 

@@ -21,6 +21,7 @@ from contextlib import closing
 from typing import Any
 
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from pipeline import registry, store, tracking
 from pipeline.carry import Monitored
@@ -155,7 +156,10 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
         )
         log.error(msg)
         print(msg)
-        mc.set_registered_model_tag(name, registry.beatable_tag(cfg, ticker), "true")
+        try:
+            mc.set_registered_model_tag(name, registry.beatable_tag(cfg, ticker), "true")
+        except MlflowException:  # no such model yet (e.g. a new scope): nothing to flag
+            log.warning("%s is not registered yet: the alert is not kept as a tag", name)
     elif registry.is_production_beatable(cfg, ticker):
         mc.delete_registered_model_tag(name, registry.beatable_tag(cfg, ticker))
     return {"monitoring": summary}

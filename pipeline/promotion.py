@@ -130,7 +130,10 @@ def promote(
     _check_version(cfg, ticker, version)
     if not force:
         ev = reevaluate(cfg, ticker, version)
-        decision = registry.decide(ev, cfg.registry, registry.is_production_beatable(cfg, ticker))
+        from pipeline.universe import model_key
+
+        beatable = registry.is_production_beatable(cfg, model_key(cfg, ticker))
+        decision = registry.decide(ev, cfg.registry, beatable)
         if not decision.promote:
             raise PromotionRefused(f"refused: {decision.reason} (use --force to override)")
         reason = f"{reason} | gate: {decision.reason}"

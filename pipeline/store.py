@@ -16,6 +16,8 @@ from pipeline.bars import COLUMNS, NUMBER_COLUMNS, PRICE_COLUMNS
 from pipeline.config import Config
 
 log = logging.getLogger(__name__)
+# vendors round adjusted prices (to 6-10 digits): one re-basing factor within this
+REBASE_TOLERANCE = 1e-6
 
 
 def merge_bars(curated: pd.DataFrame, pull: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -60,9 +62,9 @@ def rebased(both: pd.DataFrame) -> float | None:
         [(both[f"{c}_new"] / both[f"{c}_old"]).to_numpy() for c in PRICE_COLUMNS]
     )
     first = float(ratios[0])
-    if not np.isfinite(ratios).all() or abs(first - 1) <= 1e-9:
+    if not np.isfinite(ratios).all() or abs(first - 1) <= REBASE_TOLERANCE:
         return None
-    return first if bool(np.all(np.abs(ratios / first - 1) <= 1e-9)) else None
+    return first if bool(np.all(np.abs(ratios / first - 1) <= REBASE_TOLERANCE)) else None
 
 
 def rescale(bars: pd.DataFrame, ratio: float) -> pd.DataFrame:

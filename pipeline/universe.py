@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import numpy as np
 import pandas as pd
 
 from pipeline.carry import Carry
@@ -45,6 +46,7 @@ def pool(cfg: Config, data: list[Carry]) -> Carry:
     members = [c["ticker"] for c in data]
     frames = [pd.read_parquet(c["features_path"]).assign(ticker=c["ticker"]) for c in data]
     feats = pd.concat(frames, ignore_index=True)
+    feats["split"] = common_splits(feats, cfg.features.val_fraction, cfg.features.test_fraction)
     path = cfg.layout.features_path(UNIVERSE, day)
     path.parent.mkdir(parents=True, exist_ok=True)
     feats.to_parquet(path, index=False)
@@ -67,6 +69,23 @@ def pool(cfg: Config, data: list[Carry]) -> Carry:
         "splits": splits,
         "validation": validation,
     }
+
+
+def common_splits(feats: pd.DataFrame, val_fraction: float, test_fraction: float) -> pd.Series:
+    """train | val | test by calendar, the same cut-off dates for every ticker (from the
+    union of their labelled days): split per ticker, a ticker with a shorter history would
+    validate or train on days that are another ticker's test days, and the model would
+    be scored on sessions whose cross-section it had seen."""
+    labelled = feats["target"].notna()
+    days = np.unique(feats.loc[labelled, "Date"].to_numpy())
+    n_test = max(1, round(len(days) * test_fraction))
+    n_val = max(1, round(len(days) * val_fraction))
+    if len(days) - n_test - n_val < 1:
+        raise ValueError(f"{len(days)} labelled days are too few for the val/test fractions")
+    val_start, test_start = days[len(days) - n_test - n_val], days[len(days) - n_test]
+    date = feats["Date"].to_numpy()
+    split = np.where(date >= test_start, "test", np.where(date >= val_start, "val", "train"))
+    return pd.Series(np.where(labelled, split, "live"), index=feats.index, name="split")
 
 
 def forecast_carries(cfg: Config, data: list[Carry], models: list[Carry]) -> list[Carry]:

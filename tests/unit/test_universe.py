@@ -133,3 +133,24 @@ def test_pooled_evidence_weighs_tickers_by_percent_of_the_close() -> None:
     ):
         assert 0 <= ev[key] <= 1, key
     assert ev["tickers"] == per_ticker
+
+
+def test_the_pooled_split_is_one_calendar_for_every_ticker(make_cfg) -> None:
+    """A ticker with a shorter history must not train or validate on days that are
+    another ticker's test days: the pooled frame is cut on common dates."""
+    cfg = make_cfg(model__scope="universe")
+    long = _member(make_cfg, "LONG", 1)
+    short = make_features(random_walk_bars(120, seed=3, start="2020-04-01"), 5, 5)
+    short["split"] = assign_splits(short, 0.15, 0.15)
+    path = cfg.layout.features_path("SHORT", DAY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    short.to_parquet(path)
+    [pooled] = universe.model_carries(
+        cfg, [long, {**long, "ticker": "SHORT", "features_path": str(path)}]
+    )
+    feats = pd.read_parquet(pooled["features_path"])
+    test_start = feats.loc[feats["split"] == "test", "Date"].min()
+    seen = feats[feats["split"].isin(["train", "val"])]
+    assert seen["Date"].max() < test_start  # no ticker's train/val day is anyone's test day
+    for _, member in feats.groupby("ticker"):
+        assert member.loc[member["split"] == "test", "Date"].min() == test_start
