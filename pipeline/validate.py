@@ -98,10 +98,10 @@ def with_derived_columns(bars: pd.DataFrame, adjusted: bool = False) -> pd.DataF
     """Row-to-row rules need columns GX can test per row: |log close-to-close move|, and the
     apparent split ratio where the vendor gave no adjustment (an adjusted series has
     none: its factor already took the split out)."""
-    splits = pd.Series(np.nan, index=bars.index) if adjusted else apparent_splits(bars)
-    return bars.assign(
-        abs_log_return=np.log(bars["Close"] / bars["Close"].shift()).abs(), split_ratio=splits
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero prices: positive_prices says so
+        splits = pd.Series(np.nan, index=bars.index) if adjusted else apparent_splits(bars)
+        moves = np.log(bars["Close"] / bars["Close"].shift()).abs()
+    return bars.assign(abs_log_return=moves, split_ratio=splits)
 
 
 def split_text(ratio: float) -> str:
