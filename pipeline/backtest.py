@@ -190,6 +190,15 @@ def losses(days: pd.DataFrame, name: str, f: Forecast) -> dict[str, np.ndarray]:
     return out
 
 
+def block_sessions(series: Series, a: int, b: int, model: Forecast) -> pd.DataFrame:
+    """One block's sessions with the model's and every refitted baseline's losses."""
+    days = block_days(series, a, b)
+    cols: dict[str, np.ndarray] = {}
+    for name, forecast in {"model": model, **baseline_forecasts(series, a, b)}.items():
+        cols.update(losses(days, name, forecast))
+    return days.assign(**cols)
+
+
 def run_ticker(
     cfg: Config,
     series: Series,
@@ -200,16 +209,9 @@ def run_ticker(
     """Every block of one ticker: refit model and baselines, forecast, keep the losses."""
     frames = []
     for a, b in refit_points(series, plan):
-        days = block_days(series, a, b)
         params, epochs = params_for(series, a)
-        every = {
-            "model": model_forecast(series, a, b, params, epochs, cfg.tune.seed, cfg.model.base)
-        }
-        every.update(baseline_forecasts(series, a, b))
-        cols: dict[str, np.ndarray] = {}
-        for name, forecast in every.items():
-            cols.update(losses(days, name, forecast))
-        frames.append(days.assign(**cols))
+        model = model_forecast(series, a, b, params, epochs, cfg.tune.seed, cfg.model.base)
+        frames.append(block_sessions(series, a, b, model))
         step()
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -254,12 +256,6 @@ def run_universe(
         model = pooled_forecasts(
             blocks, params, epochs, cfg.tune.seed, cfg.model.base, forecast_only
         )
-        for s, a, b in blocks:
-            days = block_days(s, a, b)
-            every = {"model": model[s.ticker], **baseline_forecasts(s, a, b)}
-            cols: dict[str, np.ndarray] = {}
-            for name, forecast in every.items():
-                cols.update(losses(days, name, forecast))
-            frames.append(days.assign(**cols))
+        frames += [block_sessions(s, a, b, model[s.ticker]) for s, a, b in blocks]
         step()
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline import evaluate, registry, store, tracking
 from pipeline.config import Config
+from pipeline.gate import decide
 from pipeline.layout import version_uri
 from pipeline.registry import PromotionRefused
 
@@ -133,7 +134,7 @@ def promote(
         from pipeline.universe import model_key
 
         beatable = registry.is_production_beatable(cfg, model_key(cfg, ticker))
-        decision = registry.decide(ev, cfg.registry, beatable)
+        decision = decide(ev, cfg.registry, beatable)
         if not decision.promote:
             raise PromotionRefused(f"refused: {decision.reason} (use --force to override)")
         reason = f"{reason} | gate: {decision.reason}"
@@ -171,7 +172,7 @@ def rollback(
     if not force:  # the version must still beat naive; production is what we are leaving
         ev = reevaluate(cfg, ticker, target)
         ev.pop("production_mae", None)
-        decision = registry.decide(ev, cfg.registry)
+        decision = decide(ev, cfg.registry)
         if not decision.promote:
             raise PromotionRefused(f"refused: v{target}: {decision.reason} (use --force)")
     return _move(cfg, ticker, target, "rollback", reason, actor, force)

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import store
-from pipeline.bars import ADJ_CLOSE, ADJUSTED, BarsError, Problem, read_bars_csv
+from pipeline.bars import ADJUSTED, BarsError, Problem, read_bars_csv
 from pipeline.carry import Validated
 from pipeline.config import PROJECT_ROOT, Config
+from pipeline.splits import apparent_splits, split_problem
 
 SUITE_PATH = PROJECT_ROOT / "expectations" / "ohlcv_bars.json"
 log = logging.getLogger(__name__)
@@ -52,48 +52,6 @@ def load_suite_spec(daily: bool, path: Path = SUITE_PATH) -> dict[str, Any]:
     return spec
 
 
-# Split ratios as exchanges announce them (new shares per old; below 1: reverse splits).
-SPLIT_RATIOS = (
-    2,
-    3,
-    4,
-    5,
-    7,
-    8,
-    10,
-    15,
-    20,
-    3 / 2,
-    5 / 4,
-    1 / 2,
-    1 / 3,
-    1 / 4,
-    1 / 5,
-    1 / 8,
-    1 / 10,
-)
-SPLIT_GAP_TOLERANCE = 0.03  # |log| distance of open / previous close from 1 / ratio
-
-
-def apparent_splits(bars: pd.DataFrame) -> pd.Series:
-    """Per day, the split ratio the bar looks like, or NaN.
-
-    In a split the whole bar re-prices overnight: the open lands within a few percent of
-    previous close / ratio (AAPL's and MSFT's 2:1 splits: 0.499-0.510), and the day
-    trades on from there. A real crash rarely opens that exactly on a ratio (AAPL's 52 %
-    fall of 2000-09-29 opened at 0.527 of the previous close). Only meaningful on bars
-    the vendor did not adjust.
-    """
-    gap = np.log(bars["Open"] / bars["Close"].shift())
-    day = np.log(bars["Close"] / bars["Close"].shift())
-    out = pd.Series(np.nan, index=bars.index)
-    for ratio in SPLIT_RATIOS:
-        moved = -np.log(ratio)
-        hit = ((gap - moved).abs() < SPLIT_GAP_TOLERANCE) & ((day - moved).abs() < abs(moved) / 2)
-        out[hit & out.isna()] = ratio
-    return out
-
-
 def with_derived_columns(bars: pd.DataFrame, adjusted: bool = False) -> pd.DataFrame:
     """Row-to-row rules need columns GX can test per row: |log close-to-close move|, and the
     apparent split ratio where the vendor gave no adjustment (an adjusted series has
@@ -102,12 +60,6 @@ def with_derived_columns(bars: pd.DataFrame, adjusted: bool = False) -> pd.DataF
         splits = pd.Series(np.nan, index=bars.index) if adjusted else apparent_splits(bars)
         moves = np.log(bars["Close"] / bars["Close"].shift()).abs()
     return bars.assign(abs_log_return=moves, split_ratio=splits)
-
-
-def split_text(ratio: float) -> str:
-    """2.0 -> '2:1'; 0.5 -> '1:2' (reverse); 1.5 -> '3:2'."""
-    frac = Fraction(ratio).limit_denominator(20)
-    return f"{frac.numerator}:{frac.denominator}"
 
 
 def expected_session(day: dt.date, calendar: str) -> pd.Timestamp:
@@ -160,26 +112,10 @@ def _describe(result: Any, frame: pd.DataFrame) -> str:
     return f"{count} row(s) in {'/'.join(cols)}" + (f", e.g. {shown}" if shown else "")
 
 
-def _split_problem(result: Any, frame: pd.DataFrame) -> Problem:
-    res = result.result or {}
-    idx = [i for i in res.get("partial_unexpected_index_list") or [] if i in frame.index][:3]
-    days = "; ".join(
-        f"{frame.at[i, 'Date']:%Y-%m-%d} (apparent {split_text(frame.at[i, 'split_ratio'])} split: "
-        f"open {frame.at[i, 'Open'] / frame.at[i - 1, 'Close']:.3f} of the previous close)"
-        for i in idx
-    )
-    return Problem(
-        "unadjusted_split",
-        f"{res.get('unexpected_count', '?')} day(s) look like a stock split the prices were not "
-        f"adjusted for: {days}; send the vendor's '{ADJ_CLOSE}' column (the pipeline adjusts "
-        "with it) or adjusted prices",
-    )
-
-
 def _problem(result: Any, frame: pd.DataFrame) -> Problem:
     config = result.expectation_config
     if config.meta.get("rule") == "unadjusted_split":
-        return _split_problem(result, frame)
+        return split_problem(result, frame)
     return Problem(
         config.meta.get("rule", config.type), f"{config.type} {_describe(result, frame)}"
     )

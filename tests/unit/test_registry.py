@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import registry, tracking
 from pipeline.config import Config, RegistryConfig, throwaway_config
-from pipeline.registry import decide
+from pipeline.gate import decide
 from tests.helpers import register_versions
 
 

@@ -1,0 +1,133 @@
+"""The promotion gate: whether a version's evidence earns `production`, and why (not).
+
+Rules in order, each refusal naming its rule (and the baseline): point (not
+significantly worse than naive), intervals (no worse than the best classical
+baseline, calibrated), tickers (a pooled model loses to naive on none), production.
+Pure functions of the evidence and the config's `registry` section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import RegistryConfig
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+BASELINE_NAMES = {"naive": "naive", "ewma": "EWMA", "har": "HAR", "garch": "GJR-GARCH-t"}
+
+
+def decide(ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool = False) -> Decision:
+    """The promotion gate, rule by rule; the reason names the rule (and the baseline).
+
+    1. point: the point forecast is not significantly worse than naive (Diebold-Mariano
+       at `gate.significance`) nor worse by more than `gate.point_tolerance` in MASE: on
+       daily prices the drift and tomorrow=today are indistinguishable, so demanding
+       "MASE below 1" decided by a coin flip;
+    2. intervals, where the model earns promotion: its 80 % interval score is at least as
+       good as the best baseline's (naive, EWMA, HAR, GJR-GARCH-t) on the same days, and
+       its 80 % coverage is within `gate.coverage_tolerance` of nominal;
+    3. production: no worse than the model in production on the same days.
+    """
+    refused = point_refusal(ev, gate) or interval_refusal(ev, gate) or ticker_refusal(ev, gate)
+    if refused:
+        return Decision(False, refused)
+    earned = earned_by(ev)
+    prod_mae = ev.get("production_mae")
+    if prod_mae is None:
+        return Decision(True, f"{earned}; no production model yet")
+    if production_beatable:
+        return Decision(
+            True,
+            f"{earned}; production v{ev.get('production_version')} has been losing to naive lately",
+        )
+    if ev["model_mae"] > prod_mae * (1 + gate.production_tolerance):
+        return Decision(
+            False,
+            f"production rule: MAE {ev['model_mae']:.4f} is worse than production v"
+            f"{ev.get('production_version')} ({prod_mae:.4f}) on the same days",
+        )
+    return Decision(
+        True,
+        f"{earned}; no worse than production v{ev.get('production_version')} "
+        f"(MAE {ev['model_mae']:.4f} <= {prod_mae:.4f}) on the same days",
+    )
+
+
+def point_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
+    mase = ev["model_mase"]
+    limit = 1.0 - gate.naive_margin + gate.point_tolerance
+    if mase > limit:
+        return (
+            f"point rule: MASE {mase:.4f} vs naive is above {limit:.4f} "
+            "(registry.naive_margin, point_tolerance): the model is worse than tomorrow=today"
+        )
+    stat, pvalue = ev.get("dm_stat"), ev.get("dm_pvalue")
+    if stat is not None and pvalue is not None and stat > 0 and pvalue < gate.significance:
+        return (
+            f"point rule: the point forecast is significantly worse than naive (MASE "
+            f"{mase:.4f}, Diebold-Mariano p = {pvalue:.3g} < {gate.significance})"
+        )
+    return None
+
+
+def ticker_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
+    """A model judged on several tickers together must not lose to the naive interval on
+    any one of them by more than `gate.ticker_tolerance` (a pooled win can hide one)."""
+    for ticker, scores in (ev.get("tickers") or {}).items():
+        score, naive = scores.get("model_interval_score_80"), scores.get("naive_interval_score_80")
+        if score is None or naive is None:
+            continue
+        if score > naive * (1 + gate.ticker_tolerance):
+            return (
+                f"ticker rule: on {ticker} the 80 % interval score {score:.4f} is worse than "
+                f"the naive interval's ({naive:.4f}) by more than "
+                f"{gate.ticker_tolerance:.0%} (registry.ticker_tolerance)"
+            )
+    return None
+
+
+def best_baseline(ev: dict[str, Any]) -> tuple[str, float] | None:
+    """The baseline with the lowest 80 % interval score among those the evidence holds."""
+    scores = {
+        b: ev[f"{b}_interval_score_80"] for b in BASELINE_NAMES if f"{b}_interval_score_80" in ev
+    }
+    return min(scores.items(), key=lambda kv: kv[1]) if scores else None
+
+
+def interval_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
+    """Why the model's 80 % intervals fail the gate, or None (also when it has none)."""
+    score, best = ev.get("model_interval_score_80"), best_baseline(ev)
+    if score is None or best is None:
+        return None
+    name, limit = best
+    if score > limit * (1 + gate.interval_tolerance):
+        return (
+            f"interval rule: 80 % interval score {score:.4f} is worse than the best "
+            f"baseline's, {BASELINE_NAMES[name]} ({limit:.4f}), on the same days"
+        )
+    cover = ev["model_coverage_80"]
+    if abs(cover - 0.8) > gate.coverage_tolerance:
+        return (
+            f"interval rule: 80 % interval coverage {cover:.1%} is more than "
+            f"{gate.coverage_tolerance:.0%} from nominal 80 % (registry.coverage_tolerance): "
+            "the intervals are not calibrated"
+        )
+    return None
+
+
+def earned_by(ev: dict[str, Any]) -> str:
+    point = f"point forecast no worse than naive (MASE {ev['model_mase']:.4f})"
+    best, score = best_baseline(ev), ev.get("model_interval_score_80")
+    if best is None or score is None:
+        return point
+    return (
+        f"{point}; 80 % interval score {score:.4f} <= the best baseline's, "
+        f"{BASELINE_NAMES[best[0]]} ({best[1]:.4f})"
+    )
