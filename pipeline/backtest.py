@@ -157,7 +157,7 @@ def pooled_forecasts(
 
 def baseline_forecasts(series: Series, a: int, b: int) -> dict[str, Forecast]:
     """Naive, EWMA, HAR and GJR-GARCH-t fitted on what is known at the close of row a."""
-    from pipeline.evaluate import garch_forecast, har_forecast
+    from pipeline.baselines import garch_forecast, har_forecast
 
     bars, pos = series.bars, series.bar_of[a:b]
     returns = np.diff(np.log(bars["Close"].to_numpy(dtype="float64")))

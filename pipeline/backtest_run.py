@@ -159,7 +159,7 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
 
 
 def log_to_mlflow(cfg: Config, run_id: str, days: pd.DataFrame, summary: dict[str, Any]) -> None:
-    from pipeline.evaluate import pyplot
+    from pipeline.plots import pyplot
 
     mc = tracking.client(cfg)
     metrics = {

@@ -110,7 +110,7 @@ def summarize(days: pd.DataFrame) -> dict[str, Any]:
 def plots(days: pd.DataFrame) -> dict[str, Any]:
     """Score over time (pooled, 63-session mean), coverage by year, and the fan of the
     first ticker's last 250 sessions."""
-    from pipeline.evaluate import pyplot
+    from pipeline.plots import pyplot
 
     plt = pyplot()
     days = with_losses(days)

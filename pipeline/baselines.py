@@ -23,6 +23,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+
+from pipeline.intervals import Forecast
 
 VARIANCE_FLOOR = 1e-12  # keeps log(variance) finite on flat bars and zero returns
 HAR_WINDOWS = (1, 5, 22)  # day, week, month (sessions)
@@ -185,3 +188,27 @@ def qlike(r: np.ndarray, variance: np.ndarray) -> np.ndarray:
     r2 = np.maximum(np.asarray(r, dtype="float64") ** 2, VARIANCE_FLOOR)
     ratio = r2 / np.asarray(variance, dtype="float64")
     return np.asarray(ratio - np.log(ratio) - 1)
+
+
+def har_forecast(
+    bars: pd.DataFrame, fit_rows: np.ndarray, bar_of: np.ndarray, last: np.ndarray, loc: np.ndarray
+) -> Forecast:
+    """HAR fitted on the bars `fit_rows`, forecasting from the bars `bar_of`."""
+    o, h, lo, c = (bars[k].to_numpy(dtype="float64") for k in ("Open", "High", "Low", "Close"))
+    v = range_variance(o, h, lo, c)
+    r_next = np.append(np.diff(np.log(c)), np.nan)
+    fit = har_fit(v, r_next, fit_rows)
+    return Forecast(last, loc, har_sigma(fit, v)[bar_of], empirical=fit.residuals)
+
+
+def garch_forecast(
+    returns: np.ndarray, fit_rows: int, at: np.ndarray, last: np.ndarray
+) -> Forecast:
+    """GJR-GARCH(1,1)-t fitted on the first `fit_rows` returns, one step ahead from `at`."""
+    import warnings
+
+    with warnings.catch_warnings():  # arch warns on slow convergence; the fit still stands
+        warnings.simplefilter("ignore")
+        sigma, mu, nu = gjr_garch_sigma(returns, fit_rows)
+    t_scale = sigma[at] * math.sqrt((nu - 2) / nu)  # arch's t has unit variance
+    return Forecast(last, np.full(len(at), mu), t_scale, df=nu)

@@ -19,6 +19,7 @@ from pipeline import intervals
 from pipeline.config import Config
 from pipeline.intervals import Forecast
 from pipeline.layout import version_uri
+from pipeline.plots import plot_fan, plot_forecasts, plot_pit, pyplot
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ def baselines(days: pd.DataFrame, bars: pd.DataFrame, feats: pd.DataFrame) -> di
     is made at: the naive interval (drift = training-mean return, trailing 20-session std),
     EWMA (RiskMetrics 0.94), HAR on range-based variance and GJR-GARCH-t, the last two
     fitted on the days before the test period (what the model's final fit sees)."""
+    from pipeline import baselines as classical
+
     closes = bars["Close"].to_numpy(dtype="float64")
     returns = np.diff(np.log(closes))  # returns[j]: from bar j to bar j + 1
     bar_of = pd.Index(bars["Date"]).get_indexer(pd.DatetimeIndex(days["as_of"]))
@@ -125,41 +128,13 @@ def baselines(days: pd.DataFrame, bars: pd.DataFrame, feats: pd.DataFrame) -> di
     fitted = pd.Index(bars["Date"]).get_indexer(
         pd.DatetimeIndex(feats.loc[feats["split"].isin(["train", "val"]), "Date"])
     )
-    har = har_forecast(bars, fitted[fitted >= 0], bar_of, last, loc)
+    har = classical.har_forecast(bars, fitted[fitted >= 0], bar_of, last, loc)
     return {
         "naive_": Forecast(last, loc, intervals.trailing_std(returns)[at]),
         "ewma_": Forecast(last, loc, intervals.ewma_std(returns)[at]),
         "har_": har,
-        "garch_": garch_forecast(returns, int(at[0]) + 1, at, last),
+        "garch_": classical.garch_forecast(returns, int(at[0]) + 1, at, last),
     }
-
-
-def har_forecast(
-    bars: pd.DataFrame, fit_rows: np.ndarray, bar_of: np.ndarray, last: np.ndarray, loc: np.ndarray
-) -> Forecast:
-    """HAR fitted on the bars `fit_rows`, forecasting from the bars `bar_of`."""
-    from pipeline import baselines as classical
-
-    o, h, lo, c = (bars[k].to_numpy(dtype="float64") for k in ("Open", "High", "Low", "Close"))
-    v = classical.range_variance(o, h, lo, c)
-    r_next = np.append(np.diff(np.log(c)), np.nan)
-    fit = classical.har_fit(v, r_next, fit_rows)
-    return Forecast(last, loc, classical.har_sigma(fit, v)[bar_of], empirical=fit.residuals)
-
-
-def garch_forecast(
-    returns: np.ndarray, fit_rows: int, at: np.ndarray, last: np.ndarray
-) -> Forecast:
-    """GJR-GARCH(1,1)-t fitted on the first `fit_rows` returns, one step ahead from `at`."""
-    import warnings
-
-    from pipeline import baselines as classical
-
-    with warnings.catch_warnings():  # arch warns on slow convergence; the fit still stands
-        warnings.simplefilter("ignore")
-        sigma, mu, nu = classical.gjr_garch_sigma(returns, fit_rows)
-    t_scale = sigma[at] * math.sqrt((nu - 2) / nu)  # arch's t has unit variance
-    return Forecast(last, np.full(len(at), mu), t_scale, df=nu)
 
 
 def compare_intervals(
@@ -246,67 +221,6 @@ def evaluate_models(
     return result, table
 
 
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only backend (tasks and servers have no display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_forecasts(table: pd.DataFrame) -> Any:
-    plt = pyplot()
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
-    top.plot(table["for_date"], table["actual"], label="actual close", color="black", lw=1)
-    top.plot(table["for_date"], table["model"], label="model forecast", lw=1)
-    if "production" in table:
-        top.plot(table["for_date"], table["production"], label="production forecast", lw=1)
-    top.set_title("Next-day close on held-out test days")
-    top.legend()
-    bottom.plot(table["for_date"], table["model"] - table["actual"], label="model", lw=0.8)
-    bottom.plot(
-        table["for_date"], table["naive"] - table["actual"], label="naive", lw=0.8, alpha=0.6
-    )
-    bottom.axhline(0, color="grey", lw=0.5)
-    bottom.set_title("Residuals (forecast - actual), USD")
-    bottom.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_fan(table: pd.DataFrame) -> Any:
-    """The test period's forecast fan (80 % and 95 % intervals) against the realised close."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(11, 5))
-    when = table["for_date"]
-    ax.fill_between(when, table["lower_95"], table["upper_95"], alpha=0.2, label="95 % interval")
-    ax.fill_between(when, table["lower_80"], table["upper_80"], alpha=0.35, label="80 % interval")
-    ax.plot(when, table["model"], lw=0.8, label="forecast (median)")
-    if "har_lower_80" in table:  # the strongest classical baseline, for comparison
-        ax.plot(when, table["har_lower_80"], color="tab:red", lw=0.6, ls="--", label="HAR 80 %")
-        ax.plot(when, table["har_upper_80"], color="tab:red", lw=0.6, ls="--")
-    ax.plot(when, table["actual"], color="black", lw=1, label="realised close")
-    ax.set_title("Next-day forecast distribution on held-out test days")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def plot_pit(table: pd.DataFrame) -> Any:
-    """PIT histogram: flat when calibrated; U-shaped when intervals are too narrow."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.hist(table["pit"], bins=10, range=(0, 1), edgecolor="white")
-    ax.axhline(len(table) / 10, color="black", lw=0.8, ls="--", label="calibrated")
-    ax.set_xlabel("forecast CDF at the realised return (PIT)")
-    ax.set_title("Calibration on held-out test days")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
 def run(
     cfg: Config, ticker: str, day: dt.date, features_path: str, model_uri: str, parent_run_id: str
 ) -> dict[str, Any]:
@@ -316,6 +230,8 @@ def run(
     production = registry.production_version(cfg, ticker)
     prod_uri = version_uri(production.name, production.version) if production else None
     if universe.is_pooled(feats):
+        from pipeline.evaluate_universe import run_pooled
+
         return run_pooled(cfg, feats, day, model_uri, prod_uri, parent_run_id)
     bars = store.read_curated(cfg, ticker, until=day)
     result, table = evaluate_models(bars, feats, model_uri, prod_uri)
@@ -339,42 +255,6 @@ def run(
     mc.log_table(
         parent_run_id,
         table.assign(as_of=table["as_of"].astype(str), for_date=table["for_date"].astype(str)),
-        "evaluation/test_days.json",
-    )
-    return result
-
-
-def run_pooled(
-    cfg: Config,
-    feats: pd.DataFrame,
-    day: dt.date,
-    model_uri: str,
-    prod_uri: str | None,
-    parent_run_id: str,
-) -> dict[str, Any]:
-    """The universe model's evaluation (evaluate_universe.py), logged like a ticker's."""
-    from pipeline import backtest_scores, tracking
-    from pipeline.evaluate_universe import evaluate_universe
-
-    result, sessions = evaluate_universe(cfg, feats, day, model_uri, prod_uri)
-    result["production_version"] = prod_uri.rsplit("/", 1)[-1] if prod_uri else None
-    mc = tracking.client(cfg)
-    metrics = [
-        _metric(f"test_{k}", v)
-        for k, v in result.items()
-        if isinstance(v, float) and math.isfinite(v)
-    ]
-    for ticker, scores in result["tickers"].items():
-        metrics += [_metric(f"test_{ticker}_{k}", float(v)) for k, v in scores.items()]
-    mc.log_batch(parent_run_id, metrics=metrics)
-    for name, fig in backtest_scores.plots(sessions).items():
-        mc.log_figure(parent_run_id, fig, name.replace("backtest_", "test_"))
-        pyplot().close(fig)
-    mc.log_table(
-        parent_run_id,
-        sessions.assign(
-            as_of=sessions["as_of"].astype(str), for_date=sessions["for_date"].astype(str)
-        ),
         "evaluation/test_days.json",
     )
     return result

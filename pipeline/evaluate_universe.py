@@ -11,6 +11,7 @@ per-ticker evaluation (the gate reads them alike); `tickers` holds each member's
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import numpy as np
@@ -111,3 +112,39 @@ def evaluate_universe(
         tables.append(sessions)
     sessions = pd.concat(tables, ignore_index=True)
     return pooled_evidence(sessions, per_ticker), sessions
+
+
+def run_pooled(
+    cfg: Config,
+    feats: pd.DataFrame,
+    day: dt.date,
+    model_uri: str,
+    prod_uri: str | None,
+    parent_run_id: str,
+) -> dict[str, Any]:
+    """The universe model's evaluation (evaluate_universe.py), logged like a ticker's."""
+    from pipeline import tracking
+    from pipeline.plots import pyplot
+
+    result, sessions = evaluate_universe(cfg, feats, day, model_uri, prod_uri)
+    result["production_version"] = prod_uri.rsplit("/", 1)[-1] if prod_uri else None
+    mc = tracking.client(cfg)
+    metrics = [
+        evaluate._metric(f"test_{k}", v)
+        for k, v in result.items()
+        if isinstance(v, float) and math.isfinite(v)
+    ]
+    for ticker, scores in result["tickers"].items():
+        metrics += [evaluate._metric(f"test_{ticker}_{k}", float(v)) for k, v in scores.items()]
+    mc.log_batch(parent_run_id, metrics=metrics)
+    for name, fig in backtest_scores.plots(sessions).items():
+        mc.log_figure(parent_run_id, fig, name.replace("backtest_", "test_"))
+        pyplot().close(fig)
+    mc.log_table(
+        parent_run_id,
+        sessions.assign(
+            as_of=sessions["as_of"].astype(str), for_date=sessions["for_date"].astype(str)
+        ),
+        "evaluation/test_days.json",
+    )
+    return result
