@@ -10,6 +10,17 @@ import pandas as pd
 from pipeline import registry, tracking
 from pipeline.config import Config
 
+# A tiny model budget, as environment variables: real Optuna, Keras and MLflow, seconds
+# per trial.
+TINY_BUDGET = {
+    "PIPELINE__TUNE__N_TRIALS": "2",
+    "PIPELINE__TUNE__MAX_EPOCHS": "1",
+    "PIPELINE__TUNE__SPACE__UNITS": "[4]",
+    "PIPELINE__TUNE__SPACE__LAYERS": "[1]",
+    "PIPELINE__TUNE__SPACE__WINDOW": "[5]",
+    "PIPELINE__TUNE__SPACE__BATCH_SIZE": "[256]",
+}
+
 
 def random_walk_bars(n: int = 60, seed: int = 0, start: str = "2020-01-01") -> pd.DataFrame:
     """`n` business days of OHLCV around a geometric random walk (1 % daily moves)."""

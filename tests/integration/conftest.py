@@ -10,19 +10,14 @@ import pytest
 from pipeline import steps
 from pipeline.carry import Carry
 from pipeline.config import Config, throwaway_config, throwaway_env
+from tests.helpers import TINY_BUDGET
 
 DAY = dt.date(2013, 3, 1)
 
-# A tiny model budget: real Optuna, Keras and MLflow, seconds per trial.
 TINY = {
     "PIPELINE__TICKERS": "[GOOG]",  # one series: the DAG paths are the same per ticker
     "PIPELINE__MODEL__SCOPE": "ticker",  # test_dag_run.py runs the universe model
-    "PIPELINE__TUNE__N_TRIALS": "2",
-    "PIPELINE__TUNE__MAX_EPOCHS": "1",
-    "PIPELINE__TUNE__SPACE__UNITS": "[4]",
-    "PIPELINE__TUNE__SPACE__LAYERS": "[1]",
-    "PIPELINE__TUNE__SPACE__WINDOW": "[5]",
-    "PIPELINE__TUNE__SPACE__BATCH_SIZE": "[256]",
+    **TINY_BUDGET,
 }
 MODEL_HALF = ("tune", "best", "train", "evaluate", "register", "promote")
 

@@ -10,15 +10,7 @@ import pytest
 
 from pipeline import backtest, cli, ingest, tracking
 from pipeline.config import Config, load_config, throwaway_env
-
-TINY = {
-    "PIPELINE__TUNE__N_TRIALS": "2",
-    "PIPELINE__TUNE__MAX_EPOCHS": "1",
-    "PIPELINE__TUNE__SPACE__UNITS": "[4]",
-    "PIPELINE__TUNE__SPACE__LAYERS": "[1]",
-    "PIPELINE__TUNE__SPACE__WINDOW": "[5]",
-    "PIPELINE__TUNE__SPACE__BATCH_SIZE": "[256]",
-}
+from tests.helpers import TINY_BUDGET
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +65,7 @@ def test_a_tiny_backtest_on_a_csv_source_end_to_end(
         (landing / f"{ticker}.csv").write_bytes(ingest.sample_path(ticker).read_bytes())
     env = {
         **throwaway_env(tmp_path),
-        **TINY,
+        **TINY_BUDGET,
         "PIPELINE__SOURCE__KIND": "csv",
         "PIPELINE__SOURCE__CSV_DIR": str(landing),
     }
