@@ -64,7 +64,7 @@ def request_signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
     An input schema makes MLflow check every cell of every request in Python before the
     model sees it: with `Any` for the numbers about 4 ms for 250 rows, most of a
     request's cost, and `double` refuses integer JSON (`"Volume": 2175400`) and integer
-    pandas columns. The model checks every cell itself (forecaster.check_bars), in NumPy
+    pandas columns. The model checks every cell itself (request.check_bars), in NumPy
     for well-formed requests and with clearer messages for the rest.
     """
     from mlflow.models import ModelSignature, infer_signature

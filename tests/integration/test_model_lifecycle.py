@@ -14,9 +14,9 @@ import pytest
 from pipeline import promotion, registry, steps, store, tracking
 from pipeline.carry import Carry
 from pipeline.config import Config
-from pipeline.forecaster import BadInput
 from pipeline.layout import alias_uri
 from pipeline.registry import PromotionRefused
+from pipeline.request import BadInput
 
 from .conftest import model_half
 

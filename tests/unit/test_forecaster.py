@@ -10,18 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.features import FEATURES, Scaler, assign_splits, make_features, prepare
-from pipeline.forecaster import (
-    OUTPUT_COLUMNS,
-    TOO_EXTREME,
-    BadInput,
-    PriceForecaster,
-    check_bars,
-    min_rows,
-    preprocessing_spec,
-    request_arrays,
-    shown,
-)
+from pipeline.forecaster import OUTPUT_COLUMNS, PriceForecaster, min_rows, preprocessing_spec
 from pipeline.model import T_SCALE_PER_STD, LSTMParams, build_model
+from pipeline.request import TOO_EXTREME, BadInput, check_bars, request_arrays, shown
 
 
 def _bars(n: int) -> pd.DataFrame:
@@ -201,7 +192,7 @@ def test_a_json_request_is_read_without_the_slow_path(monkeypatch: pytest.Monkey
     columns) is read by the Arrow/NumPy path; check_bars is only for what that refuses."""
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
-    import pipeline.forecaster as forecaster
+    import pipeline.request as request
 
     sent = _bars(6).assign(Volume=[10, 11, 12, 13, 14, 15])  # integers, as JSON has them
     frame = infer_and_parse_data(
@@ -211,7 +202,7 @@ def test_a_json_request_is_read_without_the_slow_path(monkeypatch: pytest.Monkey
     def slow(*args: Any, **kwargs: Any) -> pd.DataFrame:
         raise AssertionError("a well-formed JSON request went through check_bars")
 
-    monkeypatch.setattr(forecaster, "check_bars", slow)
+    monkeypatch.setattr(request, "check_bars", slow)
     days, ohlcv = request_arrays(frame, 5, 12)
     assert days.tolist() == pd.to_datetime(sent["Date"]).dt.date.tolist()
     np.testing.assert_array_equal(ohlcv[:, 4], [10, 11, 12, 13, 14, 15])

@@ -26,7 +26,7 @@ from mlflow.pyfunc import PythonModel
 
 from pipeline import server
 from pipeline.config import ServingConfig
-from pipeline.forecaster import check_bars
+from pipeline.request import check_bars
 
 SLEEP_ENV = "PIPELINE_TEST_PREDICT_SLEEP_S"
 
