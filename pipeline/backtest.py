@@ -12,6 +12,7 @@ row per (ticker, session) with every forecaster's intervals and losses
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -21,9 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import intervals
+from pipeline import conformal, intervals
 from pipeline.config import Config
-from pipeline.features import FEATURES, TARGET, base_scale, make_features
+from pipeline.features import FEATURES, TARGET, base_scale, make_features, make_windows
 from pipeline.intervals import LEVELS, Forecast
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,20 @@ def refit_splits(feats: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
 
 
 def model_forecast(
-    series: Series, a: int, b: int, params: Any, epochs: int, seed: int, base: str = "trailing"
+    series: Series,
+    a: int,
+    b: int,
+    params: Any,
+    epochs: int,
+    seed: int,
+    base: str = "trailing",
+    calibration: tuple[float, int] = (0.0, 0),
 ) -> Forecast:
     """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
-    return pooled_forecasts([(series, a, b)], params, epochs, seed, base)[series.ticker]
+    blocks = [(series, a, b)]
+    return pooled_forecasts(blocks, params, epochs, seed, base, calibration=calibration)[
+        series.ticker
+    ]
 
 
 Block = tuple[Series, int, int]  # a series and the rows [a, b) it forecasts from one refit
@@ -126,10 +137,13 @@ def pooled_forecasts(
     seed: int,
     base: str = "trailing",
     forecast_only: frozenset[str] = frozenset(),
+    calibration: tuple[float, int] = (0.0, 0),
 ) -> dict[str, Forecast]:
     """One network trained on every series' rows before its block (scalers and base fitted
     on those rows, pooled; windows within each series), forecasting each block. Series in
-    `forecast_only` are forecast but never trained on (a cold start)."""
+    `forecast_only` are forecast but never trained on (a cold start). `calibration` (step,
+    lookback): adaptive conformal widths from the same network's forecasts of the
+    `lookback` sessions before each day, as a server computes them."""
     from pipeline.train import fit_final
 
     frames = []
@@ -142,35 +156,66 @@ def pooled_forecasts(
         frames.append(split.assign(ticker=s.ticker))
     feats = pd.concat(frames, ignore_index=True)
     net, prep = fit_final(params, feats, epochs, seed, base)
-    raw = np.asarray(net.predict(prep.x["test"], batch_size=1024, verbose=0), dtype="float64")
+    step, lookback = calibration
+    spans = [(s, max(params.window - 1, a - lookback), a, b) for s, a, b in blocks]
+    windows = [
+        make_windows(
+            prep.x_scaler.transform(s.feats[FEATURES].to_numpy(dtype="float64")),
+            np.zeros(len(s.feats)),
+            params.window,
+            np.arange(lo, b),
+        )[0]
+        for s, lo, _, b in spans
+    ]
+    raw = np.asarray(
+        net.predict(np.concatenate(windows), batch_size=1024, verbose=0), dtype="float64"
+    )
     out, at = {}, 0
-    for s, a, b in blocks:  # test windows come out series by series, in block order
-        rows = raw[at : at + b - a]
-        at += b - a
-        matrix = s.feats[FEATURES].to_numpy(dtype="float64")[a:b]
+    for s, lo, a, b in spans:  # windows come out series by series, in block order
+        rows = raw[at : at + b - lo]
+        at += b - lo
+        matrix = s.feats[FEATURES].to_numpy(dtype="float64")[lo:b]
         loc, scale = intervals.distribution(rows, base_scale(matrix, prep.base))
         loc = prep.y_scaler.inverse(loc.reshape(-1, 1))[:, 0]
-        last = s.feats["Close"].to_numpy()[a:b]
-        out[s.ticker] = Forecast(last, loc, scale, intervals.STUDENT_T_DF)
+        last = s.feats["Close"].to_numpy()[lo:b]
+        f = Forecast(last, loc, scale, intervals.STUDENT_T_DF)
+        realised = s.feats[TARGET].to_numpy(dtype="float64")[lo:b]
+        out[s.ticker] = from_row(conformal.calibrate(f, realised, step, lookback), a - lo)
     return out
 
 
-def baseline_forecasts(series: Series, a: int, b: int) -> dict[str, Forecast]:
-    """Naive, EWMA, HAR and GJR-GARCH-t fitted on what is known at the close of row a."""
+def from_row(f: Forecast, i: int) -> Forecast:
+    """The forecast's days from position i on (the lookback days cut off)."""
+    factors = {level: v[i:] for level, v in f.factors.items()} if f.factors else None
+    empirical = f.empirical
+    return Forecast(f.last_close[i:], f.loc[i:], f.scale[i:], f.df, empirical, factors)
+
+
+def baseline_forecasts(
+    series: Series, a: int, b: int, calibration: tuple[float, int] = (0.0, 0)
+) -> dict[str, Forecast]:
+    """Naive, EWMA, HAR and GJR-GARCH-t fitted on what is known at the close of row a, and
+    HAR with the adaptive conformal widths the model gets (`calibration`), for fairness."""
     from pipeline.baselines import garch_forecast, har_forecast
 
-    bars, pos = series.bars, series.bar_of[a:b]
+    step, lookback = calibration
+    lo = max(0, a - lookback)
+    bars, pos = series.bars, series.bar_of[lo:b]
     returns = np.diff(np.log(bars["Close"].to_numpy(dtype="float64")))
     at = pos - 1  # the return ending at each forecast's close
     last = bars["Close"].to_numpy(dtype="float64")[pos]
     drift = float(series.feats[TARGET].iloc[:a].mean())
-    loc = np.full(b - a, drift)
+    loc = np.full(b - lo, drift)
     fit_rows = series.bar_of[:a]  # bars whose next return is known by the close of row a
+    har = har_forecast(bars, fit_rows[fit_rows + 1 <= series.bar_of[a]], pos, last, loc)
+    realised = series.feats[TARGET].to_numpy(dtype="float64")[lo:b]
+    i = a - lo
     return {
-        "naive": Forecast(last, loc, intervals.trailing_std(returns)[at]),
-        "ewma": Forecast(last, loc, intervals.ewma_std(returns)[at]),
-        "har": har_forecast(bars, fit_rows[fit_rows + 1 <= pos[0]], pos, last, loc),
-        "garch": garch_forecast(returns, int(pos[0]), at, last),
+        "naive": from_row(Forecast(last, loc, intervals.trailing_std(returns)[at]), i),
+        "ewma": from_row(Forecast(last, loc, intervals.ewma_std(returns)[at]), i),
+        "har": from_row(har, i),
+        "har_aci": from_row(conformal.calibrate(har, realised, step, lookback), i),
+        "garch": garch_forecast(returns, int(series.bar_of[a]), at[i:], last[i:]),
     }
 
 
@@ -190,11 +235,16 @@ def losses(days: pd.DataFrame, name: str, f: Forecast) -> dict[str, np.ndarray]:
     return out
 
 
-def block_sessions(series: Series, a: int, b: int, model: Forecast) -> pd.DataFrame:
-    """One block's sessions with the model's and every refitted baseline's losses."""
+def block_sessions(
+    series: Series, a: int, b: int, model: Forecast, calibration: tuple[float, int] = (0.0, 0)
+) -> pd.DataFrame:
+    """One block's sessions with the model's (with and without the adaptive widths) and
+    every refitted baseline's losses."""
     days = block_days(series, a, b)
     cols: dict[str, np.ndarray] = {}
-    for name, forecast in {"model": model, **baseline_forecasts(series, a, b)}.items():
+    raw = dataclasses.replace(model, factors=None)
+    forecasts = {"model": model, "model_raw": raw, **baseline_forecasts(series, a, b, calibration)}
+    for name, forecast in forecasts.items():
         cols.update(losses(days, name, forecast))
     return days.assign(**cols)
 
@@ -210,10 +260,16 @@ def run_ticker(
     frames = []
     for a, b in refit_points(series, plan):
         params, epochs = params_for(series, a)
-        model = model_forecast(series, a, b, params, epochs, cfg.tune.seed, cfg.model.base)
-        frames.append(block_sessions(series, a, b, model))
+        model = model_forecast(
+            series, a, b, params, epochs, cfg.tune.seed, cfg.model.base, calibration(cfg)
+        )
+        frames.append(block_sessions(series, a, b, model, calibration(cfg)))
         step()
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def calibration(cfg: Config) -> tuple[float, int]:
+    return cfg.model.conformal_step, cfg.model.conformal_lookback
 
 
 def universe_blocks(series: list[Series], plan: Plan) -> list[list[Block]]:
@@ -254,8 +310,8 @@ def run_universe(
     for blocks in universe_blocks(series, plan):
         params, epochs = params_for(blocks)
         model = pooled_forecasts(
-            blocks, params, epochs, cfg.tune.seed, cfg.model.base, forecast_only
+            blocks, params, epochs, cfg.tune.seed, cfg.model.base, forecast_only, calibration(cfg)
         )
-        frames += [block_sessions(s, a, b, model[s.ticker]) for s, a, b in blocks]
+        frames += [block_sessions(s, a, b, model[s.ticker], calibration(cfg)) for s, a, b in blocks]
         step()
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -170,14 +170,21 @@ def log_to_mlflow(cfg: Config, run_id: str, days: pd.DataFrame, summary: dict[st
     }
     for base, dm in summary["dm_pooled"].items():
         metrics.update({f"pooled_dm_vs_{base}_{k}": v for k, v in dm.items()})
-    for key, value in metrics.items():
-        mc.log_metric(run_id, key, value)
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for i in range(0, len(batch), 1000):  # the tracking API's batch limit
+        mc.log_batch(run_id, metrics=batch[i : i + 1000])
     where = cfg.layout.root / "backtests" / run_id
     where.mkdir(parents=True, exist_ok=True)
     (where / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     days.to_csv(where / "sessions.csv", index=False, date_format="%Y-%m-%d")
     mc.log_artifact(run_id, str(where / "summary.json"), "backtest")
-    mc.log_artifact(run_id, str(where / "sessions.csv"), "backtest")
+    by_year = backtest_scores.coverage_by_year(backtest_scores.with_losses(days))
+    by_year.to_csv(where / "coverage_by_year.csv", index=False)
+    for name in ("sessions.csv", "coverage_by_year.csv"):
+        mc.log_artifact(run_id, str(where / name), "backtest")
     for name, fig in backtest_scores.plots(days).items():
         fig.savefig(where / name.split("/")[-1])
         mc.log_figure(run_id, fig, name)

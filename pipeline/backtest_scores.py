@@ -18,15 +18,22 @@ from pipeline.baselines import christoffersen, kupiec
 from pipeline.evaluate import diebold_mariano_losses
 from pipeline.intervals import LEVELS, interval_score
 
-FORECASTERS = ("model", "naive", "ewma", "har", "garch")
+# model_raw: the model's intervals before the adaptive conformal widths; har_aci: HAR with them
+FORECASTERS = ("model", "model_raw", "naive", "ewma", "har", "har_aci", "garch")
 BASELINES = FORECASTERS[1:]
+CLASSICAL = ("naive", "ewma", "har", "garch")  # what the gate's best baseline is chosen from
+
+
+def present(days: pd.DataFrame, names: tuple[str, ...] = FORECASTERS) -> list[str]:
+    """The forecasters `days` has intervals of (the daily evaluation has no model_raw)."""
+    return [f for f in names if f"{f}_lower_80" in days]
 
 
 def with_losses(days: pd.DataFrame) -> pd.DataFrame:
     """Per day and forecaster: hit at each level and the interval score in % of the close."""
     actual, last = days["actual"].to_numpy(), days["last_close"].to_numpy()
     cols: dict[str, np.ndarray] = {}
-    for f in FORECASTERS:
+    for f in present(days):
         for level in LEVELS:
             pct = round(level * 100)
             lower, upper = days[f"{f}_lower_{pct}"].to_numpy(), days[f"{f}_upper_{pct}"].to_numpy()
@@ -39,7 +46,7 @@ def scores(days: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Per forecaster: coverage with Kupiec and Christoffersen p-values, interval scores,
     CRPS, QLIKE; the model's MASE against tomorrow=today."""
     out: dict[str, dict[str, float]] = {}
-    for f in FORECASTERS:
+    for f in present(days):
         s: dict[str, float] = {}
         for level in LEVELS:
             pct = round(level * 100)
@@ -62,7 +69,7 @@ def dm_against_baselines(days: pd.DataFrame) -> dict[str, dict[str, float]]:
     """The model's 80 % interval score against each baseline's: DM on the per-session mean
     difference over tickers; gain = how much lower the model's mean score is, in %."""
     out = {}
-    for base in BASELINES:
+    for base in present(days, BASELINES):
         diff = (days["model_is_80"] - days[f"{base}_is_80"]).groupby(days["as_of"]).mean()
         stat, pvalue = diebold_mariano_losses(diff.to_numpy(), np.zeros(len(diff)))
         gain = 100 * (1 - days["model_is_80"].mean() / days[f"{base}_is_80"].mean())
@@ -74,7 +81,7 @@ def coverage_by_year(days: pd.DataFrame) -> pd.DataFrame:
     """80 % coverage per ticker, calendar year and forecaster, with Kupiec's p-value."""
     rows = []
     for (ticker, year), group in days.groupby([days["ticker"], days["as_of"].dt.year]):
-        for f in FORECASTERS:
+        for f in present(group):
             hits = group[f"{f}_hit_80"].to_numpy()
             rows.append(
                 {
@@ -101,9 +108,9 @@ def summarize(days: pd.DataFrame) -> dict[str, Any]:
         "dm_pooled": dm_against_baselines(days),
         "dm_per_ticker": {t: dm_against_baselines(g) for t, g in days.groupby("ticker")},
         "ticker_years_rejected_by_kupiec_1pct": {
-            f: int((rejected["forecaster"] == f).sum()) for f in FORECASTERS
+            f: int((rejected["forecaster"] == f).sum()) for f in present(days)
         },
-        "ticker_years": int(len(by_year) / len(FORECASTERS)),
+        "ticker_years": int(len(by_year) / len(present(days))),
     }
 
 
@@ -116,7 +123,7 @@ def plots(days: pd.DataFrame) -> dict[str, Any]:
     days = with_losses(days)
     figures: dict[str, Any] = {}
     fig, ax = plt.subplots(figsize=(11, 4))
-    for f in FORECASTERS:
+    for f in present(days):
         daily = days.groupby("as_of")[f"{f}_is_80"].mean()
         ax.plot(daily.index, daily.rolling(63, min_periods=20).mean(), lw=1, label=f)
     ax.set_title("80 % interval score, % of the close (pooled; 63-session mean; lower is better)")
@@ -126,7 +133,7 @@ def plots(days: pd.DataFrame) -> dict[str, Any]:
     by_year = coverage_by_year(days)
     fig, ax = plt.subplots(figsize=(11, 4))
     pooled = by_year.groupby(["year", "forecaster"])["coverage_80"].mean().unstack()
-    pooled[list(FORECASTERS)].plot.bar(ax=ax, width=0.8)
+    pooled[present(days)].plot.bar(ax=ax, width=0.8)
     ax.axhline(0.8, color="black", lw=0.8, ls="--")
     ax.set_ylim(0.5, 1.0)
     ax.set_title("80 % coverage by year (mean over tickers; nominal 0.8)")

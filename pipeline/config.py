@@ -188,10 +188,14 @@ class ModelConfig(_Section):
     (`universe`, registered as <prefix>_universe; it serves any ticker) or one per ticker.
     base: the scale an untrained net forecasts, which training multiplies: `har` (HAR on
     range-based variance, fitted on the training rows) or `trailing` (the trailing std of
-    log returns: the naive interval)."""
+    log returns: the naive interval). conformal_*: adaptive conformal widths
+    (pipeline/conformal.py) over the model's misses in the `conformal_lookback` sessions
+    before each forecast; step 0 turns them off."""
 
     scope: Literal["universe", "ticker"] = "universe"
     base: Literal["har", "trailing"] = "trailing"
+    conformal_step: float = Field(default=0.05, ge=0.0, le=1.0)
+    conformal_lookback: int = Field(default=250, ge=0, le=2000)
 
 
 class StackConfig(_Section):

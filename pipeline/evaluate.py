@@ -7,6 +7,7 @@ counts a "no change" forecast as half right (naive therefore scores 0.5).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pandas as pd
 
 from pipeline import intervals
 from pipeline.config import Config
-from pipeline.intervals import Forecast
+from pipeline.intervals import LEVELS, Forecast
 from pipeline.layout import version_uri
 from pipeline.plots import plot_fan, plot_forecasts, plot_pit, pyplot
 
@@ -94,7 +95,8 @@ def test_days(feats: pd.DataFrame) -> pd.DataFrame:
 def align(days: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
     """A model's forecasts on exactly `days` (forecast_close, and loc/scale when it has a
     distribution); refuses to compare on different days."""
-    cols = [c for c in ("forecast_close", "loc", "scale", "df") if c in forecasts]
+    wanted = ("forecast_close", "loc", "scale", "df", *(f"factor_{round(v * 100)}" for v in LEVELS))
+    cols = [c for c in wanted if c in forecasts]
     got = days[["as_of"]].merge(forecasts[["as_of", *cols]], on="as_of", how="left")
     if got["forecast_close"].isna().any():
         raise ValueError(
@@ -165,7 +167,13 @@ def compare_intervals(
 
 def _forecast(last: np.ndarray, aligned: pd.DataFrame) -> Forecast:
     df = float(aligned["df"].iloc[0]) if "df" in aligned else None
-    return Forecast(last, aligned["loc"].to_numpy(), aligned["scale"].to_numpy(), df)
+    factors = {  # the adaptive conformal widths (absent for versions logged before them)
+        level: aligned[f"factor_{round(level * 100)}"].to_numpy()
+        for level in LEVELS
+        if f"factor_{round(level * 100)}" in aligned
+    }
+    f = Forecast(last, aligned["loc"].to_numpy(), aligned["scale"].to_numpy(), df)
+    return dataclasses.replace(f, factors=factors) if len(factors) == len(LEVELS) else f
 
 
 def compare(days: pd.DataFrame, model: np.ndarray, production: np.ndarray | None) -> dict[str, Any]:

@@ -86,9 +86,8 @@ def pooled_evidence(
     for base, dm in summary["dm_pooled"].items():
         name = "" if base == "naive" else f"{base}_"
         out[f"interval_dm_{name}stat"], out[f"interval_dm_{name}pvalue"] = dm["stat"], dm["pvalue"]
-    out["best_baseline"] = min(
-        backtest_scores.BASELINES, key=lambda b: out[f"{b}_interval_score_80"]
-    )
+    classical = backtest_scores.present(sessions, backtest_scores.CLASSICAL)
+    out["best_baseline"] = min(classical, key=lambda b: out[f"{b}_interval_score_80"])
     out["tickers"] = {t: {k: r[k] for k in PER_TICKER if k in r} for t, r in per_ticker.items()}
     return out
 

@@ -26,18 +26,22 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
+from pipeline import conformal
 from pipeline.features import (
+    COLUMN,
     FEATURES,
     HAR_WINDOWS,
+    TARGET,
     Scaler,
     base_scale,
     feature_matrix,
     make_features,
 )
-from pipeline.intervals import LEVELS, STUDENT_T_DF, distribution, z_value
+from pipeline.intervals import LEVELS, STUDENT_T_DF, Forecast, distribution, z_value
 from pipeline.lite import LiteNetwork, Network  # no TensorFlow: that loads only if needed
 from pipeline.request import TOO_EXTREME, BadInput, request_arrays
 
+LOG_RET = COLUMN["log_ret"]
 OUTPUT_COLUMNS = [
     "as_of",
     "for_date",
@@ -63,8 +67,10 @@ def preprocessing_spec(
     max_rows: int,
     run_id: str | None = None,
     base: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the pyfunc needs besides the network: windows, scalers, the base scale's fit."""
+    """What the pyfunc needs besides the network: windows, scalers, the base scale's fit,
+    the adaptive conformal widths' settings (none: the intervals as the network gives them)."""
     base = base or {"kind": "trailing"}
     return {
         "run_id": run_id,  # the run that logged it: its registered version can be looked up
@@ -81,6 +87,7 @@ def preprocessing_spec(
         "distribution": {"family": "student_t", "df": STUDENT_T_DF, "base_scale": base["kind"]},
         "base": base,
         "har_window": HAR_WINDOWS[-1],
+        "conformal": calibration,
     }
 
 
@@ -164,6 +171,8 @@ class PriceForecaster(PythonModel):
         # a version logged by older code names fewer features: take those, in its order
         self._columns = [FEATURES.index(f) for f in self.spec["features"]]
         self._base = self.spec.get("base", {"kind": "trailing"})
+        calibration = self.spec.get("conformal") or {}  # versions logged before: none
+        self._conformal = float(calibration.get("step", 0.0)), int(calibration.get("lookback", 0))
         shape = (1, self._window, len(self._columns))
         self._one: Network
         if lite_path is not None:
@@ -244,17 +253,20 @@ class PriceForecaster(PythonModel):
         `version` is what model_version says)."""
         needed, window = self._needed, self._window
         days, ohlcv = request_arrays(model_input, needed, self._max_rows)
-        # only the rows the window and its feature warm-up need (the same numbers as on
+        past = self._past_sessions(len(days))  # earlier sessions forecast for calibration
+        # only the rows the windows and their feature warm-up need (the same numbers as on
         # the whole request: every feature looks back a fixed number of rows)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # refused below
-            matrix, _ = feature_matrix(days[-needed:], ohlcv[-needed:], *self._windows)
-            scaled = self.x_scaler.transform(matrix[-window:, self._columns])
-            base = base_scale(matrix[-1:], self._base)  # HAR's forecast or the trailing std
+            rows = needed + past
+            matrix, _ = feature_matrix(days[-rows:], ohlcv[-rows:], *self._windows)
+            scaled = self.x_scaler.transform(matrix[-window - past :, self._columns])
+            base = base_scale(matrix[-past - 1 :], self._base)  # HAR's forecast or trailing std
         if not (np.isfinite(scaled).all() and np.isfinite(base).all()):
             raise BadInput(TOO_EXTREME)
-        raw = self._one(scaled[None, :, :].astype(np.float32))
-        loc, scale = self._distribution(raw, base)
-        close, ret, sd = float(ohlcv[-1, 3]), float(loc[0]), float(scale[0])
+        x = scaled.astype(np.float32)
+        raw = [self._one(x[None, i : i + window]) for i in range(past + 1)]
+        loc, scale = self._distribution(np.concatenate(raw), base)
+        close, ret, sd = float(ohlcv[-1, 3]), float(loc[-1]), float(scale[-1])
         if not abs(ret) < 700:  # a return no market makes (or NaN)
             raise BadInput(TOO_EXTREME)
         last = days[-1]  # datetime64[D]: its str is YYYY-MM-DD
@@ -266,14 +278,25 @@ class PriceForecaster(PythonModel):
             "forecast_return": ret,
         }
         known = math.isfinite(sd)  # NaN: a version from before the distributional head
+        errors = (np.abs(matrix[-past:, LOG_RET] - loc[:-1]) / scale[:-1]).tolist() if past else []
         for level in LEVELS:  # central intervals of the next close, in price
-            half = z_value(level, self.df) * sd
+            q = z_value(level, self.df)
+            half = q * sd * self._factor(errors, q, level)
             pct = round(level * 100)
             row[f"lower_{pct}"] = _price(close, ret - half) if known else None
             row[f"upper_{pct}"] = _price(close, ret + half) if known else None
         row["scale"] = sd if known else None
         row["model_version"] = version
         return row
+
+    def _past_sessions(self, rows: int) -> int:
+        """How many sessions before the newest to forecast again for the adaptive widths:
+        the version's lookback, or as many as the request's extra rows allow."""
+        step, lookback = self._conformal
+        return min(lookback, rows - self._needed) if step > 0 else 0
+
+    def _factor(self, errors: list[float], q: float, level: float) -> float:
+        return conformal.final_factor(errors, q, level, self._conformal[0]) if errors else 1.0
 
     def forecast_all(self, bars: pd.DataFrame) -> pd.DataFrame:
         """A forecast made at every close that has a full window (for evaluation)."""
@@ -286,6 +309,11 @@ class PriceForecaster(PythonModel):
         base = base_scale(feats[FEATURES].to_numpy(dtype="float64")[idx], self._base)
         loc, scale = self._distribution(raw, base)
         close = feats["Close"].to_numpy()[idx]
+        # adaptive widths from this model's misses on the sessions before each: exactly
+        # what a request carrying those sessions gets
+        realised = feats[TARGET].to_numpy(dtype="float64")[idx]
+        f = conformal.calibrate(Forecast(close, loc, scale, self.df), realised, *self._conformal)
+        assert f.factors is not None
         return pd.DataFrame(
             {
                 "as_of": feats["Date"].to_numpy()[idx],
@@ -294,5 +322,6 @@ class PriceForecaster(PythonModel):
                 "loc": loc,
                 "scale": scale,
                 "df": self.df,
+                **{f"factor_{round(level * 100)}": f.factors[level] for level in LEVELS},
             }
         )

@@ -56,13 +56,16 @@ def z_value(level: float, df: float | None = None) -> float:
 class Forecast:
     """Per day: the close it is made at, and the distribution of the next log return:
     loc + scale * Z, with Z Gaussian, Student-t when `df` is set, or the empirical
-    distribution of the sorted sample `empirical` (HAR's standardized returns)."""
+    distribution of the sorted sample `empirical` (HAR's standardized returns). Its
+    intervals are widened or narrowed per day by `factors` where those are set."""
 
     last_close: np.ndarray
     loc: np.ndarray
     scale: np.ndarray
     df: float | None = None
     empirical: np.ndarray | None = None
+    # per level, per day: what multiplies the interval's half-width (pipeline/conformal.py)
+    factors: dict[float, np.ndarray] | None = None
 
     def multiplier(self, level: float) -> float:
         """Half-width of the central `level` interval in units of scale."""
@@ -73,6 +76,8 @@ class Forecast:
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The central `level` interval of the next close, in price."""
         half = self.multiplier(level) * self.scale
+        if self.factors is not None:
+            half = half * self.factors[level]
         return self.last_close * np.exp(self.loc - half), self.last_close * np.exp(self.loc + half)
 
     def variance(self) -> np.ndarray:

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from pipeline import lite, store, tracking
+from pipeline import conformal, lite, store, tracking
 from pipeline.carry import Trained
 from pipeline.config import Config
 from pipeline.features import FEATURES, prepare
@@ -113,6 +113,7 @@ def log_forecaster(
         cfg.serving.max_rows,
         parent_id,
         prep.base,
+        conformal.spec(cfg.model.conformal_step, cfg.model.conformal_lookback),
     )
     with tempfile.TemporaryDirectory() as tmp:
         keras_path, spec_path = Path(tmp) / "network.keras", Path(tmp) / "preprocessing.json"

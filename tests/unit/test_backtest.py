@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline import backtest, cli, ingest, tracking
+from pipeline.backtest_scores import FORECASTERS
 from pipeline.config import Config, load_config, throwaway_env
 from tests.helpers import TINY_BUDGET
 
@@ -77,9 +78,9 @@ def test_a_tiny_backtest_on_a_csv_source_end_to_end(
     assert summary["sessions"] == {"GOOG": 60, "IBM": 60}  # 2012-12-03 .. 2013-02-28
     assert summary["refits"] == 4 and summary["tickers"] == ["GOOG", "IBM"]
     for scope in (summary["pooled"], *summary["per_ticker"].values()):
-        assert set(scope) == {"model", "naive", "ewma", "har", "garch"}
+        assert set(scope) == set(FORECASTERS)  # model_raw / har_aci: before / with ACI
         assert 0.5 < scope["har"]["coverage_80"] <= 1 and scope["model"]["mase"] > 0
-    assert set(summary["dm_pooled"]) == {"naive", "ewma", "har", "garch"}
+    assert set(summary["dm_pooled"]) == set(FORECASTERS) - {"model"}
     assert all(p["source"] == "tuned at refit" for p in summary["params"].values())
     cfg: Config = load_config(environ=env)
     run = tracking.client(cfg).get_run(summary["mlflow_run_id"])
@@ -88,7 +89,13 @@ def test_a_tiny_backtest_on_a_csv_source_end_to_end(
     assert {p.name for p in where.iterdir()} >= {
         "summary.json",
         "sessions.csv",
+        "coverage_by_year.csv",
         "backtest_fan.png",
         "backtest_coverage_by_year.png",
         "backtest_score_over_time.png",
     }
+    # the adaptive widths moved the model's intervals (and HAR's), not its point forecast
+    days = pd.read_csv(where / "sessions.csv")
+    for name, raw in (("model", "model_raw"), ("har_aci", "har")):
+        assert (days[f"{name}_lower_80"] != days[f"{raw}_lower_80"]).mean() > 0.5
+        assert np.allclose(days[f"{name}_forecast_close"], days[f"{raw}_forecast_close"])
