@@ -39,8 +39,8 @@ $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 	mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
 
-run: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## run the daily DAG end to end on the embedded sample (DATE=YYYY-MM-DD)
-	$(BIN)/python -m pipeline dag-test price_pipeline $(DATE)
+run: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## one trading day for the embedded universe: daily DAG (+ retrain when needed) (DATE=YYYY-MM-DD)
+	$(BIN)/python -m pipeline daily $(DATE)
 
 WORKERS ?= 1
 serve: $(STAMP) ## serve the production model (the universe's, any ticker) over REST (follows the alias; WORKERS=N)

@@ -15,6 +15,7 @@ class Started(TypedDict, total=False):
     ticker: str
     day: str  # the run day, ISO YYYY-MM-DD: the only type the run day has in a carry
     pipeline_run_id: str  # Airflow's run_id, or cli-<hex> for an in-process run
+    retrain: dict[str, Any]  # the retrain DAG's plan (pipeline/retrain.py): why, tune|refit
 
 
 class Ingested(TypedDict, total=False):

@@ -85,6 +85,12 @@ def _dag_test(args: argparse.Namespace) -> int:
     return dag_test(load_config(args.config), args.dag_id, args.date)
 
 
+def _daily(args: argparse.Namespace) -> int:
+    from pipeline.operate import run_day
+
+    return run_day(load_config(args.config), args.date)
+
+
 def _run(args: argparse.Namespace) -> int:
     from pipeline.local_run import run_csv
     from pipeline.validate import ValidationFailed
@@ -239,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dag_id")
     p.add_argument("date", type=date_arg, help="logical date, YYYY-MM-DD")
     p.set_defaults(func=_dag_test)
+
+    p = sub.add_parser(
+        "daily",
+        help="one trading day as scheduled: the retrain if nothing can serve, the daily DAG, "
+        "the retrain it asks for; progress and the day's table (exit 0 ok, 1 a ticker "
+        "failed, 2 a DAG failed)",
+    )
+    p.add_argument("date", type=date_arg, help="the trading day, YYYY-MM-DD")
+    p.set_defaults(func=_daily)
 
     p = sub.add_parser("run", help="validate, tune, train, evaluate, register, promote in-process")
     p.add_argument("--csv", required=True, help="OHLCV CSV: Date,Open,High,Low,Close,Volume")

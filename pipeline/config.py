@@ -142,7 +142,13 @@ class RegistryConfig(_Section):
 
 
 class MonitoringConfig(_Section):
+    """window_days: realised forecasts the rolling checks use. drift_*: the input drift
+    check (pipeline/drift.py): the recent sessions it looks at, and the share of them
+    outside the training range of an input that fires it."""
+
     window_days: int = Field(default=5, ge=1)
+    drift_window: int = Field(default=63, ge=5)
+    drift_outside: float = Field(default=0.1, gt=0.0, le=1.0)
 
 
 class ServingConfig(_Section):

@@ -101,13 +101,38 @@ def _inside(actual: float, lower: float | None, upper: float | None) -> int | No
     return None if lower is None or upper is None else int(lower <= actual <= upper)
 
 
+def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame) -> dict[str, Any]:
+    """The input drift check against the production version's training rows (none: no
+    production version, nothing to compare with)."""
+    from pipeline.drift import input_drift
+    from pipeline.features import make_features
+
+    prod = registry.production_version(cfg, ticker)
+    if prod is None or "first_test_date" not in prod.tags:
+        return {"drift_checked": False}
+    fc, mon = cfg.features, cfg.monitoring
+    feats = make_features(bars, fc.volatility_window, fc.volume_window)
+    end = dt.date.fromisoformat(prod.tags["first_test_date"])
+    return input_drift(feats, end, mon.drift_window, mon.drift_outside)
+
+
 def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
-    """Realise pending forecasts, log them, and flag production if it keeps losing to naive."""
-    realise(cfg, ticker, store.read_curated(cfg, ticker, until=day))
+    """Realise pending forecasts, log them, and flag production if it keeps losing to naive;
+    check the model's inputs for drift."""
+    bars = store.read_curated(cfg, ticker, until=day)
+    realise(cfg, ticker, bars)
+    drift = check_drift(cfg, ticker, bars)
+    if drift.get("input_drift"):
+        print(
+            f"ALERT {ticker}: input drift: {drift['drift_outside_max']:.0%} of the last "
+            f"{drift['drift_sessions']} sessions' {drift['drift_feature']} outside the "
+            "training range"
+        )
     table = read_forecasts(cfg, ticker).dropna(subset=["actual_close"])
     if table.empty:
-        return {"monitoring": {"days": 0}}
+        return {"monitoring": {"days": 0, **drift}}
     summary = rolling(table, cfg.monitoring.window_days, cfg.registry.coverage_tolerance)
+    summary.update(drift)
     latest = table.iloc[-1]
     mc = tracking.client(cfg)
     exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_monitoring")
@@ -134,6 +159,9 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
     if summary["coverage_days"]:
         metrics["rolling_coverage_80"] = summary["coverage_80"]
         metrics["rolling_coverage_days"] = summary["coverage_days"]
+    if drift.get("drift_checked"):
+        metrics["drift_outside_max"] = drift["drift_outside_max"]
+        metrics.update({f"drift_psi_{f}": v for f, v in drift["drift_psi"].items()})
     for key, value in metrics.items():
         mc.log_metric(run_.info.run_id, key, float(value))
     mc.set_terminated(run_.info.run_id)

@@ -75,18 +75,39 @@ def features(cfg: Config, c: Carry) -> Featured:
 
 
 def tune(cfg: Config, c: Carry) -> Tuned:
-    """One tuning worker; several may run at once on one shared study and MLflow run."""
+    """One tuning worker; several may run at once on one shared study and MLflow run. A
+    retrain that refits (pipeline/retrain.py) runs no trials."""
+    import json
+
     from pipeline import tracking
     from pipeline import tune as step
 
     parent = tracking.parent_run(cfg, c["ticker"], run_day(c), c["pipeline_run_id"])
+    if plan := c.get("retrain"):
+        tags = {"retrain_trigger": plan["trigger"], "retrain_mode": plan["mode"]}
+        tags["retrain_reasons"] = json.dumps(plan["reasons"])
+        for key, value in tags.items():
+            tracking.client(cfg).set_tag(parent, key, value)
+    if refit_params(cfg, c) is not None:
+        return {"parent_run_id": parent, "trials_run": 0}
     ran = step.run(cfg, c["ticker"], run_day(c), c["features_path"], parent)
     return {"parent_run_id": parent, "trials_run": ran}
+
+
+def refit_params(cfg: Config, c: Carry) -> tuple[dict[str, Any], int] | None:
+    """The last tuned parameters when this run refits with them (else None: it tunes)."""
+    from pipeline import retrain
+
+    if (c.get("retrain") or {}).get("mode") != "refit":
+        return None
+    return retrain.tuned_params(cfg, c["ticker"])
 
 
 def best(cfg: Config, c: Carry) -> Selected:
     from pipeline import tune as step
 
+    if found := refit_params(cfg, c):
+        return {"study": "", "best_params": found[0], "best_epoch": found[1], "trials": 0}
     return step.best(cfg, c["ticker"], run_day(c), c["parent_run_id"])
 
 
@@ -149,10 +170,11 @@ STEPS: dict[str, Step] = {
     "promote": promote,
     "forecast": forecast,
 }
-SEQUENCE: tuple[str, ...] = tuple(STEPS)  # the order, for the DAG and the in-process runner
-DATA_STEPS = SEQUENCE[:4]  # per ticker
-MODEL_STEPS = SEQUENCE[4:-1]  # per model: the universe's one, or each ticker's
-assert SEQUENCE[-1] == "forecast" and DATA_STEPS[-1] == "features"
+SEQUENCE: tuple[str, ...] = tuple(STEPS)  # the in-process runner's order (`pipeline run`)
+DAILY_STEPS = ("ingest", "validate", "monitor", "forecast")  # price_daily, per ticker
+DATA_STEPS = ("ingest", "validate", "features")  # price_retrain, per ticker
+MODEL_STEPS = SEQUENCE[4:-1]  # price_retrain, per model: the universe's one, or each ticker's
+assert MODEL_STEPS[0] == "tune" and MODEL_STEPS[-1] == "promote"
 FAN_OUT = "tune"  # the DAG runs this step as `tune.workers` parallel tasks per ticker
 
 

@@ -68,6 +68,7 @@ def pool(cfg: Config, data: list[Carry]) -> Carry:
         "features_path": str(path),
         "splits": splits,
         "validation": validation,
+        **({"retrain": data[0]["retrain"]} if "retrain" in data[0] else {}),
     }
 
 

@@ -1,0 +1,113 @@
+"""Daily operations: every ticker's forecast for the next session, each on its own.
+
+Weekdays after the New York close. Per ticker, as a mapped task group (one ticker's bad
+day does not stop the others): ingest -> validate -> monitor (realised errors, coverage,
+input drift) -> forecast with the production model. Then, whatever happened (`all_done`):
+the day's report (per ticker: status, forecast, interval, model version, alerts), and
+**one** asset event when a retrain is needed, with the tickers and reasons in its extra,
+which schedules `price_retrain`. The run fails, after the report, if any ticker did.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, dag, get_current_context, task, task_group
+
+from pipeline.daily import DAILY, RETRAIN_ASSET
+from pipeline.steps import DAILY_STEPS
+
+# The first retry waits Airflow's [core] default_task_retry_delay (300 s unless the
+# deployment says otherwise: docker-compose.yaml, `stack.task_retry_delay_s`), then doubles.
+RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
+RETRAIN_REQUEST = Asset(RETRAIN_ASSET)
+Carry = dict[str, Any]
+
+
+def step_task(name: str) -> Any:
+    @task(task_id=name)
+    def run_step(c: Carry) -> Carry:
+        from pipeline.dag_tasks import advance
+
+        return advance(DAILY, name, c)
+
+    return run_step
+
+
+@dag(
+    dag_id=DAILY,
+    schedule="30 17 * * 1-5",  # weekdays, 17:30 New York: after the US close
+    start_date=pendulum.datetime(2000, 1, 1, tz="America/New_York"),  # replays of old data
+    catchup=False,
+    max_active_runs=1,
+    default_args=RETRIES,
+    tags=["forecasting"],
+    doc_md=__doc__,
+)
+def price_daily() -> None:
+    @task
+    def tickers() -> list[Carry]:
+        """One starting carry per configured ticker, for this run's day."""
+        from pipeline import journal, steps
+        from pipeline.config import load_config
+        from pipeline.dates import run_day
+
+        ctx = get_current_context()
+        day, cfg = run_day(ctx), load_config()
+        if ctx["ti"].try_number == 1:
+            journal.start_over(cfg, DAILY, day)
+        return [dict(steps.start(t, day, ctx["run_id"])) for t in cfg.tickers]
+
+    @task_group(group_id="ticker")
+    def ticker_day(c: Carry) -> Any:
+        out: Any = c
+        for name in DAILY_STEPS:
+            out = step_task(name)(out)
+        return out
+
+    @task(trigger_rule="all_done")
+    def report() -> dict[str, Any]:
+        """The day's report, however each ticker's chain ended."""
+        from pipeline import daily
+        from pipeline.config import load_config
+        from pipeline.dates import run_day
+
+        rep = daily.report(load_config(), run_day(get_current_context()))
+        print(daily.table(rep))
+        return rep
+
+    @task(outlets=[RETRAIN_REQUEST])
+    def request_retrain(rep: dict[str, Any]) -> dict[str, Any]:
+        """One event for the whole day (not one per mapped task), or skipped."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from pipeline.daily import why
+
+        if not rep["retrain"]:
+            raise AirflowSkipException("no retrain needed")
+        extra = {"day": rep["day"], "reasons": rep["retrain"]}
+        get_current_context()["outlet_events"][RETRAIN_REQUEST].extra = extra
+        print(f"retrain requested: {why(rep['retrain'])}")
+        return extra
+
+    @task(trigger_rule="all_done")
+    def all_tickers_ok(rep: dict[str, Any]) -> None:
+        """Fail the run (after the report and the event) if any ticker failed."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipeline.daily import failed_tickers
+
+        if bad := failed_tickers(rep):
+            raise AirflowFailException(
+                "; ".join(f"{t}: {rep['tickers'][t]['status']}" for t in bad)
+            )
+
+    chains: Any = ticker_day.expand(c=tickers())
+    rep: Any = report()
+    chains >> rep
+    request_retrain(rep) >> all_tickers_ok(rep)
+
+
+price_daily()

@@ -1,0 +1,121 @@
+"""Retraining: features -> tune (x tune.workers, one study) -> train -> evaluate ->
+register -> promote, for the universe model (or each ticker's, `model.scope: ticker`).
+
+Scheduled by a weekly cron (Saturday 06:00 New York: it tunes) *or* the daily DAG's
+retrain request (an asset event: it refits with the last tuned parameters), whichever
+comes first (AssetOrTimeSchedule). Every event queued for the run is read; the reasons
+are kept on the MLflow run (retrain_* tags). Per ticker first, ingest and validate for
+the day (idempotent: the daily DAG has usually done it), so a first run on a fresh state
+needs nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    dag,
+    get_current_context,
+    task,
+)
+
+from pipeline.daily import RETRAIN, RETRAIN_ASSET
+from pipeline.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS
+
+RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
+Carry = dict[str, Any]
+
+
+def step_task(name: str) -> Any:
+    @task(task_id=name)
+    def run_step(c: Carry) -> Carry:
+        from pipeline.dag_tasks import advance
+
+        return advance(RETRAIN, name, c)
+
+    return run_step
+
+
+@dag(
+    dag_id=RETRAIN,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 6 * * 6", timezone="America/New_York"),
+        assets=Asset(RETRAIN_ASSET),
+    ),
+    start_date=pendulum.datetime(2000, 1, 1, tz="America/New_York"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=RETRIES,
+    tags=["forecasting", "training"],
+    doc_md=__doc__,
+)
+def price_retrain() -> None:
+    @task
+    def plan() -> dict[str, Any]:
+        """Why this run, for which day, tune or refit (pipeline/retrain.py)."""
+        from pipeline import journal, retrain
+        from pipeline.config import load_config
+        from pipeline.dates import run_day
+
+        ctx = get_current_context()
+        cfg = load_config()
+        events = ctx.get("triggering_asset_events")
+        p = retrain.plan(cfg, events, ctx["dag_run"].conf, run_day(ctx))
+        journal.start_over(cfg, RETRAIN, dt.date.fromisoformat(p["day"]))
+        print(f"retrain for {p['day']}: {retrain.summary(p)}")
+        return p
+
+    @task
+    def tickers(p: dict[str, Any]) -> list[Carry]:
+        from pipeline import steps
+        from pipeline.config import load_config
+
+        day = dt.date.fromisoformat(p["day"])
+        run_id = get_current_context()["run_id"]
+        return [{**steps.start(t, day, run_id), "retrain": p} for t in load_config().tickers]
+
+    @task
+    def tune_workers() -> list[int]:
+        from pipeline.config import load_config
+
+        return list(range(load_config().tune.workers))
+
+    @task(task_id=FAN_OUT)
+    def fanned_out(c: Carry, worker: int) -> Carry:
+        from pipeline.dag_tasks import advance
+
+        return advance(RETRAIN, FAN_OUT, {**c, "worker": worker})
+
+    @task
+    def per_model(done: list[Carry]) -> list[Carry]:
+        """The fanned-out step ran as model x worker; go on with one carry per model."""
+        return list({c["ticker"]: c for c in done}.values())
+
+    @task
+    def models(data: list[Carry]) -> list[Carry]:
+        """What the model half runs on: the pooled universe, or each ticker."""
+        from pipeline import universe
+        from pipeline.config import load_config
+
+        return [dict(c) for c in universe.model_carries(load_config(), data)]  # type: ignore[arg-type]
+
+    planned: Any = plan()
+    data: Any = tickers(planned)
+    for name in DATA_STEPS:
+        data = step_task(name).expand(c=data)
+    model: Any = models(data)
+    for name in MODEL_STEPS:
+        if name == FAN_OUT:
+            tuned = fanned_out.expand(c=model, worker=tune_workers())  # model x worker
+            model = per_model(tuned)  # type: ignore[arg-type]  # XComArg at parse time
+        else:
+            model = step_task(name).expand(c=model)
+
+
+price_retrain()

@@ -1,0 +1,67 @@
+"""What the DAGs' tasks run: a step on its carry, journalled, with the right failure.
+
+Kept out of the DAG files so that they stay wiring only. Airflow is imported inside the
+functions: these run in a task, not when a DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+Carry = dict[str, Any]  # pipeline.carry.Carry, as XCom hands it over
+
+# What a step's journal line keeps of what it returned (the day's report reads them).
+REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion")
+
+
+def advance(dag_id: str, name: str, c: Carry) -> Carry:
+    """Run step `name` on carry `c` inside an Airflow task. Bad data fails at once (no
+    retry can heal it); other errors are left to the task's retry policy."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipeline import journal, steps
+    from pipeline.config import load_config
+    from pipeline.validate import ValidationFailed
+
+    cfg = load_config()
+    ti = get_current_context()["ti"]
+    final = ti.try_number > ti.max_tries  # no retry left: a failure closes the MLflow run
+    day, who = steps.run_day(c), {"task": name, "ticker": c.get("ticker", "")}  # type: ignore[arg-type]
+    journal.record(cfg, dag_id, day, event="start", **who)
+    began = time.monotonic()
+    try:
+        out = dict(steps.advance(cfg, name, c, final))  # type: ignore[arg-type]
+    except ValidationFailed as exc:  # bad data: retrying cannot help
+        journal.record(
+            cfg,
+            dag_id,
+            day,
+            event="failed",
+            seconds=time.monotonic() - began,
+            error=f"validation: {first_line(exc)}",
+            rule="quarantined",
+            **who,
+        )
+        raise AirflowFailException(str(exc)) from exc
+    except Exception as exc:
+        journal.record(
+            cfg,
+            dag_id,
+            day,
+            event="failed",
+            seconds=time.monotonic() - began,
+            error=first_line(exc),
+            final=final,
+            **who,
+        )
+        raise
+    kept = {k: out[k] for k in REPORTED if k in out and k not in c}
+    journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began, out=kept, **who)
+    return out
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
