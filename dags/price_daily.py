@@ -16,8 +16,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task, task_group
 
-from pipeline.daily import DAILY, RETRAIN_ASSET
-from pipeline.steps import DAILY_STEPS
+from pipeline.steps import DAILY, DAILY_STEPS, RETRAIN_ASSET
 
 # The first retry waits Airflow's [core] default_task_retry_delay (300 s unless the
 # deployment says otherwise: docker-compose.yaml, `stack.task_retry_delay_s`), then doubles.

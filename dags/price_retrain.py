@@ -6,7 +6,7 @@ retrain request (an asset event: it refits with the last tuned parameters), whic
 comes first (AssetOrTimeSchedule). Every event queued for the run is read; the reasons
 are kept on the MLflow run (retrain_* tags). Per ticker first, ingest and validate for
 the day (idempotent: the daily DAG has usually done it), so a first run on a fresh state
-needs nothing else.
+needs nothing else; a ticker whose pull fails validation is trained on its stored bars.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from airflow.sdk import (
     task,
 )
 
-from pipeline.daily import RETRAIN, RETRAIN_ASSET
-from pipeline.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS
+from pipeline.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS, RETRAIN, RETRAIN_ASSET
 
 RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
 Carry = dict[str, Any]
@@ -37,7 +36,7 @@ def step_task(name: str) -> Any:
     def run_step(c: Carry) -> Carry:
         from pipeline.dag_tasks import advance
 
-        return advance(RETRAIN, name, c)
+        return advance(RETRAIN, name, c, keep_stored=True)
 
     return run_step
 

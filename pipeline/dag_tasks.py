@@ -15,9 +15,11 @@ Carry = dict[str, Any]  # pipeline.carry.Carry, as XCom hands it over
 REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion")
 
 
-def advance(dag_id: str, name: str, c: Carry) -> Carry:
+def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carry:
     """Run step `name` on carry `c` inside an Airflow task. Bad data fails at once (no
-    retry can heal it); other errors are left to the task's retry policy."""
+    retry can heal it), or with `keep_stored` (the retrain) the ticker goes on with the
+    bars already stored, its quarantined pull left out; other errors are left to the
+    task's retry policy."""
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -40,10 +42,13 @@ def advance(dag_id: str, name: str, c: Carry) -> Carry:
             day,
             event="failed",
             seconds=time.monotonic() - began,
-            error=f"validation: {first_line(exc)}",
+            error=failed_rules(exc),
             rule="quarantined",
             **who,
         )
+        if keep_stored:
+            print(f"{c.get('ticker')}: the day's pull is quarantined; going on with stored bars")
+            return {**c, "validation": {"passed": False, "quarantined": True, "rows": 0}}
         raise AirflowFailException(str(exc)) from exc
     except Exception as exc:
         journal.record(
@@ -60,6 +65,13 @@ def advance(dag_id: str, name: str, c: Carry) -> Carry:
     kept = {k: out[k] for k in REPORTED if k in out and k not in c}
     journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began, out=kept, **who)
     return out
+
+
+def failed_rules(exc: BaseException) -> str:
+    """'validation: high_is_highest, ohlc_positive' from a ValidationFailed's FAIL lines."""
+    lines = str(exc).splitlines()
+    rules = [ln[5:].split(":")[0].strip() for ln in lines if ln.startswith("FAIL ")]
+    return f"validation: {', '.join(dict.fromkeys(rules)) or first_line(exc)}"
 
 
 def first_line(exc: BaseException) -> str:

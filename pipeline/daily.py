@@ -16,10 +16,9 @@ from typing import Any
 
 from pipeline import journal, registry
 from pipeline.config import Config
+from pipeline.steps import DAILY, RETRAIN, RETRAIN_ASSET
 
-DAILY = "price_daily"
-RETRAIN = "price_retrain"
-RETRAIN_ASSET = "price_retrain_request"  # the asset the daily DAG's report emits
+__all__ = ["DAILY", "RETRAIN", "RETRAIN_ASSET", "report", "table", "why"]
 REASONS = {
     "no_production": "no production model can serve it",
     "beatable": "production worse than naive over the monitoring window",

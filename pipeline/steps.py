@@ -170,6 +170,9 @@ STEPS: dict[str, Step] = {
     "promote": promote,
     "forecast": forecast,
 }
+DAILY = "price_daily"  # the DAGs' ids, and the asset that joins them
+RETRAIN = "price_retrain"
+RETRAIN_ASSET = "price_retrain_request"  # emitted by the daily report when a retrain is due
 SEQUENCE: tuple[str, ...] = tuple(STEPS)  # the in-process runner's order (`pipeline run`)
 DAILY_STEPS = ("ingest", "validate", "monitor", "forecast")  # price_daily, per ticker
 DATA_STEPS = ("ingest", "validate", "features")  # price_retrain, per ticker

@@ -27,20 +27,62 @@ def step_order(dag: Any) -> list[str]:
 
 
 def test_dags_load_without_errors(bag: Any) -> None:
-    dag = bag.get_dag("price_pipeline")
-    assert dag is not None and bag.get_dag("model_promotion") is not None
-    assert dag.default_args["retries"] >= 1 and dag.default_args["retry_exponential_backoff"]
+    for dag_id in (steps.DAILY, steps.RETRAIN, "model_promotion"):
+        assert bag.get_dag(dag_id) is not None, dag_id
+    for dag_id in (steps.DAILY, steps.RETRAIN):
+        dag = bag.get_dag(dag_id)
+        assert dag.default_args["retries"] >= 1 and dag.default_args["retry_exponential_backoff"]
 
 
-def test_dag_runs_the_steps_in_the_runners_order(bag: Any) -> None:
-    """The DAG and `python -m pipeline run` take their order from pipeline/steps.py."""
-    dag = bag.get_dag("price_pipeline")
-    assert step_order(dag) == list(steps.SEQUENCE)
-    for a, b in itertools.pairwise(steps.SEQUENCE):  # each step waits for the one before
+def test_the_daily_dag_runs_each_tickers_chain_on_its_own_then_reports(bag: Any) -> None:
+    dag = bag.get_dag(steps.DAILY)
+    chain = [f"ticker.{name}" for name in steps.DAILY_STEPS]
+    for a, b in itertools.pairwise(chain):  # within a ticker's group, in order
+        assert dag.get_task(b).upstream_task_ids == {a}, (a, b)
+    report = dag.get_task("report")
+    assert report.trigger_rule == "all_done" and chain[-1] in report.upstream_task_ids
+    # one event for the day, from one unmapped task, on the asset the retrain DAG waits for
+    signal = dag.get_task("request_retrain")
+    assert [o.name for o in signal.outlets] == [steps.RETRAIN_ASSET]
+    assert dag.get_task("all_tickers_ok").trigger_rule == "all_done"
+
+
+def test_the_retrain_dag_runs_weekly_or_on_the_daily_request(bag: Any) -> None:
+    import pendulum
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    dag = bag.get_dag(steps.RETRAIN)
+    from airflow.serialization.encoders import coerce_to_core_timetable
+
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert dag.timetable.asset_condition.name == steps.RETRAIN_ASSET
+    timetable = coerce_to_core_timetable(dag.timetable)  # what the scheduler runs
+    # the calendar half: once a week, Saturday 06:00 New York
+    friday = pendulum.datetime(2013, 3, 1, 18, tz="America/New_York")
+    after = DataInterval(friday, friday)
+    nxt = timetable.next_dagrun_info(
+        last_automated_data_interval=after, restriction=TimeRestriction(None, None, True)
+    )
+    assert nxt is not None
+    when = nxt.run_after.in_timezone("America/New_York")
+    assert (when.date().isoformat(), when.hour, when.minute) == ("2013-03-02", 6, 0)  # a Saturday
+    again = timetable.next_dagrun_info(
+        last_automated_data_interval=nxt.data_interval,
+        restriction=TimeRestriction(None, None, True),
+    )
+    assert again is not None and again.run_after - nxt.run_after == pendulum.duration(days=7)
+
+
+def test_the_retrain_dag_runs_the_model_steps_in_order(bag: Any) -> None:
+    """The retrain DAG and `python -m pipeline run` take their order from pipeline/steps.py."""
+    dag = bag.get_dag(steps.RETRAIN)
+    order = [*steps.DATA_STEPS, *steps.MODEL_STEPS]
+    assert step_order(dag) == order
+    for a, b in itertools.pairwise(order):  # each step waits for the one before
         assert a in dag.get_task(b).get_flat_relative_ids(upstream=True), (a, b)
-    # the fanned-out step is mapped over ticker x worker; one carry per ticker goes on
+    # the fanned-out step is mapped over model x worker; one carry per model goes on
     assert "tune_workers" in dag.get_task(steps.FAN_OUT).upstream_task_ids
-    assert "per_ticker" in dag.get_task(steps.FAN_OUT).downstream_task_ids
+    assert "per_model" in dag.get_task(steps.FAN_OUT).downstream_task_ids
 
 
 def test_importing_dag_files_stays_cheap() -> None:
