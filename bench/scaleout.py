@@ -4,7 +4,7 @@
 
 For each worker count N: a throw-away stack (`make stack`'s code: own databases,
 Redis DB, ports and directory) with N Celery workers and `tune.workers` = N, one
-`price_pipeline` run for 2013-03-01 triggered through the scheduler. From Airflow's
+`price_retrain` run for 2013-03-01 triggered through the scheduler. From Airflow's
 metadata: the tune step's wall time (first tuning task start to last end) and
 finished trials per minute of it, the DAG run's wall time, the sum of its task run
 times, and Airflow's overhead: wall time minus the time at least one task was running

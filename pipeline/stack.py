@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 from pipeline import deploy
 from pipeline.config import Config
+from pipeline.steps import DAILY, RETRAIN
 
 STOP_GRACE_S = 20
 LOG_TAIL = 20
@@ -365,8 +366,8 @@ def up(cfg: Config, echo: Callable[[str], None] = print) -> int:
             if svc.name == "mlflow":  # its accounts, before any task logs to it
                 deploy.ensure_mlflow_users(env["MLFLOW_TRACKING_URI"], keys)
         _wait_for(
-            "price_pipeline parsed into Airflow's database",
-            lambda: dag_registered(cfg, "price_pipeline"),
+            f"{DAILY} and {RETRAIN} parsed into Airflow's database",
+            lambda: dag_registered(cfg, DAILY) and dag_registered(cfg, RETRAIN),
             cfg.stack.start_timeout_s,
         )
     except StartFailed as exc:
@@ -398,8 +399,8 @@ def _print_logins(
     echo(f"secrets  {root / 'secrets.env'} (mode 0600, kept across restarts)")
     echo(f"its environment, for airflow/mlflow commands:  set -a; . {env_file}; set +a")
     echo(
-        "then e.g.  .venv/bin/airflow dags trigger price_pipeline "
-        "--logical-date 2013-03-01T22:30:00+00:00"
+        f"then e.g.  .venv/bin/airflow dags trigger {RETRAIN} "
+        "--logical-date 2013-03-01T22:30:00+00:00  (then the same for price_daily)"
     )
     echo("stop with  make stack-down")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline import deploy
 from pipeline.config import Config, load_config
+from pipeline.steps import RETRAIN
 
 DONE = ("success", "failed")
 
@@ -49,11 +50,11 @@ def sql(cfg: Config, db: str, query: str, *params: Any) -> list[tuple[Any, ...]]
         return list(cur.fetchall())
 
 
-def trigger(cfg: Config, logical_date: str, run_id: str) -> None:
+def trigger(cfg: Config, logical_date: str, run_id: str, dag_id: str = RETRAIN) -> None:
     """`airflow dags trigger` with the stack's environment, as a user would."""
     keys = deploy.load_secrets(deploy.stack_dir(cfg) / "secrets.env")
     out = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "dags", "trigger", "price_pipeline",
+        [str(Path(sys.executable).with_name("airflow")), "dags", "trigger", dag_id,
          "--logical-date", logical_date, "--run-id", run_id],
         env={**os.environ, **deploy.pipeline_env(cfg, keys)},
         capture_output=True,

@@ -24,7 +24,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from pipeline import deploy, stack, stack_runs
+from pipeline import deploy, stack, stack_runs, steps
 from pipeline.config import Config
 
 pytestmark = pytest.mark.slow
@@ -152,8 +152,9 @@ def test_servers_listen_on_localhost_only(up: Stack) -> None:
 
 
 def test_parallel_tuning_survives_a_worker_killed_mid_trial(up: Stack) -> None:
-    """Both workers tune the day's one study at the same time; one is killed mid-trial as a
-    lost machine would be; the run still succeeds, with the budget spent exactly once."""
+    """The retrain DAG: both workers tune the day's one study at the same time; one is
+    killed mid-trial as a lost machine would be; the run still succeeds, with the budget
+    spent exactly once. Then the daily DAG runs on the same workers."""
     run_id, study = "stack_test_parallel", "GOOG-2013-03-01"
     stack_runs.trigger(up.cfg, "2013-03-01T22:30:00+00:00", run_id)
     deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -209,6 +210,16 @@ def test_parallel_tuning_survives_a_worker_killed_mid_trial(up: Stack) -> None:
     finished = [r for r in children if r.data.tags.get("trial_state") != "STALE"]
     assert sorted(int(r.data.tags["trial_number"]) for r in finished) == sorted(numbers)
     assert mc.get_model_version_by_alias("price_lstm_GOOG", "candidate").version == "1"
+
+    # the daily DAG on the same stack: each ticker's chain on the Celery workers, the report
+    daily_id = "stack_test_daily"
+    stack_runs.trigger(up.cfg, "2013-03-01T22:30:00+00:00", daily_id, steps.DAILY)
+    assert stack_runs.wait(up.cfg, daily_id, RUN_TIMEOUT_S) == "success", stack_runs.task_runs(
+        up.cfg, daily_id
+    )
+    ran = {t.task_id: t for t in stack_runs.task_runs(up.cfg, daily_id)}
+    assert {"ticker.forecast", "report"} <= set(ran)
+    assert ran["ticker.forecast"].hostname.startswith("worker"), ran
 
     # `up` again starts only what is missing: the killed worker
     again = up.cli("up")
