@@ -16,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 
 TICKER ?= GOOG
-.PHONY: help install hooks run serve ui stack stack-down stack-status test backtest bench bench-scaleout lint fmt clean
+.PHONY: help install hooks run replay serve ui stack stack-down stack-status test backtest bench bench-scaleout lint fmt clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -41,6 +41,11 @@ $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 
 run: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## one trading day for the embedded universe: daily DAG (+ retrain when needed) (DATE=YYYY-MM-DD)
 	$(BIN)/python -m pipeline daily $(DATE)
+
+FROM ?= 2012-12-03
+TO ?= 2013-03-01
+replay: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## the schedule day after day on the embedded data (FROM=, TO=; one JSON line)
+	$(BIN)/python -m pipeline replay --from $(FROM) --to $(TO)
 
 WORKERS ?= 1
 serve: $(STAMP) ## serve the production model (the universe's, any ticker) over REST (follows the alias; WORKERS=N)

@@ -74,6 +74,10 @@ class Promoted(TypedDict, total=False):
     promotion: dict[str, Any]  # the `python -m pipeline run` summary line
 
 
+class Tidied(TypedDict, total=False):
+    tidied: dict[str, Any]  # unpromoted versions deleted, bytes freed (pipeline/retention.py)
+
+
 class Forecasted(TypedDict, total=False):
     forecast: dict[str, Any] | None
 

@@ -91,6 +91,15 @@ def _daily(args: argparse.Namespace) -> int:
     return run_day(load_config(args.config), args.date)
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from pipeline.replay import main
+
+    if args.end < args.start:
+        print(f"--to {args.end} is before --from {args.start}", file=sys.stderr)
+        return EXIT_USAGE
+    return main(load_config(args.config), args.start, args.end)
+
+
 def _run(args: argparse.Namespace) -> int:
     from pipeline.local_run import run_csv
     from pipeline.validate import ValidationFailed
@@ -254,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("date", type=date_arg, help="the trading day, YYYY-MM-DD")
     p.set_defaults(func=_daily)
+
+    p = sub.add_parser(
+        "replay", help="run the schedule day after day on the data (daily, retrains, weekly)"
+    )
+    p.add_argument("--from", dest="start", required=True, type=date_arg, help="first day")
+    p.add_argument("--to", dest="end", required=True, type=date_arg, help="last day")
+    p.set_defaults(func=_replay)
 
     p = sub.add_parser("run", help="validate, tune, train, evaluate, register, promote in-process")
     p.add_argument("--csv", required=True, help="OHLCV CSV: Date,Open,High,Low,Close,Volume")

@@ -137,6 +137,9 @@ class RegistryConfig(_Section):
     # on any one ticker its 80 % interval score is worse than naive's by more than this.
     ticker_tolerance: float = Field(default=0.02, ge=0, lt=1)
     production_tolerance: float = Field(default=0.0, ge=0, lt=1)
+    # Versions never promoted are deleted (with their artifacts) by the retrain once their
+    # run day is this many days old (pipeline/retention.py); null keeps every version.
+    keep_unpromoted_days: int | None = Field(default=30, ge=0)
     # `promote/rollback --force` skips the gate; a deployment can insist on a written reason.
     force_requires_reason: bool = False
 

@@ -12,7 +12,7 @@ from typing import Any
 Carry = dict[str, Any]  # pipeline.carry.Carry, as XCom hands it over
 
 # What a step's journal line keeps of what it returned (the day's report reads them).
-REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion")
+REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion", "tidied")
 
 
 def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carry:

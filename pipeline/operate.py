@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,13 @@ from pipeline.config import Config
 _SIGNALS = ("ERROR", "Traceback", "Error:", "FAIL ", "ValidationFailed")
 
 
-def dag_test(cfg: Config, dag_id: str, day: dt.date, conf: dict[str, Any] | None = None) -> int:
+def dag_test(
+    cfg: Config,
+    dag_id: str,
+    day: dt.date,
+    conf: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> int:
     """Run one DAG for `day` in Airflow, printing its tasks as they start and end; Airflow's
     own output goes to state/logs/<dag>-<day>.log. Returns the exit status."""
     logs = cfg.layout.logs_dir()
@@ -35,14 +42,16 @@ def dag_test(cfg: Config, dag_id: str, day: dt.date, conf: dict[str, Any] | None
     cmd = [str(airflow), "dags", "test", dag_id, day.isoformat()]
     if conf:
         cmd += ["-c", json.dumps(conf)]
-    print(f"{dag_id} for {day} (Airflow's log: {log_path})", flush=True)
+    if progress:
+        print(f"{dag_id} for {day} (Airflow's log: {log_path})", flush=True)
     began = time.time()
     seen = 0
     with log_path.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
         while True:
             done = proc.poll() is not None
-            seen = _print_progress(cfg, dag_id, day, began, seen)
+            if progress:
+                seen = _print_progress(cfg, dag_id, day, began, seen)
             if done:
                 break
             time.sleep(0.5)
@@ -66,31 +75,65 @@ def unserved(cfg: Config) -> list[str]:
     return [t for t in cfg.tickers if registry.production_version(cfg, t) is None]
 
 
-def run_day(cfg: Config, day: dt.date) -> int:
+@dataclass
+class Day:
+    """What one trading day did: its report, the retrains it ran and why, the exit code."""
+
+    rc: int
+    report: dict[str, Any] | None = None
+    retrains: list[dict[str, Any]] = field(default_factory=list)
+
+    def retrain_note(self) -> str:
+        return "; ".join(
+            f"{r['when']}: {daily.why(r['reasons'])} ({r['mode']})" for r in self.retrains
+        )
+
+
+def retrain(
+    cfg: Config, day: dt.date, out: Day, when: str, conf: dict[str, Any], progress: bool
+) -> bool:
+    """The retrain DAG for `day` as its schedule would run it; recorded in `out`."""
+    rc = dag_test(cfg, daily.RETRAIN, day, {"day": day.isoformat(), **conf}, progress)
+    mode = conf.get("mode") or ("refit" if conf.get("reasons") else "tune")
+    out.retrains.append({"day": day.isoformat(), "when": when, "mode": mode, "ok": rc == 0,
+                         "reasons": conf.get("reasons") or {}})  # fmt: skip
+    return rc == 0
+
+
+def one_day(cfg: Config, day: dt.date, progress: bool = True) -> Day:
     """The day end to end; see the module docstring."""
-    retrained = ""
+    out = Day(rc=0)
     if missing := unserved(cfg):
-        reasons = {t: ["no_production"] for t in missing}
-        conf = {"day": day.isoformat(), "reasons": reasons, "mode": "tune"}
-        if dag_test(cfg, daily.RETRAIN, day, conf) != 0:
-            return 2
-        retrained = f"before the day: {daily.why(reasons)} (tuned)"
-    rc = dag_test(cfg, daily.DAILY, day)
+        conf = {"reasons": {t: ["no_production"] for t in missing}, "mode": "tune"}
+        if not retrain(cfg, day, out, "before the day", conf, progress):
+            out.rc = 2
+            return out
+    rc = dag_test(cfg, daily.DAILY, day, progress=progress)
     path = daily.report_path(cfg, day)
     if not path.exists():
-        return 2
-    rep = json.loads(path.read_text())
-    if rep["retrain"] and not retrained:
-        conf = {"day": day.isoformat(), "reasons": rep["retrain"]}
-        if dag_test(cfg, daily.RETRAIN, day, conf) != 0:
-            return 2
-        retrained = f"after the day: {daily.why(rep['retrain'])} (refit)"
-    elif rep["retrain"]:
-        retrained += f"; still asked for: {daily.why(rep['retrain'])}"
-    print()
-    print(daily.table(rep, retrained))
-    print(f"report: {path}; forecasts: {cfg.layout.forecasts_db()}")
-    print("next: `make serve` (REST on the production model), `make ui` (Airflow, MLflow, Optuna)")
-    if daily.failed_tickers(rep):
-        return 1
-    return 0 if rc == 0 else 2
+        out.rc = 2
+        return out
+    out.report = json.loads(path.read_text())
+    asked = out.report["retrain"]
+    if (
+        asked
+        and not out.retrains
+        and not retrain(cfg, day, out, "after the day", {"reasons": asked}, progress)
+    ):
+        out.rc = 2
+        return out
+    out.rc = 1 if daily.failed_tickers(out.report) else (0 if rc == 0 else 2)
+    return out
+
+
+def run_day(cfg: Config, day: dt.date) -> int:
+    """`make run`: one day with progress, then the day's table."""
+    out = one_day(cfg, day)
+    if out.report is not None:
+        print()
+        print(daily.table(out.report, out.retrain_note()))
+        print(f"report: {daily.report_path(cfg, day)}; forecasts: {cfg.layout.forecasts_db()}")
+        print(
+            "next: `make serve` (REST on the production model), `make ui` (Airflow, MLflow, Optuna)"
+        )
+    return out.rc

@@ -25,6 +25,7 @@ from pipeline.carry import (
     Promoted,
     Registered,
     Selected,
+    Tidied,
     Trained,
     Tuned,
     Validated,
@@ -150,6 +151,12 @@ def promote(cfg: Config, c: Carry) -> Promoted:
     return {"promotion": summary}
 
 
+def tidy(cfg: Config, c: Carry) -> Tidied:
+    from pipeline import retention
+
+    return {"tidied": retention.tidy(cfg, c["ticker"], run_day(c))}
+
+
 def forecast(cfg: Config, c: Carry) -> Forecasted:
     from pipeline import forecast as step
 
@@ -168,6 +175,7 @@ STEPS: dict[str, Step] = {
     "evaluate": evaluate,
     "register": register,
     "promote": promote,
+    "tidy": tidy,
     "forecast": forecast,
 }
 DAILY = "price_daily"  # the DAGs' ids, and the asset that joins them
@@ -177,7 +185,7 @@ SEQUENCE: tuple[str, ...] = tuple(STEPS)  # the in-process runner's order (`pipe
 DAILY_STEPS = ("ingest", "validate", "monitor", "forecast")  # price_daily, per ticker
 DATA_STEPS = ("ingest", "validate", "features")  # price_retrain, per ticker
 MODEL_STEPS = SEQUENCE[4:-1]  # price_retrain, per model: the universe's one, or each ticker's
-assert MODEL_STEPS[0] == "tune" and MODEL_STEPS[-1] == "promote"
+assert MODEL_STEPS[0] == "tune" and MODEL_STEPS[-1] == "tidy"
 FAN_OUT = "tune"  # the DAG runs this step as `tune.workers` parallel tasks per ticker
 
 

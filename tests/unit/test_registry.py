@@ -276,3 +276,46 @@ def test_each_ticker_flags_the_universe_model_on_its_own(tmp_path) -> None:
     assert registry.is_production_beatable(cfg, "IBM")
     assert not registry.is_production_beatable(cfg, "GOOG")
     assert registry.is_production_beatable(cfg, "universe")  # the gate asks for the model
+
+
+def test_old_unpromoted_versions_are_deleted_with_their_artifacts(store: Config) -> None:
+    """Production, the previous production (audited) and the candidate stay whatever
+    their age; a never-promoted version older than keep_unpromoted_days goes, files too."""
+    from pipeline import retention
+
+    mc = tracking.client(store)
+    name = registry.model_name(store, "TIDY")
+    mc.create_registered_model(name)
+    exp = tracking.experiment_id(store, store.tracking.experiment)
+    days = ("2013-01-02", "2013-01-03", "2013-02-25", "2013-03-01")
+    for i, day in enumerate(days):
+        run_id = tracking.parent_run(store, "TIDY", dt.date.fromisoformat(day), f"tidy-{i}")
+        model = mc.create_logged_model(exp, name=f"m{i}", source_run_id=run_id)
+        where = retention.local_path(model.artifact_location)
+        assert where is not None
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "network.keras").write_bytes(b"x" * 1000)
+        mc.create_model_version(name, f"models:/{model.model_id}", run_id, model_id=model.model_id)
+    registry.move_production(store, "TIDY", "1", "promote", "first", "test")
+    registry.move_production(store, "TIDY", "3", "promote", "better", "test")
+    mc.set_registered_model_alias(name, registry.CANDIDATE, "4")
+    v2 = mc.get_model_version(name, "2")
+    model_id = retention.logged_model_id(v2)
+    assert model_id is not None
+    v2_files = retention.local_path(mc.get_logged_model(model_id).artifact_location)
+
+    kept_all = retention.tidy(
+        store.model_copy(
+            update={"registry": store.registry.model_copy(update={"keep_unpromoted_days": None})}
+        ),
+        "TIDY",
+        dt.date(2013, 3, 1),
+    )
+    assert kept_all == {"deleted": [], "freed_bytes": 0}
+    out = retention.tidy(store, "TIDY", dt.date(2013, 3, 1))
+    assert out == {"deleted": ["2"], "freed_bytes": 1000}
+    left = sorted(str(v.version) for v in mc.search_model_versions(f"name = '{name}'"))
+    assert left == ["1", "3", "4"] and v2_files is not None and not v2_files.exists()
+    assert mc.get_run(v2.run_id).info.lifecycle_stage == "active"  # its metrics stay
+    # what is left is production, audited or the candidate: it stays, however old
+    assert retention.tidy(store, "TIDY", dt.date(2014, 3, 1))["deleted"] == []

@@ -1,0 +1,95 @@
+"""Bounded growth: candidate versions that were never promoted are deleted when old.
+
+Every retrain registers a version; most are never promoted. A version is deleted, with
+its logged model's artifacts, when its run day is more than `registry.keep_unpromoted_days`
+before the retrain's day, unless it is production or the candidate, or any audit event
+names it (whatever was ever promoted or rolled back to, so the previous production stays
+and every audit record keeps its version). Its MLflow run (metrics, evaluation, plots)
+stays, for comparisons in the UI; its Optuna study belongs to the retraining that tuned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from mlflow.exceptions import MlflowException
+
+from pipeline import registry, tracking
+from pipeline.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def protected(cfg: Config, name: str, key: str) -> set[str]:
+    """Versions that stay whatever their age: aliased, or named by an audit event."""
+    mc = tracking.client(cfg)
+    keep = set(mc.get_registered_model(name).aliases.values())
+    for event in registry.audit_trail(cfg, key):
+        keep |= {event[k] for k in ("from_version", "to_version") if event.get(k)}
+    return {str(v) for v in keep}
+
+
+def run_day(cfg: Config, version: Any) -> dt.date | None:
+    try:
+        run_id = version.tags.get("run_id") or version.run_id
+        day = tracking.client(cfg).get_run(run_id).data.tags.get("day")
+    except (KeyError, MlflowException):
+        return None
+    return dt.date.fromisoformat(day) if day else None
+
+
+def local_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else None
+
+
+def logged_model_id(version: Any) -> str | None:
+    """The version's logged model (MLflow 3), from its model_id or its models:/ source."""
+    if getattr(version, "model_id", None):
+        return str(version.model_id)
+    source = str(getattr(version, "source", "") or "")
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
+
+
+def delete_version(cfg: Config, version: Any) -> int:
+    """Delete a version and its logged model's artifacts; returns the bytes freed."""
+    mc = tracking.client(cfg)
+    freed = 0
+    model_id = logged_model_id(version)
+    if model_id:
+        where = local_path(mc.get_logged_model(model_id).artifact_location)
+        if where is not None and where.is_dir():
+            freed = sum(f.stat().st_size for f in where.rglob("*") if f.is_file())
+            shutil.rmtree(where)
+        mc.delete_logged_model(model_id)
+    mc.delete_model_version(version.name, version.version)
+    return freed
+
+
+def tidy(cfg: Config, key: str, day: dt.date) -> dict[str, Any]:
+    """Delete `key`'s model's old unpromoted versions (see the module docstring)."""
+    keep_days = cfg.registry.keep_unpromoted_days
+    name = registry.model_name(cfg, key)
+    mc = tracking.client(cfg)
+    try:
+        versions = mc.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return {"deleted": [], "freed_bytes": 0}
+    if keep_days is None or not versions:
+        return {"deleted": [], "freed_bytes": 0}
+    keep = protected(cfg, name, key)
+    deleted, freed = [], 0
+    for v in versions:
+        made = run_day(cfg, v)
+        if str(v.version) in keep or made is None or (day - made).days <= keep_days:
+            continue
+        freed += delete_version(cfg, v)
+        deleted.append(str(v.version))
+    if deleted:
+        log.info("%s: deleted unpromoted versions %s (%d bytes)", name, deleted, freed)
+    return {"deleted": sorted(deleted, key=int), "freed_bytes": freed}
