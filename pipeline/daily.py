@@ -3,7 +3,8 @@
 Built from the daily DAG's journal (pipeline/journal.py) after every ticker's chain has
 ended, however it ended. Retraining is asked for, with the tickers and reasons, when a
 configured ticker has no production model that can serve it, when monitoring says
-production is beatable (worse than naive) or its interval coverage drifted, or when the
+production lost to naive significantly (a sign test over the monitoring window) or
+its interval coverage drifted, or when the
 model's inputs drifted (pipeline/drift.py). Written to state/reports/daily/<day>.json.
 """
 
@@ -21,7 +22,7 @@ from pipeline.steps import DAILY, RETRAIN, RETRAIN_ASSET
 __all__ = ["DAILY", "RETRAIN", "RETRAIN_ASSET", "report", "table", "why"]
 REASONS = {
     "no_production": "no production model can serve it",
-    "beatable": "production worse than naive over the monitoring window",
+    "beatable": "production lost to naive on significantly many of the monitored days",
     "coverage_drift": "interval coverage drifted",
     "input_drift": "inputs outside the training range",
 }
@@ -56,7 +57,7 @@ def retrain_reasons(cfg: Config, ticker: str, outcome: dict[str, Any]) -> list[s
     if registry.production_version(cfg, ticker) is None:
         reasons.append("no_production")
     monitoring = outcome.get("monitoring") or {}
-    if monitoring.get("worse_than_naive"):
+    if monitoring.get("losing"):  # lost to naive significantly, not a 5-day coin flip
         reasons.append("beatable")
     if monitoring.get("coverage_drift"):
         reasons.append("coverage_drift")

@@ -43,8 +43,21 @@ def rolling(
         "naive_mae": float(recent["naive_abs_error"].mean()),
     }
     out["worse_than_naive"] = len(recent) >= window and out["model_mae"] > out["naive_mae"]
+    out.update(losing_streak(recent, window))
     out.update(coverage_drift(recent, window, coverage_tolerance))
     return out
+
+
+def losing_streak(recent: pd.DataFrame, window: int) -> dict[str, Any]:
+    """Whether production lost to naive significantly, not by chance: a one-sided sign test
+    on the days it was worse (5 %; over a 5-day window, all five). A point forecast that is
+    about naive's loses a 5-day mean half the time; a retrain on that would be noise."""
+    from scipy import stats
+
+    worse = int((recent["model_abs_error"] > recent["naive_abs_error"]).sum())
+    n = len(recent)
+    p = float(stats.binomtest(worse, n, 0.5, alternative="greater").pvalue) if n else 1.0
+    return {"worse_days": worse, "worse_pvalue": p, "losing": n >= window and p < 0.05}
 
 
 def coverage_drift(recent: pd.DataFrame, window: int, tolerance: float) -> dict[str, Any]:

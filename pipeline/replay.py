@@ -69,9 +69,9 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
     tidied = {"versions_deleted": 0, "freed_bytes": 0}
     for day in days:
         t0 = time.monotonic()
-        out = operate.one_day(cfg, day, progress=False)
+        out = operate.one_day(cfg, day, progress=False, runner=operate.in_process)
         if day in weekly:  # the Saturday cron
-            operate.retrain(cfg, day, out, "weekly", {"mode": "tune"}, progress=False)
+            operate.retrain(cfg, day, out, "weekly", {"mode": "tune"}, False, operate.in_process)
         retrains += out.retrains
         for e in journal.read(cfg, daily.RETRAIN, day):
             if e["task"] == "tidy" and e["event"] == "end" and "tidied" in e.get("out", {}):
@@ -80,8 +80,11 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
         statuses = (out.report or {}).get("tickers", {})
         bad = {t: r["status"] for t, r in statuses.items() if r["status"] != "forecast"}
         failed.update({f"{day} {t}": s for t, s in bad.items()})
-        note = "; ".join(f"retrain {r['when']} ({r['mode']}): {daily.why(r['reasons'])}"
-                         for r in out.retrains)  # fmt: skip
+        note = "; ".join(
+            f"retrain {r['when']} ({r['mode']})"
+            + (f": {daily.why(r['reasons'])}" if r["reasons"] else "")
+            for r in out.retrains
+        )
         print(
             f"{day}  {len(statuses) - len(bad)}/{len(cfg.tickers)} forecast"
             f"{'  ' + ', '.join(f'{t} {s}' for t, s in bad.items()) if bad else ''}"

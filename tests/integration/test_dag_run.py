@@ -32,9 +32,9 @@ PERMISSIVE_GATE = {  # the gate's rules have their own tests; here every candida
 }
 
 
-def _day(day: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", "daily", day],
+        [sys.executable, "-m", "pipeline", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -68,12 +68,14 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     cfg = load_config(environ=env)
     mc = tracking.client(cfg)
 
-    # day 1, fresh state: nothing can forecast, so the retrain runs first (and tunes)
-    first = _day("2013-02-28", env)
+    # day 1, replayed, on a fresh state: nothing can forecast, so the retrain runs first
+    first = _cli(env, "replay", "--from", "2013-02-28", "--to", "2013-02-28")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    out = first.stdout
-    assert "start  tune       universe" in out and "done   forecast   MSFT" in out  # progress
-    assert "ticker   last close   forecast" in out and "no production model" in out  # table
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert (summary["sessions"], summary["forecasts"]) == (1, 3)
+    assert [(r["when"], r["mode"]) for r in summary["retrains"]] == [("before the day", "tune")]
+    assert summary["retrains"][0]["reasons"]["IBM"] == ["no_production"]
+    assert summary["state_bytes_after"] > summary["state_bytes_before"]
     version = mc.get_model_version_by_alias("price_lstm_universe", "production")
     run = mc.get_run(version.tags["run_id"])
     assert run.info.status == "FINISHED" and "test_model_mase" in run.data.metrics
@@ -100,9 +102,14 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     bars = pd.read_csv(landing / "MSFT.csv")
     bars.loc[bars.index[-1], "High"] = 1.0
     bars.to_csv(landing / "MSFT.csv", index=False)
-    second = _day("2013-03-01", {**env, "PIPELINE__MONITORING__DRIFT_OUTSIDE": "1e-9"})
+    drifting = {**env, "PIPELINE__MONITORING__DRIFT_OUTSIDE": "1e-9"}
+    second = _cli(drifting, "daily", "2013-03-01")  # what `make run` runs
     assert second.returncode == 1, second.stdout[-3000:]  # a ticker failed; the rest did not
-    assert "MSFT" in second.stdout and "quarantined (validation" in second.stdout
+    out = second.stdout
+    assert "start  monitor    GOOG" in out and "done   train      universe" in out  # progress
+    assert "ticker   last close   forecast" in out  # the table
+    assert "quarantined (validation: high_is_highest)" in out
+    assert "after the day: inputs outside the training range (GOOG, IBM) (refit)" in out
     for ticker in ("GOOG", "IBM"):
         assert forecast.read_forecasts(cfg, ticker)["as_of"].iloc[-1] == "2013-03-01"
     assert forecast.read_forecasts(cfg, "MSFT")["as_of"].iloc[-1] == "2013-02-28"

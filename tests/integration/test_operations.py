@@ -55,7 +55,7 @@ def test_forecast_then_next_day_records_realised_error(ops_cfg: Callable[..., Co
             written = forecast.run(cfg, "GOOG", day1)["forecast"]
             assert written is not None
             assert written["for_date"] == "2013-02-27" and written["model_version"] == "1"
-            assert monitor.run(cfg, "GOOG", day1)["monitoring"] == {"days": 0}
+            assert monitor.run(cfg, "GOOG", day1)["monitoring"]["days"] == 0
     result = monitor.run(cfg, "GOOG", day2)["monitoring"]
     table = forecast.read_forecasts(cfg, "GOOG")
     row = table.iloc[0]

@@ -54,6 +54,9 @@ def test_rolling_flags_production_only_after_enough_days() -> None:
         "model_mae": 7 / 3,
         "naive_mae": 5 / 3,
         "worse_than_naive": True,
+        "worse_days": 2,
+        "worse_pvalue": 0.5,  # two of three days: chance
+        "losing": False,
         "coverage_days": 0,  # these forecasts had no intervals
         "coverage_drift": False,
     }
@@ -78,7 +81,8 @@ def test_realise_fills_in_the_days_that_have_been_seen(cfg: Config) -> None:
 
 
 def test_run_with_nothing_realised_reports_zero_days(cfg: Config) -> None:
-    assert monitor.run(cfg, "GOOG", dt.date(2013, 3, 1)) == {"monitoring": {"days": 0}}
+    out = monitor.run(cfg, "GOOG", dt.date(2013, 3, 1))
+    assert out == {"monitoring": {"days": 0, "drift_checked": False}}
 
 
 def test_run_flags_production_losing_to_naive_then_clears_it(
@@ -98,8 +102,12 @@ def test_run_flags_production_losing_to_naive_then_clears_it(
         "model_mae": 2.5,
         "naive_mae": 1.0,
         "worse_than_naive": True,
+        "worse_days": 2,
+        "worse_pvalue": 0.25,
+        "losing": False,  # two days cannot tell
         "coverage_days": 0,
         "coverage_drift": False,
+        "drift_checked": False,  # no production version to compare the inputs with
     }
     assert "ALERT price_lstm_GOOG" in capsys.readouterr().out
     assert registry.is_production_beatable(cfg, "GOOG")
@@ -164,3 +172,13 @@ def test_run_alerts_when_the_intervals_stop_covering(
     said = capsys.readouterr().out
     assert "ALERT price_lstm_GOOG: 80 % intervals covered 0% of the last 5 closes" in said
     assert registry.is_production_beatable(cfg, "GOOG")
+
+
+def test_only_a_significant_losing_streak_asks_for_a_retrain() -> None:
+    lost = pd.DataFrame(
+        {"actual_close": [1.0] * 5, "model_abs_error": [2.0] * 5, "naive_abs_error": [1.0] * 5}
+    )
+    assert monitor.rolling(lost, 5)["losing"] is True  # five of five: p = 1/32
+    once_won = lost.assign(model_abs_error=[2.0, 2.0, 0.5, 2.0, 2.0])
+    out = monitor.rolling(once_won, 5)
+    assert out["worse_than_naive"] is True and out["losing"] is False  # p = 6/32
