@@ -39,12 +39,12 @@ $(AIRFLOW_HOME)/airflow.db: | $(STAMP)
 	mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
 
-run: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## one trading day for the embedded universe: daily DAG (+ retrain when needed) (DATE=YYYY-MM-DD)
+run: $(STAMP) ## one trading day for the embedded universe: daily DAG (+ retrain when needed) (DATE=YYYY-MM-DD)
 	$(BIN)/python -m pipeline daily $(DATE)
 
 FROM ?= 2012-12-03
 TO ?= 2013-03-01
-replay: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## the schedule day after day on the embedded data (FROM=, TO=; one JSON line)
+replay: $(STAMP) ## the schedule day after day on the embedded data (FROM=, TO=; one JSON line)
 	$(BIN)/python -m pipeline replay --from $(FROM) --to $(TO)
 
 WORKERS ?= 1

@@ -62,6 +62,8 @@ def main() -> None:
         **throwaway_env(root),
         **BUDGET,
         "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(operate.DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "PIPELINE__SOURCE__KIND": "csv",
         "PIPELINE__SOURCE__CSV_DIR": str(landing),
         "PIPELINE__TICKERS": json.dumps(list(BASE)),

@@ -19,6 +19,9 @@ _SIGNALS = ("ERROR", "Traceback", "Error:", "FAIL ", "ValidationFailed", "GX Dat
 
 
 def dag_test(cfg: Config, dag_id: str, day: dt.date) -> int:
+    from pipeline.operate import ensure_airflow_db
+
+    ensure_airflow_db()
     logs = cfg.layout.logs_dir()
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{dag_id}-{day.isoformat()}.log"

@@ -23,10 +23,11 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.config import ConfigError, load_config
+from pipeline.config import PROJECT_ROOT, ConfigError, load_config
 from pipeline.layout import BadTicker, check_ticker
 from pipeline.reachability import TrackingUnreachable
 
@@ -348,8 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What `make` exports for Airflow, for the same commands run without it: the project's own
+# Airflow home and DAGs, never ~/airflow or Airflow's examples.
+AIRFLOW_DEFAULTS = {
+    "AIRFLOW_HOME": str(PROJECT_ROOT / "state" / "airflow"),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for key, value in AIRFLOW_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

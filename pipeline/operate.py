@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import daily, journal, registry
-from pipeline.config import Config
+from pipeline.config import PROJECT_ROOT, Config
+
+DAGS = PROJECT_ROOT / "dags"
 
 _SIGNALS = ("ERROR", "Traceback", "Error:", "FAIL ", "ValidationFailed")
 
@@ -65,6 +67,35 @@ def dag_test(
     return proc.returncode
 
 
+def ensure_airflow_db() -> None:
+    """Migrate Airflow's SQLite metadata DB if there is none yet, under a lock: two
+    first-time runs must not migrate one database at once."""
+    import fcntl
+
+    if os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
+        return  # a deployment's database: migrated by its own tooling
+    home = Path(os.environ.get("AIRFLOW_HOME") or PROJECT_ROOT / "state" / "airflow")
+    if (home / "airflow.db").exists():
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".migrate.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the second run waits here, then finds it done
+        if (home / "airflow.db").exists():
+            return
+        print(f"creating Airflow's metadata DB in {home} ...", flush=True)
+        log = home / "migrate.log"
+        with log.open("w") as out:
+            rc = subprocess.call(
+                [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if rc != 0:
+            (home / "airflow.db").unlink(missing_ok=True)
+            tail = log.read_text(errors="replace").splitlines()[-15:]
+            raise RuntimeError("airflow db migrate failed:\n" + "\n".join(tail))
+
+
 Runner = Callable[..., int]  # dag_test's signature: (cfg, dag_id, day, conf, progress) -> rc
 
 
@@ -72,7 +103,7 @@ Runner = Callable[..., int]  # dag_test's signature: (cfg, dag_id, day, conf, pr
 def _dag_bag() -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or None)
+    return DagBag(dag_folder=os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or str(DAGS))
 
 
 def in_process(
@@ -184,6 +215,7 @@ def one_day(cfg: Config, day: dt.date, progress: bool = True, runner: Runner = d
 
 def run_day(cfg: Config, day: dt.date) -> int:
     """`make run`: one day with progress, then the day's table."""
+    ensure_airflow_db()
     out = one_day(cfg, day)
     if out.report is not None:
         print()

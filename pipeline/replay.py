@@ -111,6 +111,7 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
 
 
 def main(cfg: Config, start: dt.date, end: dt.date) -> int:
+    operate.ensure_airflow_db()
     summary = replay(cfg, start, end)
     print(json.dumps(summary, default=str))
     return 0
