@@ -319,3 +319,17 @@ def test_old_unpromoted_versions_are_deleted_with_their_artifacts(store: Config)
     assert mc.get_run(v2.run_id).info.lifecycle_stage == "active"  # its metrics stay
     # what is left is production, audited or the candidate: it stays, however old
     assert retention.tidy(store, "TIDY", dt.date(2014, 3, 1))["deleted"] == []
+
+
+def test_a_run_for_an_older_day_never_replaces_newer_production(store: Config) -> None:
+    run_id = register_versions(store, "OLD", 2)
+    mc = tracking.client(store)
+    newer = {"model_mase": 0.9, "model_mae": 6.0, "last_test_date": "2013-03-01"}
+    assert registry.promote_if_better(store, "OLD", "1", newer, run_id)["promoted"]
+    mc.set_model_version_tag("price_lstm_OLD", "1", "last_test_date", "2013-03-01")
+    backfill = {"model_mase": 0.5, "model_mae": 1.0, "last_test_date": "2012-12-24"}
+    out = registry.promote_if_better(store, "OLD", "2", backfill, run_id)
+    assert out["promoted"] is False and out["production_version"] == "1"
+    assert out["reason"].startswith("data rule: its data end on 2012-12-24")
+    same_day = {**backfill, "last_test_date": "2013-03-01"}  # a re-run of production's day
+    assert registry.promote_if_better(store, "OLD", "2", same_day, run_id)["promoted"]
