@@ -20,6 +20,7 @@ tracking server, unwritable state directory); never a traceback for those.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -359,8 +360,23 @@ AIRFLOW_DEFAULTS = {
 }
 
 
+def stop_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies. `make run` stopped by SIGTERM (what kill,
+    timeout and supervisors send) exits without passing it on; this way the run hears it
+    and stops what it started."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop_with_parent()
     for key, value in AIRFLOW_DEFAULTS.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)

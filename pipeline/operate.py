@@ -10,14 +10,17 @@ tasks write); at the end, the day's table. Exit 0 when every ticker's day went t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,14 +53,23 @@ def dag_test(
         print(f"{dag_id} for {day} (Airflow's log: {log_path})", flush=True)
     began = time.time()
     seen = 0
-    with log_path.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+    with log_path.open("w") as out, stop_on_signals() as stopped:
+        # its own session: a stop reaches every process it starts (task runners included)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
         while True:
             done = proc.poll() is not None
             if progress:
                 seen = _print_progress(cfg, dag_id, day, began, seen)
             if done:
                 break
+            if stopped:
+                return stop_group(proc, stopped[0], f"{dag_id} for {day}")
             time.sleep(0.5)
     if proc.returncode != 0:
         text = log_path.read_text(errors="replace").splitlines()
@@ -94,6 +106,44 @@ def ensure_airflow_db() -> None:
             (home / "airflow.db").unlink(missing_ok=True)
             tail = log.read_text(errors="replace").splitlines()[-15:]
             raise RuntimeError("airflow db migrate failed:\n" + "\n".join(tail))
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[list[int]]:
+    """While in the block, SIGTERM and SIGINT are noted (the list gets the signal) instead
+    of killing this process mid-way: the caller stops what it started, then returns."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: got.append(signum))
+    try:
+        yield got
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_group(proc: subprocess.Popen[bytes], signum: int, what: str, grace_s: float = 3) -> int:
+    """Stop a child started in its own session and everything in it: SIGTERM, then after
+    `grace_s` SIGKILL (Airflow's task runner would first try to finish up its task);
+    returns 128 + signum, the shell's code for death by that signal."""
+    name = signal.Signals(signum).name
+    print(f"{name}: stopping {what} and every process it started ...", flush=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with contextlib.suppress(ProcessLookupError):  # anything of the session still there
+        os.killpg(proc.pid, signal.SIGKILL)
+    print(f"stopped {what}.", flush=True)
+    return 128 + signum
 
 
 Runner = Callable[..., int]  # dag_test's signature: (cfg, dag_id, day, conf, progress) -> rc
@@ -181,6 +231,8 @@ def retrain(
 ) -> bool:
     """The retrain DAG for `day` as its schedule would run it; recorded in `out`."""
     rc = runner(cfg, daily.RETRAIN, day, {"day": day.isoformat(), **conf}, progress)
+    if rc >= 128:  # stopped by a signal
+        out.rc = rc
     mode = conf.get("mode") or ("refit" if conf.get("reasons") else "tune")
     out.retrains.append({"day": day.isoformat(), "when": when, "mode": mode, "ok": rc == 0,
                          "reasons": conf.get("reasons") or {}})  # fmt: skip
@@ -193,9 +245,12 @@ def one_day(cfg: Config, day: dt.date, progress: bool = True, runner: Runner = d
     if missing := unserved(cfg):
         conf = {"reasons": {t: ["no_production"] for t in missing}, "mode": "tune"}
         if not retrain(cfg, day, out, "before the day", conf, progress, runner):
-            out.rc = 2
+            out.rc = out.rc or 2
             return out
     rc = runner(cfg, daily.DAILY, day, None, progress)
+    if rc >= 128:  # stopped by a signal: nothing more runs
+        out.rc = rc
+        return out
     path = daily.report_path(cfg, day)
     if not path.exists():
         out.rc = 2
