@@ -123,6 +123,24 @@ def _check_version(cfg: Config, ticker: str, version: str) -> None:
     current = registry.production_version(cfg, ticker)
     if current is not None and str(current.version) == version:
         raise PromotionRefused(f"{name} v{version} is already in production")
+    _check_loads(name, version)
+
+
+def _check_loads(name: str, version: str) -> None:
+    """Refuse, forced or not, a version whose model cannot be loaded (artifacts missing or
+    unreadable): production would point at it while servers cannot serve it."""
+    import mlflow
+
+    from pipeline.layout import version_uri
+
+    try:
+        mlflow.pyfunc.load_model(version_uri(name, version))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise PromotionRefused(
+            f"{name} v{version} cannot be loaded ({type(exc).__name__}: {first}); "
+            "production stays where it is, --force or not"
+        ) from None
 
 
 def promote(

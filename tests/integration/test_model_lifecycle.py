@@ -132,6 +132,19 @@ def test_gate_promotion_rollback_and_served_model(
     with pytest.raises(BadInput, match="Close must be a number"):
         model.predict(nan)
 
+    # 6. a version whose files are gone cannot become production, forced or not
+    from pipeline import retention
+
+    v2 = mc.get_model_version(name, "2")
+    files = retention.local_path(
+        mc.get_logged_model(retention.logged_model_id(v2)).artifact_location
+    )
+    assert files is not None and files.is_dir()
+    files.rename(files.with_name("moved-away"))
+    with pytest.raises(PromotionRefused, match="v2 cannot be loaded"):
+        promotion.promote(strict, "GOOG", "2", "try", "dave", force=True)
+    assert str(registry.production_version(strict, "GOOG").version) == "1"
+
 
 def test_cli_run_prints_the_summary_contract(
     lifecycle_root: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
