@@ -49,12 +49,16 @@ def price_daily() -> None:
     @task
     def tickers() -> list[Carry]:
         """One starting carry per configured ticker, for this run's day."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from pipeline import journal, steps
         from pipeline.config import load_config
-        from pipeline.dates import run_day
+        from pipeline.dates import is_session, run_day
 
         ctx = get_current_context()
         day, cfg = run_day(ctx), load_config()
+        if not is_session(day, cfg.validation.calendar):  # an exchange holiday
+            raise AirflowSkipException(f"{day} is not a {cfg.validation.calendar} session")
         if ctx["ti"].try_number == 1:
             journal.start_over(cfg, DAILY, day)
         return [dict(steps.start(t, day, ctx["run_id"])) for t in cfg.tickers]

@@ -6,6 +6,7 @@ functions: these run in a task, not when a DAG file is parsed.
 
 from __future__ import annotations
 
+import errno
 import time
 from typing import Any
 
@@ -50,6 +51,13 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
             print(f"{c.get('ticker')}: the day's pull is quarantined; going on with stored bars")
             return {**c, "validation": {"passed": False, "quarantined": True, "rows": 0}}
         raise AirflowFailException(str(exc)) from exc
+    except OSError as exc:
+        if exc.errno not in PERMANENT:
+            raise  # the task's retries: a network blip, a restarting server
+        error = permanent_line(exc)
+        journal.record(cfg, dag_id, day, event="failed", seconds=time.monotonic() - began,
+                       error=error, final=True, **who)  # fmt: skip
+        raise AirflowFailException(error) from exc
     except Exception as exc:
         journal.record(
             cfg,
@@ -65,6 +73,15 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
     kept = {k: out[k] for k in REPORTED if k in out and k not in c}
     journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began, out=kept, **who)
     return out
+
+
+# Errors a retry cannot heal: fail the task at once, with one line that says so.
+PERMANENT = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def permanent_line(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc} (not retried: no retry can fix this)"
 
 
 def failed_rules(exc: BaseException) -> str:

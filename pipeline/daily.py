@@ -68,6 +68,10 @@ def retrain_reasons(cfg: Config, ticker: str, outcome: dict[str, Any]) -> list[s
 
 def report(cfg: Config, day: dt.date) -> dict[str, Any]:
     """The day's report (also written to state/reports/daily/<day>.json)."""
+    from pipeline.dates import is_session
+
+    if not is_session(day, cfg.validation.calendar):  # the DAG skipped every ticker
+        return write(cfg, {"day": day.isoformat(), "session": False, "tickers": {}, "retrain": {}})
     outcomes = ticker_outcomes(journal.read(cfg, DAILY, day))
     tickers: dict[str, Any] = {}
     retrain: dict[str, list[str]] = {}
@@ -89,11 +93,14 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         }
         if reasons := retrain_reasons(cfg, ticker, outcome):
             retrain[ticker] = reasons
-    out = {"day": day.isoformat(), "tickers": tickers, "retrain": retrain}
-    where = report_path(cfg, day)
+    return write(cfg, {"day": day.isoformat(), "tickers": tickers, "retrain": retrain})
+
+
+def write(cfg: Config, rep: dict[str, Any]) -> dict[str, Any]:
+    where = report_path(cfg, dt.date.fromisoformat(rep["day"]))
     where.parent.mkdir(parents=True, exist_ok=True)
-    where.write_text(json.dumps(out, indent=2, default=str))
-    return out
+    where.write_text(json.dumps(rep, indent=2, default=str))
+    return rep
 
 
 def report_path(cfg: Config, day: dt.date) -> Path:

@@ -16,3 +16,11 @@ def run_day(context: Mapping[str, Any]) -> dt.date:
     """
     stamp = context.get("logical_date") or context["dag_run"].run_after
     return dt.datetime.fromtimestamp(stamp.timestamp(), tz=dt.UTC).date()
+
+
+def is_session(day: dt.date, calendar: str) -> bool:
+    """Whether `day` is a trading session of the exchange calendar (not a weekend or an
+    exchange holiday)."""
+    from pipeline.validate import expected_session
+
+    return expected_session(day, calendar).date() == day

@@ -27,6 +27,7 @@ from typing import Any
 
 from pipeline import daily, journal, registry
 from pipeline.config import PROJECT_ROOT, Config
+from pipeline.dates import is_session
 
 DAGS = PROJECT_ROOT / "dags"
 
@@ -268,8 +269,27 @@ def one_day(cfg: Config, day: dt.date, progress: bool = True, runner: Runner = d
     return out
 
 
+FIRST_DAY = dt.date(2000, 1, 1)  # the DAGs' start_date: Airflow runs nothing before it
+
+
+def day_problem(cfg: Config, day: dt.date, today: dt.date | None = None) -> str | None:
+    """Why `day` cannot run at all (it would fail the same way on every retry), or None."""
+    today = today or dt.date.today()
+    if day > today:
+        return f"{day} is in the future (today is {today}): there are no bars for it yet"
+    if day < FIRST_DAY:
+        return f"{day} is before the DAGs' start date {FIRST_DAY}: Airflow would run nothing"
+    return None
+
+
 def run_day(cfg: Config, day: dt.date) -> int:
     """`make run`: one day with progress, then the day's table."""
+    if problem := day_problem(cfg, day):
+        print(f"refused: {problem}", file=sys.stderr)
+        return 2
+    if not is_session(day, cfg.validation.calendar):
+        print(f"{day} is not a {cfg.validation.calendar} session: nothing to do")
+        return 0
     ensure_airflow_db()
     out = one_day(cfg, day)
     if out.report is not None:

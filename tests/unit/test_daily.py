@@ -92,3 +92,23 @@ def test_drift_fires_only_when_inputs_leave_the_training_range() -> None:
     fired = input_drift(stormy, end, 63, 0.1)
     assert fired["input_drift"] is True and fired["drift_feature"] == "range"
     assert input_drift(calm, days[-10].date(), 63, 0.1)["drift_checked"] is False  # too few
+
+
+def test_a_holiday_reports_no_session_and_asks_for_nothing(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    rep = daily.report(make_cfg(), dt.date(2012, 12, 25))
+    assert rep == {"day": "2012-12-25", "session": False, "tickers": {}, "retrain": {}}
+
+
+def test_days_that_cannot_run_are_refused_before_anything_runs(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    import errno
+
+    from pipeline import operate
+    from pipeline.dag_tasks import PERMANENT, permanent_line
+
+    cfg, today = make_cfg(), dt.date(2026, 11, 30)
+    assert "in the future" in str(operate.day_problem(cfg, dt.date(9999, 12, 31), today))
+    assert "before the DAGs' start" in str(operate.day_problem(cfg, dt.date(1999, 12, 31), today))
+    assert operate.day_problem(cfg, DAY, today) is None
+    full = OSError(errno.ENOSPC, "No space left on device", "/state/curated/GOOG.parquet")
+    assert full.errno in PERMANENT and "No space left on device" in permanent_line(full)
+    assert "/state/curated/GOOG.parquet" in permanent_line(full)
