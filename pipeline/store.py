@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,23 @@ def _rebase_row(day: pd.Timestamp, ratio: float) -> pd.DataFrame:
 
 def _close(a: pd.Series, b: pd.Series) -> pd.Series:
     return (a - b).abs() <= 1e-9 * b.abs().clip(lower=1.0)
+
+
+@contextlib.contextmanager
+def curated_lock(cfg: Config, ticker: str) -> Iterator[None]:
+    """One writer per curated table: validate reads, merges and replaces it under this lock
+    (two days validated at once would otherwise each merge into the same old table, and
+    the later replace would drop the other's bar). A second writer waits."""
+    import fcntl
+
+    path = cfg.layout.curated_path(ticker).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_curated(cfg: Config, ticker: str, until: dt.date | None = None) -> pd.DataFrame:

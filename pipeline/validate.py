@@ -202,22 +202,33 @@ def validate_file(path: str | Path, cfg: Config) -> Report:
     return validate_bars(bars, suite_params(cfg, None), daily=False)
 
 
+def _check(
+    cfg: Config, ticker: str, day: dt.date, raw: Path, daily: bool, docs_dir: Path
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Report]:
+    """The stored table merged with the pull, what a run on `day` sees of it, the verdict."""
+    try:
+        pull = read_bars_csv(raw)
+    except BarsError as exc:
+        empty = pd.DataFrame()
+        return empty, empty, empty, Report(success=False, failures=exc.problems, checked=0)
+    merged, revisions = store.merge_bars(store.read_curated(cfg, ticker), pull)
+    # Judge what a run on `day` sees: a backfill of an earlier day after later days
+    # were stored must not fail freshness on bars from its future.
+    seen = merged[merged["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
+    params = suite_params(cfg, day if daily else None)
+    report = validate_bars(seen, params, daily, docs_dir, bool(pull.attrs.get(ADJUSTED)))
+    return merged, revisions, seen, report
+
+
 def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> Validated:
     """Validate curated+pull; publish on success, quarantine and raise on failure."""
     daily = cfg.validation.check_freshness
     docs_dir = cfg.layout.data_docs()
     raw = Path(raw_path)
-    try:
-        pull = read_bars_csv(raw)
-    except BarsError as exc:
-        report = Report(success=False, failures=exc.problems, checked=0)
-    else:
-        merged, revisions = store.merge_bars(store.read_curated(cfg, ticker), pull)
-        # Judge what a run on `day` sees: a backfill of an earlier day after later days
-        # were stored must not fail freshness on bars from its future.
-        seen = merged[merged["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
-        params = suite_params(cfg, day if daily else None)
-        report = validate_bars(seen, params, daily, docs_dir, bool(pull.attrs.get(ADJUSTED)))
+    with store.curated_lock(cfg, ticker):  # read, merge and replace: one writer at a time
+        merged, revisions, seen, report = _check(cfg, ticker, day, raw, daily, docs_dir)
+        if report.success:
+            curated = store.publish_curated(cfg, ticker, merged, revisions, day)
     if report.docs:
         log.info("GX Data Docs: %s", report.docs)
         print(f"GX Data Docs: {report.docs}")
@@ -238,7 +249,6 @@ def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> Validated:
             f"{ticker} {day}: {len(report.failures)} expectation(s) failed; pull quarantined in "
             f"{where}; curated table untouched\n{report.summary()}"
         )
-    curated = store.publish_curated(cfg, ticker, merged, revisions, day)
     return {
         "curated_path": str(curated),
         "rows": len(seen),
