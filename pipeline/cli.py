@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pipeline.config import PROJECT_ROOT, ConfigError, load_config
 from pipeline.layout import BadTicker, check_ticker
 from pipeline.reachability import TrackingUnreachable
+from pipeline.runlock import Busy
 
 EXIT_REFUSED = 3
 EXIT_USAGE = 2
@@ -82,15 +83,21 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _dag_test(args: argparse.Namespace) -> int:
+    from pipeline import runlock
     from pipeline.airflow_run import dag_test
 
-    return dag_test(load_config(args.config), args.dag_id, args.date)
+    cfg = load_config(args.config)
+    with runlock.hold(cfg, f"pipeline dag-test {args.dag_id} {args.date}"):
+        return dag_test(cfg, args.dag_id, args.date)
 
 
 def _daily(args: argparse.Namespace) -> int:
+    from pipeline import runlock
     from pipeline.operate import run_day
 
-    return run_day(load_config(args.config), args.date)
+    cfg = load_config(args.config)
+    with runlock.hold(cfg, f"pipeline daily {args.date}"):
+        return run_day(cfg, args.date)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -99,7 +106,11 @@ def _replay(args: argparse.Namespace) -> int:
     if args.end < args.start:
         print(f"--to {args.end} is before --from {args.start}", file=sys.stderr)
         return EXIT_USAGE
-    return main(load_config(args.config), args.start, args.end)
+    from pipeline import runlock
+
+    cfg = load_config(args.config)
+    with runlock.hold(cfg, f"pipeline replay --from {args.start} --to {args.end}"):
+        return main(cfg, args.start, args.end)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -175,9 +186,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from pipeline import runlock
     from pipeline.ui import run
 
-    return run(load_config(args.config))
+    cfg = load_config(args.config)
+    with runlock.hold(cfg, "pipeline ui (its scheduler runs the DAGs)"):
+        return run(cfg)
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -384,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Busy as exc:  # another run holds the state
+        print(exc, file=sys.stderr)
         return EXIT_USAGE
     except TrackingUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
