@@ -117,9 +117,14 @@ def reevaluate(cfg: Config, ticker: str, version: str) -> dict[str, Any]:
 def _check_version(cfg: Config, ticker: str, version: str) -> None:
     name = registry.model_name(cfg, ticker)
     try:
-        tracking.client(cfg).get_model_version(name, version)
+        found = tracking.client(cfg).get_model_version(name, version)
     except MlflowException:
         raise PromotionRefused(f"{name} has no version {version}") from None
+    if found.tags.get(registry.EVIDENCE) == "incomplete":
+        raise PromotionRefused(
+            f"{name} v{version} was registered without all its evidence (its run was "
+            "interrupted): it cannot be promoted, --force or not"
+        )
     current = registry.production_version(cfg, ticker)
     if current is not None and str(current.version) == version:
         raise PromotionRefused(f"{name} v{version} is already in production")

@@ -27,6 +27,7 @@ from pipeline.layout import check_ticker
 
 log = logging.getLogger(__name__)
 CANDIDATE, PRODUCTION = "candidate", "production"
+EVIDENCE = "evidence"  # incomplete until register has tagged all of it (then complete)
 BEATABLE_TAG = "production_beatable"  # set by monitoring when production loses to naive
 
 
@@ -93,9 +94,13 @@ def register(
         mc.get_registered_model(name)
     except MlflowException:
         mc.create_registered_model(name, description=f"Next-day close forecaster: {ticker}")
-    version = str(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
+    # marked incomplete until every evidence tag is on it: an interruption in between leaves
+    # a version that says so and that promotion refuses, never one that looks whole
+    tags = {"run_id": run_id, EVIDENCE: "incomplete"}
+    version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     for key, value in evidence.items():
         mc.set_model_version_tag(name, version, key, _tag(value))
+    mc.set_model_version_tag(name, version, EVIDENCE, "complete")
     mc.set_registered_model_alias(name, CANDIDATE, version)
     return str(version)
 
@@ -195,10 +200,6 @@ def move_production(
     name = model_name(cfg, ticker)
     before = production_version(cfg, ticker)
     mc = tracking.client(cfg)
-    mc.set_registered_model_alias(name, PRODUCTION, version)
-    mc.set_model_version_tag(name, version, "promoted_reason", reason)
-    for tag in beatable_tags(cfg, ticker):  # a new production model starts with a clean slate
-        mc.delete_registered_model_tag(name, tag)
     event = {
         "action": action,
         "model": name,
@@ -210,7 +211,13 @@ def move_production(
         "run_id": run_id,
         **identity(),
     }
+    # the record first: interrupted after it, production has not moved and the trail says
+    # what was attempted; the other way round production could move with no record of it
     record(cfg, event)
+    mc.set_registered_model_alias(name, PRODUCTION, version)
+    mc.set_model_version_tag(name, version, "promoted_reason", reason)
+    for tag in beatable_tags(cfg, ticker):  # a new production model starts with a clean slate
+        mc.delete_registered_model_tag(name, tag)
     return event
 
 

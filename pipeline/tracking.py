@@ -74,7 +74,29 @@ def parent_run(cfg: Config, ticker: str, day: dt.date, pipeline_run_id: str) -> 
     oldest = mc.search_runs([exp], query, order_by=["attributes.start_time ASC"], max_results=1)[0]
     if oldest.info.run_id != mine:
         mc.delete_run(mine)
+    close_interrupted(cfg, ticker, day, pipeline_run_id, str(oldest.info.run_id))
     return str(oldest.info.run_id)
+
+
+def close_interrupted(
+    cfg: Config, ticker: str, day: dt.date, pipeline_run_id: str, by: str
+) -> list[str]:
+    """Runs of `ticker` for `day` that an earlier, interrupted pipeline run left RUNNING: a
+    new run of the same day means that one is over (Airflow replaced it, or it was stopped),
+    so they end FAILED, tagged. Other days' runs may be live (a backfill): left alone."""
+    mc, exp = client(cfg), experiment_id(cfg)
+    query = (
+        f"tags.ticker = '{ticker}' and tags.kind = 'pipeline' and tags.day = '{day.isoformat()}'"
+        " and attributes.status = 'RUNNING'"
+    )
+    closed = []
+    for run in mc.search_runs([exp], query, max_results=100):
+        if run.data.tags.get("pipeline_run_id") != pipeline_run_id:
+            mc.set_tag(run.info.run_id, "interrupted", f"closed by {pipeline_run_id}")
+            mc.set_tag(run.info.run_id, "superseded_by", by)
+            mc.set_terminated(run.info.run_id, "FAILED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 def _parent_query(ticker: str, pipeline_run_id: str) -> str:

@@ -138,6 +138,9 @@ def log_forecaster(
                 pip_requirements=PIP_REQUIREMENTS,
                 code_paths=[str(CODE_DIR)],
             )
+        # leaving the block ended the run; it stays open until `promote` closes it (or a
+        # failed step closes it FAILED), so a later failure does not read as FINISHED
+        tracking.client(cfg).update_run(parent_id, status="RUNNING")
     return str(info.model_uri)
 
 

@@ -1,11 +1,13 @@
-"""Small builders shared by test modules: synthetic bars and plain registry entries."""
+"""Small builders shared by test modules: synthetic bars and registered versions."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from pipeline import registry, tracking
 from pipeline.config import Config
@@ -38,12 +40,23 @@ def random_walk_bars(n: int = 60, seed: int = 0, start: str = "2020-01-01") -> p
     )
 
 
+class Constant(PythonModel):
+    """A stand-in model that loads anywhere (promotion checks a version loads)."""
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        return model_input
+
+
 def register_versions(cfg: Config, ticker: str, n: int) -> str:
-    """A registered model with `n` versions (plain registry entries), and a pipeline run."""
+    """A registered model with `n` versions of one tiny loadable pyfunc, and a pipeline run."""
+    import mlflow
+
     mc = tracking.client(cfg)
     name = registry.model_name(cfg, ticker)
     mc.create_registered_model(name)
     run_id = tracking.parent_run(cfg, ticker, dt.date(2013, 3, 1), f"test-{ticker}")
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=[])
     for _ in range(n):
-        mc.create_model_version(name, source=str(cfg.state / "model"), run_id=run_id)
+        mc.create_model_version(name, source=info.model_uri, run_id=run_id)
     return run_id

@@ -123,3 +123,13 @@ def test_unforced_promote_needs_features_to_re_evaluate(store: Config) -> None:
     with pytest.raises(PromotionRefused, match="no features for CHK"):
         promotion.promote(store, "CHK", "1", "manual", "me")
     assert registry.production_version(store, "CHK") is None
+
+
+def test_a_version_registered_without_all_its_evidence_is_never_promoted(store: Config) -> None:
+    """What an interrupted `register` leaves: the version says so, and no one promotes it."""
+    register_versions(store, "HALF", 1)
+    name = registry.model_name(store, "HALF")
+    tracking.client(store).set_model_version_tag(name, "1", registry.EVIDENCE, "incomplete")
+    with pytest.raises(PromotionRefused, match="without all its evidence"):
+        promotion.promote(store, "HALF", "1", "try", "erin", force=True)
+    assert registry.production_version(store, "HALF") is None

@@ -12,7 +12,7 @@ from pipeline.config import Config
 DAY = dt.date(2013, 3, 1)
 
 
-def test_the_sequence_is_the_eleven_steps_in_order() -> None:
+def test_the_sequence_is_the_twelve_steps_in_order() -> None:
     assert steps.SEQUENCE == (
         "ingest",
         "validate",
@@ -24,11 +24,16 @@ def test_the_sequence_is_the_eleven_steps_in_order() -> None:
         "evaluate",
         "register",
         "promote",
+        "tidy",
         "forecast",
     )
     assert set(steps.STEPS) == set(steps.SEQUENCE)
     assert all(callable(steps.STEPS[name]) for name in steps.SEQUENCE)
     assert steps.FAN_OUT in steps.SEQUENCE
+    # the DAGs' halves come from the same names
+    assert set(steps.DAILY_STEPS) | set(steps.DATA_STEPS) | set(steps.MODEL_STEPS) == set(
+        steps.SEQUENCE
+    )
 
 
 def test_start_is_json_and_the_day_round_trips() -> None:
@@ -78,7 +83,7 @@ def test_a_failed_step_closes_the_runs_open_mlflow_run(cfg: Config) -> None:
     from pipeline import tracking
 
     parent = tracking.parent_run(cfg, "GOOG", DAY, "run-fails")
-    other = tracking.parent_run(cfg, "GOOG", DAY, "run-goes-on")
+    other = tracking.parent_run(cfg, "GOOG", DAY - dt.timedelta(days=1), "run-goes-on")
     carry = {**steps.start("GOOG", DAY, "run-fails"), "parent_run_id": parent}
     with pytest.raises(KeyError, match="features_path"):  # train without its inputs
         steps.run_steps(cfg, carry, ["train"])  # type: ignore[arg-type]
@@ -87,3 +92,16 @@ def test_a_failed_step_closes_the_runs_open_mlflow_run(cfg: Config) -> None:
     assert failed.info.status == "FAILED" and failed.data.tags["failed_step"] == "train"
     assert mc.get_run(other).info.status == "RUNNING"  # another run's is not touched
     assert tracking.close_failed_parent(cfg, "GOOG", "run-fails", "train") is None  # closed once
+
+
+def test_a_rerun_of_a_day_closes_what_an_interrupted_run_left_open(cfg: Config) -> None:
+    from pipeline import tracking
+
+    stale = tracking.parent_run(cfg, "GOOG", DAY, "run-killed")  # its process died mid-way
+    fresh = tracking.parent_run(cfg, "GOOG", DAY, "run-again")
+    mc = tracking.client(cfg)
+    closed = mc.get_run(stale)
+    assert closed.info.status == "FAILED"
+    assert closed.data.tags["interrupted"] == "closed by run-again"
+    assert closed.data.tags["superseded_by"] == fresh
+    assert mc.get_run(fresh).info.status == "RUNNING"
