@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 # uv's own version comes from the lock too: one source of exact versions
 UV_PIN := $(shell grep -m1 '^uv==' requirements.lock)
 DATE ?= 2013-03-01
+# Airflow's home and DAGs (the CLI sets the same defaults when run without make; it
+# migrates the metadata DB on first use); no recipe below splits these paths on spaces
 export AIRFLOW_HOME ?= $(CURDIR)/state/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
@@ -35,10 +37,6 @@ install: $(STAMP) ## create .venv from requirements.lock (exact versions, via uv
 hooks: $(STAMP) ## install the git pre-commit hook (ruff + mypy, see .pre-commit-config.yaml)
 	$(BIN)/pre-commit install
 
-$(AIRFLOW_HOME)/airflow.db: | $(STAMP)
-	mkdir -p $(AIRFLOW_HOME)
-	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
-
 run: $(STAMP) ## one trading day for the embedded universe: daily DAG (+ retrain when needed) (DATE=YYYY-MM-DD)
 	$(BIN)/python -m pipeline daily $(DATE)
 
@@ -51,7 +49,7 @@ WORKERS ?= 1
 serve: $(STAMP) ## serve the production model (the universe's, any ticker) over REST (follows the alias; WORKERS=N)
 	$(BIN)/python -m pipeline serve --ticker $(TICKER) --workers $(WORKERS)
 
-ui: $(STAMP) $(AIRFLOW_HOME)/airflow.db ## Airflow UI :8080, MLflow UI :5000, Optuna dashboard :8081
+ui: $(STAMP) ## Airflow UI :8080, MLflow UI :5000, Optuna dashboard :8081
 	$(BIN)/python -m pipeline ui
 
 stack: $(STAMP) ## the scale-out here: Airflow on Celery (2 workers), MLflow server with auth, PostgreSQL + Redis

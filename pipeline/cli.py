@@ -191,6 +191,9 @@ def _ui(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     with runlock.hold(cfg, "pipeline ui (its scheduler runs the DAGs)"):
+        from pipeline.operate import ensure_airflow_db
+
+        ensure_airflow_db()
         return run(cfg)
 
 

@@ -54,10 +54,17 @@ def commands(cfg: Config) -> dict[str, tuple[list[str], str]]:
 
 def environment(cfg: Config) -> dict[str, str]:
     bin_dir = Path(sys.executable).parent  # `airflow standalone` starts `airflow ...` from PATH
+    api = f"http://{cfg.ui.host}:{cfg.ui.airflow_port}"
+    cores = os.cpu_count() or 2
     return {
         **os.environ,
         "AIRFLOW__API__HOST": cfg.ui.host,  # Airflow would listen on every interface
         "AIRFLOW__API__PORT": str(cfg.ui.airflow_port),
+        # the tasks reach the API server where it listens, on any configured port
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        # worker counts that fit the machine (Airflow's defaults: 32 task slots, 4 API workers)
+        "AIRFLOW__CORE__PARALLELISM": str(max(2, cores)),
+        "AIRFLOW__API__WORKERS": "1",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 

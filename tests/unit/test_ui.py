@@ -32,3 +32,15 @@ def test_airflow_login_reads_the_generated_password(tmp_path: Path) -> None:
     assert ui.airflow_login(tmp_path, wait_s=0) == '{"admin": "s3cret"}'
     for name in ("standalone_admin_password.txt", "simple_auth_manager_passwords.json.generated"):
         assert (tmp_path / name).stat().st_mode & 0o077 == 0, name  # private once read
+
+
+def test_tasks_reach_airflow_on_any_configured_port_with_workers_for_the_machine(
+    make_cfg,  # type: ignore[no-untyped-def]
+) -> None:
+    import os
+
+    env = ui.environment(make_cfg(ui__airflow_port=8093))
+    assert env["AIRFLOW__API__PORT"] == "8093"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8093/execution/"
+    assert int(env["AIRFLOW__CORE__PARALLELISM"]) <= max(2, os.cpu_count() or 2)
+    assert env["AIRFLOW__API__WORKERS"] == "1"
