@@ -22,9 +22,7 @@ def dag_test(cfg: Config, dag_id: str, day: dt.date) -> int:
     from pipeline.operate import ensure_airflow_db
 
     ensure_airflow_db()
-    logs = cfg.layout.logs_dir()
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{dag_id}-{day.isoformat()}.log"
+    log_path = cfg.layout.run_log(dag_id, day)
     airflow = Path(sys.executable).with_name("airflow")
     cmd = [str(airflow), "dags", "test", dag_id, day.isoformat()]
     print(f"running {dag_id} for {day} through Airflow (log: {log_path}) ...", flush=True)

@@ -116,5 +116,13 @@ class Layout:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
+    def run_log(self, dag_id: str, day: dt.date) -> Path:
+        """A new log for one DAG run of `day`; the last one is kept as .previous.log."""
+        path = self.logs_dir() / f"{dag_id}-{day.isoformat()}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.replace(path.with_suffix(".previous.log"))
+        return path
+
     def airflow_home(self) -> Path:
         return self.root / "airflow"

@@ -43,9 +43,7 @@ def dag_test(
 ) -> int:
     """Run one DAG for `day` in Airflow, printing its tasks as they start and end; Airflow's
     own output goes to state/logs/<dag>-<day>.log. Returns the exit status."""
-    logs = cfg.layout.logs_dir()
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{dag_id}-{day.isoformat()}.log"
+    log_path = cfg.layout.run_log(dag_id, day)
     airflow = Path(sys.executable).with_name("airflow")
     cmd = [str(airflow), "dags", "test", dag_id, day.isoformat()]
     if conf:
@@ -167,9 +165,7 @@ def in_process(
     """dag_test without a new process per run (`dag.test()` here: the replay's many runs
     skip Airflow's and TensorFlow's start-up, about 10 s each); Airflow's output still goes
     to the run's log file."""
-    logs = cfg.layout.logs_dir()
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{dag_id}-{day.isoformat()}.log"
+    log_path = cfg.layout.run_log(dag_id, day)
     when = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     sys.stdout.flush()
     sys.stderr.flush()
