@@ -67,6 +67,7 @@ def price_retrain() -> None:
         events = ctx.get("triggering_asset_events")
         p = retrain.plan(cfg, events, ctx["dag_run"].conf, run_day(ctx))
         journal.start_over(cfg, RETRAIN, dt.date.fromisoformat(p["day"]))
+        retrain.record_plan(cfg, p)
         print(f"retrain for {p['day']}: {retrain.summary(p)}")
         return p
 

@@ -12,7 +12,6 @@ row per (ticker, session) with every forecaster's intervals and losses
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -24,7 +23,7 @@ import pandas as pd
 
 from pipeline import conformal, intervals
 from pipeline.config import Config
-from pipeline.features import FEATURES, TARGET, base_scale, make_features, make_windows
+from pipeline.features import FEATURES, TARGET, base_scale, make_features
 from pipeline.intervals import LEVELS, Forecast
 
 log = logging.getLogger(__name__)
@@ -111,20 +110,10 @@ def refit_splits(feats: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
 
 
 def model_forecast(
-    series: Series,
-    a: int,
-    b: int,
-    params: Any,
-    epochs: int,
-    seed: int,
-    base: str = "trailing",
-    calibration: tuple[float, int] = (0.0, 0),
+    series: Series, a: int, b: int, params: Any, epochs: int, seed: int, base: str = "trailing"
 ) -> Forecast:
     """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
-    blocks = [(series, a, b)]
-    return pooled_forecasts(blocks, params, epochs, seed, base, calibration=calibration)[
-        series.ticker
-    ]
+    return pooled_forecasts([(series, a, b)], params, epochs, seed, base)[series.ticker]
 
 
 Block = tuple[Series, int, int]  # a series and the rows [a, b) it forecasts from one refit
@@ -137,13 +126,10 @@ def pooled_forecasts(
     seed: int,
     base: str = "trailing",
     forecast_only: frozenset[str] = frozenset(),
-    calibration: tuple[float, int] = (0.0, 0),
 ) -> dict[str, Forecast]:
     """One network trained on every series' rows before its block (scalers and base fitted
     on those rows, pooled; windows within each series), forecasting each block. Series in
-    `forecast_only` are forecast but never trained on (a cold start). `calibration` (step,
-    lookback): adaptive conformal widths from the same network's forecasts of the
-    `lookback` sessions before each day, as a server computes them."""
+    `forecast_only` are forecast but never trained on (a cold start)."""
     from pipeline.train import fit_final
 
     frames = []
@@ -156,66 +142,35 @@ def pooled_forecasts(
         frames.append(split.assign(ticker=s.ticker))
     feats = pd.concat(frames, ignore_index=True)
     net, prep = fit_final(params, feats, epochs, seed, base)
-    step, lookback = calibration
-    spans = [(s, max(params.window - 1, a - lookback), a, b) for s, a, b in blocks]
-    windows = [
-        make_windows(
-            prep.x_scaler.transform(s.feats[FEATURES].to_numpy(dtype="float64")),
-            np.zeros(len(s.feats)),
-            params.window,
-            np.arange(lo, b),
-        )[0]
-        for s, lo, _, b in spans
-    ]
-    raw = np.asarray(
-        net.predict(np.concatenate(windows), batch_size=1024, verbose=0), dtype="float64"
-    )
+    raw = np.asarray(net.predict(prep.x["test"], batch_size=1024, verbose=0), dtype="float64")
     out, at = {}, 0
-    for s, lo, a, b in spans:  # windows come out series by series, in block order
-        rows = raw[at : at + b - lo]
-        at += b - lo
-        matrix = s.feats[FEATURES].to_numpy(dtype="float64")[lo:b]
+    for s, a, b in blocks:  # test windows come out series by series, in block order
+        rows = raw[at : at + b - a]
+        at += b - a
+        matrix = s.feats[FEATURES].to_numpy(dtype="float64")[a:b]
         loc, scale = intervals.distribution(rows, base_scale(matrix, prep.base))
         loc = prep.y_scaler.inverse(loc.reshape(-1, 1))[:, 0]
-        last = s.feats["Close"].to_numpy()[lo:b]
-        f = Forecast(last, loc, scale, intervals.STUDENT_T_DF)
-        realised = s.feats[TARGET].to_numpy(dtype="float64")[lo:b]
-        out[s.ticker] = from_row(conformal.calibrate(f, realised, step, lookback), a - lo)
+        last = s.feats["Close"].to_numpy()[a:b]
+        out[s.ticker] = Forecast(last, loc, scale, intervals.STUDENT_T_DF)
     return out
 
 
-def from_row(f: Forecast, i: int) -> Forecast:
-    """The forecast's days from position i on (the lookback days cut off)."""
-    factors = {level: v[i:] for level, v in f.factors.items()} if f.factors else None
-    empirical = f.empirical
-    return Forecast(f.last_close[i:], f.loc[i:], f.scale[i:], f.df, empirical, factors)
-
-
-def baseline_forecasts(
-    series: Series, a: int, b: int, calibration: tuple[float, int] = (0.0, 0)
-) -> dict[str, Forecast]:
-    """Naive, EWMA, HAR and GJR-GARCH-t fitted on what is known at the close of row a, and
-    HAR with the adaptive conformal widths the model gets (`calibration`), for fairness."""
+def baseline_forecasts(series: Series, a: int, b: int) -> dict[str, Forecast]:
+    """Naive, EWMA, HAR and GJR-GARCH-t fitted on what is known at the close of row a."""
     from pipeline.baselines import garch_forecast, har_forecast
 
-    step, lookback = calibration
-    lo = max(0, a - lookback)
-    bars, pos = series.bars, series.bar_of[lo:b]
+    bars, pos = series.bars, series.bar_of[a:b]
     returns = np.diff(np.log(bars["Close"].to_numpy(dtype="float64")))
     at = pos - 1  # the return ending at each forecast's close
     last = bars["Close"].to_numpy(dtype="float64")[pos]
     drift = float(series.feats[TARGET].iloc[:a].mean())
-    loc = np.full(b - lo, drift)
+    loc = np.full(b - a, drift)
     fit_rows = series.bar_of[:a]  # bars whose next return is known by the close of row a
-    har = har_forecast(bars, fit_rows[fit_rows + 1 <= series.bar_of[a]], pos, last, loc)
-    realised = series.feats[TARGET].to_numpy(dtype="float64")[lo:b]
-    i = a - lo
     return {
-        "naive": from_row(Forecast(last, loc, intervals.trailing_std(returns)[at]), i),
-        "ewma": from_row(Forecast(last, loc, intervals.ewma_std(returns)[at]), i),
-        "har": from_row(har, i),
-        "har_aci": from_row(conformal.calibrate(har, realised, step, lookback), i),
-        "garch": garch_forecast(returns, int(series.bar_of[a]), at[i:], last[i:]),
+        "naive": Forecast(last, loc, intervals.trailing_std(returns)[at]),
+        "ewma": Forecast(last, loc, intervals.ewma_std(returns)[at]),
+        "har": har_forecast(bars, fit_rows[fit_rows + 1 <= pos[0]], pos, last, loc),
+        "garch": garch_forecast(returns, int(pos[0]), at, last),
     }
 
 
@@ -235,16 +190,11 @@ def losses(days: pd.DataFrame, name: str, f: Forecast) -> dict[str, np.ndarray]:
     return out
 
 
-def block_sessions(
-    series: Series, a: int, b: int, model: Forecast, calibration: tuple[float, int] = (0.0, 0)
-) -> pd.DataFrame:
-    """One block's sessions with the model's (with and without the adaptive widths) and
-    every refitted baseline's losses."""
+def block_sessions(series: Series, a: int, b: int, model: Forecast) -> pd.DataFrame:
+    """One block's sessions with the model's and every refitted baseline's losses."""
     days = block_days(series, a, b)
     cols: dict[str, np.ndarray] = {}
-    raw = dataclasses.replace(model, factors=None)
-    forecasts = {"model": model, "model_raw": raw, **baseline_forecasts(series, a, b, calibration)}
-    for name, forecast in forecasts.items():
+    for name, forecast in {"model": model, **baseline_forecasts(series, a, b)}.items():
         cols.update(losses(days, name, forecast))
     return days.assign(**cols)
 
@@ -260,16 +210,50 @@ def run_ticker(
     frames = []
     for a, b in refit_points(series, plan):
         params, epochs = params_for(series, a)
-        model = model_forecast(
-            series, a, b, params, epochs, cfg.tune.seed, cfg.model.base, calibration(cfg)
-        )
-        frames.append(block_sessions(series, a, b, model, calibration(cfg)))
+        model = model_forecast(series, a, b, params, epochs, cfg.tune.seed, cfg.model.base)
+        frames.append(block_sessions(series, a, b, model))
         step()
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    return adaptive(pd.concat(frames, ignore_index=True), *calibration(cfg))
 
 
 def calibration(cfg: Config) -> tuple[float, int]:
     return cfg.model.conformal_step, cfg.model.conformal_lookback
+
+
+def adaptive(days: pd.DataFrame, step: float, lookback: int) -> pd.DataFrame:
+    """The adaptive conformal widths over each ticker's out-of-sample sessions, in order
+    across refits (each session's factor from the misses of the `lookback` forecasts before
+    it, made by the models live then: as a deployed model's recent forecasts are): the
+    model's intervals become `model` (as trained: `model_raw`), HAR's `har_aci`."""
+    days = days.sort_values(["ticker", "as_of"], kind="stable").reset_index(drop=True)
+    out = {}
+    for raw, name in (("model", "model_raw"), ("har", "har_aci")):
+        for kind in ("crps", "qlike", "forecast_close"):
+            out[f"{name}_{kind}"] = days[f"{raw}_{kind}"].to_numpy()
+    for level in LEVELS:
+        pct = round(level * 100)
+        for raw in ("model", "har"):
+            lower, upper = days[f"{raw}_lower_{pct}"], days[f"{raw}_upper_{pct}"]
+            low, high = np.log(lower / days["last_close"]), np.log(upper / days["last_close"])
+            mid, half = (low + high) / 2, (high - low) / 2
+            errors = np.abs(np.log(days["actual"] / days["last_close"]) - mid) / half
+            factor = np.concatenate([
+                conformal.adaptive_factors(e.to_numpy(), 1.0, level, step, lookback)
+                for _, e in errors.groupby(days["ticker"], sort=False)
+            ])  # fmt: skip
+            last = days["last_close"].to_numpy()
+            widened = (
+                last * np.exp(mid - half * factor),
+                last * np.exp(mid + half * factor),
+            )
+            if raw == "model":  # the model's own columns become the adaptive ones
+                out[f"model_raw_lower_{pct}"], out[f"model_raw_upper_{pct}"] = lower, upper
+                out[f"model_lower_{pct}"], out[f"model_upper_{pct}"] = widened
+            else:
+                out[f"har_aci_lower_{pct}"], out[f"har_aci_upper_{pct}"] = widened
+    return days.assign(**out)
 
 
 def universe_blocks(series: list[Series], plan: Plan) -> list[list[Block]]:
@@ -310,8 +294,10 @@ def run_universe(
     for blocks in universe_blocks(series, plan):
         params, epochs = params_for(blocks)
         model = pooled_forecasts(
-            blocks, params, epochs, cfg.tune.seed, cfg.model.base, forecast_only, calibration(cfg)
+            blocks, params, epochs, cfg.tune.seed, cfg.model.base, forecast_only
         )
-        frames += [block_sessions(s, a, b, model[s.ticker], calibration(cfg)) for s, a, b in blocks]
+        frames += [block_sessions(s, a, b, model[s.ticker]) for s, a, b in blocks]
         step()
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    return adaptive(pd.concat(frames, ignore_index=True), *calibration(cfg))

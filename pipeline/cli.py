@@ -405,6 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Busy as exc:  # another run holds the state
         print(exc, file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C between the runs a command starts: no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
     except TrackingUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -152,6 +152,8 @@ class MonitoringConfig(_Section):
     window_days: int = Field(default=5, ge=1)
     drift_window: int = Field(default=63, ge=5)
     drift_outside: float = Field(default=0.1, gt=0.0, le=1.0)
+    # a reason a retrain ran for is not asked again for this many calendar days
+    retrain_cooldown_days: int = Field(default=7, ge=0)
 
 
 class ServingConfig(_Section):

@@ -50,6 +50,7 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
         if keep_stored:
             print(f"{c.get('ticker')}: the day's pull is quarantined; going on with stored bars")
             return {**c, "validation": {"passed": False, "quarantined": True, "rows": 0}}
+        close_parent(cfg, name, c)
         raise AirflowFailException(str(exc)) from exc
     except OSError as exc:
         if exc.errno not in PERMANENT:
@@ -57,6 +58,7 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
         error = permanent_line(exc)
         journal.record(cfg, dag_id, day, event="failed", seconds=time.monotonic() - began,
                        error=error, final=True, **who)  # fmt: skip
+        close_parent(cfg, name, c)
         raise AirflowFailException(error) from exc
     except Exception as exc:
         journal.record(
@@ -82,6 +84,16 @@ PERMANENT = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 def permanent_line(exc: OSError) -> str:
     where = f" {exc.filename}" if exc.filename else ""
     return f"cannot write{where}: {exc.strerror or exc} (not retried: no retry can fix this)"
+
+
+def close_parent(cfg: Any, name: str, c: Carry) -> None:
+    """A failure no retry follows: the run's open MLflow parent run ends FAILED now."""
+    import contextlib
+
+    from pipeline import steps
+
+    with contextlib.suppress(Exception):  # the step's own error is the one to report
+        steps.abandon(cfg, name, c)  # type: ignore[arg-type]
 
 
 def failed_rules(exc: BaseException) -> str:

@@ -5,7 +5,9 @@ ended, however it ended. Retraining is asked for, with the tickers and reasons, 
 configured ticker has no production model that can serve it, when monitoring says
 production lost to naive significantly (a sign test over the monitoring window) or
 its interval coverage drifted, or when the
-model's inputs drifted (pipeline/drift.py). Written to state/reports/daily/<day>.json.
+model's inputs drifted (pipeline/drift.py); evidence a retrain of the last
+`monitoring.retrain_cooldown_days` already answered is not asked again. Written to
+state/reports/daily/<day>.json.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def ticker_outcomes(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for e in events:
         t = out.setdefault(e.get("ticker", ""), {"ran": [], "failed": None})
+        if (t["failed"] or {}).get("task") == e["task"] and e["event"] in ("start", "end"):
+            t["failed"] = None  # a retry (or a cleared task) ran again: its outcome counts
         if e["event"] == "end":
             t["ran"].append(e["task"])
             t.update(e.get("out", {}))
@@ -72,7 +76,10 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
 
     if not is_session(day, cfg.validation.calendar):  # the DAG skipped every ticker
         return write(cfg, {"day": day.isoformat(), "session": False, "tickers": {}, "retrain": {}})
+    from pipeline.retrain import recent_reasons
+
     outcomes = ticker_outcomes(journal.read(cfg, DAILY, day))
+    cooling = recent_reasons(cfg, day, cfg.monitoring.retrain_cooldown_days)
     tickers: dict[str, Any] = {}
     retrain: dict[str, list[str]] = {}
     for ticker in cfg.tickers:
@@ -91,7 +98,14 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             "alerts": [r for r in retrain_reasons(cfg, ticker, outcome) if r != "no_production"],
             "drift_outside_max": monitoring.get("drift_outside_max"),
         }
-        if reasons := retrain_reasons(cfg, ticker, outcome):
+        # evidence a recent retrain already answered waits out the cooldown (a refit the
+        # gate refused leaves production, and its alarm, as they were: no refit every day)
+        reasons = [
+            r
+            for r in retrain_reasons(cfg, ticker, outcome)
+            if r == "no_production" or r not in cooling.get(ticker, set())
+        ]
+        if reasons:
             retrain[ticker] = reasons
     return write(cfg, {"day": day.isoformat(), "tickers": tickers, "retrain": retrain})
 
@@ -108,11 +122,9 @@ def report_path(cfg: Config, day: dt.date) -> Path:
 
 
 def failed_tickers(rep: dict[str, Any]) -> list[str]:
-    return [
-        t
-        for t, r in rep["tickers"].items()
-        if r["status"] in ("quarantined",) or r["status"].startswith("failed")
-    ]
+    """Every ticker whose day did not go through: quarantined, failed, or never finished
+    (its chain did not run, or a task died without a word)."""
+    return [t for t, r in rep["tickers"].items() if r["status"] not in ("forecast", "no model")]
 
 
 def why(retrain: dict[str, list[str]]) -> str:

@@ -48,9 +48,17 @@ def outside_share(reference: np.ndarray, recent: np.ndarray, tail: float = TAIL)
 
 
 def input_drift(
-    feats: pd.DataFrame, reference_end: dt.date, window: int, threshold: float
+    feats: pd.DataFrame,
+    reference_end: dt.date,
+    window: int,
+    threshold: float,
+    trained_on: dt.date | None = None,
 ) -> dict[str, Any]:
-    """PSI per input of the last `window` rows against the rows before `reference_end`."""
+    """The check of the last `window` rows against the rows before `reference_end`.
+    `input_drift` (what asks for a retrain) needs the drifted window to have begun after
+    the model was trained (`trained_on`, its run day): a retrain holds its last sessions
+    out for testing, so right after one the recent window is still outside its reference,
+    and asking again every day would refit daily through any long storm."""
     dates = feats["Date"]
     reference = feats[dates < pd.Timestamp(reference_end)]
     recent = feats[dates >= pd.Timestamp(reference_end)].tail(window)
@@ -61,6 +69,8 @@ def input_drift(
     per = {f: psi(ref[f], new[f]) for f in CHECKED}
     out = {f: outside_share(ref[f], new[f]) for f in CHECKED}
     worst = max(out, key=lambda f: out[f])
+    fired = out[worst] > threshold
+    began = recent["Date"].iloc[0].date()
     return {
         "drift_checked": True,
         "drift_sessions": len(recent),
@@ -68,5 +78,6 @@ def input_drift(
         "drift_outside": {f: round(v, 4) for f, v in out.items()},
         "drift_outside_max": out[worst],
         "drift_feature": worst,
-        "input_drift": out[worst] > threshold,
+        "drift_fired": fired,
+        "input_drift": fired and (trained_on is None or trained_on < began),
     }

@@ -7,7 +7,6 @@ counts a "no change" forecast as half right (naive therefore scores 0.5).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -16,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import intervals
+from pipeline import conformal, intervals
 from pipeline.config import Config
-from pipeline.intervals import LEVELS, Forecast
+from pipeline.intervals import Forecast
 from pipeline.layout import version_uri
 from pipeline.plots import plot_fan, plot_forecasts, plot_pit, pyplot
 
@@ -95,7 +94,7 @@ def test_days(feats: pd.DataFrame) -> pd.DataFrame:
 def align(days: pd.DataFrame, forecasts: pd.DataFrame) -> pd.DataFrame:
     """A model's forecasts on exactly `days` (forecast_close, and loc/scale when it has a
     distribution); refuses to compare on different days."""
-    wanted = ("forecast_close", "loc", "scale", "df", *(f"factor_{round(v * 100)}" for v in LEVELS))
+    wanted = ("forecast_close", "loc", "scale", "df", "conformal_step", "conformal_lookback")
     cols = [c for c in wanted if c in forecasts]
     got = days[["as_of"]].merge(forecasts[["as_of", *cols]], on="as_of", how="left")
     if got["forecast_close"].isna().any():
@@ -148,10 +147,10 @@ def compare_intervals(
     """Coverage (and its tests), interval scores, CRPS, QLIKE and NLL of the model, every
     baseline (and production when it has intervals) on the same days; Diebold-Mariano of
     the model's 80 % interval score against each baseline's; the best baseline by it."""
-    actual, last = days["actual"].to_numpy(), days["last_close"].to_numpy()
-    of = {"model_": _forecast(last, model), **base}
+    actual = days["actual"].to_numpy()
+    of = {"model_": _forecast(days, model), **base}
     if production is not None and has_distribution(production):
-        of["production_"] = _forecast(last, production)
+        of["production_"] = _forecast(days, production)
     out: dict[str, Any] = {}
     for prefix, forecast in of.items():
         out.update(intervals.scores(actual, forecast, prefix))
@@ -165,15 +164,20 @@ def compare_intervals(
     return out
 
 
-def _forecast(last: np.ndarray, aligned: pd.DataFrame) -> Forecast:
+def _forecast(days: pd.DataFrame, aligned: pd.DataFrame) -> Forecast:
+    """A model's forecasts on `days`, with the adaptive conformal widths its version carries
+    run over these days only: from the first test day on, as the version serves after its
+    training, on sessions it never trained on (none for versions logged before them)."""
+    last = days["last_close"].to_numpy()
     df = float(aligned["df"].iloc[0]) if "df" in aligned else None
-    factors = {  # the adaptive conformal widths (absent for versions logged before them)
-        level: aligned[f"factor_{round(level * 100)}"].to_numpy()
-        for level in LEVELS
-        if f"factor_{round(level * 100)}" in aligned
-    }
     f = Forecast(last, aligned["loc"].to_numpy(), aligned["scale"].to_numpy(), df)
-    return dataclasses.replace(f, factors=factors) if len(factors) == len(LEVELS) else f
+    if "conformal_step" not in aligned:
+        return f
+    step, lookback = (
+        float(aligned["conformal_step"].iloc[0]),
+        int(aligned["conformal_lookback"].iloc[0]),
+    )
+    return conformal.calibrate(f, np.log(days["actual"].to_numpy() / last), step, lookback)
 
 
 def compare(days: pd.DataFrame, model: np.ndarray, production: np.ndarray | None) -> dict[str, Any]:
@@ -213,7 +217,7 @@ def evaluate_models(
     if has_distribution(model):
         base = baselines(days, bars, feats)
         result.update(compare_intervals(days, model, production, base))
-        fc = _forecast(days["last_close"].to_numpy(), model)
+        fc = _forecast(days, model)
         for level in intervals.LEVELS:
             lower, upper = fc.interval(level)
             pct = round(level * 100)

@@ -45,8 +45,7 @@ def member_sessions(
     )
     base = evaluate.baselines(days, bars, feats)
     result.update(evaluate.compare_intervals(days, fc, prod, base))
-    last = days["last_close"].to_numpy()
-    every = {"model": evaluate._forecast(last, fc), **{k.rstrip("_"): f for k, f in base.items()}}
+    every = {"model": evaluate._forecast(days, fc), **{k.rstrip("_"): f for k, f in base.items()}}
     cols: dict[str, np.ndarray] = {}
     for name, forecast in every.items():
         cols.update(losses(days, name, forecast))

@@ -261,6 +261,10 @@ class PriceForecaster(PythonModel):
             matrix, _ = feature_matrix(days[-rows:], ohlcv[-rows:], *self._windows)
             scaled = self.x_scaler.transform(matrix[-window - past :, self._columns])
             base = base_scale(matrix[-past - 1 :], self._base)  # HAR's forecast or trailing std
+        if past and not (np.isfinite(scaled).all() and np.isfinite(base).all()):
+            # an extreme bar among the earlier sessions only: forecast without the widths'
+            # correction rather than refuse a request that used to be answered
+            past, scaled, base = 0, scaled[-window:], base[-1:]
         if not (np.isfinite(scaled).all() and np.isfinite(base).all()):
             raise BadInput(TOO_EXTREME)
         x = scaled.astype(np.float32)
@@ -323,5 +327,7 @@ class PriceForecaster(PythonModel):
                 "scale": scale,
                 "df": self.df,
                 **{f"factor_{round(level * 100)}": f.factors[level] for level in LEVELS},
+                "conformal_step": self._conformal[0],
+                "conformal_lookback": self._conformal[1],
             }
         )

@@ -119,6 +119,7 @@ def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame) -> dict[str, Any]:
     production version, nothing to compare with)."""
     from pipeline.drift import input_drift
     from pipeline.features import make_features
+    from pipeline.retention import run_day
 
     prod = registry.production_version(cfg, ticker)
     if prod is None or "first_test_date" not in prod.tags:
@@ -126,7 +127,8 @@ def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame) -> dict[str, Any]:
     fc, mon = cfg.features, cfg.monitoring
     feats = make_features(bars, fc.volatility_window, fc.volume_window)
     end = dt.date.fromisoformat(prod.tags["first_test_date"])
-    return input_drift(feats, end, mon.drift_window, mon.drift_outside)
+    trained = run_day(cfg, prod)
+    return input_drift(feats, end, mon.drift_window, mon.drift_outside, trained)
 
 
 def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
@@ -142,6 +144,9 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
             "training range"
         )
     table = read_forecasts(cfg, ticker).dropna(subset=["actual_close"])
+    prod = registry.production_version(cfg, ticker)
+    if prod is not None:  # judge the model in production, not the ones it replaced
+        table = table[table["model_version"].astype(str) == str(prod.version)]
     if table.empty:
         return {"monitoring": {"days": 0, **drift}}
     summary = rolling(table, cfg.monitoring.window_days, cfg.registry.coverage_tolerance)

@@ -65,10 +65,10 @@ def dag_test(
             done = proc.poll() is not None
             if progress:
                 seen = _print_progress(cfg, dag_id, day, began, seen)
+            if stopped:  # also when it ended just now: nothing more may start
+                return stop_group(proc, stopped[0], f"{dag_id} for {day}")
             if done:
                 break
-            if stopped:
-                return stop_group(proc, stopped[0], f"{dag_id} for {day}")
             time.sleep(0.5)
     if proc.returncode != 0:
         text = log_path.read_text(errors="replace").splitlines()
@@ -86,13 +86,17 @@ def ensure_airflow_db() -> None:
     if os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"):
         return  # a deployment's database: migrated by its own tooling
     home = Path(os.environ.get("AIRFLOW_HOME") or PROJECT_ROOT / "state" / "airflow")
-    if (home / "airflow.db").exists():
+    # done: written once a migration finished; a DB file alone may be an interrupted one's
+    # (.migrating still there), or one migrated before these markers (none: trusted)
+    done, migrating = home / ".migrated", home / ".migrating"
+    if done.exists() or ((home / "airflow.db").exists() and not migrating.exists()):
         return
     home.mkdir(parents=True, exist_ok=True)
     with (home / ".migrate.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the second run waits here, then finds it done
-        if (home / "airflow.db").exists():
+        if done.exists():
             return
+        migrating.touch()
         print(f"creating Airflow's metadata DB in {home} ...", flush=True)
         log = home / "migrate.log"
         with log.open("w") as out:
@@ -102,9 +106,10 @@ def ensure_airflow_db() -> None:
                 stderr=subprocess.STDOUT,
             )
         if rc != 0:
-            (home / "airflow.db").unlink(missing_ok=True)
             tail = log.read_text(errors="replace").splitlines()[-15:]
             raise RuntimeError("airflow db migrate failed:\n" + "\n".join(tail))
+        done.touch()
+        migrating.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -244,6 +249,7 @@ def one_day(cfg: Config, day: dt.date, progress: bool = True, runner: Runner = d
         if not retrain(cfg, day, out, "before the day", conf, progress, runner):
             out.rc = out.rc or 2
             return out
+    daily.report_path(cfg, day).unlink(missing_ok=True)  # only this run's report counts
     rc = runner(cfg, daily.DAILY, day, None, progress)
     if rc >= 128:  # stopped by a signal: nothing more runs
         out.rc = rc

@@ -97,7 +97,15 @@ def register(
     # marked incomplete until every evidence tag is on it: an interruption in between leaves
     # a version that says so and that promotion refuses, never one that looks whole
     tags = {"run_id": run_id, EVIDENCE: "incomplete"}
-    version = str(mlflow.register_model(model_uri, name, tags=tags).version)
+    retried = [
+        v
+        for v in mc.search_model_versions(f"name = '{name}'")
+        if v.tags.get("run_id") == run_id and v.tags.get(EVIDENCE) == "incomplete"
+    ]
+    if retried:  # a retry of this run's interrupted register: finish that version
+        version = str(max(int(v.version) for v in retried))
+    else:
+        version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     for key, value in evidence.items():
         mc.set_model_version_tag(name, version, key, _tag(value))
     mc.set_model_version_tag(name, version, EVIDENCE, "complete")

@@ -11,6 +11,7 @@ the retention of unpromoted versions freed on the way.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import time
 from pathlib import Path
@@ -30,12 +31,16 @@ def sessions(cfg: Config, start: dt.date, end: dt.date) -> list[dt.date]:
     return [d.date() for d in cal.sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))]
 
 
-def week_ends(days: list[dt.date]) -> set[dt.date]:
-    """The last session of each ISO week in `days` (the weekly retrain runs after it)."""
-    last: dict[tuple[int, int], dt.date] = {}
-    for d in days:
-        last[d.isocalendar()[:2]] = d
-    return set(last.values())
+def week_ends(cfg: Config, days: list[dt.date]) -> set[dt.date]:
+    """The days in `days` that end their week on the calendar (the next session falls in
+    another ISO week): the weekly retrain runs after them, as the Saturday cron would."""
+    ahead = sessions(cfg, days[0], days[-1] + dt.timedelta(days=14))
+    following = dict(itertools.pairwise(ahead))
+
+    def week(d: dt.date) -> tuple[int, int]:
+        return d.isocalendar()[0], d.isocalendar()[1]
+
+    return {d for d in days if d not in following or week(following[d]) != week(d)}
 
 
 def size_bytes(*roots: Path) -> int:
@@ -59,13 +64,12 @@ def coverage(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
 
 def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
     days = sessions(cfg, start, end)
-    if not days:
-        raise ValueError(f"no {cfg.validation.calendar} session from {start} to {end}")
-    weekly = week_ends(days)
+    weekly = week_ends(cfg, days)
     roots = (cfg.layout.root, Path(cfg.tracking.artifact_root))
     began, size_before = time.monotonic(), size_bytes(*roots)
     retrains: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
+    stopped_at = None
     tidied = {"versions_deleted": 0, "freed_bytes": 0}
     for day in days:
         t0 = time.monotonic()
@@ -91,7 +95,8 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
             f"{'  ' + note if note else ''}  {time.monotonic() - t0:.1f}s",
             flush=True,
         )
-        if out.rc == 2:
+        if out.rc == 2 or out.rc >= 128 or any(not r["ok"] for r in out.retrains):
+            stopped_at = day.isoformat()  # a DAG run failed (or a stop): not a day further
             break
     return {
         "from": days[0].isoformat(),
@@ -99,6 +104,7 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
         "sessions": len(days),
         "retrains": retrains,
         "retrain_count": len(retrains),
+        "stopped_at": stopped_at,
         "not_forecast": failed,
         **coverage(cfg, days[0], days[-1]),
         "state_bytes_before": size_before,
@@ -111,7 +117,22 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
 
 
 def main(cfg: Config, start: dt.date, end: dt.date) -> int:
+    """Exit 0: every day went through; 1: some ticker-days did not (listed); 2: refused,
+    or a DAG run failed and the replay stopped there."""
+    import sys
+
+    for day in (start, end):
+        if problem := operate.day_problem(cfg, day):
+            print(f"refused: {problem}", file=sys.stderr)
+            return 2
+    if not sessions(cfg, start, end):
+        print(
+            f"refused: no {cfg.validation.calendar} session from {start} to {end}", file=sys.stderr
+        )
+        return 2
     operate.ensure_airflow_db()
     summary = replay(cfg, start, end)
     print(json.dumps(summary, default=str))
-    return 0
+    if summary["stopped_at"]:
+        return 2
+    return 1 if summary["not_forecast"] else 0

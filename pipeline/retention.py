@@ -56,12 +56,13 @@ def logged_model_id(version: Any) -> str | None:
     return source.removeprefix("models:/") if source.startswith("models:/m-") else None
 
 
-def delete_version(cfg: Config, version: Any) -> int:
-    """Delete a version and its logged model's artifacts; returns the bytes freed."""
+def delete_version(cfg: Config, version: Any, shared: set[str]) -> int:
+    """Delete a version and its logged model's artifacts (unless another version still uses
+    that logged model: `shared`); returns the bytes freed."""
     mc = tracking.client(cfg)
     freed = 0
     model_id = logged_model_id(version)
-    if model_id:
+    if model_id and model_id not in shared:
         where = local_path(mc.get_logged_model(model_id).artifact_location)
         if where is not None and where.is_dir():
             freed = sum(f.stat().st_size for f in where.rglob("*") if f.is_file())
@@ -83,12 +84,19 @@ def tidy(cfg: Config, key: str, day: dt.date) -> dict[str, Any]:
     if keep_days is None or not versions:
         return {"deleted": [], "freed_bytes": 0}
     keep = protected(cfg, name, key)
+    doomed = [
+        v
+        for v in versions
+        if str(v.version) not in keep
+        and (made := run_day(cfg, v)) is not None
+        and (day - made).days > keep_days
+    ]
+    gone = {str(v.version) for v in doomed}
+    # a logged model two versions share (a retried register) stays while one of them does
+    shared = {m for v in versions if str(v.version) not in gone if (m := logged_model_id(v))}
     deleted, freed = [], 0
-    for v in versions:
-        made = run_day(cfg, v)
-        if str(v.version) in keep or made is None or (day - made).days <= keep_days:
-            continue
-        freed += delete_version(cfg, v)
+    for v in doomed:
+        freed += delete_version(cfg, v, shared)
         deleted.append(str(v.version))
     if deleted:
         log.info("%s: deleted unpromoted versions %s (%d bytes)", name, deleted, freed)

@@ -9,7 +9,9 @@ production version's; tuned afresh when there are none); the weekly one tunes.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
@@ -68,3 +70,27 @@ def summary(p: Mapping[str, Any]) -> str:
 
     head = f"{p['trigger']} ({'tunes' if p['mode'] == 'tune' else 'refits'})"
     return f"{head}: {why(p['reasons'])}" if p["reasons"] else head
+
+
+def plans_path(cfg: Config, day: dt.date) -> Path:
+    return cfg.layout.root / "reports" / "retrain" / f"{day.isoformat()}.json"
+
+
+def record_plan(cfg: Config, p: Mapping[str, Any]) -> None:
+    """Keep the plan of every retrain (a day can have several): the cooldown reads them."""
+    path = plans_path(cfg, dt.date.fromisoformat(p["day"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = json.loads(path.read_text()) if path.exists() else []
+    path.write_text(json.dumps([*done, dict(p)], indent=2))
+
+
+def recent_reasons(cfg: Config, day: dt.date, days: int) -> dict[str, set[str]]:
+    """Per ticker, the reasons retrains of the last `days` calendar days (up to `day`) ran for."""
+    out: dict[str, set[str]] = {}
+    for back in range(days + 1):
+        path = plans_path(cfg, day - dt.timedelta(days=back))
+        if path.exists():
+            for p in json.loads(path.read_text()):
+                for ticker, why in (p.get("reasons") or {}).items():
+                    out.setdefault(ticker, set()).update(why)
+    return out

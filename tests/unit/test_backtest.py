@@ -99,3 +99,35 @@ def test_a_tiny_backtest_on_a_csv_source_end_to_end(
     for name, raw in (("model", "model_raw"), ("har_aci", "har")):
         assert (days[f"{name}_lower_80"] != days[f"{raw}_lower_80"]).mean() > 0.5
         assert np.allclose(days[f"{name}_forecast_close"], days[f"{raw}_forecast_close"])
+
+
+def test_adaptive_widths_run_per_ticker_across_refits_without_look_ahead() -> None:
+    rng = np.random.default_rng(3)
+    n = 300
+    frames = []
+    for ticker in ("AAA", "BBB"):
+        last = np.full(n, 100.0)
+        cols = {"ticker": ticker, "as_of": pd.bdate_range("2020-01-01", periods=n)}
+        cols |= {"last_close": last, "actual": last * np.exp(rng.normal(0, 0.02, n))}
+        for f in ("model", "har"):
+            for pct, z in ((80, 1.28), (95, 1.96)):
+                cols[f"{f}_lower_{pct}"] = last * np.exp(-z * 0.01)  # far too narrow
+                cols[f"{f}_upper_{pct}"] = last * np.exp(z * 0.01)
+            cols |= {f"{f}_crps": np.ones(n), f"{f}_qlike": np.ones(n), f"{f}_forecast_close": last}
+        frames.append(pd.DataFrame(cols))
+    days = pd.concat(frames, ignore_index=True)
+    out = backtest.adaptive(days, 0.05, 250)
+    assert np.allclose(out["model_raw_lower_80"], days["model_lower_80"])  # as trained, kept
+    aaa = out[out["ticker"] == "AAA"]
+    assert aaa["model_upper_80"].iloc[0] == pytest.approx(aaa["model_raw_upper_80"].iloc[0])
+    half = np.log(aaa["model_upper_80"] / aaa["last_close"])
+    raw_half = np.log(aaa["model_raw_upper_80"] / aaa["last_close"])
+    assert half.iloc[-1] > 1.5 * raw_half.iloc[-1]  # widened
+    inside = (aaa["actual"] >= aaa["model_lower_80"]) & (aaa["actual"] <= aaa["model_upper_80"])
+    assert abs(inside.iloc[100:].mean() - 0.8) < 0.08
+    # day t's interval does not move when day t's (or a later) outcome does
+    shaken = days.copy()
+    shaken.loc[150:299, "actual"] *= 1.5  # AAA's last 150 sessions
+    again = backtest.adaptive(shaken, 0.05, 250)
+    assert np.allclose(again["model_upper_80"][:151], out["model_upper_80"][:151])
+    assert np.allclose(again["model_upper_80"][300:], out["model_upper_80"][300:])  # BBB

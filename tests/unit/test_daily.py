@@ -112,3 +112,19 @@ def test_days_that_cannot_run_are_refused_before_anything_runs(make_cfg) -> None
     full = OSError(errno.ENOSPC, "No space left on device", "/state/curated/GOOG.parquet")
     assert full.errno in PERMANENT and "No space left on device" in permanent_line(full)
     assert "/state/curated/GOOG.parquet" in permanent_line(full)
+
+
+def test_evidence_a_recent_retrain_answered_is_not_asked_again(make_cfg) -> None:  # type: ignore[no-untyped-def]
+    cfg = make_cfg(tickers=["GOOG"])
+    drifted = {"monitoring": {"coverage_drift": True, "input_drift": True}}
+    journal.record(cfg, daily.DAILY, DAY, event="end", task="monitor", ticker="GOOG", out=drifted)
+    asked = {"day": "2013-02-27", "trigger": "evidence", "mode": "refit"}
+    retrain.record_plan(cfg, {**asked, "reasons": {"GOOG": ["coverage_drift"]}})
+    rep = daily.report(cfg, DAY)  # two days later: coverage waits, the new drift is asked
+    assert rep["retrain"] == {"GOOG": ["no_production", "input_drift"]}
+    assert rep["tickers"]["GOOG"]["alerts"] == ["coverage_drift", "input_drift"]  # still shown
+    monday = DAY + dt.timedelta(days=10)  # the cooldown (7 days) is over
+    journal.record(
+        cfg, daily.DAILY, monday, event="end", task="monitor", ticker="GOOG", out=drifted
+    )
+    assert "coverage_drift" in daily.report(cfg, monday)["retrain"]["GOOG"]
