@@ -18,7 +18,7 @@ from pipeline.layout import TICKER_PATTERN, TICKER_RULE
 @dag(
     dag_id="model_promotion",
     schedule=None,
-    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # as the other DAGs: any run date
     catchup=False,
     tags=["forecasting", "registry"],
     doc_md=__doc__,

@@ -85,8 +85,12 @@ def _validate(args: argparse.Namespace) -> int:
 def _dag_test(args: argparse.Namespace) -> int:
     from pipeline import runlock
     from pipeline.airflow_run import dag_test
+    from pipeline.operate import day_problem
 
     cfg = load_config(args.config)
+    if problem := day_problem(cfg, args.date):
+        print(f"refused: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     with runlock.hold(cfg, f"pipeline dag-test {args.dag_id} {args.date}"):
         return dag_test(cfg, args.dag_id, args.date)
 
