@@ -386,6 +386,10 @@ class Guard:
                     "send fewer rows (the model uses only the most recent ones)",
                 )
         if path != INVOCATIONS:
+            from pipeline import serving
+
+            if path == "/health" and serving.stale:  # the registry moved to what we cannot load
+                raise Refused(503, "MODEL_STALE", serving.stale)
             await self.scoring_app(scope, receive, send)
             return
         mime = content_type_of(_header(scope, b"content-type") or "")

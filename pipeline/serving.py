@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 FOLLOW_ENV = "PIPELINE_FOLLOW_MODEL"  # the alias URI the server was started with
 INTERVAL_ENV = "PIPELINE_FOLLOW_INTERVAL_S"
 _started = threading.Lock()
+# Set while the alias points at a version this server could not load (the guard's /health
+# answers 503 with it); cleared once a version loads.
+stale: str | None = None
 
 
 class AliasFollower(threading.Thread):
@@ -50,17 +53,29 @@ class AliasFollower(threading.Thread):
             return None
 
     def swap_if_moved(self) -> bool:
+        global stale
         latest = self._current()
+        if latest is not None and latest == self.version:
+            stale = None  # the alias is (back) on what this server serves
         if latest is None or latest == self.version:
             return False
         import mlflow
 
         log.warning("%s@%s moved v%s -> v%s: loading", self.name_, self.alias, self.version, latest)
-        fresh = mlflow.pyfunc.load_model(version_uri(self.name_, latest)).unwrap_python_model()
+        try:
+            fresh = mlflow.pyfunc.load_model(version_uri(self.name_, latest)).unwrap_python_model()
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            stale = (
+                f"{self.name_}@{self.alias} is v{latest}, which could not be loaded "
+                f"({type(exc).__name__}: {first}); still serving v{self.version}"
+            )
+            raise
         fresh.served_version = latest
         self.owner.active = fresh  # one reference assignment: atomic for readers
         self.owner.served_version = latest
         self.version = latest
+        stale = None
         log.warning("now serving %s v%s", self.name_, latest)
         return True
 

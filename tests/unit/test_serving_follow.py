@@ -1,0 +1,33 @@
+"""A server whose production moved to a version it cannot load says so on /health."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from pipeline import registry, serving, tracking
+from pipeline.layout import alias_uri
+from tests.helpers import register_versions
+
+
+def test_a_production_version_that_cannot_load_is_reported_until_the_alias_moves_back(
+    make_cfg,  # type: ignore[no-untyped-def]
+) -> None:
+    cfg = make_cfg()
+    register_versions(cfg, "FOL", 1)
+    mc = tracking.client(cfg)  # also points MLflow's default client at this store
+    name = registry.model_name(cfg, "FOL")
+    mc.create_model_version(name, source=str(cfg.layout.root / "gone"), run_id=None)
+    mc.set_registered_model_alias(name, registry.PRODUCTION, "1")
+    owner = SimpleNamespace(served_version="", active=None)
+    follower = serving.AliasFollower(owner, alias_uri(name, registry.PRODUCTION), 5)
+    assert follower.version == "1" and serving.stale is None
+
+    mc.set_registered_model_alias(name, registry.PRODUCTION, "2")  # its files are gone
+    with pytest.raises(Exception, match=".+"):  # the follower's loop logs it, serves on
+        follower.swap_if_moved()
+    assert follower.version == "1" and owner.served_version == "1"
+    assert serving.stale is not None and "is v2, which could not be loaded" in serving.stale
+    assert "still serving v1" in serving.stale
+
+    mc.set_registered_model_alias(name, registry.PRODUCTION, "1")  # rolled back
+    assert follower.swap_if_moved() is False and serving.stale is None
