@@ -23,7 +23,7 @@ def test_a_production_version_that_cannot_load_is_reported_until_the_alias_moves
     assert follower.version == "1" and serving.stale is None
 
     mc.set_registered_model_alias(name, registry.PRODUCTION, "2")  # its files are gone
-    with pytest.raises(Exception, match=".+"):  # the follower's loop logs it, serves on
+    with pytest.raises(Exception, match=r".+"):  # the follower's loop logs it, serves on
         follower.swap_if_moved()
     assert follower.version == "1" and owner.served_version == "1"
     assert serving.stale is not None and "is v2, which could not be loaded" in serving.stale
