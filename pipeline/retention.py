@@ -2,9 +2,9 @@
 
 Every retrain registers a version; most are never promoted. A version is deleted, with
 its logged model's artifacts, when its run day is more than `registry.keep_unpromoted_days`
-before the retrain's day, unless it is production or the candidate, or any audit event
-names it (whatever was ever promoted or rolled back to, so the previous production stays
-and every audit record keeps its version). Its MLflow run (metrics, evaluation, plots)
+before the retrain's day, unless it is production or the candidate, or a promote or
+rollback event names it (whatever was ever production, so the previous production stays
+and every move in the audit trail keeps its version). Its MLflow run (metrics, evaluation, plots)
 stays, for comparisons in the UI; its Optuna study belongs to the retraining that tuned.
 """
 
@@ -25,12 +25,19 @@ from pipeline.config import Config
 log = logging.getLogger(__name__)
 
 
+MOVES = ("promote", "rollback")  # audit events that pointed production somewhere
+
+
 def protected(cfg: Config, name: str, key: str) -> set[str]:
-    """Versions that stay whatever their age: aliased, or named by an audit event."""
+    """Versions that stay whatever their age: aliased, or ever production (named by a
+    promote or rollback event: the previous production among them). A gate's refusal is
+    an audit event too, but about a version never promoted: the event stays in the trail
+    (with its reason and run) when the version goes."""
     mc = tracking.client(cfg)
     keep = set(mc.get_registered_model(name).aliases.values())
     for event in registry.audit_trail(cfg, key):
-        keep |= {event[k] for k in ("from_version", "to_version") if event.get(k)}
+        if event.get("action") in MOVES:
+            keep |= {event[k] for k in ("from_version", "to_version") if event.get(k)}
     return {str(v) for v in keep}
 
 

@@ -297,6 +297,8 @@ def test_old_unpromoted_versions_are_deleted_with_their_artifacts(store: Config)
         (where / "network.keras").write_bytes(b"x" * 1000)
         mc.create_model_version(name, f"models:/{model.model_id}", run_id, model_id=model.model_id)
     registry.move_production(store, "TIDY", "1", "promote", "first", "test")
+    refusal = {"action": "refused", "model": name, "to_version": "2", "reason": "gate"}
+    registry.record(store, refusal)  # never promoted: the refusal stays in the trail, not v2
     registry.move_production(store, "TIDY", "3", "promote", "better", "test")
     mc.set_registered_model_alias(name, registry.CANDIDATE, "4")
     v2 = mc.get_model_version(name, "2")
@@ -317,6 +319,7 @@ def test_old_unpromoted_versions_are_deleted_with_their_artifacts(store: Config)
     left = sorted(str(v.version) for v in mc.search_model_versions(f"name = '{name}'"))
     assert left == ["1", "3", "4"] and v2_files is not None and not v2_files.exists()
     assert mc.get_run(v2.run_id).info.lifecycle_stage == "active"  # its metrics stay
+    assert [e["to_version"] for e in registry.audit_trail(store, "TIDY")] == ["1", "2", "3"]
     # what is left is production, audited or the candidate: it stays, however old
     assert retention.tidy(store, "TIDY", dt.date(2014, 3, 1))["deleted"] == []
 
