@@ -69,7 +69,7 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     mc = tracking.client(cfg)
 
     # day 1, replayed, on a fresh state: nothing can forecast, so the retrain runs first
-    first = _cli(env, "replay", "--from", "2013-02-28", "--to", "2013-02-28")
+    first = _cli(env, "replay", "--from", "2013-01-02", "--to", "2013-01-02")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     summary = json.loads(first.stdout.strip().splitlines()[-1])
     assert (summary["sessions"], summary["forecasts"]) == (1, 3)
@@ -84,25 +84,30 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     )
     assert run.data.tags["retrain_mode"] == "tune"
     assert json.loads(run.data.tags["retrain_reasons"])["IBM"] == ["no_production"]
-    study = optuna.load_study(study_name="universe-2013-02-28", storage=cfg.optuna_storage)
+    study = optuna.load_study(study_name="universe-2013-01-02", storage=cfg.optuna_storage)
     assert len(study.trials) == cfg.tune.n_trials == 2  # not 2 per worker
     trials = mc.search_runs([run.info.experiment_id], "tags.kind = 'trial'")
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {run.info.run_id}
     for ticker in ("GOOG", "IBM", "MSFT"):  # one model, a forecast per ticker
-        assert list(forecast.read_forecasts(cfg, ticker)["as_of"]) == ["2013-02-28"]
+        assert list(forecast.read_forecasts(cfg, ticker)["as_of"]) == ["2013-01-02"]
     # and the day itself was quiet: no retrain asked for after it
     assert len(_asset_events(airflow_db)) == before
     assert (
-        json.loads((state / "reports" / "daily" / "2013-02-28.json").read_text())["retrain"] == {}
+        json.loads((state / "reports" / "daily" / "2013-01-02.json").read_text())["retrain"] == {}
     )
 
-    # day 2: MSFT's new bar arrives broken (High below Low), and the inputs of the others
-    # read as drifted (a threshold nothing stays under)
+    # day 2, two months on: MSFT's new bar arrives broken (High below Low), and the
+    # others' inputs of the last 20 sessions (after the model was trained) read as drifted
+    # (a threshold nothing stays under)
     curated = pd.read_parquet(state / "curated" / "MSFT.parquet")
     bars = pd.read_csv(landing / "MSFT.csv")
     bars.loc[bars.index[-1], "High"] = 1.0
     bars.to_csv(landing / "MSFT.csv", index=False)
-    drifting = {**env, "PIPELINE__MONITORING__DRIFT_OUTSIDE": "1e-9"}
+    drifting = {
+        **env,
+        "PIPELINE__MONITORING__DRIFT_OUTSIDE": "1e-9",
+        "PIPELINE__MONITORING__DRIFT_WINDOW": "20",
+    }
     second = _cli(drifting, "daily", "2013-03-01")  # what `make run` runs
     assert second.returncode == 1, second.stdout[-3000:]  # a ticker failed; the rest did not
     out = second.stdout
@@ -112,7 +117,7 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     assert "after the day: inputs outside the training range (GOOG, IBM) (refit)" in out
     for ticker in ("GOOG", "IBM"):
         assert forecast.read_forecasts(cfg, ticker)["as_of"].iloc[-1] == "2013-03-01"
-    assert forecast.read_forecasts(cfg, "MSFT")["as_of"].iloc[-1] == "2013-02-28"
+    assert forecast.read_forecasts(cfg, "MSFT")["as_of"].iloc[-1] == "2013-01-02"
     assert pd.read_parquet(state / "curated" / "MSFT.parquet").equals(curated)
     report = json.loads((state / "reports" / "daily" / "2013-03-01.json").read_text())
     assert report["tickers"]["MSFT"]["status"] == "quarantined"
