@@ -336,3 +336,22 @@ def test_a_run_for_an_older_day_never_replaces_newer_production(store: Config) -
     assert out["reason"].startswith("data rule: its data end on 2012-12-24")
     same_day = {**backfill, "last_test_date": "2013-03-01"}  # a re-run of production's day
     assert registry.promote_if_better(store, "OLD", "2", same_day, run_id)["promoted"]
+
+
+def test_a_retried_register_finishes_the_version_its_interrupted_try_left(store: Config) -> None:
+    """An interrupted `register` leaves a version marked incomplete; the task's retry
+    completes that one instead of registering a second from the same model."""
+    import mlflow
+
+    run_id = register_versions(store, "RETRY", 1)
+    mc = tracking.client(store)
+    name = registry.model_name(store, "RETRY")
+    uri = mc.get_model_version(name, "1").source
+    left = {"run_id": run_id, registry.EVIDENCE: "incomplete"}  # what the first try left
+    assert str(mlflow.register_model(uri, name, tags=left).version) == "2"
+    again = registry.register(store, "RETRY", uri, run_id, {"model_mase": 0.99})
+    assert again == "2"
+    v2 = mc.get_model_version(name, "2")
+    assert v2.tags[registry.EVIDENCE] == "complete" and v2.tags["model_mase"] == "0.99"
+    assert str(mc.get_model_version_by_alias(name, registry.CANDIDATE).version) == "2"
+    assert len(mc.search_model_versions(f"name = '{name}'")) == 2  # no third
