@@ -34,19 +34,15 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
     day, who = steps.run_day(c), {"task": name, "ticker": c.get("ticker", "")}  # type: ignore[arg-type]
     journal.record(cfg, dag_id, day, event="start", **who)
     began = time.monotonic()
+
+    def failed(error: str, **extra: Any) -> None:
+        journal.record(cfg, dag_id, day, event="failed", seconds=time.monotonic() - began,
+                       error=error, **extra, **who)  # fmt: skip
+
     try:
         out = dict(steps.advance(cfg, name, c, final))  # type: ignore[arg-type]
     except ValidationFailed as exc:  # bad data: retrying cannot help
-        journal.record(
-            cfg,
-            dag_id,
-            day,
-            event="failed",
-            seconds=time.monotonic() - began,
-            error=failed_rules(exc),
-            rule="quarantined",
-            **who,
-        )
+        failed(failed_rules(exc), rule="quarantined")
         if keep_stored:
             print(f"{c.get('ticker')}: the day's pull is quarantined; going on with stored bars")
             return {**c, "validation": {"passed": False, "quarantined": True, "rows": 0}}
@@ -54,23 +50,13 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
         raise AirflowFailException(str(exc)) from exc
     except OSError as exc:
         if exc.errno not in PERMANENT:
+            failed(first_line(exc), final=final)
             raise  # the task's retries: a network blip, a restarting server
-        error = permanent_line(exc)
-        journal.record(cfg, dag_id, day, event="failed", seconds=time.monotonic() - began,
-                       error=error, final=True, **who)  # fmt: skip
+        failed(permanent_line(exc), final=True)
         close_parent(cfg, name, c)
-        raise AirflowFailException(error) from exc
+        raise AirflowFailException(permanent_line(exc)) from exc
     except Exception as exc:
-        journal.record(
-            cfg,
-            dag_id,
-            day,
-            event="failed",
-            seconds=time.monotonic() - began,
-            error=first_line(exc),
-            final=final,
-            **who,
-        )
+        failed(first_line(exc), final=final)
         raise
     kept = {k: out[k] for k in REPORTED if k in out and k not in c}
     journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began, out=kept, **who)
