@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import ingest, operate
+from pipeline import airflow_run, ingest
 from pipeline.config import load_config, throwaway_env
 from pipeline.steps import DAILY, RETRAIN
 
@@ -62,7 +62,7 @@ def main() -> None:
         **throwaway_env(root),
         **BUDGET,
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(operate.DAGS),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(airflow_run.DAGS),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "PIPELINE__SOURCE__KIND": "csv",
         "PIPELINE__SOURCE__CSV_DIR": str(landing),
@@ -74,17 +74,19 @@ def main() -> None:
     cfg = load_config()
     reasons = {t: ["no_production"] for t in BASE}
     conf = {"day": args.day.isoformat(), "mode": "tune", "reasons": reasons}
-    assert operate.in_process(cfg, RETRAIN, args.day, conf) == 0, "the retrain failed"
-    assert operate.in_process(cfg, DAILY, args.day) == 0, "warm-up run failed"  # imports, caches
+    assert airflow_run.in_process(cfg, RETRAIN, args.day, conf) == 0, "the retrain failed"
+    assert airflow_run.in_process(cfg, DAILY, args.day) == 0, (
+        "warm-up run failed"
+    )  # imports, caches
     runs = {}
     for n in args.sizes:
         os.environ["PIPELINE__TICKERS"] = json.dumps(names(n))
         start = time.perf_counter()
-        rc = operate.in_process(load_config(), DAILY, args.day)
+        rc = airflow_run.in_process(load_config(), DAILY, args.day)
         runs[n] = {"seconds": round(time.perf_counter() - start, 1), "ok": rc == 0}
     os.environ["PIPELINE__TICKERS"] = json.dumps(list(BASE))
     start = time.perf_counter()
-    rc = operate.dag_test(load_config(), DAILY, args.day, progress=False)
+    rc = airflow_run.dag_test(load_config(), DAILY, args.day, progress=False)
     cli = {"seconds": round(time.perf_counter() - start, 1), "ok": rc == 0}
     lo, hi = min(args.sizes), max(args.sizes)
     slope = (runs[hi]["seconds"] - runs[lo]["seconds"]) / (hi - lo) if hi > lo else None

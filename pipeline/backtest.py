@@ -234,25 +234,16 @@ def adaptive(days: pd.DataFrame, step: float, lookback: int) -> pd.DataFrame:
             out[f"{name}_{kind}"] = days[f"{raw}_{kind}"].to_numpy()
     for level in LEVELS:
         pct = round(level * 100)
-        for raw in ("model", "har"):
+        for raw, into in (("model", "model"), ("har", "har_aci")):
             lower, upper = days[f"{raw}_lower_{pct}"], days[f"{raw}_upper_{pct}"]
-            low, high = np.log(lower / days["last_close"]), np.log(upper / days["last_close"])
-            mid, half = (low + high) / 2, (high - low) / 2
-            errors = np.abs(np.log(days["actual"] / days["last_close"]) - mid) / half
-            factor = np.concatenate([
-                conformal.adaptive_factors(e.to_numpy(), 1.0, level, step, lookback)
-                for _, e in errors.groupby(days["ticker"], sort=False)
-            ])  # fmt: skip
-            last = days["last_close"].to_numpy()
-            widened = (
-                last * np.exp(mid - half * factor),
-                last * np.exp(mid + half * factor),
-            )
-            if raw == "model":  # the model's own columns become the adaptive ones
+            if raw == "model":  # as trained, kept beside the adaptive ones
                 out[f"model_raw_lower_{pct}"], out[f"model_raw_upper_{pct}"] = lower, upper
-                out[f"model_lower_{pct}"], out[f"model_upper_{pct}"] = widened
-            else:
-                out[f"har_aci_lower_{pct}"], out[f"har_aci_upper_{pct}"] = widened
+            widened = [
+                conformal.widen(g, level, step, lookback)
+                for _, g in days.assign(lower=lower, upper=upper).groupby("ticker", sort=False)
+            ]
+            out[f"{into}_lower_{pct}"] = np.concatenate([w[0] for w in widened])
+            out[f"{into}_upper_{pct}"] = np.concatenate([w[1] for w in widened])
     return days.assign(**out)
 
 

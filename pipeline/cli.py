@@ -20,7 +20,6 @@ tracking server, unwritable state directory); never a traceback for those.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -28,7 +27,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.config import PROJECT_ROOT, ConfigError, load_config
+from pipeline.config import ConfigError, load_config
 from pipeline.layout import BadTicker, check_ticker
 from pipeline.reachability import TrackingUnreachable
 from pipeline.runlock import Busy
@@ -84,7 +83,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _dag_test(args: argparse.Namespace) -> int:
     from pipeline import runlock
-    from pipeline.airflow_run import dag_test
+    from pipeline.airflow_run import dag_test_command
     from pipeline.operate import day_problem
 
     cfg = load_config(args.config)
@@ -92,7 +91,7 @@ def _dag_test(args: argparse.Namespace) -> int:
         print(f"refused: {problem}", file=sys.stderr)
         return EXIT_USAGE
     with runlock.hold(cfg, f"pipeline dag-test {args.dag_id} {args.date}"):
-        return dag_test(cfg, args.dag_id, args.date)
+        return dag_test_command(cfg, args.dag_id, args.date)
 
 
 def _daily(args: argparse.Namespace) -> int:
@@ -195,7 +194,7 @@ def _ui(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     with runlock.hold(cfg, "pipeline ui (its scheduler runs the DAGs)"):
-        from pipeline.operate import ensure_airflow_db
+        from pipeline.airflow_run import ensure_airflow_db
 
         ensure_airflow_db()
         return run(cfg)
@@ -371,32 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What `make` exports for Airflow, for the same commands run without it: the project's own
-# Airflow home and DAGs, never ~/airflow or Airflow's examples.
-AIRFLOW_DEFAULTS = {
-    "AIRFLOW_HOME": str(PROJECT_ROOT / "state" / "airflow"),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-}
-
-
-def stop_with_parent() -> None:
-    """Linux: get SIGTERM when the parent dies. `make run` stopped by SIGTERM (what kill,
-    timeout and supervisors send) exits without passing it on; this way the run hears it
-    and stops what it started."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from pipeline.airflow_run import AIRFLOW_DEFAULTS, stop_with_parent
+
     stop_with_parent()
     for key, value in AIRFLOW_DEFAULTS.items():
         os.environ.setdefault(key, value)

@@ -25,6 +25,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from pipeline.intervals import LEVELS, Forecast
 
@@ -75,6 +76,21 @@ def calibrate(f: Forecast, r: np.ndarray, step: float, lookback: int) -> Forecas
         for level in LEVELS
     }
     return dataclasses.replace(f, factors=factors)
+
+
+def widen(
+    days: pd.DataFrame, level: float, step: float, lookback: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One series' central intervals (columns lower, upper, last_close, actual; in time
+    order) with the adaptive factors applied; works for any forecaster whose intervals are
+    symmetric in log price, without its distribution."""
+    last = days["last_close"].to_numpy(dtype="float64")
+    low = np.log(days["lower"].to_numpy(dtype="float64") / last)
+    high = np.log(days["upper"].to_numpy(dtype="float64") / last)
+    mid, half = (low + high) / 2, (high - low) / 2
+    errors = np.abs(np.log(days["actual"].to_numpy(dtype="float64") / last) - mid) / half
+    factor = adaptive_factors(errors, 1.0, level, step, lookback)  # in units of half
+    return last * np.exp(mid - half * factor), last * np.exp(mid + half * factor)
 
 
 def spec(step: float, lookback: int) -> dict[str, Any]:

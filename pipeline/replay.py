@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline import daily, journal, operate
+from pipeline.airflow_run import ensure_airflow_db, in_process
 from pipeline.config import Config
 from pipeline.forecast import read_forecasts
 
@@ -73,9 +74,9 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
     tidied = {"versions_deleted": 0, "freed_bytes": 0}
     for day in days:
         t0 = time.monotonic()
-        out = operate.one_day(cfg, day, progress=False, runner=operate.in_process)
+        out = operate.one_day(cfg, day, progress=False, runner=in_process)
         if day in weekly:  # the Saturday cron
-            operate.retrain(cfg, day, out, "weekly", {"mode": "tune"}, False, operate.in_process)
+            operate.retrain(cfg, day, out, "weekly", {"mode": "tune"}, False, in_process)
         retrains += out.retrains
         for e in journal.read(cfg, daily.RETRAIN, day):
             if e["task"] == "tidy" and e["event"] == "end" and "tidied" in e.get("out", {}):
@@ -130,7 +131,7 @@ def main(cfg: Config, start: dt.date, end: dt.date) -> int:
             f"refused: no {cfg.validation.calendar} session from {start} to {end}", file=sys.stderr
         )
         return 2
-    operate.ensure_airflow_db()
+    ensure_airflow_db()
     summary = replay(cfg, start, end)
     print(json.dumps(summary, default=str))
     if summary["stopped_at"]:
