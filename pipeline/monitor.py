@@ -119,7 +119,6 @@ def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame) -> dict[str, Any]:
     production version, nothing to compare with)."""
     from pipeline.drift import input_drift
     from pipeline.features import make_features
-    from pipeline.retention import run_day
 
     prod = registry.production_version(cfg, ticker)
     if prod is None or "first_test_date" not in prod.tags:
@@ -127,7 +126,7 @@ def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame) -> dict[str, Any]:
     fc, mon = cfg.features, cfg.monitoring
     feats = make_features(bars, fc.volatility_window, fc.volume_window)
     end = dt.date.fromisoformat(prod.tags["first_test_date"])
-    trained = run_day(cfg, prod)
+    trained = registry.version_day(cfg, prod)
     return input_drift(feats, end, mon.drift_window, mon.drift_outside, trained)
 
 

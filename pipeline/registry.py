@@ -51,6 +51,16 @@ def version_by_alias(cfg: Config, name: str, alias: str) -> ModelVersion | None:
         return None
 
 
+def version_day(cfg: Config, version: Any) -> dt.date | None:
+    """The run day of the pipeline run that registered `version` (None if unknown)."""
+    try:
+        run_id = version.tags.get("run_id") or version.run_id
+        day = tracking.client(cfg).get_run(run_id).data.tags.get("day")
+    except (KeyError, MlflowException):
+        return None
+    return dt.date.fromisoformat(day) if day else None
+
+
 def production_version(cfg: Config, ticker: str) -> ModelVersion | None:
     return version_by_alias(cfg, model_name(cfg, ticker), PRODUCTION)
 

@@ -41,15 +41,6 @@ def protected(cfg: Config, name: str, key: str) -> set[str]:
     return {str(v) for v in keep}
 
 
-def run_day(cfg: Config, version: Any) -> dt.date | None:
-    try:
-        run_id = version.tags.get("run_id") or version.run_id
-        day = tracking.client(cfg).get_run(run_id).data.tags.get("day")
-    except (KeyError, MlflowException):
-        return None
-    return dt.date.fromisoformat(day) if day else None
-
-
 def local_path(uri: str) -> Path | None:
     parsed = urlparse(uri)
     return Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else None
@@ -95,7 +86,7 @@ def tidy(cfg: Config, key: str, day: dt.date) -> dict[str, Any]:
         v
         for v in versions
         if str(v.version) not in keep
-        and (made := run_day(cfg, v)) is not None
+        and (made := registry.version_day(cfg, v)) is not None
         and (day - made).days > keep_days
     ]
     gone = {str(v.version) for v in doomed}
