@@ -131,3 +131,16 @@ def earned_by(ev: dict[str, Any]) -> str:
         f"{point}; 80 % interval score {score:.4f} <= the best baseline's, "
         f"{BASELINE_NAMES[best[0]]} ({best[1]:.4f})"
     )
+
+
+def data_refusal(ev: dict[str, Any], production_tags: dict[str, str], version: str) -> str | None:
+    """Why a version whose data end before production's cannot replace it, or None: each
+    is tested on the last days its data held, so an earlier last test day means less data
+    (a backfill or a replay of an old day)."""
+    seen, new = production_tags.get("last_test_date"), ev.get("last_test_date")
+    if not seen or not new or str(new) >= seen:
+        return None
+    return (
+        f"data rule: its data end on {new}, production v{version}'s on {seen}: a run for an "
+        "older day does not replace newer production (`promote --force` can, audited)"
+    )

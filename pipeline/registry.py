@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline import tracking
 from pipeline.config import Config
-from pipeline.gate import Decision, decide
+from pipeline.gate import Decision, data_refusal, decide
 from pipeline.layout import check_ticker
 
 log = logging.getLogger(__name__)
@@ -239,30 +239,14 @@ def move_production(
     return event
 
 
-def older_than_production(cfg: Config, ticker: str, evaluation: dict[str, Any]) -> str | None:
-    """Why a version trained on data ending before production's cannot replace it, or None.
-    Each is tested on the last days its data held: an earlier last test day means less data."""
-    prod = production_version(cfg, ticker)
-    seen, new = (
-        (prod.tags.get("last_test_date") if prod else None),
-        evaluation.get("last_test_date"),
-    )
-    if not seen or not new or str(new) >= seen:
-        return None
-    return (
-        f"data rule: its data end on {new}, production v{prod.version if prod else '?'}'s on "
-        f"{seen}: a run for an older day does not replace newer production "
-        "(`promote --force` can, audited)"
-    )
-
-
 def promote_if_better(
     cfg: Config, ticker: str, version: str, evaluation: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
     """The DAG's gate: move `production` to `version` only if the evidence earns it, and
     never to a version that saw less data than production (a backfill or a replay of an
     old day may register and evaluate; it does not move newer production back)."""
-    stale = older_than_production(cfg, ticker, evaluation)
+    prod = production_version(cfg, ticker)
+    stale = data_refusal(evaluation, prod.tags, str(prod.version)) if prod else None
     decision = (
         Decision(False, stale)
         if stale
