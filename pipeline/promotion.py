@@ -170,8 +170,11 @@ def previous_production(cfg: Config, ticker: str) -> str | None:
     if current is None:
         return None
     for event in reversed(registry.audit_trail(cfg, ticker)):
-        if event.get("action") in ("promote", "rollback") and event.get("to_version") == str(
-            current.version
+        applied = event.get("state") != "not applied"  # pending: production may have moved
+        if (
+            applied
+            and event.get("action") in ("promote", "rollback")
+            and event.get("to_version") == str(current.version)
         ):
             return event.get("from_version")
     return None

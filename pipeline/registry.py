@@ -162,8 +162,11 @@ def _tag(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def record(cfg: Config, event: dict[str, Any]) -> None:
-    """Append one audit event (a run in the audit experiment, tags only)."""
+def record(cfg: Config, event: dict[str, Any], pending: bool = False) -> str:
+    """Append one audit event (a run in the audit experiment, tags only); its run id.
+
+    A `pending` event stays RUNNING until `settle` or its writer closes it: the trail tells
+    an attempted move from a done one."""
     mc = tracking.client(cfg)
     exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_audit")
     event = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **event}
@@ -172,36 +175,76 @@ def record(cfg: Config, event: dict[str, Any]) -> None:
         run_name=f"{event['action']} {event['model']}",
         tags={k: _tag(v) for k, v in event.items() if v is not None},
     )
-    mc.set_terminated(run.info.run_id)
+    if not pending:
+        mc.set_terminated(run.info.run_id)
     log.info("audit: %s", event)
+    return str(run.info.run_id)
 
 
-def audit_trail(cfg: Config, ticker: str) -> list[dict[str, str]]:
+# an audit run's status, as the trail says it: a move done, attempted, or abandoned
+AUDIT_STATES = {"FINISHED": "done", "RUNNING": "pending", "FAILED": "not applied"}
+AUDIT_KEYS = (
+    "at",
+    "action",
+    "model",
+    "from_version",
+    "to_version",
+    "reason",
+    "actor",
+    "forced",
+    "run_id",
+    "os_user",
+    "host",
+    "airflow_run",
+)
+
+
+def _audit_runs(cfg: Config, ticker: str) -> list[Any]:
+    """Every audit run of the ticker's model, oldest first, all pages of them."""
     mc = tracking.client(cfg)
     exp = mc.get_experiment_by_name(f"{cfg.tracking.experiment}_audit")
     if exp is None:
         return []
-    runs = mc.search_runs(
-        [exp.experiment_id],
-        f"tags.model = '{model_name(cfg, ticker)}'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1000,
-    )
-    keep = (
-        "at",
-        "action",
-        "model",
-        "from_version",
-        "to_version",
-        "reason",
-        "actor",
-        "forced",
-        "run_id",
-        "os_user",
-        "host",
-        "airflow_run",
-    )
-    return [{k: r.data.tags[k] for k in keep if k in r.data.tags} for r in runs]
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = mc.search_runs(
+            [exp.experiment_id],
+            f"tags.model = '{model_name(cfg, ticker)}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1000,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def audit_trail(cfg: Config, ticker: str) -> list[dict[str, str]]:
+    return [
+        {
+            **{k: r.data.tags[k] for k in AUDIT_KEYS if k in r.data.tags},
+            "state": AUDIT_STATES.get(r.info.status, r.info.status.lower()),
+        }
+        for r in _audit_runs(cfg, ticker)
+    ]
+
+
+def settle(cfg: Config, ticker: str) -> None:
+    """Close the moves an interrupted writer left pending: done if production points where
+    the event says (the alias moved, the close did not), otherwise not applied."""
+    mc = tracking.client(cfg)
+    prod = production_version(cfg, ticker)
+    for run in _audit_runs(cfg, ticker):
+        if run.info.status == "RUNNING":
+            moved = prod is not None and run.data.tags.get("to_version") == str(prod.version)
+            mc.set_terminated(run.info.run_id, "FINISHED" if moved else "FAILED")
+            log.warning(
+                "audit: settled an interrupted %s as %s",
+                run.info.run_name,
+                "done" if moved else "not applied",
+            )
 
 
 def move_production(
@@ -229,13 +272,16 @@ def move_production(
         "run_id": run_id,
         **identity(),
     }
-    # the record first: interrupted after it, production has not moved and the trail says
-    # what was attempted; the other way round production could move with no record of it
-    record(cfg, event)
+    # the record first, pending, and closed once the alias moved: interrupted in between,
+    # the trail says what was attempted and the next move settles it; production never
+    # moves without a record
+    settle(cfg, ticker)
+    audit_run = record(cfg, event, pending=True)
     mc.set_registered_model_alias(name, PRODUCTION, version)
     mc.set_model_version_tag(name, version, "promoted_reason", reason)
     for tag in beatable_tags(cfg, ticker):  # a new production model starts with a clean slate
         mc.delete_registered_model_tag(name, tag)
+    mc.set_terminated(audit_run)
     return event
 
 

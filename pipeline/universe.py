@@ -35,8 +35,17 @@ def is_pooled(feats: pd.DataFrame) -> bool:
 def model_carries(cfg: Config, data: list[Carry]) -> list[Carry]:
     """The carries the model half runs on: one per ticker, or one pooled carry."""
     if cfg.model.scope != UNIVERSE:
-        return data
+        return flagged(data)
     return [pool(cfg, data)]
+
+
+def flagged(data: list[Carry]) -> list[Carry]:
+    """Per-ticker models: a retrain on evidence refits the flagged tickers' models only
+    (the weekly one, or evidence naming no ticker here, runs every ticker)."""
+    plan = (data[0].get("retrain") or {}) if data else {}
+    reasons = plan.get("reasons") or {}
+    chosen = [c for c in data if c["ticker"] in reasons]
+    return chosen if plan.get("trigger") == "evidence" and chosen else data
 
 
 def pool(cfg: Config, data: list[Carry]) -> Carry:
@@ -87,14 +96,6 @@ def common_splits(feats: pd.DataFrame, val_fraction: float, test_fraction: float
     date = feats["Date"].to_numpy()
     split = np.where(date >= test_start, "test", np.where(date >= val_start, "val", "train"))
     return pd.Series(np.where(labelled, split, "live"), index=feats.index, name="split")
-
-
-def forecast_carries(cfg: Config, data: list[Carry], models: list[Carry]) -> list[Carry]:
-    """After the model half: a carry per ticker again, with its model's promotion."""
-    if cfg.model.scope != UNIVERSE:
-        return models
-    promotion = models[0].get("promotion") or {}
-    return [{**c, "promotion": promotion} for c in data]
 
 
 def member_bars(cfg: Config, feats: pd.DataFrame, day: dt.date) -> dict[str, pd.DataFrame]:

@@ -1,4 +1,5 @@
-"""`make ui` as a process supervisor sees it: localhost only, and SIGTERM stops everything."""
+"""`make ui` as a process supervisor sees it: localhost only, the one writer of its state,
+and SIGTERM stops everything."""
 
 from __future__ import annotations
 
@@ -60,6 +61,15 @@ def test_dashboards_bind_localhost_and_sigterm_stops_them_all(
             time.sleep(1)
         for name, port in ports.items():
             assert listening.get(port) == {"127.0.0.1"}, (name, listening)
+        # its scheduler runs the DAGs: `make run` on the same state is refused, not raced
+        run = subprocess.run(
+            [sys.executable, "-m", "pipeline", "daily", "2013-03-01"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 2 and "pipeline ui" in run.stderr + run.stdout, run
         family = psutil.Process(ui.pid).children(recursive=True)
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(timeout=60) == 0

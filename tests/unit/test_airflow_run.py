@@ -1,8 +1,10 @@
 import datetime as dt
 import os
+from pathlib import Path
 
 from pipeline import airflow_run
 from pipeline.config import Config
+from tests.conftest import FIRST_RUNS
 
 DAY = dt.date(2013, 3, 1)
 
@@ -39,3 +41,12 @@ def test_outputs_say_where_to_look(make_cfg) -> None:
     assert out["features"] == [str(at.features_dir("GOOG", DAY))]
     assert out["quarantine"] == []
     assert out["curated"] == [str(at.curated_path("GOOG"))]
+
+
+def test_two_first_time_runs_migrate_airflows_db_once(airflow_db: Path) -> None:
+    assert len(FIRST_RUNS) == 2  # raced in the session's fixture, both to the end
+    assert [r.returncode for r in FIRST_RUNS] == [0, 0], [r.stdout[-2000:] for r in FIRST_RUNS]
+    said = [r.stdout.count("creating Airflow's metadata DB") for r in FIRST_RUNS]
+    assert sorted(said) == [0, 1]  # one migrated; the other waited and found it done
+    assert (airflow_db / ".migrated").exists() and not (airflow_db / ".migrating").exists()
+    assert "Traceback" not in "".join(r.stdout for r in FIRST_RUNS)

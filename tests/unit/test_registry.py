@@ -6,8 +6,9 @@ import socket
 import time
 
 import pytest
+from mlflow import MlflowClient
 
-from pipeline import registry, tracking
+from pipeline import promotion, registry, tracking
 from pipeline.config import Config, RegistryConfig, throwaway_config
 from pipeline.gate import decide
 from tests.helpers import register_versions
@@ -178,7 +179,14 @@ def test_record_and_audit_trail_round_trip(store: Config) -> None:
     registry.record(store, {"action": "promote", "model": "someone_else", "to_version": "9"})
     trail = registry.audit_trail(store, "AUD")
     assert [{k: v for k, v in e.items() if k != "at"} for e in trail] == [
-        {"action": "promote", "model": name, "to_version": "1", "reason": "first", "actor": "a"},
+        {
+            "action": "promote",
+            "model": name,
+            "to_version": "1",
+            "reason": "first",
+            "actor": "a",
+            "state": "done",
+        },
         {
             "action": "rollback",
             "model": name,
@@ -187,6 +195,7 @@ def test_record_and_audit_trail_round_trip(store: Config) -> None:
             "reason": "bad",
             "actor": "b",
             "forced": "true",
+            "state": "done",
         },
     ]
     assert all(dt.datetime.fromisoformat(e["at"]).tzinfo is not None for e in trail)
@@ -206,6 +215,78 @@ def test_move_production_points_the_alias_and_audits(store: Config) -> None:
     # the claimed actor and who really ran it, side by side
     assert trail[1]["actor"] == "me" and trail[1]["os_user"].endswith(f"(uid {os.geteuid()})")
     assert trail[1]["host"] == socket.gethostname() and "airflow_run" not in trail[1]
+
+
+class Interrupted(BaseException):
+    """What a SIGINT/SIGTERM raises in the middle of a move (not an Exception)."""
+
+
+def interrupt(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    def stop(*_: object, **__: object) -> None:
+        raise Interrupted(method)
+
+    monkeypatch.setattr(MlflowClient, method, stop)
+
+
+def test_a_move_interrupted_before_the_alias_leaves_production_and_a_pending_record(
+    store: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_versions(store, "HALF", 2)
+    registry.move_production(store, "HALF", "1", "promote", "first", "me")
+    with monkeypatch.context() as m:
+        interrupt(m, "set_registered_model_alias")
+        with pytest.raises(Interrupted):
+            registry.move_production(store, "HALF", "2", "promote", "second", "me")
+    prod = registry.production_version(store, "HALF")
+    assert prod is not None and str(prod.version) == "1"  # production did not move
+    assert [(e["to_version"], e["state"]) for e in registry.audit_trail(store, "HALF")] == [
+        ("1", "done"),
+        ("2", "pending"),  # attempted, and the trail says so
+    ]
+    assert promotion.previous_production(store, "HALF") is None  # v1 came from nothing
+
+    registry.move_production(store, "HALF", "2", "promote", "again", "me")  # settles, moves
+    assert [(e["to_version"], e["state"]) for e in registry.audit_trail(store, "HALF")] == [
+        ("1", "done"),
+        ("2", "not applied"),
+        ("2", "done"),
+    ]
+    assert promotion.rollback(store, "HALF", "back", "ops", force=True)["to_version"] == "1"
+
+
+def test_a_move_interrupted_after_the_alias_is_settled_as_done(
+    store: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_versions(store, "MOVED", 2)
+    registry.move_production(store, "MOVED", "1", "promote", "first", "me")
+    with monkeypatch.context() as m:
+        interrupt(m, "set_model_version_tag")  # the step right after the alias moved
+        with pytest.raises(Interrupted):
+            registry.move_production(store, "MOVED", "2", "promote", "second", "me")
+    prod = registry.production_version(store, "MOVED")
+    assert prod is not None and str(prod.version) == "2"
+    assert registry.audit_trail(store, "MOVED")[-1]["state"] == "pending"
+    # production moved with its record: a rollback finds where it came from
+    assert promotion.previous_production(store, "MOVED") == "1"
+    registry.settle(store, "MOVED")
+    assert registry.audit_trail(store, "MOVED")[-1]["state"] == "done"
+    assert promotion.rollback(store, "MOVED", "back", "ops", force=True)["to_version"] == "1"
+
+
+def test_the_audit_trail_reads_past_one_page(
+    store: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = registry.model_name(store, "PAGES")
+    for i in range(3):
+        registry.record(store, {"action": "promote", "model": name, "to_version": str(i)})
+        time.sleep(0.002)
+    search = MlflowClient.search_runs
+    monkeypatch.setattr(  # pages of two: a long trail is read to its end
+        MlflowClient,
+        "search_runs",
+        lambda self, *a, **kw: search(self, *a, **{**kw, "max_results": 2}),
+    )
+    assert [e["to_version"] for e in registry.audit_trail(store, "PAGES")] == ["0", "1", "2"]
 
 
 def test_identity_names_the_airflow_run_and_ignores_user_env(

@@ -46,11 +46,6 @@ def test_the_universe_pools_every_members_own_split(make_cfg) -> None:
     for _, member in feats.groupby("ticker"):
         last_train = member.loc[member["split"] == "train", "Date"].max()
         assert last_train < member.loc[member["split"] == "test", "Date"].min()
-    # after the model half: a carry per ticker again, each with the one promotion
-    done = [{**pooled, "promotion": {"version": "3"}}]
-    again = universe.forecast_carries(cfg, data, done)
-    assert [c["ticker"] for c in again] == ["AAA", "BBB"]
-    assert all(c["promotion"] == {"version": "3"} for c in again)
 
 
 def test_per_ticker_scope_keeps_a_model_per_ticker(make_cfg) -> None:
@@ -58,6 +53,19 @@ def test_per_ticker_scope_keeps_a_model_per_ticker(make_cfg) -> None:
     data = [_member(make_cfg, "AAA", 1)]
     assert universe.model_carries(cfg, data) == data
     assert registry.model_name(cfg, "AAA") == "price_lstm_AAA"
+
+
+def test_an_evidence_retrain_refits_only_the_flagged_tickers_models(make_cfg) -> None:
+    cfg = make_cfg()
+    data = [_member(make_cfg, "AAA", 1), _member(make_cfg, "BBB", 2)]
+
+    def planned(trigger: str, reasons: dict) -> list:
+        carries = [{**c, "retrain": {"trigger": trigger, "reasons": reasons}} for c in data]
+        return [c["ticker"] for c in universe.model_carries(cfg, carries)]
+
+    assert planned("evidence", {"BBB": ["coverage drift"]}) == ["BBB"]
+    assert planned("weekly", {}) == ["AAA", "BBB"]
+    assert planned("evidence", {"universe": ["no production model"]}) == ["AAA", "BBB"]
 
 
 def test_universe_is_not_a_ticker(tmp_path: Path) -> None:
