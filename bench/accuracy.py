@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from bench.common import sample_features, timed
-from pipeline import evaluate
 from pipeline.config import throwaway_config
+from pipeline.evaluation import evaluate
 
 
 def tutorial_forecasts(feats: pd.DataFrame, window: int = 60, seed: int = 42) -> np.ndarray:
@@ -76,7 +76,8 @@ def tuned_pipeline(
     ticker: str, bars: pd.DataFrame, feats: pd.DataFrame, trials: int, epochs: int
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The pipeline's tune -> best -> train steps on throw-away stores; its pyfunc's forecasts."""
-    from pipeline import steps, store
+    from pipeline.data import store
+    from pipeline.orchestration import steps
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = throwaway_config(Path(tmp), tune__n_trials=trials, tune__max_epochs=epochs)
@@ -96,8 +97,8 @@ def session_table(
     ticker: str, days: pd.DataFrame, tuned: pd.DataFrame, bars: pd.DataFrame, feats: pd.DataFrame
 ) -> pd.DataFrame:
     """One row per test day: every forecaster's intervals and losses, as the backtest keeps."""
-    from pipeline.backtest import losses
-    from pipeline.intervals import Forecast
+    from pipeline.evaluation.backtest import losses
+    from pipeline.forecasting.intervals import Forecast
 
     last = days["last_close"].to_numpy()
     df = float(tuned["df"].iloc[0]) if "df" in tuned else None
@@ -124,7 +125,7 @@ def point_report(days: pd.DataFrame, forecasts: dict[str, np.ndarray]) -> dict[s
 
 
 def main() -> None:
-    from pipeline.backtest_scores import summarize
+    from pipeline.evaluation.backtest_scores import summarize
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--tickers", nargs="+", default=["AAPL", "GOOG", "IBM", "MSFT"])

@@ -11,10 +11,10 @@ import pandas as pd
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.bars import read_bars_csv
 from pipeline.config import load_config
-from pipeline.features import assign_splits, make_features
-from pipeline.ingest import sample_path
+from pipeline.data.bars import read_bars_csv
+from pipeline.data.features import assign_splits, make_features
+from pipeline.data.ingest import sample_path
 
 
 def sample_features(ticker: str = "GOOG") -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -24,9 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import airflow_run, ingest
 from pipeline.config import load_config, throwaway_env
-from pipeline.steps import DAILY, RETRAIN
+from pipeline.data import ingest
+from pipeline.orchestration import airflow_run
+from pipeline.orchestration.steps import DAILY, RETRAIN
 
 BASE = ("AAPL", "GOOG", "IBM", "MSFT")
 BUDGET = {

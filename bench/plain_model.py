@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
-from pipeline.forecaster import PriceForecaster
+from pipeline.forecasting.forecaster import PriceForecaster
 
 
 class Constant(PythonModel):

@@ -22,7 +22,7 @@ from typing import Any
 
 import optuna
 
-from pipeline import deploy, stack_runs
+from pipeline.deployment import deploy, stack_runs
 
 DAY = "2013-03-01T22:30:00+00:00"
 

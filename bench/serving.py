@@ -8,7 +8,7 @@ compiled tf.function, as versions without the LiteRT conversion are served),
 PredictPerRequest (the same network, keras model.predict per call) and the floor,
 Constant (a pyfunc that answers a constant: what the server and MLflow's request
 handling cost by themselves).
-Each is served by the project's scoring server (`python -m pipeline.server`,
+Each is served by the project's scoring server (`python -m pipeline.serving.server`,
 max_in_flight raised to the top concurrency) and sent the same body of the newest
 `--rows` raw daily bars. Measured in one run, alternating between the servers: p50/p99
 latency at concurrency 1, requests/s at concurrency 8, then again requests/s at
@@ -32,11 +32,12 @@ import numpy as np
 import requests
 
 from bench.common import sample_features
-from pipeline import store, tracking
 from pipeline.config import throwaway_config
-from pipeline.model import LSTMParams
-from pipeline.serving import serve_command
-from pipeline.train import fit_final, log_forecaster
+from pipeline.data import store
+from pipeline.forecasting.model import LSTMParams
+from pipeline.forecasting.train import fit_final, log_forecaster
+from pipeline.lifecycle import tracking
+from pipeline.serving.production import serve_command
 
 ROUNDS = 3
 

@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 
 from bench.common import sample_features
-from pipeline import steps, store
 from pipeline.config import throwaway_config
+from pipeline.data import store
+from pipeline.orchestration import steps
 
 
 def train(

@@ -19,9 +19,9 @@ import optuna
 from optuna_integration import KerasPruningCallback
 
 from bench.common import sample_features
-from pipeline.features import prepare
-from pipeline.model import LSTMParams
-from pipeline.tune import MONITOR, fit
+from pipeline.data.features import prepare
+from pipeline.forecasting.model import LSTMParams
+from pipeline.forecasting.tune import MONITOR, fit
 
 FIXED: dict[str, Any] = {"layers": 1, "dropout": 0.1, "learning_rate": 1e-3, "window": 20}
 

@@ -39,9 +39,9 @@ def model_promotion() -> None:
     def apply() -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipeline import promotion
         from pipeline.config import load_config
-        from pipeline.registry import PromotionRefused
+        from pipeline.lifecycle import promotion
+        from pipeline.lifecycle.registry import PromotionRefused
 
         ctx = get_current_context()
         p, run = ctx["params"], ctx["dag_run"]

@@ -16,7 +16,7 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task, task_group
 
-from pipeline.steps import DAILY, DAILY_STEPS, RETRAIN_ASSET
+from pipeline.orchestration.steps import DAILY, DAILY_STEPS, RETRAIN_ASSET
 
 # The first retry waits Airflow's [core] default_task_retry_delay (300 s unless the
 # deployment says otherwise: docker-compose.yaml, `stack.task_retry_delay_s`), then doubles.
@@ -28,7 +28,7 @@ Carry = dict[str, Any]
 def step_task(name: str) -> Any:
     @task(task_id=name)
     def run_step(c: Carry) -> Carry:
-        from pipeline.dag_tasks import advance
+        from pipeline.orchestration.dag_tasks import advance
 
         return advance(DAILY, name, c)
 
@@ -51,9 +51,10 @@ def price_daily() -> None:
         """One starting carry per configured ticker, for this run's day."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipeline import journal, steps
         from pipeline.config import load_config
-        from pipeline.dates import is_session, run_day
+        from pipeline.operations import journal
+        from pipeline.orchestration import steps
+        from pipeline.orchestration.dates import is_session, run_day
 
         ctx = get_current_context()
         day, cfg = run_day(ctx), load_config()
@@ -73,9 +74,9 @@ def price_daily() -> None:
     @task(trigger_rule="all_done")
     def report() -> dict[str, Any]:
         """The day's report, however each ticker's chain ended."""
-        from pipeline import daily
         from pipeline.config import load_config
-        from pipeline.dates import run_day
+        from pipeline.operations import daily
+        from pipeline.orchestration.dates import run_day
 
         rep = daily.report(load_config(), run_day(get_current_context()))
         print(daily.table(rep))
@@ -86,7 +87,7 @@ def price_daily() -> None:
         """One event for the whole day (not one per mapped task), or skipped."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipeline.daily import why
+        from pipeline.operations.daily import why
 
         if not rep["retrain"]:
             raise AirflowSkipException("no retrain needed")
@@ -100,7 +101,7 @@ def price_daily() -> None:
         """Fail the run (after the report and the event) if any ticker failed."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipeline.daily import failed_tickers
+        from pipeline.operations.daily import failed_tickers
 
         if bad := failed_tickers(rep):
             raise AirflowFailException(

@@ -25,7 +25,7 @@ from airflow.sdk import (
     task,
 )
 
-from pipeline.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS, RETRAIN, RETRAIN_ASSET
+from pipeline.orchestration.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS, RETRAIN, RETRAIN_ASSET
 
 RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
 Carry = dict[str, Any]
@@ -34,7 +34,7 @@ Carry = dict[str, Any]
 def step_task(name: str) -> Any:
     @task(task_id=name)
     def run_step(c: Carry) -> Carry:
-        from pipeline.dag_tasks import advance
+        from pipeline.orchestration.dag_tasks import advance
 
         return advance(RETRAIN, name, c, keep_stored=True)
 
@@ -57,10 +57,10 @@ def step_task(name: str) -> Any:
 def price_retrain() -> None:
     @task
     def plan() -> dict[str, Any]:
-        """Why this run, for which day, tune or refit (pipeline/retrain.py)."""
-        from pipeline import journal, retrain
+        """Why this run, for which day, tune or refit (pipeline/operations/retrain.py)."""
         from pipeline.config import load_config
-        from pipeline.dates import run_day
+        from pipeline.operations import journal, retrain
+        from pipeline.orchestration.dates import run_day
 
         ctx = get_current_context()
         cfg = load_config()
@@ -73,8 +73,8 @@ def price_retrain() -> None:
 
     @task
     def tickers(p: dict[str, Any]) -> list[Carry]:
-        from pipeline import steps
         from pipeline.config import load_config
+        from pipeline.orchestration import steps
 
         day = dt.date.fromisoformat(p["day"])
         run_id = get_current_context()["run_id"]
@@ -88,7 +88,7 @@ def price_retrain() -> None:
 
     @task(task_id=FAN_OUT)
     def fanned_out(c: Carry, worker: int) -> Carry:
-        from pipeline.dag_tasks import advance
+        from pipeline.orchestration.dag_tasks import advance
 
         return advance(RETRAIN, FAN_OUT, {**c, "worker": worker})
 
@@ -100,8 +100,8 @@ def price_retrain() -> None:
     @task
     def models(data: list[Carry]) -> list[Carry]:
         """What the model half runs on: the pooled universe, or each ticker."""
-        from pipeline import universe
         from pipeline.config import load_config
+        from pipeline.data import universe
 
         return [dict(c) for c in universe.model_carries(load_config(), data)]  # type: ignore[arg-type]
 

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 
 from pipeline.config import ConfigError, load_config
 from pipeline.layout import BadTicker, check_ticker
-from pipeline.reachability import TrackingUnreachable
-from pipeline.runlock import Busy
+from pipeline.lifecycle.reachability import TrackingUnreachable
+from pipeline.operations.runlock import Busy
 
 EXIT_REFUSED = 3
 EXIT_USAGE = 2
@@ -70,7 +70,7 @@ def ticker_arg(value: str) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from pipeline.validate import validate_file
+    from pipeline.data.validate import validate_file
 
     report = validate_file(args.path, load_config(args.config))
     if report.success:
@@ -82,9 +82,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _dag_test(args: argparse.Namespace) -> int:
-    from pipeline import runlock
-    from pipeline.airflow_run import dag_test_command
-    from pipeline.operate import day_problem
+    from pipeline.operations import runlock
+    from pipeline.operations.operate import day_problem
+    from pipeline.orchestration.airflow_run import dag_test_command
 
     cfg = load_config(args.config)
     if problem := day_problem(cfg, args.date):
@@ -95,8 +95,8 @@ def _dag_test(args: argparse.Namespace) -> int:
 
 
 def _daily(args: argparse.Namespace) -> int:
-    from pipeline import runlock
-    from pipeline.operate import run_day
+    from pipeline.operations import runlock
+    from pipeline.operations.operate import run_day
 
     cfg = load_config(args.config)
     with runlock.hold(cfg, f"pipeline daily {args.date}"):
@@ -104,12 +104,12 @@ def _daily(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from pipeline.replay import main
+    from pipeline.operations.replay import main
 
     if args.end < args.start:
         print(f"--to {args.end} is before --from {args.start}", file=sys.stderr)
         return EXIT_USAGE
-    from pipeline import runlock
+    from pipeline.operations import runlock
 
     cfg = load_config(args.config)
     with runlock.hold(cfg, f"pipeline replay --from {args.start} --to {args.end}"):
@@ -117,8 +117,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.local_run import run_csv
-    from pipeline.validate import ValidationFailed
+    from pipeline.data.validate import ValidationFailed
+    from pipeline.orchestration.local_run import run_csv
 
     try:
         summary = run_csv(load_config(args.config), args.csv, args.ticker)
@@ -130,8 +130,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from pipeline import promotion
-    from pipeline.registry import PromotionRefused, default_actor
+    from pipeline.lifecycle import promotion
+    from pipeline.lifecycle.registry import PromotionRefused, default_actor
 
     cfg = load_config(args.config)
     actor = args.actor or default_actor()
@@ -162,7 +162,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from pipeline.registry import audit_trail
+    from pipeline.lifecycle.registry import audit_trail
 
     for event in audit_trail(load_config(args.config), args.ticker):
         print(json.dumps(event))
@@ -170,8 +170,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pipeline.registry import production_version
-    from pipeline.serving import serve
+    from pipeline.lifecycle.registry import production_version
+    from pipeline.serving.production import serve
 
     cfg = load_config(args.config)
     if production_version(cfg, args.ticker) is None:
@@ -189,19 +189,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from pipeline import runlock
-    from pipeline.ui import run
+    from pipeline.deployment.ui import run
+    from pipeline.operations import runlock
 
     cfg = load_config(args.config)
     with runlock.hold(cfg, "pipeline ui (its scheduler runs the DAGs)"):
-        from pipeline.airflow_run import ensure_airflow_db
+        from pipeline.orchestration.airflow_run import ensure_airflow_db
 
         ensure_airflow_db()
         return run(cfg)
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from pipeline import stack
+    from pipeline.deployment import stack
 
     if args.action == "mlflow-users":  # compose's one-shot `mlflow-init` service
         return _mlflow_users()
@@ -212,7 +212,7 @@ def _stack(args: argparse.Namespace) -> int:
 def _mlflow_users() -> int:
     import os
 
-    from pipeline import deploy
+    from pipeline.deployment import deploy
 
     keys = {
         "MLFLOW_ADMIN_PASSWORD": os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", ""),
@@ -236,8 +236,8 @@ def _mlflow_users() -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from pipeline.backtest import Plan
-    from pipeline.backtest_run import run
+    from pipeline.evaluation.backtest import Plan
+    from pipeline.evaluation.backtest_run import run
 
     cfg = load_config(args.config)
     plan = Plan(
@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from pipeline.airflow_run import AIRFLOW_DEFAULTS, stop_with_parent
+    from pipeline.orchestration.airflow_run import AIRFLOW_DEFAULTS, stop_with_parent
 
     stop_with_parent()
     for key, value in AIRFLOW_DEFAULTS.items():

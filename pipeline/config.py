@@ -138,7 +138,7 @@ class RegistryConfig(_Section):
     ticker_tolerance: float = Field(default=0.02, ge=0, lt=1)
     production_tolerance: float = Field(default=0.0, ge=0, lt=1)
     # Versions never promoted are deleted (with their artifacts) by the retrain once their
-    # run day is this many days old (pipeline/retention.py); null keeps every version.
+    # run day is this many days old (pipeline/lifecycle/retention.py); null keeps every version.
     keep_unpromoted_days: int | None = Field(default=30, ge=0)
     # `promote/rollback --force` skips the gate; a deployment can insist on a written reason.
     force_requires_reason: bool = False
@@ -146,7 +146,7 @@ class RegistryConfig(_Section):
 
 class MonitoringConfig(_Section):
     """window_days: realised forecasts the rolling checks use. drift_*: the input drift
-    check (pipeline/drift.py): the recent sessions it looks at, and the share of them
+    check (pipeline/operations/drift.py): the recent sessions it looks at, and the share of them
     outside the training range of an input that fires it."""
 
     window_days: int = Field(default=5, ge=1)
@@ -200,7 +200,7 @@ class ModelConfig(_Section):
     base: the scale an untrained net forecasts, which training multiplies: `har` (HAR on
     range-based variance, fitted on the training rows) or `trailing` (the trailing std of
     log returns: the naive interval). conformal_*: adaptive conformal widths
-    (pipeline/conformal.py) over the model's misses in the `conformal_lookback` sessions
+    (pipeline/forecasting/conformal.py) over the model's misses in the `conformal_lookback` sessions
     before each forecast; step 0 turns them off."""
 
     scope: Literal["universe", "ticker"] = "universe"
@@ -213,7 +213,7 @@ class StackConfig(_Section):
     """`make stack`: the scale-out on this machine's PostgreSQL and Redis (no Docker).
 
     Its processes get the environment of docker-compose.yaml's `x-pipeline-env`,
-    filled in with these values (pipeline/deploy.py): one description, two scales.
+    filled in with these values (pipeline/deployment/deploy.py): one description, two scales.
     """
 
     dir: Path = Path("state/stack")  # logs, PID files, secrets, AIRFLOW_HOME, shared state

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.bars import read_bars_csv
 from pipeline.config import Config, throwaway_config
-from pipeline.ingest import sample_path
+from pipeline.data.bars import read_bars_csv
+from pipeline.data.ingest import sample_path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Airflow reads its home when first imported: point it at a throw-away one first.
@@ -35,7 +35,9 @@ def airflow_db() -> Path:
     are kept for tests/unit/test_airflow_run.py)."""
     home = Path(os.environ["AIRFLOW_HOME"])
     if not (home / ".migrated").exists():
-        code = "from pipeline.airflow_run import ensure_airflow_db; ensure_airflow_db()"
+        code = (
+            "from pipeline.orchestration.airflow_run import ensure_airflow_db; ensure_airflow_db()"
+        )
         racers = [
             subprocess.Popen(
                 [sys.executable, "-c", code],

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from pipeline import registry, tracking
 from pipeline.config import Config
+from pipeline.lifecycle import registry, tracking
 
 # A tiny model budget, as environment variables: real Optuna, Keras and MLflow, seconds
 # per trial.

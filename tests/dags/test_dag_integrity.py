@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import steps
+from pipeline.orchestration import steps
 
 DAGS = Path(__file__).parents[2] / "dags"
 
@@ -74,7 +74,8 @@ def test_the_retrain_dag_runs_weekly_or_on_the_daily_request(bag: Any) -> None:
 
 
 def test_the_retrain_dag_runs_the_model_steps_in_order(bag: Any) -> None:
-    """The retrain DAG and `python -m pipeline run` take their order from pipeline/steps.py."""
+    """The retrain DAG and `python -m pipeline run` take their order from
+    pipeline/orchestration/steps.py."""
     dag = bag.get_dag(steps.RETRAIN)
     order = [*steps.DATA_STEPS, *steps.MODEL_STEPS]
     assert step_order(dag) == order

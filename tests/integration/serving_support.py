@@ -65,8 +65,9 @@ def serving_store(factory: pytest.TempPathFactory, versions: int = 1) -> Path:
     """A throw-away store with `versions` tiny GOOG models registered (seeds 1, 2, ...),
     v1 in production; shared by every serving test module of the session, each version
     trained once, when first asked for. Model versions are `str(seed)`."""
-    from pipeline import promotion, steps
     from pipeline.config import throwaway_config
+    from pipeline.lifecycle import promotion
+    from pipeline.orchestration import steps
 
     from .conftest import DAY, TINY, model_half
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import ingest, store, validate
 from pipeline.config import throwaway_config, throwaway_env
+from pipeline.data import ingest, store, validate
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,11 @@ import optuna
 import pandas as pd
 import pytest
 
-from pipeline import forecast, journal, steps, tracking
 from pipeline.config import load_config
-from pipeline.ingest import sample_path
+from pipeline.data.ingest import sample_path
+from pipeline.lifecycle import tracking
+from pipeline.operations import forecast, journal
+from pipeline.orchestration import steps
 
 from .conftest import store_env
 

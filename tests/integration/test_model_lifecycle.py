@@ -11,12 +11,14 @@ import optuna
 import pandas as pd
 import pytest
 
-from pipeline import promotion, registry, steps, store, tracking
-from pipeline.carry import Carry
 from pipeline.config import Config
+from pipeline.data import store
+from pipeline.forecasting.request import BadInput
 from pipeline.layout import alias_uri
-from pipeline.registry import PromotionRefused
-from pipeline.request import BadInput
+from pipeline.lifecycle import promotion, registry, tracking
+from pipeline.lifecycle.registry import PromotionRefused
+from pipeline.orchestration import steps
+from pipeline.orchestration.carry import Carry
 
 from .conftest import model_half
 
@@ -133,7 +135,7 @@ def test_gate_promotion_rollback_and_served_model(
         model.predict(nan)
 
     # 6. a version whose files are gone cannot become production, forced or not
-    from pipeline import retention
+    from pipeline.lifecycle import retention
 
     v2 = mc.get_model_version(name, "2")
     files = retention.local_path(
@@ -152,7 +154,7 @@ def test_cli_run_prints_the_summary_contract(
     import json
 
     from pipeline.cli import main
-    from pipeline.ingest import sample_path
+    from pipeline.data.ingest import sample_path
 
     from .conftest import store_env
 

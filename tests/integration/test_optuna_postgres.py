@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 import optuna
 import pytest
 
-from pipeline import steps
-from pipeline.carry import Carry
 from pipeline.config import Config
+from pipeline.orchestration import steps
+from pipeline.orchestration.carry import Carry
 
 pytestmark = pytest.mark.slow
 SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"

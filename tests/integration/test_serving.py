@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import requests
 
-from pipeline import promotion, registry, store
 from pipeline.config import throwaway_config
-from pipeline.ingest import sample_path
+from pipeline.data import store
+from pipeline.data.ingest import sample_path
 from pipeline.layout import version_uri
+from pipeline.lifecycle import promotion, registry
 
 from .conftest import TINY, store_env
 from .serving_support import free_port, serving_store, start_server, stop_server
@@ -174,7 +175,7 @@ def test_served_model_follows_the_production_alias(served: dict[str, Any]) -> No
 
 def test_in_process_answers_name_their_registered_version(served: dict[str, Any]) -> None:
     """Loaded by alias or by version, outside the server, the answer names the version."""
-    from pipeline import tracking
+    from pipeline.lifecycle import tracking
 
     tracking.client(served["cfg"])  # the store's URIs, as a user would set them
     prod = str(registry.production_version(served["cfg"], "GOOG").version)

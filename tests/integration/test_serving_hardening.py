@@ -25,8 +25,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import store
 from pipeline.config import throwaway_config
+from pipeline.data import store
 
 from .conftest import TINY, store_env
 from .serving_support import free_port, group_gone, serving_store, start_server, stop_server

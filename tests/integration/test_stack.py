@@ -24,8 +24,9 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from pipeline import deploy, stack, stack_runs, steps
 from pipeline.config import Config
+from pipeline.deployment import deploy, stack, stack_runs
+from pipeline.orchestration import steps
 
 pytestmark = pytest.mark.slow
 

@@ -2,8 +2,8 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from pipeline import airflow_run
 from pipeline.config import Config
+from pipeline.orchestration import airflow_run
 from tests.conftest import FIRST_RUNS
 
 DAY = dt.date(2013, 3, 1)

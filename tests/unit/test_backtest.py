@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import backtest, cli, ingest, tracking
-from pipeline.backtest_scores import FORECASTERS
+from pipeline import cli
 from pipeline.config import Config, load_config, throwaway_env
+from pipeline.data import ingest
+from pipeline.evaluation import backtest
+from pipeline.evaluation.backtest_scores import FORECASTERS
+from pipeline.lifecycle import tracking
 from tests.helpers import TINY_BUDGET
 
 

@@ -3,8 +3,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import bars
-from pipeline.bars import COLUMNS, BarsError, Problem, coerce_bars, read_bars_csv, write_bars_csv
+from pipeline.data import bars
+from pipeline.data.bars import (
+    COLUMNS,
+    BarsError,
+    Problem,
+    coerce_bars,
+    read_bars_csv,
+    write_bars_csv,
+)
 
 
 def _raw(n: int = 3) -> pd.DataFrame:

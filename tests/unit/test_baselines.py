@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import baselines
-from pipeline.baselines import HarFit
+from pipeline.evaluation import baselines
+from pipeline.evaluation.baselines import HarFit
 
 GK = 2 * math.log(2) - 1  # Garman-Klass weight of the squared open-to-close return
 

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.cli import EXIT_REFUSED, build_parser, main
 from pipeline.config import Config, throwaway_env
-from pipeline.ingest import sample_path
-from pipeline.validate import validate_file
+from pipeline.data.ingest import sample_path
+from pipeline.data.validate import validate_file
 
 FAIL_LINE = re.compile(r"^FAIL (?P<rule>[a-z_]+): (?P<detail>.+)$")
 

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import conformal
-from pipeline.features import FEATURES, assign_splits, make_features, prepare
-from pipeline.forecaster import PriceForecaster, preprocessing_spec
-from pipeline.intervals import Forecast, coverage, z_value
-from pipeline.model import LSTMParams, build_model
+from pipeline.data.features import FEATURES, assign_splits, make_features, prepare
+from pipeline.forecasting import conformal
+from pipeline.forecasting.forecaster import PriceForecaster, preprocessing_spec
+from pipeline.forecasting.intervals import Forecast, coverage, z_value
+from pipeline.forecasting.model import LSTMParams, build_model
 
 
 def reference_factor(errors: np.ndarray, q: float, level: float, step: float) -> float:

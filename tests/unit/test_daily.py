@@ -4,8 +4,8 @@ calendar (the DAG runs themselves: tests/integration/test_dag_run.py)."""
 import datetime as dt
 from types import SimpleNamespace
 
-from pipeline import daily, journal, retrain
-from pipeline.drift import input_drift, outside_share, psi
+from pipeline.operations import daily, journal, retrain
+from pipeline.operations.drift import input_drift, outside_share, psi
 
 DAY = dt.date(2013, 3, 1)
 
@@ -102,8 +102,8 @@ def test_a_holiday_reports_no_session_and_asks_for_nothing(make_cfg) -> None:  #
 def test_days_that_cannot_run_are_refused_before_anything_runs(make_cfg) -> None:  # type: ignore[no-untyped-def]
     import errno
 
-    from pipeline import operate
-    from pipeline.dag_tasks import PERMANENT, permanent_line
+    from pipeline.operations import operate
+    from pipeline.orchestration.dag_tasks import PERMANENT, permanent_line
 
     cfg, today = make_cfg(), dt.date(2026, 11, 30)
     assert "in the future" in str(operate.day_problem(cfg, dt.date(9999, 12, 31), today))

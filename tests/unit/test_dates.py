@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import pendulum
 
-from pipeline.dates import run_day
+from pipeline.orchestration.dates import run_day
 
 
 @dataclass

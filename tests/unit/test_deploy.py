@@ -1,4 +1,4 @@
-"""pipeline/deploy.py: Compose's interpolation, the native stack's environment, secrets."""
+"""deployment/deploy.py: Compose's interpolation, the native stack's environment, secrets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import deploy
 from pipeline.config import Config
+from pipeline.deployment import deploy
 
 
 def test_interpolate_follows_compose() -> None:
@@ -44,7 +44,7 @@ def test_native_env_is_the_compose_env_with_local_hosts(cfg: Config, tmp_path: P
 
 
 def test_stack_processes_get_exactly_that_env(cfg: Config, tmp_path: Path) -> None:
-    from pipeline import stack
+    from pipeline.deployment import stack
 
     keys = deploy.load_secrets(tmp_path / "secrets.env")
     airflow_env, mlflow_env = deploy.pipeline_env(cfg, keys), deploy.mlflow_env(cfg, keys)

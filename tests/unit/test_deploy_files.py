@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import deploy
 from pipeline.cli import build_parser
 from pipeline.config import load_config
+from pipeline.deployment import deploy
 
 ROOT = Path(__file__).parents[2]
 SECRETS = {n: f"s3cret-{n.lower()}" for n in deploy.SECRET_NAMES} | {"POSTGRES_PASSWORD": "pg"}

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import evaluate
-from pipeline.evaluate import align, compare, diebold_mariano, score
+from pipeline.evaluation import evaluate
+from pipeline.evaluation.evaluate import align, compare, diebold_mariano, score
 
 
 def test_naive_scores_one_and_a_half() -> None:
@@ -96,7 +96,7 @@ def test_baselines_use_only_returns_known_at_each_close() -> None:
 
 
 def test_har_baseline_is_the_range_variance_fit_on_the_days_before_the_test() -> None:
-    from pipeline import baselines as classical
+    from pipeline.evaluation import baselines as classical
 
     days, bars, feats = _days_and_bars()
     har = evaluate.baselines(days, bars, feats)["har_"]

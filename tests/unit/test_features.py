@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import features, store
-from pipeline.bars import NUMBER_COLUMNS
-from pipeline.features import (
+from pipeline.data import features, store
+from pipeline.data.bars import NUMBER_COLUMNS
+from pipeline.data.features import (
     FEATURES,
     TARGET,
     Scaler,
@@ -84,9 +84,9 @@ def test_labels_carry_the_base_scale_in_label_units() -> None:
 
 
 def test_the_har_base_is_the_har_baseline_fitted_on_the_train_rows() -> None:
-    """The base an untrained net forecasts is pipeline.baselines' HAR, fitted on the
+    """The base an untrained net forecasts is pipeline.evaluation.baselines' HAR, fitted on the
     training rows only, evaluated on each row's own range features."""
-    from pipeline import baselines
+    from pipeline.evaluation import baselines
 
     bars = random_walk_bars(300)
     feats = make_features(bars, 5, 5)
@@ -163,7 +163,7 @@ def test_serving_features_on_the_last_rows_equal_training_features(
 ) -> None:
     """The pyfunc computes features on only window + warm-up rows; they must be the
     numbers training computed on the whole series for those days."""
-    from pipeline.forecaster import min_rows
+    from pipeline.forecasting.forecaster import min_rows
 
     bars = sample_bars.tail(400).reset_index(drop=True)
     spec = {"window": window, "vol_window": vol, "volume_window": volume, "har_window": 22}

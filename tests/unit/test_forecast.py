@@ -3,8 +3,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from pipeline import forecast
 from pipeline.config import Config
+from pipeline.operations import forecast
 
 ANSWER = pd.Series(
     {

@@ -1,6 +1,7 @@
 """The logged pyfunc's own logic: request checks, its preprocessing spec, and its forecast."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,10 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.features import FEATURES, Scaler, assign_splits, make_features, prepare
-from pipeline.forecaster import OUTPUT_COLUMNS, PriceForecaster, min_rows, preprocessing_spec
-from pipeline.model import T_SCALE_PER_STD, LSTMParams, build_model
-from pipeline.request import TOO_EXTREME, BadInput, check_bars, request_arrays, shown
+from pipeline.data.features import FEATURES, Scaler, assign_splits, make_features, prepare
+from pipeline.forecasting.forecaster import (
+    OUTPUT_COLUMNS,
+    PriceForecaster,
+    min_rows,
+    preprocessing_spec,
+)
+from pipeline.forecasting.model import T_SCALE_PER_STD, LSTMParams, build_model
+from pipeline.forecasting.request import TOO_EXTREME, BadInput, check_bars, request_arrays, shown
 
 
 def _bars(n: int) -> pd.DataFrame:
@@ -192,7 +198,7 @@ def test_a_json_request_is_read_without_the_slow_path(monkeypatch: pytest.Monkey
     columns) is read by the Arrow/NumPy path; check_bars is only for what that refuses."""
     from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
-    import pipeline.request as request
+    import pipeline.forecasting.request as request
 
     sent = _bars(6).assign(Volume=[10, 11, 12, 13, 14, 15])  # integers, as JSON has them
     frame = infer_and_parse_data(
@@ -347,8 +353,8 @@ def test_the_pyfunc_forecasts_or_refuses_any_table(forecaster, frame: pd.DataFra
 
 
 def test_lookup_version_says_unknown_when_it_cannot_tell(cfg) -> None:
-    from pipeline import tracking
-    from pipeline.forecaster import lookup_version
+    from pipeline.forecasting.forecaster import lookup_version
+    from pipeline.lifecycle import tracking
 
     assert lookup_version(None) == "unknown"  # a model logged without its run id
     tracking.client(cfg)  # an empty registry: no version from that run
@@ -357,8 +363,8 @@ def test_lookup_version_says_unknown_when_it_cannot_tell(cfg) -> None:
 
 def test_a_request_with_the_vendors_adj_close_is_adjusted_as_in_training() -> None:
     """A 2:1 split inside the window: sent with Adj Close, the model sees what training saw
-    (pipeline.bars.adjust), not a 50 % fall; a bad Adj Close is refused."""
-    from pipeline.bars import adjust
+    (pipeline.data.bars.adjust), not a 50 % fall; a bad Adj Close is refused."""
+    from pipeline.data.bars import adjust
 
     raw = _bars(6)
     raw.loc[:2, ["Open", "High", "Low", "Close"]] *= 2  # before the split: twice the price
@@ -376,7 +382,7 @@ def test_an_untrained_net_on_the_har_base_is_the_har_interval(
 ) -> None:
     """Zero head, HAR base: the served scale is exactly HAR's forecast std, fitted on the
     training rows, as a Student-t(5) scale (its std is HAR's), computed from the request."""
-    from pipeline import baselines
+    from pipeline.evaluation import baselines
 
     bars = sample_bars.tail(400).reset_index(drop=True)
     feats = make_features(bars, 5, 5)
@@ -399,3 +405,13 @@ def test_an_untrained_net_on_the_har_base_is_the_har_interval(
         row["last_close"] * np.exp(row["forecast_return"] + z * sigma * T_SCALE_PER_STD),
         rel=1e-6,
     )
+
+
+def test_a_version_logged_before_the_subpackages_still_unpickles() -> None:
+    import cloudpickle
+
+    from pipeline.forecasting.forecaster import PriceForecaster
+
+    old = Path(__file__).parents[1] / "fixtures" / "flat_layout_python_model.pkl"
+    assert b"pipeline.forecaster" in old.read_bytes()  # the flat layout's module path
+    assert type(cloudpickle.loads(old.read_bytes())) is PriceForecaster

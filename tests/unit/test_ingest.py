@@ -4,9 +4,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import ingest
-from pipeline.bars import read_bars_csv
 from pipeline.config import Config
+from pipeline.data import ingest
+from pipeline.data.bars import read_bars_csv
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
@@ -58,6 +58,6 @@ def test_yfinance_connector_on_recorded_response() -> None:
 
 
 def read_bars_csv_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    from pipeline.bars import coerce_bars
+    from pipeline.data.bars import coerce_bars
 
     return coerce_bars(frame)

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import intervals
-from pipeline.intervals import Forecast
+from pipeline.forecasting import intervals
+from pipeline.forecasting.intervals import Forecast
 
 
 def test_z_values_are_the_normal_quantiles() -> None:

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import lite
-from pipeline.features import FEATURES, assign_splits, make_features, prepare
-from pipeline.forecaster import PriceForecaster, preprocessing_spec
-from pipeline.model import LSTMParams, build_model
-from pipeline.train import write_lite
+from pipeline.data.features import FEATURES, assign_splits, make_features, prepare
+from pipeline.forecasting import lite
+from pipeline.forecasting.forecaster import PriceForecaster, preprocessing_spec
+from pipeline.forecasting.model import LSTMParams, build_model
+from pipeline.forecasting.train import write_lite
 
 
 def _random_weights(net) -> None:  # type: ignore[no-untyped-def]
@@ -68,7 +68,7 @@ def test_the_pyfunc_forecasts_the_same_through_either_runtime(
     script = f"""
 import sys, pandas as pd
 from pathlib import Path
-from pipeline.forecaster import PriceForecaster
+from pipeline.forecasting.forecaster import PriceForecaster
 m = PriceForecaster()
 m.load(Path({str(tmp_path / "network.keras")!r}), Path({str(tmp_path / "preprocessing.json")!r}),
        Path({str(tmp_path / "network.tflite")!r}))

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.model import (
+from pipeline.forecasting.model import (
     DF,
     MIN_MULTIPLIER,
     T_SCALE_PER_STD,

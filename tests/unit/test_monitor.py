@@ -4,8 +4,10 @@ import itertools
 import pandas as pd
 import pytest
 
-from pipeline import forecast, monitor, registry, store, tracking
 from pipeline.config import Config
+from pipeline.data import store
+from pipeline.lifecycle import registry, tracking
+from pipeline.operations import forecast, monitor
 
 
 def _forecast(

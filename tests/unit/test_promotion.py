@@ -4,9 +4,9 @@ import datetime as dt
 
 import pytest
 
-from pipeline import promotion, registry, tracking
 from pipeline.config import Config, throwaway_config
-from pipeline.registry import PromotionRefused
+from pipeline.lifecycle import promotion, registry, tracking
+from pipeline.lifecycle.registry import PromotionRefused
 from tests.helpers import register_versions
 
 EVALUATION = {

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.bars import COLUMNS
 from pipeline.cli import main
+from pipeline.data.bars import COLUMNS
 
 LINE = re.compile(r"^(OK .+: \d+ expectations passed|FAIL [a-z_]+: .+)$")
 PROPERTY = settings(

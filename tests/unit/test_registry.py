@@ -8,9 +8,9 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import promotion, registry, tracking
 from pipeline.config import Config, RegistryConfig, throwaway_config
-from pipeline.gate import decide
+from pipeline.lifecycle import promotion, registry, tracking
+from pipeline.lifecycle.gate import decide
 from tests.helpers import register_versions
 
 
@@ -362,7 +362,7 @@ def test_each_ticker_flags_the_universe_model_on_its_own(tmp_path) -> None:
 def test_old_unpromoted_versions_are_deleted_with_their_artifacts(store: Config) -> None:
     """Production, the previous production (audited) and the candidate stay whatever
     their age; a never-promoted version older than keep_unpromoted_days goes, files too."""
-    from pipeline import retention
+    from pipeline.lifecycle import retention
 
     mc = tracking.client(store)
     name = registry.model_name(store, "TIDY")

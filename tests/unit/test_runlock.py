@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from pipeline import runlock
 from pipeline.config import throwaway_env
+from pipeline.operations import runlock
 
 
 def test_a_second_run_on_the_same_state_is_refused_naming_the_first(make_cfg, tmp_path) -> None:  # type: ignore[no-untyped-def]

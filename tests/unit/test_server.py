@@ -1,4 +1,4 @@
-"""The scoring server's guard, in process: a real (tiny) MLflow pyfunc behind pipeline.server.
+"""The scoring server's guard, in process: a real (tiny) MLflow pyfunc behind serving/server.py.
 
 The model here runs the forecaster's own request check (check_bars) and answers one
 row, so the guard, MLflow's request parsing and the model's refusals all take part;
@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.pyfunc import PythonModel
 
-from pipeline import server
 from pipeline.config import ServingConfig
-from pipeline.request import check_bars
+from pipeline.forecasting.request import check_bars
+from pipeline.serving import server
 
 SLEEP_ENV = "PIPELINE_TEST_PREDICT_SLEEP_S"
 

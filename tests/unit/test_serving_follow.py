@@ -4,8 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline import registry, serving, tracking
 from pipeline.layout import alias_uri
+from pipeline.lifecycle import registry, tracking
+from pipeline.serving import production
 from tests.helpers import register_versions
 
 
@@ -19,15 +20,15 @@ def test_a_production_version_that_cannot_load_is_reported_until_the_alias_moves
     mc.create_model_version(name, source=str(cfg.layout.root / "gone"), run_id=None)
     mc.set_registered_model_alias(name, registry.PRODUCTION, "1")
     owner = SimpleNamespace(served_version="", active=None)
-    follower = serving.AliasFollower(owner, alias_uri(name, registry.PRODUCTION), 5)
-    assert follower.version == "1" and serving.stale is None
+    follower = production.AliasFollower(owner, alias_uri(name, registry.PRODUCTION), 5)
+    assert follower.version == "1" and production.stale is None
 
     mc.set_registered_model_alias(name, registry.PRODUCTION, "2")  # its files are gone
     with pytest.raises(Exception, match=r".+"):  # the follower's loop logs it, serves on
         follower.swap_if_moved()
     assert follower.version == "1" and owner.served_version == "1"
-    assert serving.stale is not None and "is v2, which could not be loaded" in serving.stale
-    assert "still serving v1" in serving.stale
+    assert production.stale is not None and "is v2, which could not be loaded" in production.stale
+    assert "still serving v1" in production.stale
 
     mc.set_registered_model_alias(name, registry.PRODUCTION, "1")  # rolled back
-    assert follower.swap_if_moved() is False and serving.stale is None
+    assert follower.swap_if_moved() is False and production.stale is None

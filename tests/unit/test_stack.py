@@ -1,4 +1,4 @@
-"""pipeline/stack.py's process bookkeeping, on throw-away processes (the stack itself:
+"""pipeline/deployment/stack.py's process bookkeeping, on throw-away processes (the stack itself:
 tests/integration/test_stack.py)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import stack
 from pipeline.config import Config
+from pipeline.deployment import stack
 
 
 def _service(name: str, code: str, tmp_path: Path, **kw: str) -> stack.Service:

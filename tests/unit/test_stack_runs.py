@@ -1,9 +1,9 @@
-"""pipeline/stack_runs.py's pure parts (the rest runs against a real stack in
+"""pipeline/deployment/stack_runs.py's pure parts (the rest runs against a real stack in
 tests/integration/test_stack.py and bench/scaleout.py)."""
 
 import datetime as dt
 
-from pipeline.stack_runs import TaskRun, busy_seconds
+from pipeline.deployment.stack_runs import TaskRun, busy_seconds
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, 0)
 

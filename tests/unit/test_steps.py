@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import steps
 from pipeline.config import Config
+from pipeline.orchestration import steps
 
 DAY = dt.date(2013, 3, 1)
 
@@ -67,7 +67,7 @@ def test_advance_adds_only_the_steps_keys(cfg: Config) -> None:
 def test_importing_the_sequence_stays_cheap() -> None:
     heavy = ["tensorflow", "keras", "mlflow", "optuna", "great_expectations", "pandas"]
     code = (
-        "import sys, json, pipeline.steps, pipeline.carry; "
+        "import sys, json, pipeline.orchestration.steps, pipeline.orchestration.carry; "
         f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
     )
     out = subprocess.run(
@@ -80,7 +80,7 @@ def test_a_failed_step_closes_the_runs_open_mlflow_run(cfg: Config) -> None:
     """A step that fails for good must not leave the day's parent run RUNNING forever."""
     import pytest
 
-    from pipeline import tracking
+    from pipeline.lifecycle import tracking
 
     parent = tracking.parent_run(cfg, "GOOG", DAY, "run-fails")
     other = tracking.parent_run(cfg, "GOOG", DAY - dt.timedelta(days=1), "run-goes-on")
@@ -95,7 +95,7 @@ def test_a_failed_step_closes_the_runs_open_mlflow_run(cfg: Config) -> None:
 
 
 def test_a_rerun_of_a_day_closes_what_an_interrupted_run_left_open(cfg: Config) -> None:
-    from pipeline import tracking
+    from pipeline.lifecycle import tracking
 
     stale = tracking.parent_run(cfg, "GOOG", DAY, "run-killed")  # its process died mid-way
     fresh = tracking.parent_run(cfg, "GOOG", DAY, "run-again")

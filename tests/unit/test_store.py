@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import store
-from pipeline.bars import COLUMNS
 from pipeline.config import Config
+from pipeline.data import store
+from pipeline.data.bars import COLUMNS
 
 DAY = dt.date(2013, 3, 1)
 
@@ -74,7 +74,7 @@ def test_quarantine_moves_the_pull_aside_with_its_report(cfg: Config, tmp_path: 
 def test_a_rebased_adjustment_is_one_revision_and_moves_older_bars_too() -> None:
     """A dividend re-bases every adjusted price by one factor: the stored bars older than
     the pull move with it (no fake jump), and the log says so once."""
-    from pipeline.store import merge_bars
+    from pipeline.data.store import merge_bars
 
     days = pd.date_range("2020-01-01", periods=4)
     old = pd.DataFrame(

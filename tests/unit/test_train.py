@@ -1,11 +1,11 @@
 import numpy as np
 import pandas as pd
 
-from pipeline.bars import COLUMNS
-from pipeline.features import FEATURES, assign_splits, make_features
-from pipeline.forecaster import OUTPUT_COLUMNS
-from pipeline.model import LSTMParams
-from pipeline.train import fit_final, input_example, request_signature
+from pipeline.data.bars import COLUMNS
+from pipeline.data.features import FEATURES, assign_splits, make_features
+from pipeline.forecasting.forecaster import OUTPUT_COLUMNS
+from pipeline.forecasting.model import LSTMParams
+from pipeline.forecasting.train import fit_final, input_example, request_signature
 from tests.helpers import random_walk_bars
 
 

@@ -8,11 +8,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from pipeline import tracking, tune
 from pipeline.config import Config, SearchSpace
-from pipeline.features import Prepared, assign_splits, make_features, prepare
-from pipeline.model import LSTMParams
-from pipeline.tune import suggest_params
+from pipeline.data.features import Prepared, assign_splits, make_features, prepare
+from pipeline.forecasting import tune
+from pipeline.forecasting.model import LSTMParams
+from pipeline.forecasting.tune import suggest_params
+from pipeline.lifecycle import tracking
 from tests.helpers import random_walk_bars
 
 TINY = {

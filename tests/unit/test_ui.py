@@ -2,8 +2,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pipeline import ui
 from pipeline.config import Config
+from pipeline.deployment import ui
 
 
 def test_every_dashboard_listens_on_localhost_only(cfg: Config) -> None:

@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import backtest, registry, universe
 from pipeline.config import load_config, throwaway_env
-from pipeline.features import assign_splits, make_features
-from pipeline.model import LSTMParams
+from pipeline.data import universe
+from pipeline.data.features import assign_splits, make_features
+from pipeline.evaluation import backtest
+from pipeline.forecasting.model import LSTMParams
+from pipeline.lifecycle import registry
 from tests.helpers import random_walk_bars
 
 DAY = dt.date(2021, 6, 1)
@@ -94,7 +96,7 @@ def test_a_ticker_never_trained_on_is_forecast_the_same_way(tmp_path: Path) -> N
 def test_pooled_evidence_weighs_tickers_by_percent_of_the_close() -> None:
     """A $10 and a $1,000 stock with the same relative errors count alike; the gate reads
     the same keys as a per-ticker evaluation, and each ticker's scores beside them."""
-    from pipeline.evaluate_universe import pooled_evidence
+    from pipeline.evaluation.evaluate_universe import pooled_evidence
 
     rng = np.random.default_rng(5)
     frames = []

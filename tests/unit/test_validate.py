@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import ingest, store, validate
 from pipeline.config import Config
-from pipeline.ingest import sample_path
+from pipeline.data import ingest, store, validate
+from pipeline.data.ingest import sample_path
 
 Corruption = Callable[[pd.DataFrame], pd.DataFrame]
 ROW = 1000  # a day in the middle of the sample

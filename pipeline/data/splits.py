@@ -1,0 +1,62 @@
+"""Stock splits a vendor did not adjust for: found in the bars, named in the refusal.
+
+In a split the whole bar re-prices overnight by the split ratio; taken as a return, it
+would teach the model a crash that never happened. A series with the vendor's
+`Adj Close` is adjusted before validation (pipeline/data/bars.py), so this looks only at
+series without one.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.data.bars import ADJ_CLOSE, Problem
+
+# Split ratios as exchanges announce them (new shares per old; below 1: reverse splits).
+SPLIT_RATIOS = (2, 3, 4, 5, 7, 8, 10, 15, 20, 3 / 2, 5 / 4, *(1 / r for r in (2, 3, 4, 5, 8, 10)))
+SPLIT_GAP_TOLERANCE = 0.03  # |log| distance of open / previous close from 1 / ratio
+
+
+def apparent_splits(bars: pd.DataFrame) -> pd.Series:
+    """Per day, the split ratio the bar looks like, or NaN.
+
+    In a split the whole bar re-prices overnight: the open lands within a few percent of
+    previous close / ratio (AAPL's and MSFT's 2:1 splits: 0.499-0.510), and the day
+    trades on from there. A real crash rarely opens that exactly on a ratio (AAPL's 52 %
+    fall of 2000-09-29 opened at 0.527 of the previous close). Only meaningful on bars
+    the vendor did not adjust.
+    """
+    gap = np.log(bars["Open"] / bars["Close"].shift())
+    day = np.log(bars["Close"] / bars["Close"].shift())
+    out = pd.Series(np.nan, index=bars.index)
+    for ratio in SPLIT_RATIOS:
+        moved = -np.log(ratio)
+        hit = ((gap - moved).abs() < SPLIT_GAP_TOLERANCE) & ((day - moved).abs() < abs(moved) / 2)
+        out[hit & out.isna()] = ratio
+    return out
+
+
+def split_problem(result: Any, frame: pd.DataFrame) -> Problem:
+    res = result.result or {}
+    idx = [i for i in res.get("partial_unexpected_index_list") or [] if i in frame.index][:3]
+    days = "; ".join(
+        f"{frame.at[i, 'Date']:%Y-%m-%d} (apparent {split_text(frame.at[i, 'split_ratio'])} split: "
+        f"open {frame.at[i, 'Open'] / frame.at[i - 1, 'Close']:.3f} of the previous close)"
+        for i in idx
+    )
+    return Problem(
+        "unadjusted_split",
+        f"{res.get('unexpected_count', '?')} day(s) look like a stock split the prices were not "
+        f"adjusted for: {days}; send the vendor's '{ADJ_CLOSE}' column (the pipeline adjusts "
+        "with it) or adjusted prices",
+    )
+
+
+def split_text(ratio: float) -> str:
+    """2.0 -> '2:1'; 0.5 -> '1:2' (reverse); 1.5 -> '3:2'."""
+    frac = Fraction(ratio).limit_denominator(20)
+    return f"{frac.numerator}:{frac.denominator}"

@@ -1,0 +1,194 @@
+"""`python -m pipeline backtest`: walk-forward over tickers, scored, plotted, logged to MLflow.
+
+The summary goes to stdout as one JSON line; the per-session table, the summary and
+the plots go to an MLflow run in the `<experiment>_backtest` experiment (and to
+`state/backtests/<run id>/`). A progress bar on stderr counts refits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.evaluation import backtest, backtest_scores
+from pipeline.forecasting.model import LSTMParams
+from pipeline.lifecycle import tracking
+
+log = logging.getLogger(__name__)
+
+
+def production_params(cfg: Config, key: str) -> tuple[LSTMParams, int] | None:
+    """The tuned parameters and epoch count of the production version of `key`'s own model
+    (a ticker's, or `universe`), if there is one."""
+    from pipeline.lifecycle import registry
+
+    name = f"{cfg.registry.model_prefix}_{key}"
+    version = registry.version_by_alias(cfg, name, registry.PRODUCTION)
+    if version is None or "params" not in version.tags:
+        return None
+    params = LSTMParams.from_dict(json.loads(version.tags["params"]))
+    run = tracking.client(cfg).get_run(version.tags["run_id"])
+    return params, int(run.data.params.get("epochs", cfg.tune.max_epochs))
+
+
+def tuning_frame(cfg: Config, blocks: list[backtest.Block]) -> pd.DataFrame:
+    """Each series' rows before its block, the last `val_fraction` of each validating."""
+    frames = []
+    for s, a, _ in blocks:
+        feats = s.feats.iloc[:a].assign(ticker=s.ticker)
+        n_val = max(1, round(len(feats) * cfg.features.val_fraction))
+        frames.append(feats.assign(split=["train"] * (len(feats) - n_val) + ["val"] * n_val))
+    return pd.concat(frames, ignore_index=True)
+
+
+def tune_on_history(cfg: Config, feats: pd.DataFrame, parent_id: str) -> tuple[LSTMParams, int]:
+    """The pipeline's own Optuna search on history (one series or pooled), in memory;
+    trials are child runs of the backtest's MLflow run."""
+    import optuna
+
+    from pipeline.forecasting.tune import SurplusTrial, TrialUnfit, make_objective
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=cfg.tune.seed, n_startup_trials=4),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
+    )
+    study.optimize(
+        make_objective(cfg, feats, parent_id),
+        n_trials=cfg.tune.n_trials,
+        timeout=cfg.tune.timeout_s,
+        catch=(SurplusTrial, TrialUnfit),
+    )
+    best = study.best_trial
+    epochs = int(best.user_attrs.get("best_epoch", cfg.tune.max_epochs))
+    return LSTMParams.from_dict(best.params), epochs
+
+
+def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    end = plan.end or dt.date.today()
+    series = [backtest.load_series(cfg, t, end) for t in plan.tickers]
+    mc = tracking.client(cfg)
+    exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_backtest")
+    parent = mc.create_run(exp, run_name=f"backtest-{'-'.join(plan.tickers)}").info.run_id
+    tracking.log_batch(
+        mc,
+        parent,
+        params={
+            "tickers": ",".join(plan.tickers),
+            "start": plan.start.isoformat(),
+            "end": end.isoformat(),
+            "refit_every": plan.refit_every,
+            "tune": plan.tune,
+            "scope": plan.scope,
+            "holdout": ",".join(plan.holdout),
+            "base": cfg.model.base,
+        },
+        tags={"kind": "backtest", "code_version": tracking.code_version()},
+    )
+    chosen: dict[str, dict[str, Any]] = {}
+
+    def params_for(key: str, blocks: list[backtest.Block]) -> tuple[LSTMParams, int]:
+        if not plan.tune and key in chosen:
+            return chosen[key]["params"], chosen[key]["epochs"]
+        found = production_params(cfg, key) if plan.production_params and not plan.tune else None
+        source = "production version" if found else "tuned at refit"
+        trained_on = [b for b in blocks if b[0].ticker not in plan.holdout]
+        params, epochs = found or tune_on_history(cfg, tuning_frame(cfg, trained_on), parent)
+        chosen[key] = {"params": params, "epochs": epochs, "source": source}
+        return params, epochs
+
+    if plan.scope == "universe":
+        refits = backtest.universe_blocks(series, plan)
+        with tqdm(total=len(refits), desc="backtest refits", unit="refit", file=sys.stderr) as bar:
+            days = backtest.run_universe(
+                cfg,
+                series,
+                plan,
+                lambda blocks: params_for("universe", blocks),
+                lambda: bar.update(1),
+                frozenset(plan.holdout),
+            )
+        total = len(refits)
+    else:
+        total = sum(len(backtest.refit_points(s, plan)) for s in series)
+        with tqdm(total=total, desc="backtest refits", unit="refit", file=sys.stderr) as bar:
+            tables = []
+            for s in series:
+                bar.set_postfix_str(s.ticker)
+                tables.append(
+                    backtest.run_ticker(
+                        cfg,
+                        s,
+                        plan,
+                        lambda s, a: params_for(s.ticker, [(s, a, a)]),
+                        lambda: bar.update(1),
+                    )
+                )
+        days = pd.concat(tables, ignore_index=True)
+    if days.empty:
+        raise ValueError(f"no session to forecast between {plan.start} and {end}")
+    summary = backtest_scores.summarize(days)
+    summary.update(
+        tickers=plan.tickers,
+        start=f"{days['as_of'].min():%Y-%m-%d}",
+        end=f"{days['as_of'].max():%Y-%m-%d}",
+        refit_every=plan.refit_every,
+        scope=plan.scope,
+        holdout=list(plan.holdout),
+        base=cfg.model.base,
+        refits=total,
+        params={
+            t: {**c["params"].as_dict(), "epochs": c["epochs"], "source": c["source"]}
+            for t, c in chosen.items()
+        },
+        wall_s=round(time.perf_counter() - started, 1),
+        mlflow_run_id=parent,
+    )
+    log_to_mlflow(cfg, parent, days, summary)
+    return summary
+
+
+def log_to_mlflow(cfg: Config, run_id: str, days: pd.DataFrame, summary: dict[str, Any]) -> None:
+    from pipeline.evaluation.plots import pyplot
+
+    mc = tracking.client(cfg)
+    metrics = {
+        f"{scope}_{f}_{k}": v
+        for scope, per in [("pooled", summary["pooled"]), *summary["per_ticker"].items()]
+        for f, scores in per.items()
+        for k, v in scores.items()
+    }
+    for base, dm in summary["dm_pooled"].items():
+        metrics.update({f"pooled_dm_vs_{base}_{k}": v for k, v in dm.items()})
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for i in range(0, len(batch), 1000):  # the tracking API's batch limit
+        mc.log_batch(run_id, metrics=batch[i : i + 1000])
+    where = cfg.layout.root / "backtests" / run_id
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    days.to_csv(where / "sessions.csv", index=False, date_format="%Y-%m-%d")
+    mc.log_artifact(run_id, str(where / "summary.json"), "backtest")
+    by_year = backtest_scores.coverage_by_year(backtest_scores.with_losses(days))
+    by_year.to_csv(where / "coverage_by_year.csv", index=False)
+    for name in ("sessions.csv", "coverage_by_year.csv"):
+        mc.log_artifact(run_id, str(where / name), "backtest")
+    for name, fig in backtest_scores.plots(days).items():
+        fig.savefig(where / name.split("/")[-1])
+        mc.log_figure(run_id, fig, name)
+        pyplot().close(fig)
+    mc.set_terminated(run_id, "FINISHED")
+    summary["artifacts"] = str(where)

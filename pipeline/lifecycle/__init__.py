@@ -1,0 +1,3 @@
+"""The model's life in MLflow: tracking, the registry, the promotion gate, promotion and
+rollback, retention.
+"""

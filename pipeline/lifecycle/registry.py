@@ -1,0 +1,366 @@
+"""Registry: one registered model per ticker (`<prefix>_<TICKER>`), aliases not stages.
+
+Every run registers a version with alias `candidate` and its evidence as tags.
+`production` moves only through promote()/rollback(), which apply the gate
+(unless forced) and write an audit event: a run in the `<experiment>_audit`
+experiment, so the trail lives in the tracking store next to the models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import os
+import pwd
+import socket
+from typing import Any
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from pipeline.config import Config
+from pipeline.layout import check_ticker
+from pipeline.lifecycle import tracking
+from pipeline.lifecycle.gate import Decision, data_refusal, decide
+
+log = logging.getLogger(__name__)
+CANDIDATE, PRODUCTION = "candidate", "production"
+EVIDENCE = "evidence"  # incomplete until register has tagged all of it (then complete)
+BEATABLE_TAG = "production_beatable"  # set by monitoring when production loses to naive
+
+
+class PromotionRefused(RuntimeError):
+    """A promote/rollback request the gate turned down; the message says why."""
+
+
+def model_name(cfg: Config, ticker: str) -> str:
+    """The registered model that serves a ticker: the universe model (`model.scope:
+    universe`) or the ticker's own. The ticker is checked here too, as every registry
+    lookup, filter string and alias move goes through this name."""
+    from pipeline.data.universe import model_key
+
+    return f"{cfg.registry.model_prefix}_{model_key(cfg, check_ticker(ticker))}"
+
+
+def version_by_alias(cfg: Config, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return tracking.client(cfg).get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def version_day(cfg: Config, version: Any) -> dt.date | None:
+    """The run day of the pipeline run that registered `version` (None if unknown)."""
+    try:
+        run_id = version.tags.get("run_id") or version.run_id
+        day = tracking.client(cfg).get_run(run_id).data.tags.get("day")
+    except (KeyError, MlflowException):
+        return None
+    return dt.date.fromisoformat(day) if day else None
+
+
+def production_version(cfg: Config, ticker: str) -> ModelVersion | None:
+    return version_by_alias(cfg, model_name(cfg, ticker), PRODUCTION)
+
+
+def beatable_tag(cfg: Config, ticker: str) -> str:
+    """The tag monitoring sets when production loses on `ticker`: one per ticker on a model
+    that serves several (each ticker's monitor sets and clears only its own)."""
+    from pipeline.data.universe import UNIVERSE, model_key
+
+    key = model_key(cfg, ticker)
+    return BEATABLE_TAG if key == ticker or ticker == UNIVERSE else f"{BEATABLE_TAG}.{ticker}"
+
+
+def beatable_tags(cfg: Config, ticker: str) -> list[str]:
+    """The set beatable tags of the model that serves `ticker` (any of its tickers')."""
+    try:
+        model = tracking.client(cfg).get_registered_model(model_name(cfg, ticker))
+    except MlflowException:
+        return []
+    return [k for k, v in model.tags.items() if k.startswith(BEATABLE_TAG) and v == "true"]
+
+
+def is_production_beatable(cfg: Config, ticker: str) -> bool:
+    """Monitoring says production keeps losing: on `ticker`, or, asked for the universe
+    model itself, on any of its tickers."""
+    from pipeline.data.universe import UNIVERSE
+
+    tags = beatable_tags(cfg, ticker)
+    return bool(tags) if ticker == UNIVERSE else beatable_tag(cfg, ticker) in tags
+
+
+def register(
+    cfg: Config, ticker: str, model_uri: str, run_id: str, evidence: dict[str, Any]
+) -> str:
+    """New version from the run's model, alias `candidate`, evidence as version tags."""
+    import mlflow
+
+    mc = tracking.client(cfg)
+    name = model_name(cfg, ticker)
+    try:
+        mc.get_registered_model(name)
+    except MlflowException:
+        mc.create_registered_model(name, description=f"Next-day close forecaster: {ticker}")
+    # marked incomplete until every evidence tag is on it: an interruption in between leaves
+    # a version that says so and that promotion refuses, never one that looks whole
+    tags = {"run_id": run_id, EVIDENCE: "incomplete"}
+    retried = [
+        v
+        for v in mc.search_model_versions(f"name = '{name}'")
+        if v.tags.get("run_id") == run_id and v.tags.get(EVIDENCE) == "incomplete"
+    ]
+    if retried:  # a retry of this run's interrupted register: finish that version
+        version = str(max(int(v.version) for v in retried))
+    else:
+        version = str(mlflow.register_model(model_uri, name, tags=tags).version)
+    for key, value in evidence.items():
+        mc.set_model_version_tag(name, version, key, _tag(value))
+    mc.set_model_version_tag(name, version, EVIDENCE, "complete")
+    mc.set_registered_model_alias(name, CANDIDATE, version)
+    return str(version)
+
+
+def evidence(
+    evaluation: dict[str, Any],
+    fingerprint: dict[str, Any],
+    params: dict[str, Any],
+    validation: dict[str, Any],
+) -> dict[str, Any]:
+    """What a registered version carries as tags: why anyone should trust it."""
+    keys = [
+        k
+        for k in evaluation
+        if k.startswith(
+            (
+                "model_",
+                "naive_",
+                "ewma_",
+                "har_",
+                "garch_",
+                "production_",
+                "dm_",
+                "interval_dm_",
+                "best_baseline",
+            )
+        )
+    ]
+    return {
+        **{k: evaluation[k] for k in keys},
+        "first_test_date": evaluation["first_test_date"],
+        "last_test_date": evaluation["last_test_date"],
+        "data_fingerprint": fingerprint,
+        "validation": validation,
+        "params": params,
+        "code_version": tracking.code_version(),
+    }
+
+
+def _tag(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def record(cfg: Config, event: dict[str, Any], pending: bool = False) -> str:
+    """Append one audit event (a run in the audit experiment, tags only); its run id.
+
+    A `pending` event stays RUNNING until `settle` or its writer closes it: the trail tells
+    an attempted move from a done one."""
+    mc = tracking.client(cfg)
+    exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_audit")
+    event = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **event}
+    run = mc.create_run(
+        exp,
+        run_name=f"{event['action']} {event['model']}",
+        tags={k: _tag(v) for k, v in event.items() if v is not None},
+    )
+    if not pending:
+        mc.set_terminated(run.info.run_id)
+    log.info("audit: %s", event)
+    return str(run.info.run_id)
+
+
+# an audit run's status, as the trail says it: a move done, attempted, or abandoned
+AUDIT_STATES = {"FINISHED": "done", "RUNNING": "pending", "FAILED": "not applied"}
+AUDIT_KEYS = (
+    "at",
+    "action",
+    "model",
+    "from_version",
+    "to_version",
+    "reason",
+    "actor",
+    "forced",
+    "run_id",
+    "os_user",
+    "host",
+    "airflow_run",
+)
+
+
+def _audit_runs(cfg: Config, ticker: str) -> list[Any]:
+    """Every audit run of the ticker's model, oldest first, all pages of them."""
+    mc = tracking.client(cfg)
+    exp = mc.get_experiment_by_name(f"{cfg.tracking.experiment}_audit")
+    if exp is None:
+        return []
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = mc.search_runs(
+            [exp.experiment_id],
+            f"tags.model = '{model_name(cfg, ticker)}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1000,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def audit_trail(cfg: Config, ticker: str) -> list[dict[str, str]]:
+    return [
+        {
+            **{k: r.data.tags[k] for k in AUDIT_KEYS if k in r.data.tags},
+            "state": AUDIT_STATES.get(r.info.status, r.info.status.lower()),
+        }
+        for r in _audit_runs(cfg, ticker)
+    ]
+
+
+def settle(cfg: Config, ticker: str) -> None:
+    """Close the moves an interrupted writer left pending: done if production points where
+    the event says (the alias moved, the close did not), otherwise not applied."""
+    mc = tracking.client(cfg)
+    prod = production_version(cfg, ticker)
+    for run in _audit_runs(cfg, ticker):
+        if run.info.status == "RUNNING":
+            moved = prod is not None and run.data.tags.get("to_version") == str(prod.version)
+            mc.set_terminated(run.info.run_id, "FINISHED" if moved else "FAILED")
+            log.warning(
+                "audit: settled an interrupted %s as %s",
+                run.info.run_name,
+                "done" if moved else "not applied",
+            )
+
+
+def move_production(
+    cfg: Config,
+    ticker: str,
+    version: str,
+    action: str,
+    reason: str,
+    actor: str,
+    forced: bool = False,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Point `production` at `version` and write the audit event (returned)."""
+    name = model_name(cfg, ticker)
+    before = production_version(cfg, ticker)
+    mc = tracking.client(cfg)
+    event = {
+        "action": action,
+        "model": name,
+        "from_version": str(before.version) if before else None,
+        "to_version": version,
+        "reason": reason,
+        "actor": actor,  # who the caller says asked (--actor), kept next to who really ran it
+        "forced": forced,
+        "run_id": run_id,
+        **identity(),
+    }
+    # the record first, pending, and closed once the alias moved: interrupted in between,
+    # the trail says what was attempted and the next move settles it; production never
+    # moves without a record
+    settle(cfg, ticker)
+    audit_run = record(cfg, event, pending=True)
+    mc.set_registered_model_alias(name, PRODUCTION, version)
+    mc.set_model_version_tag(name, version, "promoted_reason", reason)
+    for tag in beatable_tags(cfg, ticker):  # a new production model starts with a clean slate
+        mc.delete_registered_model_tag(name, tag)
+    mc.set_terminated(audit_run)
+    return event
+
+
+def promote_if_better(
+    cfg: Config, ticker: str, version: str, evaluation: dict[str, Any], run_id: str
+) -> dict[str, Any]:
+    """The DAG's gate: move `production` to `version` only if the evidence earns it, and
+    never to a version that saw less data than production (a backfill or a replay of an
+    old day may register and evaluate; it does not move newer production back)."""
+    prod = production_version(cfg, ticker)
+    stale = data_refusal(evaluation, prod.tags, str(prod.version)) if prod else None
+    decision = (
+        Decision(False, stale)
+        if stale
+        else decide(evaluation, cfg.registry, is_production_beatable(cfg, ticker))
+    )
+    name = model_name(cfg, ticker)
+    mc = tracking.client(cfg)
+    mc.set_model_version_tag(name, version, "gate", "passed" if decision.promote else "refused")
+    mc.set_model_version_tag(name, version, "gate_reason", decision.reason)
+    mc.set_tag(
+        run_id,
+        "promotion",
+        ("promoted: " if decision.promote else "not promoted: ") + decision.reason,
+    )
+    if decision.promote:
+        move_production(
+            cfg,
+            ticker,
+            version,
+            "promote",
+            decision.reason,
+            actor=f"pipeline run {run_id}",
+            run_id=run_id,
+        )
+    else:
+        record(
+            cfg,
+            {
+                "action": "refused",
+                "model": name,
+                "to_version": version,
+                "reason": decision.reason,
+                "actor": f"pipeline run {run_id}",
+                "run_id": run_id,
+            },
+        )
+    current = production_version(cfg, ticker)
+    return {
+        "model_name": name,
+        "version": version,
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "production_version": str(current.version) if current else None,
+    }
+
+
+def identity() -> dict[str, str | None]:
+    """Who really moved the alias, whatever --actor claims: the OS account and host of the
+    process, and the Airflow DAG run when a task did it."""
+    airflow = [os.environ.get(k) for k in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID")]
+    return {
+        "os_user": os_account(),
+        "host": socket.gethostname(),
+        "airflow_run": "/".join(a for a in airflow if a) or None,
+    }
+
+
+def os_account() -> str:
+    """The account this process runs as, from its uid (getpass trusts $USER, anyone can set it)."""
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:  # a uid with no passwd entry, as in some containers
+        return f"uid {uid}"
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,176 @@
+"""MLflow set-up shared by the steps: tracking URI, experiment, the per-run parent run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import logging
+import os
+import subprocess
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from pipeline.config import PROJECT_ROOT, Config
+from pipeline.layout import ensure_sqlite_dir
+from pipeline.lifecycle.reachability import ensure_reachable
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def client(cfg: Config) -> MlflowClient:
+    """The tracking + registry client for `cfg`, also set as MLflow's global URIs."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # checked per event: no calls home
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in task logs
+    ensure_sqlite_dir(cfg.tracking_uri)
+    ensure_reachable(cfg.tracking_uri, cfg.tracking.connect_timeout_s, cfg.tracking.connect_retries)
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    mlflow.set_registry_uri(cfg.tracking_uri)
+    return MlflowClient(cfg.tracking_uri)
+
+
+def experiment_id(cfg: Config, name: str | None = None) -> str:
+    """Get or create the experiment; on a local backend its artifacts go under mlruns/."""
+    mc = client(cfg)
+    name = name or cfg.tracking.experiment
+    exp = mc.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = None
+    if cfg.tracking_uri.startswith("sqlite:"):
+        location = (cfg.resolve(cfg.tracking.artifact_root) / name).as_uri()
+    try:
+        return str(mc.create_experiment(name, artifact_location=location))
+    except MlflowException as exc:  # parallel tuning workers race to create it: one wins
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS" or not (
+            exp := mc.get_experiment_by_name(name)
+        ):
+            raise
+        return str(exp.experiment_id)
+
+
+def parent_run(cfg: Config, ticker: str, day: dt.date, pipeline_run_id: str) -> str:
+    """The one MLflow run for (pipeline run, ticker); a retried task finds the same one.
+
+    Parallel tuning workers may race to create it: each then keeps the oldest and
+    deletes its own extra, so all of them log into one run.
+    """
+    mc, exp = client(cfg), experiment_id(cfg)
+    query = _parent_query(ticker, pipeline_run_id)
+    found = mc.search_runs([exp], query, order_by=["attributes.start_time ASC"], max_results=1)
+    if found:
+        return str(found[0].info.run_id)
+    tags = {
+        "pipeline_run_id": pipeline_run_id,
+        "ticker": ticker,
+        "day": day.isoformat(),
+        "kind": "pipeline",
+        "code_version": code_version(),
+    }
+    mine = str(mc.create_run(exp, run_name=f"{ticker} {day.isoformat()}", tags=tags).info.run_id)
+    oldest = mc.search_runs([exp], query, order_by=["attributes.start_time ASC"], max_results=1)[0]
+    if oldest.info.run_id != mine:
+        mc.delete_run(mine)
+    close_interrupted(cfg, ticker, day, pipeline_run_id, str(oldest.info.run_id))
+    return str(oldest.info.run_id)
+
+
+def close_interrupted(
+    cfg: Config, ticker: str, day: dt.date, pipeline_run_id: str, by: str
+) -> list[str]:
+    """Runs of `ticker` for `day` that an earlier, interrupted pipeline run left RUNNING: a
+    new run of the same day means that one is over (Airflow replaced it, or it was stopped),
+    so they end FAILED, tagged. Other days' runs may be live (a backfill): left alone."""
+    mc, exp = client(cfg), experiment_id(cfg)
+    query = (
+        f"tags.ticker = '{ticker}' and tags.kind = 'pipeline' and tags.day = '{day.isoformat()}'"
+        " and attributes.status = 'RUNNING'"
+    )
+    closed = []
+    for run in mc.search_runs([exp], query, max_results=100):
+        if run.data.tags.get("pipeline_run_id") != pipeline_run_id:
+            mc.set_tag(run.info.run_id, "interrupted", f"closed by {pipeline_run_id}")
+            mc.set_tag(run.info.run_id, "superseded_by", by)
+            mc.set_terminated(run.info.run_id, "FAILED")
+            closed.append(run.info.run_id)
+    return closed
+
+
+def _parent_query(ticker: str, pipeline_run_id: str) -> str:
+    return (
+        f"tags.pipeline_run_id = '{pipeline_run_id}' and tags.ticker = '{ticker}' "
+        "and tags.kind = 'pipeline'"
+    )
+
+
+def close_failed_parent(cfg: Config, ticker: str, pipeline_run_id: str, step: str) -> str | None:
+    """A step failed for good: the run's open parent run ends FAILED (tag `failed_step`)
+    instead of staying RUNNING forever. Returns its id, or None if none was open."""
+    mc = client(cfg)
+    exp = mc.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return None
+    query = f"{_parent_query(ticker, pipeline_run_id)} and attributes.status = 'RUNNING'"
+    for run in mc.search_runs([exp.experiment_id], query, max_results=1):
+        mc.set_tag(run.info.run_id, "failed_step", step)
+        mc.set_terminated(run.info.run_id, "FAILED")
+        return str(run.info.run_id)
+    return None
+
+
+def child_run(cfg: Config, parent_id: str, name: str, tags: dict[str, str]) -> str:
+    mc = client(cfg)
+    parent = mc.get_run(parent_id)
+    run = mc.create_run(
+        parent.info.experiment_id, run_name=name, tags={"mlflow.parentRunId": parent_id, **tags}
+    )
+    return str(run.info.run_id)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@functools.cache  # the code does not change while a process runs
+def code_version() -> str:
+    """The git commit of the code that ran (plus '-dirty'), or the package version."""
+    try:
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+        return _git("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        from importlib.metadata import version
+
+        return f"price-pipeline {version('price-pipeline')}"
+
+
+def log_batch(
+    mc: MlflowClient,
+    run_id: str,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+) -> None:
+    """Params and tags in one round trip to the tracking store (not one per key)."""
+    from mlflow.entities import Param, RunTag
+
+    mc.log_batch(
+        run_id,
+        params=[Param(k, str(v)) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def fingerprint(bars: Any, tickers: list[str]) -> dict[str, Any]:
+    """What the model was trained on, compactly: enough to tell two data sets apart."""
+    digest = hashlib.sha256(bars.to_csv(index=False).encode()).hexdigest()[:16]
+    return {
+        "tickers": ",".join(tickers),
+        "rows": len(bars),
+        "first_date": f"{bars['Date'].min():%Y-%m-%d}",
+        "last_date": f"{bars['Date'].max():%Y-%m-%d}",
+        "sha256": digest,
+    }

@@ -1,0 +1,160 @@
+"""The day's report: per ticker what happened, and whether the model must be retrained.
+
+Built from the daily DAG's journal (pipeline/operations/journal.py) after every ticker's chain has
+ended, however it ended. Retraining is asked for, with the tickers and reasons, when a
+configured ticker has no production model that can serve it, when monitoring says
+production lost to naive significantly (a sign test over the monitoring window) or
+its interval coverage drifted, or when the
+model's inputs drifted (pipeline/operations/drift.py); evidence a retrain of the last
+`monitoring.retrain_cooldown_days` already answered is not asked again. Written to
+state/reports/daily/<day>.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.lifecycle import registry
+from pipeline.operations import journal
+from pipeline.orchestration.steps import DAILY, RETRAIN, RETRAIN_ASSET
+
+__all__ = ["DAILY", "RETRAIN", "RETRAIN_ASSET", "report", "table", "why"]
+REASONS = {
+    "no_production": "no production model can serve it",
+    "beatable": "production lost to naive on significantly many of the monitored days",
+    "coverage_drift": "interval coverage drifted",
+    "input_drift": "inputs outside the training range",
+}
+
+
+def ticker_outcomes(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per ticker, from its tasks' journal lines: what each returned and what failed."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in events:
+        t = out.setdefault(e.get("ticker", ""), {"ran": [], "failed": None})
+        if (t["failed"] or {}).get("task") == e["task"] and e["event"] in ("start", "end"):
+            t["failed"] = None  # a retry (or a cleared task) ran again: its outcome counts
+        if e["event"] == "end":
+            t["ran"].append(e["task"])
+            t.update(e.get("out", {}))
+        elif e["event"] == "failed" and (e.get("final", True) or e.get("rule")):
+            t["failed"] = {"task": e["task"], "error": e.get("error", ""), "rule": e.get("rule")}
+    return out
+
+
+def status(outcome: dict[str, Any]) -> str:
+    failed = outcome.get("failed")
+    if failed and failed.get("rule") == "quarantined":
+        return "quarantined"
+    if failed:
+        return f"failed at {failed['task']}"
+    if "forecast" not in outcome["ran"]:
+        return "incomplete"
+    return "forecast" if outcome.get("forecast") else "no model"
+
+
+def retrain_reasons(cfg: Config, ticker: str, outcome: dict[str, Any]) -> list[str]:
+    reasons = []
+    if registry.production_version(cfg, ticker) is None:
+        reasons.append("no_production")
+    monitoring = outcome.get("monitoring") or {}
+    if monitoring.get("losing"):  # lost to naive significantly, not a 5-day coin flip
+        reasons.append("beatable")
+    if monitoring.get("coverage_drift"):
+        reasons.append("coverage_drift")
+    if monitoring.get("input_drift"):
+        reasons.append("input_drift")
+    return reasons
+
+
+def report(cfg: Config, day: dt.date) -> dict[str, Any]:
+    """The day's report (also written to state/reports/daily/<day>.json)."""
+    from pipeline.orchestration.dates import is_session
+
+    if not is_session(day, cfg.validation.calendar):  # the DAG skipped every ticker
+        return write(cfg, {"day": day.isoformat(), "session": False, "tickers": {}, "retrain": {}})
+    from pipeline.operations.retrain import recent_reasons
+
+    outcomes = ticker_outcomes(journal.read(cfg, DAILY, day))
+    cooling = recent_reasons(cfg, day, cfg.monitoring.retrain_cooldown_days)
+    tickers: dict[str, Any] = {}
+    retrain: dict[str, list[str]] = {}
+    for ticker in cfg.tickers:
+        outcome = outcomes.get(ticker, {"ran": [], "failed": None})
+        row = outcome.get("forecast") or {}
+        monitoring = outcome.get("monitoring") or {}
+        tickers[ticker] = {
+            "status": status(outcome),
+            "error": (outcome.get("failed") or {}).get("error"),
+            "last_close": row.get("naive_close"),  # naive: tomorrow = today's close
+            "for_date": row.get("for_date"),
+            "forecast": row.get("forecast_close"),
+            "lower_80": row.get("lower_80"),
+            "upper_80": row.get("upper_80"),
+            "model_version": row.get("model_version"),
+            "alerts": [r for r in retrain_reasons(cfg, ticker, outcome) if r != "no_production"],
+            "drift_outside_max": monitoring.get("drift_outside_max"),
+        }
+        # evidence a recent retrain already answered waits out the cooldown (a refit the
+        # gate refused leaves production, and its alarm, as they were: no refit every day)
+        reasons = [
+            r
+            for r in retrain_reasons(cfg, ticker, outcome)
+            if r == "no_production" or r not in cooling.get(ticker, set())
+        ]
+        if reasons:
+            retrain[ticker] = reasons
+    return write(cfg, {"day": day.isoformat(), "tickers": tickers, "retrain": retrain})
+
+
+def write(cfg: Config, rep: dict[str, Any]) -> dict[str, Any]:
+    where = report_path(cfg, dt.date.fromisoformat(rep["day"]))
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text(json.dumps(rep, indent=2, default=str))
+    return rep
+
+
+def report_path(cfg: Config, day: dt.date) -> Path:
+    return cfg.layout.root / "reports" / "daily" / f"{day.isoformat()}.json"
+
+
+def failed_tickers(rep: dict[str, Any]) -> list[str]:
+    """Every ticker whose day did not go through: quarantined, failed, or never finished
+    (its chain did not run, or a task died without a word)."""
+    return [t for t, r in rep["tickers"].items() if r["status"] not in ("forecast", "no model")]
+
+
+def why(retrain: dict[str, list[str]]) -> str:
+    """Reasons in words, with their tickers: 'inputs outside the training range (GOOG, IBM)'."""
+    by_reason: dict[str, list[str]] = {}
+    for ticker, reasons in retrain.items():
+        for r in reasons:
+            by_reason.setdefault(r, []).append(ticker)
+    return "; ".join(f"{REASONS.get(r, r)} ({', '.join(t)})" for r, t in by_reason.items())
+
+
+def table(rep: dict[str, Any], retrain_note: str = "") -> str:
+    """The report as a table a person reads at the end of `make run`."""
+    head = f"{'ticker':<8} {'last close':>10} {'forecast':>10} {'80 % interval':>21}"
+    head += f" {'model':>6}  status"
+    lines = [f"day {rep['day']}", head, "-" * len(head)]
+    for t, r in rep["tickers"].items():
+
+        def num(v: Any) -> str:
+            return f"{v:.2f}" if isinstance(v, int | float) else "-"
+
+        band = f"[{num(r['lower_80'])}, {num(r['upper_80'])}]" if r["lower_80"] else "-"
+        state = r["status"] + (f" ({r['error']})" if r["error"] else "")
+        state += f"; alerts: {', '.join(r['alerts'])}" if r["alerts"] else ""
+        version = f"v{r['model_version']}" if r["model_version"] else "-"
+        lines.append(
+            f"{t:<8} {num(r['last_close']):>10} {num(r['forecast']):>10} {band:>21} "
+            f"{version:>6}  {state}"
+        )
+    if retrain_note:
+        lines.append(f"retrain: {retrain_note}")
+    return "\n".join(lines)

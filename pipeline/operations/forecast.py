@@ -1,0 +1,117 @@
+"""Forecast: the production model's forecast for the next session, kept in a table.
+
+Each run day writes one row per ticker (with the model version that made it) to
+the SQLite table `forecasts` under the state directory; the next run's monitor
+step fills in what happened (pipeline/operations/monitor.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sqlite3
+from contextlib import closing
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.data import store
+from pipeline.layout import version_uri
+from pipeline.lifecycle import registry
+from pipeline.orchestration.carry import Forecasted
+
+log = logging.getLogger(__name__)
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS forecasts (
+    ticker TEXT NOT NULL, as_of TEXT NOT NULL, for_date TEXT NOT NULL,
+    model_name TEXT NOT NULL, model_version TEXT NOT NULL,
+    forecast_close REAL NOT NULL, naive_close REAL NOT NULL, created_at TEXT NOT NULL,
+    actual_close REAL, model_abs_error REAL, naive_abs_error REAL,
+    PRIMARY KEY (ticker, as_of)
+)"""
+# Added with the distributional head; a table from before gets them on first connect.
+INTERVAL_COLUMNS = {
+    "lower_80": "REAL",
+    "upper_80": "REAL",
+    "lower_95": "REAL",
+    "upper_95": "REAL",
+    "inside_80": "INTEGER",
+    "inside_95": "INTEGER",
+}
+
+
+def connect(cfg: Config) -> sqlite3.Connection:
+    path = cfg.layout.forecasts_db()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.execute(SCHEMA)
+    have = {row[1] for row in conn.execute("PRAGMA table_info(forecasts)")}
+    for name, kind in INTERVAL_COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE forecasts ADD COLUMN {name} {kind}")
+    return conn
+
+
+def read_forecasts(cfg: Config, ticker: str) -> pd.DataFrame:
+    with closing(connect(cfg)) as conn:
+        return pd.read_sql_query(
+            "SELECT * FROM forecasts WHERE ticker = ? ORDER BY as_of", conn, params=(ticker,)
+        )
+
+
+def forecast_row(ticker: str, name: str, version: str, answer: pd.Series) -> dict[str, Any]:
+    """A served answer as a row of the table; naive (tomorrow = today) kept beside it."""
+    return {
+        "ticker": ticker,
+        "as_of": answer["as_of"],
+        "for_date": answer["for_date"],
+        "model_name": name,
+        "model_version": version,
+        "forecast_close": float(answer["forecast_close"]),
+        "naive_close": float(answer["last_close"]),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **{k: _number(answer.get(k)) for k in ("lower_80", "upper_80", "lower_95", "upper_95")},
+    }
+
+
+def _number(value: Any) -> float | None:
+    """A float, or None for a version without intervals."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def write(cfg: Config, row: dict[str, Any]) -> None:
+    """Insert or replace: a rerun of the same day overwrites its own row."""
+    with closing(connect(cfg)) as conn, conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO forecasts (ticker, as_of, for_date, model_name, model_version,"
+            " forecast_close, naive_close, created_at, lower_80, upper_80, lower_95, upper_95)"
+            " VALUES (:ticker, :as_of, :for_date, :model_name, :model_version, :forecast_close,"
+            " :naive_close, :created_at, :lower_80, :upper_80, :lower_95, :upper_95)",
+            {**dict.fromkeys(("lower_80", "upper_80", "lower_95", "upper_95")), **row},
+        )
+
+
+def run(cfg: Config, ticker: str, day: dt.date) -> Forecasted:
+    """Write production's forecast for the session after `day`; idempotent per day."""
+    import mlflow
+
+    prod = registry.production_version(cfg, ticker)
+    if prod is None:
+        log.warning("%s: no production model, no forecast written", ticker)
+        return {"forecast": None}
+    bars = store.read_curated(cfg, ticker, until=day).tail(cfg.serving.max_rows)
+    model = mlflow.pyfunc.load_model(version_uri(prod.name, prod.version))
+    answer = model.predict(bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))).iloc[0]
+    row = forecast_row(ticker, prod.name, str(prod.version), answer)
+    write(cfg, row)
+    band = (
+        f", 80 % in [{row['lower_80']:.2f}, {row['upper_80']:.2f}]"
+        if row["lower_80"] is not None
+        else ""
+    )
+    print(
+        f"{ticker}: forecast for {row['for_date']} = {row['forecast_close']:.2f}{band} "
+        f"(v{row['model_version']}, naive {row['naive_close']:.2f}) -> {cfg.layout.forecasts_db()}"
+    )
+    return {"forecast": row}

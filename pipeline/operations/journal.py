@@ -1,0 +1,61 @@
+"""What each task of a DAG run did, as it happens: one JSON line per task start and end.
+
+Written by the tasks themselves (pipeline/orchestration/dag_tasks.py), wherever they run (in-process
+under `airflow dags test`, or on a Celery worker sharing the state), so a person can follow
+a run (`make run` prints the lines as they come) and the day's report knows, per ticker,
+which step ran, what it returned and what failed, without reading Airflow's XComs of
+failed tasks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Config
+
+
+def path(cfg: Config, dag_id: str, day: dt.date) -> Path:
+    return cfg.layout.root / "runs" / day.isoformat() / f"{dag_id}.jsonl"
+
+
+def record(cfg: Config, dag_id: str, day: dt.date, **event: Any) -> None:
+    """Append one event (a single write of one short line: concurrent tasks do not mix)."""
+    where = path(cfg, dag_id, day)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"t": time.time(), **event}, default=str) + "\n"
+    fd = os.open(where, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def read(cfg: Config, dag_id: str, day: dt.date) -> list[dict[str, Any]]:
+    where = path(cfg, dag_id, day)
+    if not where.exists():
+        return []
+    return [json.loads(line) for line in where.read_text().splitlines() if line.strip()]
+
+
+def start_over(cfg: Config, dag_id: str, day: dt.date) -> None:
+    """A new run of the DAG for the day: the previous run's events go to a .previous file."""
+    where = path(cfg, dag_id, day)
+    if where.exists():
+        where.replace(where.with_suffix(".previous.jsonl"))
+
+
+def describe(event: dict[str, Any], since: float) -> str:
+    """One event as a progress line: seconds into the run, task, ticker, outcome."""
+    at = f"{event['t'] - since:7.1f}s"
+    who = f"{event['task']:<10} {event.get('ticker', ''):<9}"
+    if event["event"] == "start":
+        return f"{at}  start  {who}"
+    took = f"{event.get('seconds', 0):6.1f}s"
+    if event["event"] == "end":
+        return f"{at}  done   {who} {took}"
+    return f"{at}  FAILED {who} {took}  {event.get('error', '')}"

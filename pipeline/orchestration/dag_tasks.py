@@ -1,0 +1,95 @@
+"""What the DAGs' tasks run: a step on its carry, journalled, with the right failure.
+
+Kept out of the DAG files so that they stay wiring only. Airflow is imported inside the
+functions: these run in a task, not when a DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import Any
+
+Carry = dict[str, Any]  # pipeline.orchestration.carry.Carry, as XCom hands it over
+
+# What a step's journal line keeps of what it returned (the day's report reads them).
+REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion", "tidied")
+
+
+def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carry:
+    """Run step `name` on carry `c` inside an Airflow task. Bad data fails at once (no
+    retry can heal it), or with `keep_stored` (the retrain) the ticker goes on with the
+    bars already stored, its quarantined pull left out; other errors are left to the
+    task's retry policy."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from pipeline.config import load_config
+    from pipeline.data.validate import ValidationFailed
+    from pipeline.operations import journal
+    from pipeline.orchestration import steps
+
+    cfg = load_config()
+    ti = get_current_context()["ti"]
+    final = ti.try_number > ti.max_tries  # no retry left: a failure closes the MLflow run
+    day, who = steps.run_day(c), {"task": name, "ticker": c.get("ticker", "")}  # type: ignore[arg-type]
+    journal.record(cfg, dag_id, day, event="start", **who)
+    began = time.monotonic()
+
+    def failed(error: str, **extra: Any) -> None:
+        journal.record(cfg, dag_id, day, event="failed", seconds=time.monotonic() - began,
+                       error=error, **extra, **who)  # fmt: skip
+
+    try:
+        out = dict(steps.advance(cfg, name, c, final))  # type: ignore[arg-type]
+    except ValidationFailed as exc:  # bad data: retrying cannot help
+        failed(failed_rules(exc), rule="quarantined")
+        if keep_stored:
+            print(f"{c.get('ticker')}: the day's pull is quarantined; going on with stored bars")
+            return {**c, "validation": {"passed": False, "quarantined": True, "rows": 0}}
+        close_parent(cfg, name, c)
+        raise AirflowFailException(str(exc)) from exc
+    except OSError as exc:
+        if exc.errno not in PERMANENT:
+            failed(first_line(exc), final=final)
+            raise  # the task's retries: a network blip, a restarting server
+        failed(permanent_line(exc), final=True)
+        close_parent(cfg, name, c)
+        raise AirflowFailException(permanent_line(exc)) from exc
+    except Exception as exc:
+        failed(first_line(exc), final=final)
+        raise
+    kept = {k: out[k] for k in REPORTED if k in out and k not in c}
+    journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began, out=kept, **who)
+    return out
+
+
+# Errors a retry cannot heal: fail the task at once, with one line that says so.
+PERMANENT = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def permanent_line(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc} (not retried: no retry can fix this)"
+
+
+def close_parent(cfg: Any, name: str, c: Carry) -> None:
+    """A failure no retry follows: the run's open MLflow parent run ends FAILED now."""
+    import contextlib
+
+    from pipeline.orchestration import steps
+
+    with contextlib.suppress(Exception):  # the step's own error is the one to report
+        steps.abandon(cfg, name, c)  # type: ignore[arg-type]
+
+
+def failed_rules(exc: BaseException) -> str:
+    """'validation: high_is_highest, ohlc_positive' from a ValidationFailed's FAIL lines."""
+    lines = str(exc).splitlines()
+    rules = [ln[5:].split(":")[0].strip() for ln in lines if ln.startswith("FAIL ")]
+    return f"validation: {', '.join(dict.fromkeys(rules)) or first_line(exc)}"
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

@@ -1,0 +1,1 @@
+"""Serving: the production model over REST, behind a guard, following its alias."""
