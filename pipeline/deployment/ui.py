@@ -65,6 +65,9 @@ def environment(cfg: Config) -> dict[str, str]:
         # worker counts that fit the machine (Airflow's defaults: 32 task slots, 4 API workers)
         "AIRFLOW__CORE__PARALLELISM": str(max(2, cores)),
         "AIRFLOW__API__WORKERS": "1",
+        # MLflow's server also starts job consumers (some 8 processes) for GenAI jobs this
+        # project never submits
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 

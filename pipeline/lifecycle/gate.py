@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import RegistryConfig
+from pipeline.sections import RegistryConfig
 
 
 @dataclass(frozen=True)

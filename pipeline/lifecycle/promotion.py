@@ -19,7 +19,7 @@ from pipeline.config import Config
 from pipeline.data import store
 from pipeline.evaluation import evaluate
 from pipeline.layout import version_uri
-from pipeline.lifecycle import registry, tracking
+from pipeline.lifecycle import audit, registry, tracking
 from pipeline.lifecycle.gate import decide
 from pipeline.lifecycle.registry import PromotionRefused
 
@@ -171,7 +171,7 @@ def previous_production(cfg: Config, ticker: str) -> str | None:
     current = registry.production_version(cfg, ticker)
     if current is None:
         return None
-    for event in reversed(registry.audit_trail(cfg, ticker)):
+    for event in reversed(audit.audit_trail(cfg, ticker)):
         applied = event.get("state") != "not applied"  # pending: production may have moved
         if (
             applied

@@ -9,12 +9,7 @@ experiment, so the trail lives in the tracking store next to the models.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import json
 import logging
-import os
-import pwd
-import socket
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
@@ -23,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from pipeline.config import Config
 from pipeline.layout import check_ticker
 from pipeline.lifecycle import tracking
+from pipeline.lifecycle.audit import identity, record, settle
 from pipeline.lifecycle.gate import Decision, data_refusal, decide
 
 log = logging.getLogger(__name__)
@@ -117,7 +113,7 @@ def register(
     else:
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     for key, value in evidence.items():
-        mc.set_model_version_tag(name, version, key, _tag(value))
+        mc.set_model_version_tag(name, version, key, tracking.tag_value(value))
     mc.set_model_version_tag(name, version, EVIDENCE, "complete")
     mc.set_registered_model_alias(name, CANDIDATE, version)
     return str(version)
@@ -156,95 +152,6 @@ def evidence(
         "params": params,
         "code_version": tracking.code_version(),
     }
-
-
-def _tag(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
-
-
-def record(cfg: Config, event: dict[str, Any], pending: bool = False) -> str:
-    """Append one audit event (a run in the audit experiment, tags only); its run id.
-
-    A `pending` event stays RUNNING until `settle` or its writer closes it: the trail tells
-    an attempted move from a done one."""
-    mc = tracking.client(cfg)
-    exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_audit")
-    event = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **event}
-    run = mc.create_run(
-        exp,
-        run_name=f"{event['action']} {event['model']}",
-        tags={k: _tag(v) for k, v in event.items() if v is not None},
-    )
-    if not pending:
-        mc.set_terminated(run.info.run_id)
-    log.info("audit: %s", event)
-    return str(run.info.run_id)
-
-
-# an audit run's status, as the trail says it: a move done, attempted, or abandoned
-AUDIT_STATES = {"FINISHED": "done", "RUNNING": "pending", "FAILED": "not applied"}
-AUDIT_KEYS = (
-    "at",
-    "action",
-    "model",
-    "from_version",
-    "to_version",
-    "reason",
-    "actor",
-    "forced",
-    "run_id",
-    "os_user",
-    "host",
-    "airflow_run",
-)
-
-
-def _audit_runs(cfg: Config, ticker: str) -> list[Any]:
-    """Every audit run of the ticker's model, oldest first, all pages of them."""
-    mc = tracking.client(cfg)
-    exp = mc.get_experiment_by_name(f"{cfg.tracking.experiment}_audit")
-    if exp is None:
-        return []
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = mc.search_runs(
-            [exp.experiment_id],
-            f"tags.model = '{model_name(cfg, ticker)}'",
-            order_by=["attributes.start_time ASC"],
-            max_results=1000,
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def audit_trail(cfg: Config, ticker: str) -> list[dict[str, str]]:
-    return [
-        {
-            **{k: r.data.tags[k] for k in AUDIT_KEYS if k in r.data.tags},
-            "state": AUDIT_STATES.get(r.info.status, r.info.status.lower()),
-        }
-        for r in _audit_runs(cfg, ticker)
-    ]
-
-
-def settle(cfg: Config, ticker: str) -> None:
-    """Close the moves an interrupted writer left pending: done if production points where
-    the event says (the alias moved, the close did not), otherwise not applied."""
-    mc = tracking.client(cfg)
-    prod = production_version(cfg, ticker)
-    for run in _audit_runs(cfg, ticker):
-        if run.info.status == "RUNNING":
-            moved = prod is not None and run.data.tags.get("to_version") == str(prod.version)
-            mc.set_terminated(run.info.run_id, "FINISHED" if moved else "FAILED")
-            log.warning(
-                "audit: settled an interrupted %s as %s",
-                run.info.run_name,
-                "done" if moved else "not applied",
-            )
 
 
 def move_production(
@@ -337,30 +244,3 @@ def promote_if_better(
         "reason": decision.reason,
         "production_version": str(current.version) if current else None,
     }
-
-
-def identity() -> dict[str, str | None]:
-    """Who really moved the alias, whatever --actor claims: the OS account and host of the
-    process, and the Airflow DAG run when a task did it."""
-    airflow = [os.environ.get(k) for k in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID")]
-    return {
-        "os_user": os_account(),
-        "host": socket.gethostname(),
-        "airflow_run": "/".join(a for a in airflow if a) or None,
-    }
-
-
-def os_account() -> str:
-    """The account this process runs as, from its uid (getpass trusts $USER, anyone can set it)."""
-    uid = os.geteuid()
-    try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except KeyError:  # a uid with no passwd entry, as in some containers
-        return f"uid {uid}"
-
-
-def default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlparse
 from mlflow.exceptions import MlflowException
 
 from pipeline.config import Config
-from pipeline.lifecycle import registry, tracking
+from pipeline.lifecycle import audit, registry, tracking
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def protected(cfg: Config, name: str, key: str) -> set[str]:
     (with its reason and run) when the version goes."""
     mc = tracking.client(cfg)
     keep = set(mc.get_registered_model(name).aliases.values())
-    for event in registry.audit_trail(cfg, key):
+    for event in audit.audit_trail(cfg, key):
         if event.get("action") in MOVES:
             keep |= {event[k] for k in ("from_version", "to_version") if event.get(k)}
     return {str(v) for v in keep}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -119,6 +120,11 @@ def close_failed_parent(cfg: Config, ticker: str, pipeline_run_id: str, step: st
         mc.set_terminated(run.info.run_id, "FAILED")
         return str(run.info.run_id)
     return None
+
+
+def tag_value(value: Any) -> str:
+    """A tag's text: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def child_run(cfg: Config, parent_id: str, name: str, tags: dict[str, str]) -> str:

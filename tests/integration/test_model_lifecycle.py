@@ -15,7 +15,7 @@ from pipeline.config import Config
 from pipeline.data import store
 from pipeline.forecasting.request import BadInput
 from pipeline.layout import alias_uri
-from pipeline.lifecycle import promotion, registry, tracking
+from pipeline.lifecycle import audit, promotion, registry, tracking
 from pipeline.lifecycle.registry import PromotionRefused
 from pipeline.orchestration import steps
 from pipeline.orchestration.carry import Carry
@@ -101,7 +101,7 @@ def test_gate_promotion_rollback_and_served_model(
     done = promotion.rollback(strict, "GOOG", "v2 misbehaves", "carol", force=True)
     assert done["from_version"] == "2" and done["to_version"] == "1"
     assert str(registry.production_version(strict, "GOOG").version) == "1"
-    trail = registry.audit_trail(strict, "GOOG")
+    trail = audit.audit_trail(strict, "GOOG")
     moves = [
         (e["action"], e.get("from_version"), e["to_version"], e["actor"])
         for e in trail

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from pipeline.config import Config, throwaway_config
-from pipeline.lifecycle import promotion, registry, tracking
+from pipeline.lifecycle import audit, promotion, registry, tracking
 from pipeline.lifecycle.registry import PromotionRefused
 from tests.helpers import register_versions
 
@@ -109,7 +109,7 @@ def test_forced_promote_then_rollback_walks_the_audit_trail(store: Config) -> No
     assert (event["from_version"], event["to_version"], event["forced"]) == ("3", "1", True)
     prod = registry.production_version(store, "ROLL")
     assert prod is not None and str(prod.version) == "1"
-    assert [e["action"] for e in registry.audit_trail(store, "ROLL")] == [
+    assert [e["action"] for e in audit.audit_trail(store, "ROLL")] == [
         "promote",
         "promote",
         "rollback",
