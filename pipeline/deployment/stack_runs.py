@@ -43,7 +43,7 @@ class TaskRun:
 
 
 def sql(cfg: Config, db: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    from pipeline.deployment.stack import connect
+    from pipeline.deployment.backing import connect
 
     with contextlib.closing(connect(cfg, db)) as conn, conn.cursor() as cur:
         cur.execute(query, params)
@@ -158,7 +158,7 @@ def throwaway_stack(
         yield cfg, full
     finally:
         subprocess.run([*cli, "down"], env=full, capture_output=True, timeout=300)
-        from pipeline.deployment.stack import drop_databases
+        from pipeline.deployment.backing import drop_databases
 
         drop_databases(cfg)
         _flush_redis(cfg)

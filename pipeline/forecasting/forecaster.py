@@ -144,7 +144,7 @@ def _price(close: float, log_return: float) -> float:
 class PriceForecaster(PythonModel):
     """Pyfunc around the Keras network; see the module docstring."""
 
-    # Set by the scoring server (server.answer_as_records): it would only take the
+    # Set by the scoring server (answers.answer_as_records): it would only take the
     # one-row DataFrame apart again for the JSON, and building it costs more than the network.
     answers_as_records = False
 

@@ -25,7 +25,7 @@ import requests
 from mlflow import MlflowClient
 
 from pipeline.config import Config
-from pipeline.deployment import deploy, stack, stack_runs
+from pipeline.deployment import deploy, processes, stack, stack_runs
 from pipeline.orchestration import steps
 
 pytestmark = pytest.mark.slow
@@ -142,7 +142,7 @@ def test_mlflow_refuses_anonymous_and_read_only_writes(up: Stack) -> None:
 
 def test_servers_listen_on_localhost_only(up: Stack) -> None:
     for name in ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer", "worker1"):
-        pid = stack.running_pid(up.root, name)
+        pid = processes.running_pid(up.root, name)
         assert pid is not None, name
         family = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
         for proc in family:
@@ -176,9 +176,9 @@ def test_parallel_tuning_survives_a_worker_killed_mid_trial(up: Stack) -> None:
     # in parallel: two tuning tasks running at once, one on each worker, both training
     assert {t.hostname[:7] for t in running} == {"worker1", "worker2"}, running
     victim = running[0].hostname.split("@")[0]
-    pid = stack.running_pid(up.root, victim)
+    pid = processes.running_pid(up.root, victim)
     assert pid is not None
-    for proc in stack.process_tree(pid):  # the worker and its running task, as a lost machine
+    for proc in processes.process_tree(pid):  # the worker and its running task, as a lost machine
         proc.kill()
 
     assert stack_runs.wait(up.cfg, run_id, RUN_TIMEOUT_S) == "success", stack_runs.task_runs(
@@ -234,8 +234,8 @@ def test_down_stops_every_process(up: Stack) -> None:
     family = [
         proc
         for n in names
-        if (pid := stack.running_pid(up.root, n))
-        for proc in stack.process_tree(pid)
+        if (pid := processes.running_pid(up.root, n))
+        for proc in processes.process_tree(pid)
     ]
     assert len(family) > len(names)  # workers, servers and their children
     out = up.cli("down", timeout=120)

@@ -1,4 +1,4 @@
-"""The scoring server's guard, in process: a real (tiny) MLflow pyfunc behind serving/server.py.
+"""The scoring server's guard, in process: a real (tiny) MLflow pyfunc behind serving/guard.py.
 
 The model here runs the forecaster's own request check (check_bars) and answers one
 row, so the guard, MLflow's request parsing and the model's refusals all take part;
@@ -27,6 +27,9 @@ from mlflow.pyfunc import PythonModel
 from pipeline.config import ServingConfig
 from pipeline.forecasting.request import check_bars
 from pipeline.serving import server
+from pipeline.serving.answers import answer_records
+from pipeline.serving.bodies import PARQUET
+from pipeline.serving.guard import Guard
 
 SLEEP_ENV = "PIPELINE_TEST_PREDICT_SLEEP_S"
 
@@ -59,8 +62,8 @@ def pyfunc(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="module")
-def make_app(pyfunc: Any) -> Callable[..., server.Guard]:
-    def make(**limits: Any) -> server.Guard:
+def make_app(pyfunc: Any) -> Callable[..., Guard]:
+    def make(**limits: Any) -> Guard:
         keys = {"max_body_bytes": 64 * 1024, "max_in_flight": 2, "request_timeout_s": 5.0}
         return server.build_app(pyfunc, ServingConfig(**{**keys, **limits}))
 
@@ -68,7 +71,7 @@ def make_app(pyfunc: Any) -> Callable[..., server.Guard]:
 
 
 @pytest.fixture(scope="module")
-def app(make_app: Callable[..., server.Guard]) -> server.Guard:
+def app(make_app: Callable[..., Guard]) -> Guard:
     return make_app()
 
 
@@ -104,7 +107,7 @@ class Answer:
 
 
 async def _acall(
-    app: server.Guard,
+    app: Guard,
     body: bytes | list[bytes] = b"",
     content_type: str | None = "application/json",
     path: str = "/invocations",
@@ -154,7 +157,7 @@ async def _acall(
     return Answer(sent)
 
 
-def call(app: server.Guard, body: bytes | list[bytes] = b"", **kw: Any) -> Answer:
+def call(app: Guard, body: bytes | list[bytes] = b"", **kw: Any) -> Answer:
     return asyncio.run(_acall(app, body, **kw))
 
 
@@ -167,7 +170,7 @@ def _refusal(answer: Answer, status: int, words: str = "") -> str:
     return str(doc["message"])
 
 
-def test_json_csv_and_records_give_the_same_answer(app: server.Guard) -> None:
+def test_json_csv_and_records_give_the_same_answer(app: Guard) -> None:
     rows = _rows()
     answers = [
         call(app, _split(rows)),
@@ -181,7 +184,7 @@ def test_json_csv_and_records_give_the_same_answer(app: server.Guard) -> None:
         assert answer.json() == {"predictions": [{"last_close": 107.0}]}
 
 
-def test_mlflow_endpoints_pass_through_and_others_are_refused(app: server.Guard) -> None:
+def test_mlflow_endpoints_pass_through_and_others_are_refused(app: Guard) -> None:
     assert call(app, path="/ping", method="GET", content_type=None).status == 200
     assert call(app, path="/health", method="GET", content_type=None).status == 200
     version = call(app, path="/version", method="GET", content_type=None)
@@ -193,7 +196,7 @@ def test_mlflow_endpoints_pass_through_and_others_are_refused(app: server.Guard)
     _refusal(call(app, path="/ping", method="POST"), 405, "use GET or HEAD")
 
 
-def test_csv_refusals_are_the_models_own_or_say_what_is_wrong(app: server.Guard) -> None:
+def test_csv_refusals_are_the_models_own_or_say_what_is_wrong(app: Guard) -> None:
     rows = _rows()
     csv = rows.to_csv(index=False)
     text = rows.astype({"Close": object}).assign(Close=[*rows["Close"][:-1], "abc"])
@@ -209,7 +212,7 @@ def test_csv_refusals_are_the_models_own_or_say_what_is_wrong(app: server.Guard)
     _refusal(call(app, bad_quote, content_type="text/csv"), 400, "CSV line 2: ',' expected")
 
 
-def test_bad_json_is_a_short_400(app: server.Guard) -> None:
+def test_bad_json_is_a_short_400(app: Guard) -> None:
     _refusal(call(app, b"[" * 5000 + b"]" * 5000), 400, "JSON nested too deeply")
     deep = b'{"dataframe_split": ' + b"[" * 30 + b"]" * 30 + b"}"
     _refusal(call(app, deep), 400, "JSON nested too deeply")
@@ -221,7 +224,7 @@ def test_bad_json_is_a_short_400(app: server.Guard) -> None:
     _refusal(call(app, b'{"rows": 1}'), 400, "exactly one of the input fields")
 
 
-def test_model_refusals_drop_the_frame_and_cut_long_values(app: server.Guard) -> None:
+def test_model_refusals_drop_the_frame_and_cut_long_values(app: Guard) -> None:
     rows = _rows()
     answer = call(app, _split(rows.assign(Date=[*rows["Date"][:-1], "x" * 20_000])))
     message = _refusal(answer, 400, "Date must be YYYY-MM-DD; unreadable: ['xxxx")
@@ -237,32 +240,32 @@ def test_model_refusals_drop_the_frame_and_cut_long_values(app: server.Guard) ->
     _refusal(call(app, _split(rows.head(3))), 400, "3 row(s) sent; this model needs at least 5")
 
 
-def test_content_types_mlflow_does_not_take_are_415(app: server.Guard) -> None:
+def test_content_types_mlflow_does_not_take_are_415(app: Guard) -> None:
     message = _refusal(call(app, b"{}", content_type="text/plain" + "x" * 5000), 415, "Got 'text")
     assert "(5010 chars)" in message
     _refusal(call(app, b"{}", content_type=None), 415, "Got ''")
     _refusal(call(app, b"{}", content_type="application/json; charset=latin-1"), 415, "UTF-8")
     _refusal(call(app, b"{}", content_type="application/json; x=1"), 415, "parameters: x")
-    _refusal(call(app, b"PAR1", content_type=server.PARQUET), 400, "Parquet")
+    _refusal(call(app, b"PAR1", content_type=PARQUET), 400, "Parquet")
 
 
-def test_parquet_is_served_unless_it_unpacks_to_too_much(app: server.Guard) -> None:
+def test_parquet_is_served_unless_it_unpacks_to_too_much(app: Guard) -> None:
     def parquet(frame: pd.DataFrame) -> bytes:
         out = io.BytesIO()
         frame.to_parquet(out, index=False)
         return out.getvalue()
 
-    answer = call(app, parquet(_rows()), content_type=server.PARQUET)
+    answer = call(app, parquet(_rows()), content_type=PARQUET)
     assert answer.status == 200 and answer.json() == {"predictions": [{"last_close": 107.0}]}
     bomb = parquet(pd.DataFrame({"Date": ["2024-01-01"] * 2_000_000, "Close": 1.0}))
     assert len(bomb) < 64 * 1024  # under the body limit, two million rows inside
-    message = _refusal(call(app, bomb, content_type=server.PARQUET), 400, "2000000 rows")
+    message = _refusal(call(app, bomb, content_type=PARQUET), 400, "2000000 rows")
     assert message.startswith("Parquet body too large once unpacked")
     wide = parquet(pd.DataFrame({f"c{i}": [1.0] for i in range(100)}))
-    _refusal(call(app, wide, content_type=server.PARQUET), 400, "100 columns")
+    _refusal(call(app, wide, content_type=PARQUET), 400, "100 columns")
 
 
-def test_a_body_over_the_limit_is_refused_before_it_is_read(app: server.Guard) -> None:
+def test_a_body_over_the_limit_is_refused_before_it_is_read(app: Guard) -> None:
     read: list[int] = []
     answer = call(app, b"{}", length=64 * 1024 + 1, receive_called=read)
     _refusal(answer, 413, "request body of 65537 bytes is over the 65536-byte limit")
@@ -272,7 +275,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(app: server.Guard) -
     assert call(app, [b" " * 10_000] * 5 + [_split(_rows())]).status == 200
 
 
-def test_requests_beyond_max_in_flight_get_an_immediate_503(app: server.Guard) -> None:
+def test_requests_beyond_max_in_flight_get_an_immediate_503(app: Guard) -> None:
     async def scenario() -> list[Answer]:
         hold = threading.Event()
         slow = [asyncio.create_task(_acall(app, _split(_rows()), hold=hold)) for _ in range(2)]
@@ -290,7 +293,7 @@ def test_requests_beyond_max_in_flight_get_an_immediate_503(app: server.Guard) -
 
 
 def test_a_slow_answer_is_a_504_and_keeps_its_slot_until_done(
-    make_app: Callable[..., server.Guard], monkeypatch: pytest.MonkeyPatch
+    make_app: Callable[..., Guard], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = make_app(max_in_flight=1, request_timeout_s=0.3)
     monkeypatch.setenv(SLEEP_ENV, "1.0")
@@ -304,7 +307,7 @@ def test_a_slow_answer_is_a_504_and_keeps_its_slot_until_done(
 
 
 def test_a_body_that_does_not_arrive_in_time_is_a_408(
-    make_app: Callable[..., server.Guard],
+    make_app: Callable[..., Guard],
 ) -> None:
     app = make_app(request_timeout_s=0.2)
     never = threading.Event()
@@ -312,7 +315,7 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(
     assert call(app, _split(_rows())).status == 200  # its slot was given back
 
 
-def test_after_shutdown_new_work_is_refused(make_app: Callable[..., server.Guard]) -> None:
+def test_after_shutdown_new_work_is_refused(make_app: Callable[..., Guard]) -> None:
     app = make_app()
 
     async def lifespan() -> list[str]:
@@ -343,7 +346,7 @@ def _never_a_5xx(answer: Answer) -> None:
         assert len(doc["message"]) < 500 and "Traceback" not in doc["message"]
 
 
-CONTENT_TYPES = st.sampled_from(["application/json", "text/csv", server.PARQUET, "text/plain"])
+CONTENT_TYPES = st.sampled_from(["application/json", "text/csv", PARQUET, "text/plain"])
 JSON_DOCS = st.recursive(
     st.none()
     | st.booleans()
@@ -391,9 +394,7 @@ def ohlcv_ish(draw: st.DrawFn) -> pd.DataFrame:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=2000), content_type=CONTENT_TYPES)
-def test_any_bytes_get_a_short_4xx_never_a_5xx(
-    app: server.Guard, body: bytes, content_type: str
-) -> None:
+def test_any_bytes_get_a_short_4xx_never_a_5xx(app: Guard, body: bytes, content_type: str) -> None:
     _never_a_5xx(call(app, body, content_type=content_type))
 
 
@@ -402,9 +403,7 @@ def test_any_bytes_get_a_short_4xx_never_a_5xx(
     doc=JSON_DOCS,
     key=st.sampled_from(["dataframe_split", "dataframe_records", "inputs", "instances", "x"]),
 )
-def test_any_json_document_gets_a_short_4xx_never_a_5xx(
-    app: server.Guard, doc: Any, key: str
-) -> None:
+def test_any_json_document_gets_a_short_4xx_never_a_5xx(app: Guard, doc: Any, key: str) -> None:
     _never_a_5xx(call(app, json.dumps(doc).encode()))
     _never_a_5xx(call(app, json.dumps({key: doc}).encode()))
 
@@ -414,7 +413,7 @@ def test_any_json_document_gets_a_short_4xx_never_a_5xx(
     frame=ohlcv_ish(), drop=st.sampled_from([None, None, "Date", "Close"]), how=st.integers(0, 2)
 )
 def test_any_ohlcv_ish_table_gets_an_answer_or_a_short_4xx(
-    app: server.Guard, frame: pd.DataFrame, drop: str | None, how: int
+    app: Guard, frame: pd.DataFrame, drop: str | None, how: int
 ) -> None:
     if drop:
         frame = frame.drop(columns=drop)
@@ -472,14 +471,14 @@ def _answer_json(answer: Any) -> str:
 
 @pytest.mark.parametrize("table", ANSWER_TABLES.values(), ids=ANSWER_TABLES.keys())
 def test_table_answers_become_the_json_mlflow_would_write(table: pd.DataFrame) -> None:
-    assert _answer_json(server.answer_records(table)) == _answer_json(table)
+    assert _answer_json(answer_records(table)) == _answer_json(table)
 
 
 def test_answers_other_than_a_table_of_unique_columns_are_left_to_mlflow() -> None:
     repeated = pd.DataFrame([[1.0, 2.0]], columns=["a", "a"])
-    assert server.answer_records(repeated) is repeated
+    assert answer_records(repeated) is repeated
     answer = np.arange(3.0)
-    assert server.answer_records(answer) is answer
+    assert answer_records(answer) is answer
 
 
 class RecordsOrTable(PythonModel):
@@ -501,6 +500,6 @@ def test_the_server_asks_models_that_can_for_records(tmp_path: Path) -> None:
     assert call(guard, _split(_rows(8))).json() == {"predictions": [{"rows": 8}]}
 
 
-def test_models_without_the_switch_are_served_as_before(app: server.Guard, pyfunc: Any) -> None:
+def test_models_without_the_switch_are_served_as_before(app: Guard, pyfunc: Any) -> None:
     assert not hasattr(pyfunc.unwrap_python_model(), "answers_as_records")
     assert call(app, _split(_rows(8))).json() == {"predictions": [{"last_close": 107.0}]}

@@ -1,5 +1,5 @@
-"""pipeline/deployment/stack.py's process bookkeeping, on throw-away processes (the stack itself:
-tests/integration/test_stack.py)."""
+"""pipeline/deployment/processes.py's bookkeeping, on throw-away processes, and stack.py's
+status (the stack itself: tests/integration/test_stack.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Config
-from pipeline.deployment import stack
+from pipeline.deployment import processes, stack
 
 
-def _service(name: str, code: str, tmp_path: Path, **kw: str) -> stack.Service:
-    return stack.Service(name, [sys.executable, "-c", code], dict(os.environ), tmp_path, **kw)
+def _service(name: str, code: str, tmp_path: Path, **kw: str) -> processes.Service:
+    return processes.Service(name, [sys.executable, "-c", code], dict(os.environ), tmp_path, **kw)
 
 
 def test_start_records_the_process_and_stop_ends_its_group(tmp_path: Path) -> None:
@@ -23,44 +23,46 @@ def test_start_records_the_process_and_stop_ends_its_group(tmp_path: Path) -> No
         "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)",
         tmp_path,
     )
-    pid = stack.start(svc, tmp_path)
-    assert stack.running_pid(tmp_path, "sleeper") == pid
-    assert stack.stop(tmp_path, ["sleeper"], grace_s=5) == ["sleeper"]
+    pid = processes.start(svc, tmp_path)
+    assert processes.running_pid(tmp_path, "sleeper") == pid
+    assert processes.stop(tmp_path, ["sleeper"], grace_s=5) == ["sleeper"]
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # the child `sleep` went with it
-    assert stack.running_pid(tmp_path, "sleeper") is None
-    assert stack.stop(tmp_path, ["sleeper"]) == []  # nothing left to stop
+    assert processes.running_pid(tmp_path, "sleeper") is None
+    assert processes.stop(tmp_path, ["sleeper"]) == []  # nothing left to stop
 
 
 def test_a_reused_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "ghost.pid").write_text(f"{os.getpid()} 1\n")  # wrong start time
-    assert stack.running_pid(tmp_path, "ghost") is None
-    assert stack.stop(tmp_path, ["ghost"]) == []  # and it is never signalled
+    assert processes.running_pid(tmp_path, "ghost") is None
+    assert processes.stop(tmp_path, ["ghost"]) == []  # and it is never signalled
     assert os.path.exists(f"/proc/{os.getpid()}")
 
 
 def test_a_service_that_dies_at_start_is_named_with_its_log(tmp_path: Path) -> None:
     svc = _service("broken", "print('port 8080 is taken'); raise SystemExit(3)", tmp_path,
                    url="http://127.0.0.1:9/")  # fmt: skip
-    stack.start(svc, tmp_path)
-    with pytest.raises(stack.StartFailed, match=r"(?s)broken exited at start.*port 8080 is taken"):
-        stack.wait_ready(svc, tmp_path, 0, timeout_s=30)
+    processes.start(svc, tmp_path)
+    with pytest.raises(
+        processes.StartFailed, match=r"(?s)broken exited at start.*port 8080 is taken"
+    ):
+        processes.wait_ready(svc, tmp_path, 0, timeout_s=30)
 
 
 def test_readiness_by_log_line_counts_only_this_start(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
-    log = stack.log_file(tmp_path, "w")
+    log = processes.log_file(tmp_path, "w")
     log.write_text("w ready.\n")  # an earlier start's line
     since = log.stat().st_size
     svc = _service("w", "import time; time.sleep(30)", tmp_path, ready_line=" ready.")
-    stack.start(svc, tmp_path)
+    processes.start(svc, tmp_path)
     try:
-        with pytest.raises(stack.StartFailed, match="w not ready after 2 s"):
-            stack.wait_ready(svc, tmp_path, since, timeout_s=2)
-        stack.wait_ready(svc, tmp_path, 0, timeout_s=2)  # the whole log does have it
+        with pytest.raises(processes.StartFailed, match="w not ready after 2 s"):
+            processes.wait_ready(svc, tmp_path, since, timeout_s=2)
+        processes.wait_ready(svc, tmp_path, 0, timeout_s=2)  # the whole log does have it
     finally:
-        stack.stop(tmp_path, ["w"], grace_s=5)
+        processes.stop(tmp_path, ["w"], grace_s=5)
 
 
 def test_status_says_what_is_down(cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
