@@ -21,19 +21,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.config import ConfigError, load_config
+from pipeline import commands
+from pipeline.commands import EXIT_USAGE
+from pipeline.config import ConfigError
 from pipeline.layout import BadTicker, check_ticker
 from pipeline.lifecycle.reachability import TrackingUnreachable
 from pipeline.operations.runlock import Busy
-
-EXIT_REFUSED = 3
-EXIT_USAGE = 2
 
 
 def date_arg(value: str) -> dt.date:
@@ -69,196 +67,6 @@ def ticker_arg(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _validate(args: argparse.Namespace) -> int:
-    from pipeline.data.validate import validate_file
-
-    report = validate_file(args.path, load_config(args.config))
-    if report.success:
-        print(f"OK {args.path}: {report.checked} expectations passed")
-        return 0
-    for failure in report.failures:
-        print(failure)
-    return 1
-
-
-def _dag_test(args: argparse.Namespace) -> int:
-    from pipeline.operations import runlock
-    from pipeline.operations.operate import day_problem
-    from pipeline.orchestration.airflow_run import dag_test_command
-
-    cfg = load_config(args.config)
-    if problem := day_problem(cfg, args.date):
-        print(f"refused: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    with runlock.hold(cfg, f"pipeline dag-test {args.dag_id} {args.date}"):
-        return dag_test_command(cfg, args.dag_id, args.date)
-
-
-def _daily(args: argparse.Namespace) -> int:
-    from pipeline.operations import runlock
-    from pipeline.operations.operate import run_day
-
-    cfg = load_config(args.config)
-    with runlock.hold(cfg, f"pipeline daily {args.date}"):
-        return run_day(cfg, args.date)
-
-
-def _replay(args: argparse.Namespace) -> int:
-    from pipeline.operations.replay import main
-
-    if args.end < args.start:
-        print(f"--to {args.end} is before --from {args.start}", file=sys.stderr)
-        return EXIT_USAGE
-    from pipeline.operations import runlock
-
-    cfg = load_config(args.config)
-    with runlock.hold(cfg, f"pipeline replay --from {args.start} --to {args.end}"):
-        return main(cfg, args.start, args.end)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from pipeline.data.validate import ValidationFailed
-    from pipeline.orchestration.local_run import run_csv
-
-    try:
-        summary = run_csv(load_config(args.config), args.csv, args.ticker)
-    except ValidationFailed as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(json.dumps(summary))
-    return 0
-
-
-def _promote(args: argparse.Namespace) -> int:
-    from pipeline.lifecycle import promotion
-    from pipeline.lifecycle.registry import PromotionRefused, default_actor
-
-    cfg = load_config(args.config)
-    actor = args.actor or default_actor()
-    if args.force and not args.reason and cfg.registry.force_requires_reason:
-        print(
-            f"{args.command} --force needs --reason here (registry.force_requires_reason)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    reason = args.reason or f"manual {args.command}"
-    try:
-        if args.command == "promote":
-            done = promotion.promote(cfg, args.ticker, str(args.version), reason, actor, args.force)
-        else:
-            done = promotion.rollback(
-                cfg,
-                args.ticker,
-                reason,
-                actor,
-                args.force,
-                str(args.version) if args.version else None,
-            )
-    except PromotionRefused as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_REFUSED
-    print(json.dumps(done))
-    return 0
-
-
-def _audit(args: argparse.Namespace) -> int:
-    from pipeline.lifecycle.registry import audit_trail
-
-    for event in audit_trail(load_config(args.config), args.ticker):
-        print(json.dumps(event))
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from pipeline.lifecycle.registry import production_version
-    from pipeline.serving.production import serve
-
-    cfg = load_config(args.config)
-    if production_version(cfg, args.ticker) is None:
-        print(
-            f"no production model for {args.ticker} in {cfg.tracking_uri}: run `make run` "
-            "first (or promote a version)",
-            file=sys.stderr,
-        )
-        return EXIT_REFUSED
-    if args.workers:
-        cfg = cfg.model_copy(
-            update={"serving": cfg.serving.model_copy(update={"workers": args.workers})}
-        )
-    return serve(cfg, args.ticker, args.port)
-
-
-def _ui(args: argparse.Namespace) -> int:
-    from pipeline.deployment.ui import run
-    from pipeline.operations import runlock
-
-    cfg = load_config(args.config)
-    with runlock.hold(cfg, "pipeline ui (its scheduler runs the DAGs)"):
-        from pipeline.orchestration.airflow_run import ensure_airflow_db
-
-        ensure_airflow_db()
-        return run(cfg)
-
-
-def _stack(args: argparse.Namespace) -> int:
-    from pipeline.deployment import stack
-
-    if args.action == "mlflow-users":  # compose's one-shot `mlflow-init` service
-        return _mlflow_users()
-    act = {"up": stack.up, "down": stack.down, "status": stack.status}[args.action]
-    return act(load_config(args.config))
-
-
-def _mlflow_users() -> int:
-    import os
-
-    from pipeline.deployment import deploy
-
-    keys = {
-        "MLFLOW_ADMIN_PASSWORD": os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD", ""),
-        "MLFLOW_PIPELINE_PASSWORD": os.environ.get("MLFLOW_TRACKING_PASSWORD", ""),
-        "MLFLOW_VIEWER_PASSWORD": os.environ.get("MLFLOW_VIEWER_PASSWORD", ""),
-    }
-    for name, key in (
-        ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_ADMIN_PASSWORD"),
-        ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_PIPELINE_PASSWORD"),
-    ):
-        if not keys[key]:
-            print(f"{name} is not set", file=sys.stderr)
-            return 2
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    try:
-        print(json.dumps(deploy.ensure_mlflow_users(uri, keys)))
-    except Exception as exc:  # any failure here means: not (yet) reachable; compose retries
-        print(f"could not set up MLflow accounts at {uri!r}: {exc}"[:500], file=sys.stderr)
-        return 1
-    return 0
-
-
-def _backtest(args: argparse.Namespace) -> int:
-    from pipeline.evaluation.backtest import Plan
-    from pipeline.evaluation.backtest_run import run
-
-    cfg = load_config(args.config)
-    plan = Plan(
-        tickers=args.tickers or cfg.tickers,
-        start=args.start,
-        end=args.end,
-        refit_every=args.refit_every,
-        tune=args.tune,
-        scope=args.scope,
-        holdout=tuple(args.holdout or ()),
-        production_params=args.production_params,
-    )
-    try:
-        summary = run(cfg, plan)
-    except ValueError as exc:  # a series that fails validation, a span with no session
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, default=str))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -270,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate an OHLCV CSV with the project's GX suite")
     p.add_argument("path")
-    p.set_defaults(func=_validate)
+    p.set_defaults(func=commands.validate)
 
     p = sub.add_parser("dag-test", help="run a DAG once through Airflow, log to state/logs/")
     p.add_argument("dag_id")
     p.add_argument("date", type=date_arg, help="logical date, YYYY-MM-DD")
-    p.set_defaults(func=_dag_test)
+    p.set_defaults(func=commands.dag_test)
 
     p = sub.add_parser(
         "daily",
@@ -284,19 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         "failed, 2 a DAG failed)",
     )
     p.add_argument("date", type=date_arg, help="the trading day, YYYY-MM-DD")
-    p.set_defaults(func=_daily)
+    p.set_defaults(func=commands.daily)
 
     p = sub.add_parser(
         "replay", help="run the schedule day after day on the data (daily, retrains, weekly)"
     )
     p.add_argument("--from", dest="start", required=True, type=date_arg, help="first day")
     p.add_argument("--to", dest="end", required=True, type=date_arg, help="last day")
-    p.set_defaults(func=_replay)
+    p.set_defaults(func=commands.replay)
 
     p = sub.add_parser("run", help="validate, tune, train, evaluate, register, promote in-process")
     p.add_argument("--csv", required=True, help="OHLCV CSV: Date,Open,High,Low,Close,Volume")
     p.add_argument("--ticker", required=True, type=ticker_arg)
-    p.set_defaults(func=_run)
+    p.set_defaults(func=commands.run)
 
     p = sub.add_parser("backtest", help="walk-forward backtest of the model against every baseline")
     p.add_argument("--tickers", nargs="+", type=ticker_arg, help="default: the configured tickers")
@@ -326,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse the production version's tuned parameters (tuned on later data: "
         "hyperparameter look-ahead) instead of tuning at the first refit",
     )
-    p.set_defaults(func=_backtest)
+    p.set_defaults(func=commands.backtest)
 
     for name, text in (
         ("promote", "point `production` at a version (gate applies)"),
@@ -345,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--actor", help="who asks (default: the OS user; the OS user is recorded too)"
         )
         p.add_argument("--force", action="store_true", help="skip the checks (recorded)")
-        p.set_defaults(func=_promote)
+        p.set_defaults(func=commands.promote)
 
     p = sub.add_parser(
         "serve", help="serve the production model over REST (MLflow's scoring app), following it"
@@ -355,18 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers", type=positive_int, help="worker processes (default: serving.workers)"
     )
-    p.set_defaults(func=_serve)
+    p.set_defaults(func=commands.serve)
 
     p = sub.add_parser("ui", help="Airflow, MLflow and Optuna dashboards on localhost")
-    p.set_defaults(func=_ui)
+    p.set_defaults(func=commands.ui)
 
     p = sub.add_parser("stack", help="the scale-out on local PostgreSQL + Redis (make stack)")
     p.add_argument("action", choices=["up", "down", "status", "mlflow-users"])
-    p.set_defaults(func=_stack)
+    p.set_defaults(func=commands.stack)
 
     p = sub.add_parser("audit", help="print the promotion/rollback trail as JSON lines")
     p.add_argument("--ticker", default="GOOG", type=ticker_arg)
-    p.set_defaults(func=_audit)
+    p.set_defaults(func=commands.audit)
     return parser
 
 

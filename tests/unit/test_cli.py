@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.cli import EXIT_REFUSED, build_parser, main
+from pipeline.cli import build_parser, main
+from pipeline.commands import EXIT_REFUSED
 from pipeline.config import Config, throwaway_env
 from pipeline.data.ingest import sample_path
 from pipeline.data.validate import validate_file
