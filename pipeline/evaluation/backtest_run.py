@@ -53,7 +53,8 @@ def tune_on_history(cfg: Config, feats: pd.DataFrame, parent_id: str) -> tuple[L
     trials are child runs of the backtest's MLflow run."""
     import optuna
 
-    from pipeline.forecasting.tune import SurplusTrial, TrialUnfit, make_objective
+    from pipeline.forecasting.study import SurplusTrial
+    from pipeline.forecasting.tune import TrialUnfit, make_objective
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(

@@ -67,6 +67,13 @@ def final_factor(errors: list[float], q: float, level: float, step: float) -> fl
     return math.exp(log_f)
 
 
+def past_sessions(step: float, lookback: int, spare_rows: int) -> int:
+    """How many sessions before the newest a request forecasts again for its factor: the
+    version's lookback, or as many as the request's rows beyond one window's allow (none
+    for a version without the adaptive widths, step 0)."""
+    return min(lookback, spare_rows) if step > 0 else 0
+
+
 def calibrate(f: Forecast, r: np.ndarray, step: float, lookback: int) -> Forecast:
     """The forecast with adaptive width factors at every level, from realised returns r
     (NaN where not known yet) of the same sessions."""

@@ -3,7 +3,8 @@
 A client sends the most recent raw daily bars (Date, Open, High, Low, Close,
 Volume) and gets the next session's forecast close back; features, scaling and
 windowing happen in here, with the same code as in training
-(features.feature_matrix), so serving cannot drift.
+(features.feature_matrix) and the version's own spec (pipeline/forecasting/spec.py), so
+serving cannot drift.
 
 A request is checked whole by pipeline/forecasting/request.py (columns, types, dates in
 order, prices), in Arrow and NumPy when it is well formed (pandas only to word a refusal),
@@ -29,7 +30,6 @@ from mlflow.pyfunc.model import PythonModel
 from pipeline.data.features import (
     COLUMN,
     FEATURES,
-    HAR_WINDOWS,
     TARGET,
     Scaler,
     base_scale,
@@ -41,8 +41,10 @@ from pipeline.forecasting.intervals import LEVELS, STUDENT_T_DF, Forecast, distr
 from pipeline.forecasting.lite import (  # no TensorFlow: that loads only if needed
     LiteNetwork,
     Network,
+    compiled,
 )
-from pipeline.forecasting.request import TOO_EXTREME, BadInput, request_arrays
+from pipeline.forecasting.request import TOO_EXTREME, BadInput, finite_price, request_arrays
+from pipeline.forecasting.spec import lookup_version, min_rows
 
 LOG_RET = COLUMN["log_ret"]
 OUTPUT_COLUMNS = [
@@ -58,87 +60,6 @@ OUTPUT_COLUMNS = [
     "scale",
     "model_version",
 ]
-
-
-def preprocessing_spec(
-    window: int,
-    vol_window: int,
-    volume_window: int,
-    x_scaler: Scaler,
-    y_scaler: Scaler,
-    calendar: str,
-    max_rows: int,
-    run_id: str | None = None,
-    base: dict[str, Any] | None = None,
-    calibration: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """What the pyfunc needs besides the network: windows, scalers, the base scale's fit,
-    the adaptive conformal widths' settings (none: the intervals as the network gives them)."""
-    base = base or {"kind": "trailing"}
-    return {
-        "run_id": run_id,  # the run that logged it: its registered version can be looked up
-        "window": window,
-        "vol_window": vol_window,
-        "volume_window": volume_window,
-        "features": FEATURES,
-        "calendar": calendar,
-        "max_rows": max_rows,
-        "x_mean": x_scaler.mean.tolist(),
-        "x_scale": x_scaler.scale.tolist(),
-        "y_mean": y_scaler.mean.tolist(),
-        "y_scale": y_scaler.scale.tolist(),
-        "distribution": {"family": "student_t", "df": STUDENT_T_DF, "base_scale": base["kind"]},
-        "base": base,
-        "har_window": HAR_WINDOWS[-1],
-        "conformal": calibration,
-    }
-
-
-def min_rows(spec: dict[str, Any]) -> int:
-    """Rows a request needs: the feature warm-up plus one window."""
-    warm = (int(spec["vol_window"]), int(spec["volume_window"]), int(spec.get("har_window", 0)))
-    return int(spec["window"]) + max(warm)
-
-
-def lookup_version(run_id: str | None) -> str:
-    """The one registered version logged by `run_id`, or "unknown" (no run id recorded,
-    no registry reachable, or not exactly one version)."""
-    import mlflow
-
-    # without a configured store there is no registry to ask (and MLflow's default would
-    # create one in the working directory)
-    if not run_id or not mlflow.is_tracking_uri_set():
-        return "unknown"
-    try:
-        found = mlflow.MlflowClient().search_model_versions(f"run_id = '{run_id}'")
-    except Exception:  # any registry trouble: the answer itself is still good
-        return "unknown"
-    return str(found[0].version) if len(found) == 1 else "unknown"
-
-
-def compiled(net: Any, shape: tuple[int, ...]) -> Network:
-    """The network as one compiled graph for `shape`, called through its concrete function
-    (skips tf.function's argument binding) with a tensor (arrays convert slowly)."""
-    import tensorflow as tf
-
-    graph = tf.function(
-        lambda x: net(x, training=False),
-        jit_compile=True,
-        input_signature=[tf.TensorSpec(shape, tf.float32)],
-    ).get_concrete_function()
-    return lambda x: np.asarray(graph(tf.constant(x, dtype=tf.float32)))
-
-
-def _price(close: float, log_return: float) -> float:
-    """close * exp(log_return), or BadInput when that is not a finite number (plain floats:
-    for one row NumPy's calls cost more than the arithmetic)."""
-    try:
-        price = close * math.exp(log_return)
-    except OverflowError:
-        price = math.inf
-    if not math.isfinite(price):
-        raise BadInput(TOO_EXTREME)
-    return price
 
 
 class PriceForecaster(PythonModel):
@@ -256,7 +177,8 @@ class PriceForecaster(PythonModel):
         `version` is what model_version says)."""
         needed, window = self._needed, self._window
         days, ohlcv = request_arrays(model_input, needed, self._max_rows)
-        past = self._past_sessions(len(days))  # earlier sessions forecast for calibration
+        step, lookback = self._conformal  # earlier sessions forecast again for the widths
+        past = conformal.past_sessions(step, lookback, len(days) - needed)
         # only the rows the windows and their feature warm-up need (the same numbers as on
         # the whole request: every feature looks back a fixed number of rows)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # refused below
@@ -281,29 +203,20 @@ class PriceForecaster(PythonModel):
             "as_of": str(last),
             "for_date": self._next_session(last),
             "last_close": close,
-            "forecast_close": _price(close, ret),
+            "forecast_close": finite_price(close, ret),
             "forecast_return": ret,
         }
         known = math.isfinite(sd)  # NaN: a version from before the distributional head
         errors = (np.abs(matrix[-past:, LOG_RET] - loc[:-1]) / scale[:-1]).tolist() if past else []
         for level in LEVELS:  # central intervals of the next close, in price
             q = z_value(level, self.df)
-            half = q * sd * self._factor(errors, q, level)
+            half = q * sd * (conformal.final_factor(errors, q, level, step) if errors else 1.0)
             pct = round(level * 100)
-            row[f"lower_{pct}"] = _price(close, ret - half) if known else None
-            row[f"upper_{pct}"] = _price(close, ret + half) if known else None
+            row[f"lower_{pct}"] = finite_price(close, ret - half) if known else None
+            row[f"upper_{pct}"] = finite_price(close, ret + half) if known else None
         row["scale"] = sd if known else None
         row["model_version"] = version
         return row
-
-    def _past_sessions(self, rows: int) -> int:
-        """How many sessions before the newest to forecast again for the adaptive widths:
-        the version's lookback, or as many as the request's extra rows allow."""
-        step, lookback = self._conformal
-        return min(lookback, rows - self._needed) if step > 0 else 0
-
-    def _factor(self, errors: list[float], q: float, level: float) -> float:
-        return conformal.final_factor(errors, q, level, self._conformal[0]) if errors else 1.0
 
     def forecast_all(self, bars: pd.DataFrame) -> pd.DataFrame:
         """A forecast made at every close that has a full window (for evaluation)."""

@@ -4,7 +4,8 @@ Columns, types, dates in order and unique, prices > 0: in Arrow and NumPy for a 
 request (in a server each NumPy call costs about 10 us, caches going cold between
 requests, so the path makes few), and through check_bars, which words every refusal,
 for anything else. A request may carry the vendor's Adj Close: it is then adjusted as
-training's bars are (pipeline.data.bars.adjust).
+training's bars are (pipeline.data.bars.adjust). The answer's prices are refused the
+same way when they are not finite numbers (finite_price).
 """
 
 from __future__ import annotations
@@ -228,3 +229,15 @@ def _adjusted(frame: Any, names: list[str], ohlcv: np.ndarray) -> np.ndarray:
     out[:, :4] *= relative[:, None]
     out[:, 4] /= relative
     return out
+
+
+def finite_price(close: float, log_return: float) -> float:
+    """close * exp(log_return), or BadInput when that is not a finite number (plain floats:
+    for one row NumPy's calls cost more than the arithmetic)."""
+    try:
+        price = close * math.exp(log_return)
+    except OverflowError:
+        price = math.inf
+    if not math.isfinite(price):
+        raise BadInput(TOO_EXTREME)
+    return price

@@ -22,13 +22,9 @@ from pipeline.config import Config
 from pipeline.data import store
 from pipeline.data.features import FEATURES, prepare
 from pipeline.forecasting import conformal, lite
-from pipeline.forecasting.forecaster import (
-    OUTPUT_COLUMNS,
-    PriceForecaster,
-    min_rows,
-    preprocessing_spec,
-)
+from pipeline.forecasting.forecaster import OUTPUT_COLUMNS, PriceForecaster
 from pipeline.forecasting.model import LSTMParams, build_model
+from pipeline.forecasting.spec import min_rows, preprocessing_spec
 from pipeline.lifecycle import tracking
 from pipeline.orchestration.carry import Trained
 

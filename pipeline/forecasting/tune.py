@@ -1,8 +1,8 @@
 """Tune: an Optuna TPE search over the LSTM, pruned through Keras, every trial an MLflow child run.
 
-The study lives in RDB storage (SQLite by default, any SQLAlchemy URL works) and
-is keyed to ticker and run date, loaded with load_if_exists: a retried task
-resumes with the trials it already has instead of starting over.
+Here: the objective (one trial: suggest, fit, log), a worker's run of it, and the best
+trial. The study it runs in (storage keyed to ticker and run date, so a retried task
+resumes; who runs each trial; the budget workers share) is pipeline/forecasting/study.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import socket
 import sys
 import time
 import warnings
@@ -19,17 +18,25 @@ from typing import Any
 import keras
 import optuna
 import pandas as pd
-import psutil
 
-from pipeline.config import Config, SearchSpace
+from pipeline.config import Config
 from pipeline.data.features import FEATURES, Prepared, prepare
 from pipeline.forecasting.model import LSTMParams, build_model
-from pipeline.layout import ensure_sqlite_dir
+from pipeline.forecasting.study import (
+    FINISHED,
+    SurplusTrial,
+    load_study,
+    owner,
+    resume,
+    started_trials,
+    stop_after_failures,
+    within_budget,
+)
 from pipeline.lifecycle import tracking
 from pipeline.orchestration.carry import Selected
+from pipeline.sections import SearchSpace
 
 log = logging.getLogger(__name__)
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 MONITOR = "val_nll"  # validation NLL of the forecast distribution: minimised, pruned on
 
 
@@ -82,66 +89,9 @@ def fit(
     return model, history
 
 
-def study_name(ticker: str, day: dt.date) -> str:
-    return f"{ticker}-{day.isoformat()}"
-
-
-class SurplusTrial(RuntimeError):
-    """Parallel workers started more trials than the budget has left; this one is not run."""
-
-
 class TrialUnfit(ValueError):
     """This trial's parameters cannot work here (diverged, window too long for the data);
     other parameters may. Any other error stops the study at once: it would fail them all."""
-
-
-class StudyFailing(RuntimeError):
-    """`tune.max_failed_in_a_row` trials failed in a row: something fails every trial."""
-
-
-def stop_after_failures(limit: int) -> Any:
-    """An optimize() callback: raise StudyFailing after `limit` consecutive failed trials
-    of this worker (surplus trials are not failures)."""
-    failed: list[str] = []
-
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state != optuna.trial.TrialState.FAIL:
-            failed.clear()
-        elif "surplus" not in trial.user_attrs:
-            failed.append(str(trial.user_attrs.get("fail_reason", "no reason recorded")))
-            if len(failed) >= limit:
-                raise StudyFailing(
-                    f"study {study.study_name}: {limit} trials failed in a row "
-                    f"(tune.max_failed_in_a_row); last: {failed[-1]}"
-                )
-
-    return callback
-
-
-def owner() -> dict[str, Any]:
-    """This process, as a trial records it: a later process can tell whether it still runs."""
-    me = psutil.Process()
-    return {"host": socket.gethostname(), "pid": me.pid, "started": me.create_time()}
-
-
-def owner_is_gone(who: Any) -> bool:
-    """True if `who` (an owner() record) was a process on this host that no longer runs.
-    A trial owned by another host is left to the heartbeat (tune.grace_period_s)."""
-    if not isinstance(who, dict) or who.get("host") != socket.gethostname():
-        return False
-    try:
-        return bool(psutil.Process(int(who["pid"])).create_time() != who["started"])
-    except psutil.NoSuchProcess:
-        return True
-    except (KeyError, TypeError, ValueError, psutil.Error):
-        return False
-
-
-def within_budget(study: optuna.Study, number: int, n_trials: int) -> bool:
-    """Workers sharing a study can start trials at the same moment: trial `number` is within
-    the budget only if fewer than `n_trials` trials before it are finished or still running."""
-    claimed = study.get_trials(deepcopy=False, states=(*FINISHED, optuna.trial.TrialState.RUNNING))
-    return sum(t.number < number for t in claimed) < n_trials
 
 
 def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
@@ -212,50 +162,6 @@ def unfit(trial: optuna.Trial, reason: str) -> float:
     raise TrialUnfit(f"trial {trial.number}: {reason}")
 
 
-def on_stale_trial(cfg: Config) -> Any:
-    """A trial whose worker died (no heartbeat for `tune.grace_period_s`): Optuna has marked it
-    FAIL; close its MLflow child run as FAILED too, and queue it again (`tune.stale_retries`)."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    with warnings.catch_warnings():  # marked experimental since Optuna 2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.tune.stale_retries)
-
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if run_id:
-            mc = tracking.client(cfg)
-            mc.set_tag(run_id, "trial_state", "STALE")
-            mc.set_terminated(run_id, "FAILED")
-        log.warning("trial %d lost its worker: failed, queued again", trial.number)
-        retry(study, trial)
-
-    return callback
-
-
-def storage(cfg: Config) -> optuna.storages.RDBStorage:
-    """The study storage, with heartbeats so a dead worker's trial does not stay RUNNING."""
-    with warnings.catch_warnings():  # heartbeats are marked experimental since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            ensure_sqlite_dir(cfg.optuna_storage),
-            heartbeat_interval=cfg.tune.heartbeat_interval_s,
-            grace_period=cfg.tune.grace_period_s,
-            heartbeat_stale_trial_callback=on_stale_trial(cfg),
-        )
-
-
-def load_study(cfg: Config, ticker: str, day: dt.date) -> optuna.Study:
-    return optuna.create_study(
-        study_name=study_name(ticker, day),
-        storage=storage(cfg),
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=cfg.tune.seed, n_startup_trials=4),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2),
-        load_if_exists=True,
-    )
-
-
 def _log_study_plots(cfg: Config, study: optuna.Study, parent_id: str) -> None:
     import matplotlib
 
@@ -289,7 +195,7 @@ def run(cfg: Config, ticker: str, day: dt.date, features_path: str, parent_id: s
     check_smallest_window(feats, cfg.tune.space)
     study = load_study(cfg, ticker, day)
     resume(cfg, study, parent_id)
-    started = _started(study)
+    started = started_trials(study)
     done = len([t for t in study.trials if t.state in FINISHED])
     log.info("study %s: %d of %d trial(s) done", study.study_name, done, cfg.tune.n_trials)
     if done < cfg.tune.n_trials:
@@ -304,7 +210,7 @@ def run(cfg: Config, ticker: str, day: dt.date, features_path: str, parent_id: s
             show_progress_bar=sys.stderr.isatty(),
             catch=(SurplusTrial, TrialUnfit),  # anything else fails every trial: stop now
         )
-    return len(_started(study) - started)
+    return len(started_trials(study) - started)
 
 
 def check_smallest_window(feats: pd.DataFrame, space: SearchSpace) -> None:
@@ -317,84 +223,6 @@ def check_smallest_window(feats: pd.DataFrame, space: SearchSpace) -> None:
             f"features {rows} leave no train or validation sample even for the smallest "
             f"window ({window}, tune.space.window): more history is needed"
         )
-
-
-def resume(cfg: Config, study: optuna.Study, parent_id: str) -> None:
-    """Pick a study up where a dead worker left it: its RUNNING trial is failed (and queued
-    again), its MLflow run closed, and the finished trials' runs move under `parent_id`."""
-    with warnings.catch_warnings():  # heartbeats: another host's worker that went silent
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    fail_dead_local_trials(cfg, study)
-    adopt_finished_trials(cfg, study, parent_id)
-
-
-def fail_dead_local_trials(cfg: Config, study: optuna.Study) -> list[int]:
-    """RUNNING trials whose process on this host is gone (kill -9, a crashed `make run`):
-    their heartbeat may still look fresh, but they will never finish."""
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    dead = [t for t in running if owner_is_gone(t.user_attrs.get("owner"))]
-    callback = on_stale_trial(cfg)
-    for trial in dead:
-        # FrozenTrial keeps its storage id private; set_trial_state_values is public storage API
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        callback(study, study._storage.get_trial(trial._trial_id))
-    return [t.number for t in dead]
-
-
-def adopt_finished_trials(cfg: Config, study: optuna.Study, parent_id: str) -> list[str]:
-    """A resumed study's earlier trials count for this run: their MLflow runs move under
-    this run's parent (tag `adopted_from`) unless their parent run finished (a complete
-    earlier run keeps its record). A parent left RUNNING with no live trial was orphaned by
-    a dead process: it is closed FAILED (tag `superseded_by`)."""
-    from mlflow.exceptions import MlflowException
-
-    mc = tracking.client(cfg)
-    live = {
-        t.user_attrs.get("mlflow_run_id")
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    }
-    orphans: dict[str, bool] = {}  # old parent -> still has a live trial
-    moved = []
-    for trial in study.get_trials(deepcopy=False):
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if not run_id:
-            continue
-        try:
-            old = mc.get_run(run_id).data.tags.get("mlflow.parentRunId")
-        except MlflowException:  # deleted by hand: nothing to move
-            continue
-        if not old or old == parent_id or _status(mc, old) == "FINISHED":
-            continue
-        orphans[old] = orphans.get(old, False) or run_id in live
-        if run_id not in live:
-            tracking.log_batch(
-                mc, run_id, tags={"mlflow.parentRunId": parent_id, "adopted_from": old}
-            )
-            moved.append(run_id)
-    for old, busy in orphans.items():
-        if not busy and _status(mc, old) == "RUNNING":
-            mc.set_tag(old, "superseded_by", parent_id)
-            mc.set_terminated(old, "FAILED")
-            log.warning(
-                "closed orphaned MLflow run %s: its trials now belong to %s", old, parent_id
-            )
-    return moved
-
-
-def _status(mc: Any, run_id: str) -> str | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(mc.get_run(run_id).info.status)
-    except MlflowException:
-        return None
-
-
-def _started(study: optuna.Study) -> set[int]:
-    """Numbers of the trials that have begun (a queued retry has not)."""
-    waiting = optuna.trial.TrialState.WAITING
-    return {t.number for t in study.get_trials(deepcopy=False) if t.state != waiting}
 
 
 def best(cfg: Config, ticker: str, day: dt.date, parent_id: str) -> Selected:

@@ -10,9 +10,10 @@ import pytest
 
 from pipeline.data.features import FEATURES, assign_splits, make_features, prepare
 from pipeline.forecasting import conformal
-from pipeline.forecasting.forecaster import PriceForecaster, preprocessing_spec
+from pipeline.forecasting.forecaster import PriceForecaster
 from pipeline.forecasting.intervals import Forecast, coverage, z_value
 from pipeline.forecasting.model import LSTMParams, build_model
+from pipeline.forecasting.spec import preprocessing_spec
 
 
 def reference_factor(errors: np.ndarray, q: float, level: float, step: float) -> float:

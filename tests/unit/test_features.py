@@ -163,7 +163,7 @@ def test_serving_features_on_the_last_rows_equal_training_features(
 ) -> None:
     """The pyfunc computes features on only window + warm-up rows; they must be the
     numbers training computed on the whole series for those days."""
-    from pipeline.forecasting.forecaster import min_rows
+    from pipeline.forecasting.spec import min_rows
 
     bars = sample_bars.tail(400).reset_index(drop=True)
     spec = {"window": window, "vol_window": vol, "volume_window": volume, "har_window": 22}

@@ -11,14 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.data.features import FEATURES, Scaler, assign_splits, make_features, prepare
-from pipeline.forecasting.forecaster import (
-    OUTPUT_COLUMNS,
-    PriceForecaster,
-    min_rows,
-    preprocessing_spec,
-)
+from pipeline.forecasting.forecaster import OUTPUT_COLUMNS, PriceForecaster
 from pipeline.forecasting.model import T_SCALE_PER_STD, LSTMParams, build_model
 from pipeline.forecasting.request import TOO_EXTREME, BadInput, check_bars, request_arrays, shown
+from pipeline.forecasting.spec import min_rows, preprocessing_spec
 
 
 def _bars(n: int) -> pd.DataFrame:
@@ -353,7 +349,7 @@ def test_the_pyfunc_forecasts_or_refuses_any_table(forecaster, frame: pd.DataFra
 
 
 def test_lookup_version_says_unknown_when_it_cannot_tell(cfg) -> None:
-    from pipeline.forecasting.forecaster import lookup_version
+    from pipeline.forecasting.spec import lookup_version
     from pipeline.lifecycle import tracking
 
     assert lookup_version(None) == "unknown"  # a model logged without its run id

@@ -14,8 +14,9 @@ import pytest
 
 from pipeline.data.features import FEATURES, assign_splits, make_features, prepare
 from pipeline.forecasting import lite
-from pipeline.forecasting.forecaster import PriceForecaster, preprocessing_spec
+from pipeline.forecasting.forecaster import PriceForecaster
 from pipeline.forecasting.model import LSTMParams, build_model
+from pipeline.forecasting.spec import preprocessing_spec
 from pipeline.forecasting.train import write_lite
 
 

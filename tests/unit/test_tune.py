@@ -8,12 +8,22 @@ import optuna
 import pandas as pd
 import pytest
 
-from pipeline.config import Config, SearchSpace
+from pipeline.config import Config
 from pipeline.data.features import Prepared, assign_splits, make_features, prepare
 from pipeline.forecasting import tune
 from pipeline.forecasting.model import LSTMParams
+from pipeline.forecasting.study import (
+    FINISHED,
+    StudyFailing,
+    load_study,
+    owner,
+    owner_is_gone,
+    study_name,
+    within_budget,
+)
 from pipeline.forecasting.tune import suggest_params
 from pipeline.lifecycle import tracking
+from pipeline.sections import SearchSpace
 from tests.helpers import random_walk_bars
 
 TINY = {
@@ -60,7 +70,7 @@ def test_search_space_draws_only_configured_values() -> None:
 
 
 def test_study_name_is_ticker_and_day() -> None:
-    assert tune.study_name("GOOG", dt.date(2013, 3, 1)) == "GOOG-2013-03-01"
+    assert study_name("GOOG", dt.date(2013, 3, 1)) == "GOOG-2013-03-01"
 
 
 def test_fit_trains_on_train_and_reports_val_nll() -> None:
@@ -88,7 +98,7 @@ def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) ->
     assert tune.run(cfg, "GOOG", day, path, parent) == 1
     assert tune.run(cfg, "GOOG", day, path, parent) == 0  # a retry resumes: budget met
 
-    study = tune.load_study(cfg, "GOOG", day)
+    study = load_study(cfg, "GOOG", day)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     mc = tracking.client(cfg)
@@ -111,13 +121,13 @@ def test_a_dead_workers_trial_is_failed_closed_and_retried(make_cfg, tmp_path: P
     """A worker killed mid-trial leaves a RUNNING trial; the next worker fails it by heartbeat."""
     day = dt.date(2020, 6, 2)
     cfg, path, parent = _tuning(make_cfg, tmp_path, day, n_trials=2)
-    dead, run_id = _dead_trial(cfg, tune.load_study(cfg, "GOOG", day), parent)
+    dead, run_id = _dead_trial(cfg, load_study(cfg, "GOOG", day), parent)
 
     tune.run(cfg, "GOOG", day, path, parent)
 
-    trials = tune.load_study(cfg, "GOOG", day).trials
+    trials = load_study(cfg, "GOOG", day).trials
     assert trials[dead.number].state == optuna.trial.TrialState.FAIL
-    finished = [t for t in trials if t.state in tune.FINISHED]
+    finished = [t for t in trials if t.state in FINISHED]
     assert len(finished) == 2  # the budget counts finished trials, the dead one is not one
     retried = [
         optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in trials
@@ -130,11 +140,11 @@ def test_a_dead_workers_trial_is_failed_closed_and_retried(make_cfg, tmp_path: P
 def test_within_budget_counts_trials_started_before() -> None:
     study = optuna.create_study()
     first, second, third = study.ask(), study.ask(), study.ask()  # three workers at once
-    assert tune.within_budget(study, first.number, 2)
-    assert tune.within_budget(study, second.number, 2)
-    assert not tune.within_budget(study, third.number, 2)  # two ahead of it hold the budget
+    assert within_budget(study, first.number, 2)
+    assert within_budget(study, second.number, 2)
+    assert not within_budget(study, third.number, 2)  # two ahead of it hold the budget
     study.tell(first, state=optuna.trial.TrialState.FAIL)  # a failed one frees its place
-    assert tune.within_budget(study, third.number, 2)
+    assert within_budget(study, third.number, 2)
 
 
 def _dead_trial(cfg: Config, study: optuna.Study, parent: str) -> tuple[optuna.Trial, str]:
@@ -159,12 +169,12 @@ def test_a_trial_beyond_the_budget_is_not_run(make_cfg, tmp_path: Path) -> None:
     """Two other workers hold the whole budget with running trials: this worker runs none."""
     day = dt.date(2020, 6, 3)
     cfg, path, parent = _tuning(make_cfg, tmp_path, day, n_trials=2)
-    study = tune.load_study(cfg, "GOOG", day)
+    study = load_study(cfg, "GOOG", day)
     others = [study.ask(), study.ask()]  # alive: no heartbeat has gone stale
 
     assert tune.run(cfg, "GOOG", day, path, parent) == 1
 
-    trials = tune.load_study(cfg, "GOOG", day).trials
+    trials = load_study(cfg, "GOOG", day).trials
     surplus = trials[-1]
     assert surplus.number == 2 and surplus.state == optuna.trial.TrialState.FAIL
     assert "surplus" in surplus.user_attrs and "mlflow_run_id" not in surplus.user_attrs
@@ -177,13 +187,13 @@ def test_a_retry_with_the_budget_met_still_closes_a_dead_trial(make_cfg, tmp_pat
     trial its worker left RUNNING, and close that trial's MLflow run."""
     day = dt.date(2020, 6, 4)
     cfg, path, parent = _tuning(make_cfg, tmp_path, day)
-    study = tune.load_study(cfg, "GOOG", day)
+    study = load_study(cfg, "GOOG", day)
     dead, run_id = _dead_trial(cfg, study, parent)
     study.tell(study.ask(), 0.5)  # the survivor's trial: budget of 1 met
 
     assert tune.run(cfg, "GOOG", day, path, parent) == 0  # no trial run...
 
-    assert tune.load_study(cfg, "GOOG", day).trials[dead.number].state.name == "FAIL"  # ...but
+    assert load_study(cfg, "GOOG", day).trials[dead.number].state.name == "FAIL"  # ...but
     lost = tracking.client(cfg).get_run(run_id)
     assert lost.info.status == "FAILED" and lost.data.tags["trial_state"] == "STALE"
 
@@ -196,7 +206,7 @@ def _killed_owner() -> dict[str, object]:
     import psutil
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    who = {"host": tune.owner()["host"], "pid": proc.pid}
+    who = {"host": owner()["host"], "pid": proc.pid}
     who["started"] = psutil.Process(proc.pid).create_time()
     proc.kill()
     proc.wait()
@@ -204,11 +214,11 @@ def _killed_owner() -> dict[str, object]:
 
 
 def test_owner_is_gone_only_for_a_dead_process_on_this_host() -> None:
-    assert not tune.owner_is_gone(tune.owner())  # this process
-    assert not tune.owner_is_gone({**tune.owner(), "host": "another-host"})  # heartbeat's job
-    assert not tune.owner_is_gone(None)
-    assert tune.owner_is_gone(_killed_owner())
-    assert tune.owner_is_gone({**tune.owner(), "started": 1.0})  # our pid, reused
+    assert not owner_is_gone(owner())  # this process
+    assert not owner_is_gone({**owner(), "host": "another-host"})  # heartbeat's job
+    assert not owner_is_gone(None)
+    assert owner_is_gone(_killed_owner())
+    assert owner_is_gone({**owner(), "started": 1.0})  # our pid, reused
 
 
 def test_a_killed_run_resumes_with_nothing_left_running(make_cfg, tmp_path: Path) -> None:
@@ -217,7 +227,7 @@ def test_a_killed_run_resumes_with_nothing_left_running(make_cfg, tmp_path: Path
     up and take the finished trial under its own parent."""
     day = dt.date(2020, 6, 5)
     cfg, path, old_parent = _tuning(make_cfg, tmp_path, day, n_trials=2)
-    study = tune.load_study(cfg, "GOOG", day)
+    study = load_study(cfg, "GOOG", day)
     mc = tracking.client(cfg)
     done = study.ask()  # finished before the kill, logged under the old parent
     done_run = tracking.child_run(cfg, old_parent, "trial-0", {"kind": "trial"})
@@ -233,10 +243,10 @@ def test_a_killed_run_resumes_with_nothing_left_running(make_cfg, tmp_path: Path
     new_parent = tracking.parent_run(cfg, "GOOG", day, f"test-{day}-again")
     assert tune.run(cfg, "GOOG", day, path, new_parent) == 1  # the one missing trial
 
-    trials = tune.load_study(cfg, "GOOG", day).trials
+    trials = load_study(cfg, "GOOG", day).trials
     assert trials[killed.number].state == optuna.trial.TrialState.FAIL
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert len([t for t in trials if t.state in tune.FINISHED]) == 2
+    assert len([t for t in trials if t.state in FINISHED]) == 2
     lost = mc.get_run(killed_run)
     assert lost.info.status == "FAILED" and lost.data.tags["trial_state"] == "STALE"
     adopted = mc.get_run(done_run).data.tags
@@ -260,7 +270,7 @@ def test_an_error_that_would_fail_every_trial_stops_the_study_at_once(
     monkeypatch.setattr(tune, "build_model", broken)
     with pytest.raises(RuntimeError, match="cannot be built"):
         tune.run(cfg, "GOOG", day, path, parent)
-    [trial] = tune.load_study(cfg, "GOOG", day).trials  # one, not five or five hundred
+    [trial] = load_study(cfg, "GOOG", day).trials  # one, not five or five hundred
     assert trial.state == optuna.trial.TrialState.FAIL
     assert tracking.client(cfg).get_run(trial.user_attrs["mlflow_run_id"]).info.status == "FAILED"
 
@@ -274,9 +284,9 @@ def test_trials_failing_for_their_parameters_stop_after_a_few_in_a_row(
     cfg, path, parent = _tuning(make_cfg, tmp_path, day, n_trials=10)
     diverged = SimpleNamespace(history={tune.MONITOR: [float("nan")]})
     monkeypatch.setattr(tune, "fit", lambda *args, **kwargs: (None, diverged))
-    with pytest.raises(tune.StudyFailing, match=r"3 trials failed in a row.*not finite"):
+    with pytest.raises(StudyFailing, match=r"3 trials failed in a row.*not finite"):
         tune.run(cfg, "GOOG", day, path, parent)
-    trials = tune.load_study(cfg, "GOOG", day).trials
+    trials = load_study(cfg, "GOOG", day).trials
     assert [t.state.name for t in trials] == ["FAIL"] * cfg.tune.max_failed_in_a_row
     mc = tracking.client(cfg)
     assert {mc.get_run(t.user_attrs["mlflow_run_id"]).info.status for t in trials} == {"FAILED"}
