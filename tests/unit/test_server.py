@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.pyfunc import PythonModel
 
-from pipeline.config import ServingConfig
 from pipeline.forecasting.request import check_bars
+from pipeline.sections import ServingConfig
 from pipeline.serving import server
 from pipeline.serving.answers import answer_records
 from pipeline.serving.bodies import PARQUET

@@ -2,8 +2,9 @@ import sys
 
 import pytest
 
-from pipeline.config import Config, ServingConfig
+from pipeline.config import Config
 from pipeline.layout import parse_alias_uri
+from pipeline.sections import ServingConfig
 from pipeline.serving import production, server
 
 URI = "models:/price_lstm_GOOG@production"
