@@ -18,6 +18,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_DISABLE_TELEMETRY := true
 
 TICKER ?= GOOG
+PYTEST_WORKERS ?= 2
 .PHONY: help install hooks run replay serve ui stack stack-down stack-status test backtest bench bench-scaleout lint fmt clean
 
 help: ## list targets
@@ -78,8 +79,8 @@ bench: $(STAMP) ## accuracy, tuning and serving benchmarks (JSON under state/ben
 	$(BIN)/python -m bench.tuning | tee state/bench/tuning.json
 	$(BIN)/python -m bench.serving | tee state/bench/serving.json
 
-test: $(STAMP) ## run the whole test suite
-	$(BIN)/python -m pytest -q
+test: $(STAMP) ## run the whole test suite (two workers; `make test PYTEST_WORKERS=0` runs it in one process)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check pipeline dags tests bench

@@ -12,7 +12,6 @@ import logging
 import math
 import sys
 import time
-import warnings
 from typing import Any
 
 import keras
@@ -33,7 +32,6 @@ from pipeline.forecasting.study import (
     within_budget,
 )
 from pipeline.lifecycle import tracking
-from pipeline.orchestration.carry import Selected
 from pipeline.sections import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -162,28 +160,6 @@ def unfit(trial: optuna.Trial, reason: str) -> float:
     raise TrialUnfit(f"trial {trial.number}: {reason}")
 
 
-def _log_study_plots(cfg: Config, study: optuna.Study, parent_id: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    mc = tracking.client(cfg)
-    plots: dict[str, Any] = {"optuna_history.png": ovm.plot_optimization_history}
-    if len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]) >= 2:
-        plots["optuna_param_importances.png"] = ovm.plot_param_importances
-    for name, plot in plots.items():
-        try:
-            with warnings.catch_warnings():  # the matplotlib backend is marked experimental
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                ax = plot(study)
-            mc.log_figure(parent_id, ax.figure, f"plots/{name}")
-            plt.close(ax.figure)  # pyplot keeps every figure until closed
-        except (ValueError, RuntimeError) as exc:  # e.g. importances when all params equal
-            log.warning("skipped %s: %s", name, exc)
-
-
 def run(cfg: Config, ticker: str, day: dt.date, features_path: str, parent_id: str) -> int:
     """One worker: run trials until the study holds `tune.n_trials` finished ones (or the timeout).
 
@@ -223,22 +199,3 @@ def check_smallest_window(feats: pd.DataFrame, space: SearchSpace) -> None:
             f"features {rows} leave no train or validation sample even for the smallest "
             f"window ({window}, tune.space.window): more history is needed"
         )
-
-
-def best(cfg: Config, ticker: str, day: dt.date, parent_id: str) -> Selected:
-    """The study's best trial, logged to the pipeline run with its plots."""
-    study = load_study(cfg, ticker, day)
-    trial = study.best_trial
-    mc = tracking.client(cfg)
-    mc.set_tag(parent_id, "optuna_study", study.study_name)
-    mc.log_metric(parent_id, "best_val_nll", float(trial.value or 0.0))
-    if "val_loc_mse" in trial.user_attrs:
-        mc.log_metric(parent_id, "best_val_loc_mse", float(trial.user_attrs["val_loc_mse"]))
-    _log_study_plots(cfg, study, parent_id)
-    return {
-        "study": study.study_name,
-        "best_params": trial.params,
-        "best_epoch": int(trial.user_attrs.get("best_epoch", cfg.tune.max_epochs)),
-        "best_val_loss": float(trial.value or 0.0),
-        "trials": len(study.trials),
-    }

@@ -105,7 +105,7 @@ def refit_params(cfg: Config, c: Carry) -> tuple[dict[str, Any], int] | None:
 
 
 def best(cfg: Config, c: Carry) -> Selected:
-    from pipeline.forecasting import tune as step
+    from pipeline.forecasting import study as step  # reads the study: no TensorFlow import
 
     if found := refit_params(cfg, c):
         return {"study": "", "best_params": found[0], "best_epoch": found[1], "trials": 0}

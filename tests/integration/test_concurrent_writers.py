@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 VALIDATE_DAY = (
     "import datetime as dt, sys\n"
-    "from pipeline import ingest, validate\n"
+    "from pipeline.data import ingest, validate\n"
     "from pipeline.config import load_config\n"
     "cfg, day = load_config(), dt.date.fromisoformat(sys.argv[1])\n"
     "validate.run(cfg, 'GOOG', day, ingest.run(cfg, 'GOOG', day)['raw_path'])\n"

@@ -107,7 +107,7 @@ def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) ->
     assert child.data.tags["trial_state"] == "COMPLETE" and child.info.status == "FINISHED"
     assert child.data.params["units"] == "4" and "val_nll" in child.data.metrics
 
-    best = tune.best(cfg, "GOOG", day, parent)
+    best = study.best(cfg, "GOOG", day, parent)
     assert best["study"] == "GOOG-2020-06-01" and best["trials"] == 1
     assert best["best_params"]["units"] == 4 and best["best_epoch"] == 1
     assert best["best_val_loss"] == pytest.approx(trial.value)
