@@ -74,10 +74,10 @@ def cfg(make_cfg: Callable[..., Config]) -> Config:
     return make_cfg()
 
 
-# `make test` runs on two pytest-xdist workers (--dist loadgroup). Each module is one unit
-# of work, so its module-scoped fixtures are built once; the longest start first, so the
-# other worker drains the rest meanwhile (they wait on Airflow and subprocesses as much
-# as they compute, and each is a single-threaded Python).
+# `make test` runs on two pytest-xdist workers (--dist loadfile): a module is one unit of
+# work, so its module-scoped fixtures are built once, and the longest modules start first
+# while the other worker drains the rest (they wait on Airflow and subprocesses as much as
+# they compute).
 LONGEST_FIRST = tuple(
     f"tests/integration/{name}.py"
     for name in ("test_stack", "test_dag_run", "test_operations", "test_ui", "test_serving")
@@ -85,14 +85,8 @@ LONGEST_FIRST = tuple(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def module(item: pytest.Item) -> str:
-        return item.nodeid.split("::")[0]
-
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(module(item)))
-
     def rank(item: pytest.Item) -> int:
-        name = module(item)
+        name = item.nodeid.split("::")[0]
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: within a rank, the collection order
