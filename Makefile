@@ -80,7 +80,7 @@ bench: $(STAMP) ## accuracy, tuning and serving benchmarks (JSON under state/ben
 	$(BIN)/python -m bench.serving | tee state/bench/serving.json
 
 test: $(STAMP) ## run the whole test suite (two workers; `make test PYTEST_WORKERS=0` runs it in one process)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check pipeline dags tests bench

@@ -15,6 +15,7 @@ from pipeline.forecasting.model import LSTMParams
 from pipeline.forecasting.study import (
     FINISHED,
     StudyFailing,
+    best,
     load_study,
     owner,
     owner_is_gone,
@@ -98,8 +99,8 @@ def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) ->
     assert tune.run(cfg, "GOOG", day, path, parent) == 1
     assert tune.run(cfg, "GOOG", day, path, parent) == 0  # a retry resumes: budget met
 
-    study = load_study(cfg, "GOOG", day)
-    trial = study.trials[0]
+    loaded = load_study(cfg, "GOOG", day)
+    trial = loaded.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     mc = tracking.client(cfg)
     child = mc.get_run(trial.user_attrs["mlflow_run_id"])
@@ -107,10 +108,10 @@ def test_run_fills_the_study_once_and_best_reads_it(make_cfg, tmp_path: Path) ->
     assert child.data.tags["trial_state"] == "COMPLETE" and child.info.status == "FINISHED"
     assert child.data.params["units"] == "4" and "val_nll" in child.data.metrics
 
-    best = study.best(cfg, "GOOG", day, parent)
-    assert best["study"] == "GOOG-2020-06-01" and best["trials"] == 1
-    assert best["best_params"]["units"] == 4 and best["best_epoch"] == 1
-    assert best["best_val_loss"] == pytest.approx(trial.value)
+    chosen = best(cfg, "GOOG", day, parent)
+    assert chosen["study"] == "GOOG-2020-06-01" and chosen["trials"] == 1
+    assert chosen["best_params"]["units"] == 4 and chosen["best_epoch"] == 1
+    assert chosen["best_val_loss"] == pytest.approx(trial.value)
     run = mc.get_run(parent)
     assert run.data.tags["optuna_study"] == "GOOG-2020-06-01"
     artifacts = {a.path for a in mc.list_artifacts(parent, "plots")}
