@@ -1,18 +1,17 @@
 """The logged model: an MLflow pyfunc that carries its own preprocessing.
 
-A client sends the most recent raw daily bars (Date, Open, High, Low, Close,
-Volume) and gets the next session's forecast close back; features, scaling and
-windowing happen in here, with the same code as in training
-(features.feature_matrix) and the version's own spec (pipeline/forecasting/spec.py), so
-serving cannot drift.
+A client sends the most recent raw daily bars (Date, Open, High, Low, Close, Volume) and
+gets the next session's forecast close back; features, scaling and windowing happen in here,
+with the same code as in training (features.feature_matrix) and the version's own spec
+(pipeline/forecasting/spec.py), so serving cannot drift.
 
 A request is checked whole by pipeline/forecasting/request.py (columns, types, dates in
 order, prices), in Arrow and NumPy when it is well formed (pandas only to word a refusal),
-and only its newest window + warm-up rows go through the features. In a server each NumPy call costs
-about 10 us (the caches go cold between requests), so the request path makes few. The
-network runs in LiteRT (pipeline.forecasting.lite; about 0.05 ms a window for one layer on a 2-core
-CPU), or, for versions logged without its conversion, as a compiled tf.function (about
-0.3 ms), instead of keras' `model.predict` (about 50 ms a call).
+and only its newest window + warm-up rows go through the features. In a server each NumPy
+call costs about 10 us (the caches go cold between requests), so the request path makes few.
+The network runs in LiteRT (pipeline.forecasting.lite; about 0.05 ms a window for one layer
+on a 2-core CPU), or, for versions logged without its conversion, as a compiled tf.function
+(about 0.3 ms), instead of keras' `model.predict` (about 50 ms a call).
 """
 
 from __future__ import annotations
