@@ -222,22 +222,23 @@ class Interrupted(BaseException):
     """What a SIGINT/SIGTERM raises in the middle of a move (not an Exception)."""
 
 
-def interrupt(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
-    def stop(*_: object, **__: object) -> None:
-        raise Interrupted(method)
+def interrupted_move(ticker: str, step: str, store: Config) -> None:
+    """v1 in production, then a move to v2 interrupted at the MLflow call `step`."""
+    register_versions(store, ticker, 2)
+    registry.move_production(store, ticker, "1", "promote", "first", "me")
 
-    monkeypatch.setattr(MlflowClient, method, stop)
+    def stop(*_: object, **__: object) -> None:
+        raise Interrupted(step)
+
+    with pytest.MonkeyPatch.context() as m, pytest.raises(Interrupted):
+        m.setattr(MlflowClient, step, stop)
+        registry.move_production(store, ticker, "2", "promote", "second", "me")
 
 
 def test_a_move_interrupted_before_the_alias_leaves_production_and_a_pending_record(
-    store: Config, monkeypatch: pytest.MonkeyPatch
+    store: Config,
 ) -> None:
-    register_versions(store, "HALF", 2)
-    registry.move_production(store, "HALF", "1", "promote", "first", "me")
-    with monkeypatch.context() as m:
-        interrupt(m, "set_registered_model_alias")
-        with pytest.raises(Interrupted):
-            registry.move_production(store, "HALF", "2", "promote", "second", "me")
+    interrupted_move("HALF", "set_registered_model_alias", store)
     prod = registry.production_version(store, "HALF")
     assert prod is not None and str(prod.version) == "1"  # production did not move
     assert [(e["to_version"], e["state"]) for e in audit.audit_trail(store, "HALF")] == [
@@ -255,15 +256,8 @@ def test_a_move_interrupted_before_the_alias_leaves_production_and_a_pending_rec
     assert promotion.rollback(store, "HALF", "back", "ops", force=True)["to_version"] == "1"
 
 
-def test_a_move_interrupted_after_the_alias_is_settled_as_done(
-    store: Config, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    register_versions(store, "MOVED", 2)
-    registry.move_production(store, "MOVED", "1", "promote", "first", "me")
-    with monkeypatch.context() as m:
-        interrupt(m, "set_model_version_tag")  # the step right after the alias moved
-        with pytest.raises(Interrupted):
-            registry.move_production(store, "MOVED", "2", "promote", "second", "me")
+def test_a_move_interrupted_after_the_alias_is_settled_as_done(store: Config) -> None:
+    interrupted_move("MOVED", "set_model_version_tag", store)  # the step after the alias
     prod = registry.production_version(store, "MOVED")
     assert prod is not None and str(prod.version) == "2"
     assert audit.audit_trail(store, "MOVED")[-1]["state"] == "pending"
