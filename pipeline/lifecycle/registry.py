@@ -23,7 +23,7 @@ from pipeline.lifecycle.gate import Decision, data_refusal, decide
 
 log = logging.getLogger(__name__)
 CANDIDATE, PRODUCTION = "candidate", "production"
-EVIDENCE = "evidence"  # incomplete until register has tagged all of it (then complete)
+EVIDENCE = "evidence"  # complete; incomplete on a version that older code left half tagged
 BEATABLE_TAG = "production_beatable"  # set by monitoring when production loses to naive
 
 
@@ -91,7 +91,12 @@ def is_production_beatable(cfg: Config, ticker: str) -> bool:
 def register(
     cfg: Config, ticker: str, model_uri: str, run_id: str, evidence: dict[str, Any]
 ) -> str:
-    """New version from the run's model, alias `candidate`, evidence as version tags."""
+    """New version from the run's model, alias `candidate`, evidence as version tags.
+
+    The version is created with all its tags in one request: it is never seen half
+    tagged, and each request to the stack's authenticating server has a cost. A retry of
+    this run's register reuses the version an interrupted try created; one that earlier
+    code left `incomplete` (it tagged after creating) is finished first."""
     import mlflow
 
     mc = tracking.client(cfg)
@@ -100,23 +105,21 @@ def register(
         mc.get_registered_model(name)
     except MlflowException:
         mc.create_registered_model(name, description=f"Next-day close forecaster: {ticker}")
-    # marked incomplete until every evidence tag is on it: an interruption in between leaves
-    # a version that says so and that promotion refuses, never one that looks whole
-    tags = {"run_id": run_id, EVIDENCE: "incomplete"}
-    retried = [
-        v
-        for v in mc.search_model_versions(f"name = '{name}'")
-        if v.tags.get("run_id") == run_id and v.tags.get(EVIDENCE) == "incomplete"
+    tags = {"run_id": run_id, **{k: tracking.tag_value(v) for k, v in evidence.items()}}
+    tags[EVIDENCE] = "complete"  # last: set one by one, it is the seal
+    earlier = [
+        v for v in mc.search_model_versions(f"name = '{name}'") if v.tags.get("run_id") == run_id
     ]
-    if retried:  # a retry of this run's interrupted register: finish that version
-        version = str(max(int(v.version) for v in retried))
+    if earlier:
+        found = max(earlier, key=lambda v: int(v.version))
+        version = str(found.version)
+        for key, value in tags.items():
+            if found.tags.get(key) != value:
+                mc.set_model_version_tag(name, version, key, value)
     else:
         version = str(mlflow.register_model(model_uri, name, tags=tags).version)
-    for key, value in evidence.items():
-        mc.set_model_version_tag(name, version, key, tracking.tag_value(value))
-    mc.set_model_version_tag(name, version, EVIDENCE, "complete")
     mc.set_registered_model_alias(name, CANDIDATE, version)
-    return str(version)
+    return version
 
 
 def evidence(
