@@ -94,9 +94,9 @@ def register(
     """New version from the run's model, alias `candidate`, evidence as version tags.
 
     The version is created with all its tags in one request: it is never seen half
-    tagged, and each request to the stack's authenticating server has a cost. A retry of
-    this run's register reuses the version an interrupted try created; one that earlier
-    code left `incomplete` (it tagged after creating) is finished first."""
+    tagged, and each request to the stack's authenticating server has a cost. A version
+    of this run that older code left `incomplete` (it tagged after creating, and its try
+    was interrupted) is finished instead of registering a second from the same model."""
     import mlflow
 
     mc = tracking.client(cfg)
@@ -107,11 +107,13 @@ def register(
         mc.create_registered_model(name, description=f"Next-day close forecaster: {ticker}")
     tags = {"run_id": run_id, **{k: tracking.tag_value(v) for k, v in evidence.items()}}
     tags[EVIDENCE] = "complete"  # last: set one by one, it is the seal
-    earlier = [
-        v for v in mc.search_model_versions(f"name = '{name}'") if v.tags.get("run_id") == run_id
+    left = [
+        v
+        for v in mc.search_model_versions(f"name = '{name}'")
+        if v.tags.get("run_id") == run_id and v.tags.get(EVIDENCE) == "incomplete"
     ]
-    if earlier:
-        found = max(earlier, key=lambda v: int(v.version))
+    if left:
+        found = max(left, key=lambda v: int(v.version))
         version = str(found.version)
         for key, value in tags.items():
             if found.tags.get(key) != value:
