@@ -120,7 +120,7 @@ def on_stale_trial(cfg: Config) -> Any:
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id:
             mc = tracking.client(cfg)
-            mc.set_tag(run_id, "trial_state", "STALE")
+            tracking.log_batch(mc, run_id, tags={"trial_state": "STALE"})  # may race
             mc.set_terminated(run_id, "FAILED")
         log.warning("trial %d lost its worker: failed, queued again", trial.number)
         retry(study, trial)
@@ -183,7 +183,7 @@ def adopt_finished_trials(cfg: Config, study: optuna.Study, parent_id: str) -> l
             moved.append(run_id)
     for old, busy in orphans.items():
         if not busy and _status(mc, old) == "RUNNING":
-            mc.set_tag(old, "superseded_by", parent_id)
+            tracking.log_batch(mc, old, tags={"superseded_by": parent_id})  # may race
             mc.set_terminated(old, "FAILED")
             log.warning(
                 "closed orphaned MLflow run %s: its trials now belong to %s", old, parent_id

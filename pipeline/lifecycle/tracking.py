@@ -160,7 +160,10 @@ def log_batch(
     params: dict[str, Any] | None = None,
     tags: dict[str, Any] | None = None,
 ) -> None:
-    """Params and tags in one round trip to the tracking store (not one per key)."""
+    """Params and tags in one round trip to the tracking store (not one per key). Also the
+    way to tag a run that parallel tasks share: MLflow's `set_tag` looks for the tag and
+    then inserts it, so the second of two first writes at one instant fails on the key,
+    where `log_batch` retries."""
     from mlflow.entities import Param, RunTag
 
     mc.log_batch(

@@ -87,8 +87,7 @@ def tune(cfg: Config, c: Carry) -> Tuned:
     if plan := c.get("retrain"):
         tags = {"retrain_trigger": plan["trigger"], "retrain_mode": plan["mode"]}
         tags["retrain_reasons"] = json.dumps(plan["reasons"])
-        for key, value in tags.items():
-            tracking.client(cfg).set_tag(parent, key, value)
+        tracking.log_batch(tracking.client(cfg), parent, tags=tags)  # parallel tasks: safe
     if refit_params(cfg, c) is not None:
         return {"parent_run_id": parent, "trials_run": 0}
     ran = step.run(cfg, c["ticker"], run_day(c), c["features_path"], parent)

@@ -1,7 +1,9 @@
-"""The study storage is any SQLAlchemy URL: the same tune step on a real PostgreSQL."""
+"""The stores on a real PostgreSQL, as the stack runs them: the tune step with its study
+there, and MLflow tags that parallel tuning tasks write to one run at the same instant."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -9,6 +11,7 @@ import optuna
 import pytest
 
 from pipeline.config import Config
+from pipeline.lifecycle import tracking
 from pipeline.orchestration import steps
 from pipeline.orchestration.carry import Carry
 
@@ -49,3 +52,43 @@ def test_tune_resumes_on_postgres(
     assert done["trials"] == 2
     study = optuna.load_study(study_name="GOOG-2013-01-02", storage=postgres_url)
     assert len(study.trials) == 2 and study.best_value is not None
+
+
+def _lost_races(tag: Callable[[str], None], runs: list[str]) -> int:
+    """Two threads write the same first tag of each run at one instant; how many failed."""
+    lost = []
+    for run_id in runs:
+        barrier = threading.Barrier(2)
+
+        def write(run_id: str = run_id, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                tag(run_id)
+            except Exception as exc:  # whatever the race raises is what is counted
+                lost.append(exc)
+
+        threads = [threading.Thread(target=write) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return len(lost)
+
+
+def test_parallel_tasks_tag_one_run_without_losing_a_race(postgres_url: str) -> None:
+    """The two tuning tasks of a retrain tag the day's parent run as they start. MLflow's
+    set_tag looks for the tag, then inserts it: the second writer fails on the key (a
+    tuning task failed and was retried for it). tracking.log_batch goes through MLflow's
+    log_batch, which retries such a conflict."""
+    from mlflow import MlflowClient
+
+    mc = MlflowClient(postgres_url)
+    exp = mc.create_experiment("race")
+    runs = [mc.create_run(exp).info.run_id for _ in range(16)]
+    plain, batched = runs[:8], runs[8:]
+    assert _lost_races(lambda r: mc.set_tag(r, "retrain_mode", "tune"), plain) > 0  # it is real
+    assert (
+        _lost_races(lambda r: tracking.log_batch(mc, r, tags={"retrain_mode": "tune"}), batched)
+        == 0
+    )
+    assert {mc.get_run(r).data.tags["retrain_mode"] for r in batched} == {"tune"}
