@@ -65,7 +65,10 @@ def measure(workers: int, trials: int, epochs: int) -> dict[str, Any]:
             "tune_tasks": [{"host": t.hostname, "seconds": round(t.seconds, 1)} for t in tune],
             "tune_wall_s": round(tune_wall, 1),
             "trials_finished": len(finished),
-            "trials_failed": states.count("FAIL"),  # e.g. one started beyond the budget
+            "trials_failed": states.count("FAIL"),
+            # of those, started beyond the budget by a parallel worker: failed before training
+            "trials_surplus": sum("surplus" in t.user_attrs for t in study.trials),
+            "tune_tasks_retried": sum(t.try_number > 1 for t in tune),
             "trials_per_minute": round(len(finished) / tune_wall * 60, 2),
             "dag_run_wall_s": round(wall, 1),
             "task_time_sum_s": round(sum(t.seconds for t in tasks), 1),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+import time
 import warnings
 from typing import Any
 
@@ -32,7 +33,20 @@ def study_name(ticker: str, day: dt.date) -> str:
 
 
 def storage(cfg: Config) -> optuna.storages.RDBStorage:
-    """The study storage, with heartbeats so a dead worker's trial does not stay RUNNING."""
+    """The study storage, with heartbeats so a dead worker's trial does not stay RUNNING.
+
+    Parallel tuning tasks on an empty database both create Optuna's tables, and the second
+    fails on a name the first just took; by then the tables exist, so it opens again."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    try:
+        return _open_storage(cfg)
+    except (IntegrityError, ProgrammingError):
+        time.sleep(1)  # let the other creator's transaction finish
+        return _open_storage(cfg)
+
+
+def _open_storage(cfg: Config) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():  # heartbeats are marked experimental since Optuna 2.9
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(

@@ -3,6 +3,7 @@ there, and MLflow tags that parallel tuning tasks write to one run at the same i
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -92,3 +93,30 @@ def test_parallel_tasks_tag_one_run_without_losing_a_race(postgres_url: str) -> 
         == 0
     )
     assert {mc.get_run(r).data.tags["retrain_mode"] for r in batched} == {"tune"}
+
+
+def test_parallel_tasks_create_the_study_schema_at_once(
+    postgres_url: str, tiny_cfg: Callable[..., Config]
+) -> None:
+    """The first retrain on a new PostgreSQL: both tuning tasks open the empty storage at
+    the same instant, and both create Optuna's tables (the second failed on 'relation
+    "studies" already exists', and waited out its task's retry delay)."""
+    from pipeline.forecasting import study
+
+    cfg = tiny_cfg(tune__storage=postgres_url)
+    barrier, lost = threading.Barrier(2), []
+
+    def open_storage() -> None:
+        barrier.wait()
+        try:
+            study.storage(cfg)
+        except Exception as exc:  # whatever the race raises is what is counted
+            lost.append(exc)
+
+    threads = [threading.Thread(target=open_storage) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert lost == []
+    assert study.load_study(cfg, "GOOG", dt.date(2013, 3, 1)).trials == []
