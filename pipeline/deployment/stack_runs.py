@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -151,17 +153,39 @@ def throwaway_stack(
     full = {**base, **settings}
     cli = [sys.executable, "-m", "pipeline", "stack"]
     _flush_redis(cfg)
-    try:
-        out = subprocess.run([*cli, "up"], env=full, capture_output=True, text=True, timeout=600)
-        if out.returncode != 0:
-            raise RuntimeError(f"stack up failed:\n{out.stdout[-4000:]}{out.stderr[-2000:]}")
-        yield cfg, full
-    finally:
-        subprocess.run([*cli, "down"], env=full, capture_output=True, timeout=300)
-        from pipeline.deployment.backing import drop_databases
+    with sigterm_unwinds():  # a benchmark stopped with kill takes its stack down too
+        try:
+            out = subprocess.run(
+                [*cli, "up"], env=full, capture_output=True, text=True, timeout=600
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"stack up failed:\n{out.stdout[-4000:]}{out.stderr[-2000:]}")
+            yield cfg, full
+        finally:
+            subprocess.run([*cli, "down"], env=full, capture_output=True, timeout=300)
+            from pipeline.deployment.backing import drop_databases
 
-        drop_databases(cfg)
-        _flush_redis(cfg)
+            drop_databases(cfg)
+            _flush_redis(cfg)
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While in the block, SIGTERM raises SystemExit (exit status 143), so `finally` blocks
+    run as they do on Ctrl-C; Python's default would end the process on the spot. Only
+    the main thread can set a handler: elsewhere the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 _STORE_KEYS = ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "PIPELINE__STATE_DIR", "PIPELINE_CONFIG")

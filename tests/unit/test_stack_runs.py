@@ -2,6 +2,8 @@
 tests/integration/test_stack.py and bench/scaleout.py)."""
 
 import datetime as dt
+import subprocess
+import sys
 
 from pipeline.deployment.stack_runs import TaskRun, busy_seconds
 
@@ -22,3 +24,23 @@ def test_task_run_seconds() -> None:
     done = TaskRun("tune", 0, "success", "worker1@h", 1, _at(0), _at(42.5))
     assert done.seconds == 42.5
     assert TaskRun("tune", 1, None, "", 0, None, None).seconds == 0.0
+
+
+def test_sigterm_inside_a_throwaway_stack_still_runs_its_teardown() -> None:
+    """`kill` on a benchmark holding a stack: the teardown (`stack down`) runs, and the
+    process ends with 143 as a SIGTERM'd one would."""
+    code = (
+        "import os, signal, time\n"
+        "from pipeline.deployment.stack_runs import sigterm_unwinds\n"
+        "with sigterm_unwinds():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(30)\n"
+        "    finally:\n"
+        "        print('torn down', flush=True)\n"
+        "print('not reached')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (out.returncode, out.stdout) == (143, "torn down\n"), out.stderr
