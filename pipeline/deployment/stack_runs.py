@@ -171,15 +171,17 @@ def throwaway_stack(
 
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
-    """While in the block, SIGTERM raises SystemExit (exit status 143), so `finally` blocks
-    run as they do on Ctrl-C; Python's default would end the process on the spot. Only
-    the main thread can set a handler: elsewhere the block changes nothing."""
+    """While in the block, SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so `finally`
+    blocks run (and pytest stops the session); Python's default would end the process on
+    the spot. A second SIGTERM is ignored while the teardown runs. Only the main thread
+    can set a handler: elsewhere the block changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def unwind(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
+    def unwind(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, unwind)
     try:

@@ -36,14 +36,16 @@ def storage(cfg: Config) -> optuna.storages.RDBStorage:
     """The study storage, with heartbeats so a dead worker's trial does not stay RUNNING.
 
     Parallel tuning tasks on an empty database both create Optuna's tables, and the second
-    fails on a name the first just took; by then the tables exist, so it opens again."""
+    fails on a name the first just took: it opens again once the first has finished
+    (a few tries, a second apart; a lasting error is raised as it is)."""
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    try:
-        return _open_storage(cfg)
-    except (IntegrityError, ProgrammingError):
-        time.sleep(1)  # let the other creator's transaction finish
-        return _open_storage(cfg)
+    for _ in range(4):
+        try:
+            return _open_storage(cfg)
+        except (IntegrityError, ProgrammingError):
+            time.sleep(1)  # let the other creator's transaction finish
+    return _open_storage(cfg)
 
 
 def _open_storage(cfg: Config) -> optuna.storages.RDBStorage:

@@ -95,8 +95,8 @@ def register(
 
     The version is created with all its tags in one request: it is never seen half
     tagged, and each request to the stack's authenticating server has a cost. A version
-    of this run that older code left `incomplete` (it tagged after creating, and its try
-    was interrupted) is finished instead of registering a second from the same model."""
+    of this model that older code left `incomplete` (it tagged after creating, and its
+    try was interrupted) is finished instead of registering a second one."""
     import mlflow
 
     mc = tracking.client(cfg)
@@ -110,7 +110,9 @@ def register(
     left = [
         v
         for v in mc.search_model_versions(f"name = '{name}'")
-        if v.tags.get("run_id") == run_id and v.tags.get(EVIDENCE) == "incomplete"
+        if v.tags.get("run_id") == run_id
+        and v.tags.get(EVIDENCE) == "incomplete"
+        and v.source == model_uri  # not an earlier model of a cleared, re-run DAG run
     ]
     if left:
         found = max(left, key=lambda v: int(v.version))

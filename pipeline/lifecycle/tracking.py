@@ -93,8 +93,8 @@ def close_interrupted(
     closed = []
     for run in mc.search_runs([exp], query, max_results=100):
         if run.data.tags.get("pipeline_run_id") != pipeline_run_id:
-            mc.set_tag(run.info.run_id, "interrupted", f"closed by {pipeline_run_id}")
-            mc.set_tag(run.info.run_id, "superseded_by", by)
+            tags = {"interrupted": f"closed by {pipeline_run_id}", "superseded_by": by}
+            log_batch(mc, run.info.run_id, tags=tags)  # parallel tuning tasks both close it
             mc.set_terminated(run.info.run_id, "FAILED")
             closed.append(run.info.run_id)
     return closed

@@ -420,6 +420,7 @@ def test_a_retried_register_finishes_the_version_its_interrupted_try_left(store:
     import mlflow
 
     run_id = register_versions(store, "RETRY", 1)
+    register_versions(store, "OTHER", 1)  # another model
     mc = tracking.client(store)
     name = registry.model_name(store, "RETRY")
     uri = mc.get_model_version(name, "1").source
@@ -431,3 +432,9 @@ def test_a_retried_register_finishes_the_version_its_interrupted_try_left(store:
     assert v2.tags[registry.EVIDENCE] == "complete" and v2.tags["model_mase"] == "0.99"
     assert str(mc.get_model_version_by_alias(name, registry.CANDIDATE).version) == "2"
     assert len(mc.search_model_versions(f"name = '{name}'")) == 2  # no third
+    # the DAG run cleared and run again: a new model under the same run is a new version,
+    # and the old model's version, left incomplete, does not take the new one's evidence
+    assert str(mlflow.register_model(uri, name, tags=left).version) == "3"
+    retrained = mc.get_model_version(registry.model_name(store, "OTHER"), "1").source
+    assert registry.register(store, "RETRY", retrained, run_id, {"model_mase": 0.5}) == "4"
+    assert mc.get_model_version(name, "3").tags[registry.EVIDENCE] == "incomplete"

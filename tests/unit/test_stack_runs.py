@@ -27,8 +27,8 @@ def test_task_run_seconds() -> None:
 
 
 def test_sigterm_inside_a_throwaway_stack_still_runs_its_teardown() -> None:
-    """`kill` on a benchmark holding a stack: the teardown (`stack down`) runs, and the
-    process ends with 143 as a SIGTERM'd one would."""
+    """`kill` on a benchmark holding a stack: the teardown (`stack down`) runs, even when a
+    second SIGTERM comes in during it, and the process still ends as interrupted."""
     code = (
         "import os, signal, time\n"
         "from pipeline.deployment.stack_runs import sigterm_unwinds\n"
@@ -37,10 +37,13 @@ def test_sigterm_inside_a_throwaway_stack_still_runs_its_teardown() -> None:
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
         "        time.sleep(30)\n"
         "    finally:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(0.5)\n"
         "        print('torn down', flush=True)\n"
         "print('not reached')\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
-    assert (out.returncode, out.stdout) == (143, "torn down\n"), out.stderr
+    assert out.stdout == "torn down\n", out.stderr
+    assert out.returncode != 0 and "KeyboardInterrupt" in out.stderr
