@@ -12,9 +12,12 @@ to be ready or raises `StartFailed` with the end of its log.
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,3 +166,24 @@ def wait_ready(service: Service, root: Path, since: int, timeout_s: float) -> No
         f"{service.name} not ready after {timeout_s:.0f} s; the end of "
         f"{log_file(root, service.name)}:\n" + tail(log_file(root, service.name))
     )
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While in the block, SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so `finally`
+    blocks run (and pytest stops the session); Python's default would end the process on
+    the spot. A second SIGTERM is ignored while the teardown runs. Only the main thread
+    can set a handler: elsewhere the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from typing import Any
 
 from pipeline.config import Config, load_config
 from pipeline.deployment import deploy
+from pipeline.deployment.processes import sigterm_unwinds
 from pipeline.orchestration.steps import RETRAIN
 
 DONE = ("success", "failed")
@@ -167,27 +166,6 @@ def throwaway_stack(
 
             drop_databases(cfg)
             _flush_redis(cfg)
-
-
-@contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """While in the block, SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so `finally`
-    blocks run (and pytest stops the session); Python's default would end the process on
-    the spot. A second SIGTERM is ignored while the teardown runs. Only the main thread
-    can set a handler: elsewhere the block changes nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def unwind(_signum: int, _frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, unwind)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 _STORE_KEYS = ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "PIPELINE__STATE_DIR", "PIPELINE_CONFIG")

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import Config
+from pipeline.deployment.processes import sigterm_unwinds
 from pipeline.layout import ensure_sqlite_dir
 
 STOP_GRACE_S = 20
@@ -106,38 +107,36 @@ def stop_groups(procs: dict[str, subprocess.Popen[bytes]], grace_s: float) -> No
         proc.wait()
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM takes the same way out as Ctrl-C
-
-
 def run(cfg: Config) -> int:
     logs = cfg.layout.logs_dir()
     logs.mkdir(parents=True, exist_ok=True)
     env = environment(cfg)
     prepare_stores(cfg)
-    signal.signal(signal.SIGTERM, _interrupt)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name, (argv, url) in commands(cfg).items():
-            out = (logs / f"ui-{name}.log").open("wb")
-            procs[name] = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )  # own group: stop takes all
-            print(f"{name:8s} {url}   (log: {logs / f'ui-{name}.log'})", flush=True)
-        home = Path(os.environ.get("AIRFLOW_HOME", cfg.layout.airflow_home()))
-        print(f"airflow login (user admin): {airflow_login(home)}", flush=True)
-        print("Ctrl-C stops all three.", flush=True)
-        while not (exited := [n for n, p in procs.items() if p.poll() is not None]):
-            time.sleep(1)
-        for name in exited:  # e.g. a port already taken: its log says so
-            print(
-                f"{name} exited with code {procs[name].returncode}; see "
-                f"{logs / f'ui-{name}.log'}. Stopping the others.",
-                flush=True,
-            )
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
-        stop_groups(procs, STOP_GRACE_S)
+    with sigterm_unwinds():  # SIGTERM takes the same way out as Ctrl-C
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for name, (argv, url) in commands(cfg).items():
+                out = (logs / f"ui-{name}.log").open("wb")
+                procs[name] = subprocess.Popen(
+                    argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )  # own group: stop takes all
+                print(f"{name:8s} {url}   (log: {logs / f'ui-{name}.log'})", flush=True)
+            home = Path(os.environ.get("AIRFLOW_HOME", cfg.layout.airflow_home()))
+            print(f"airflow login (user admin): {airflow_login(home)}", flush=True)
+            print("Ctrl-C stops all three.", flush=True)
+            while not (exited := [n for n, p in procs.items() if p.poll() is not None]):
+                time.sleep(1)
+            for name in exited:  # e.g. a port already taken: its log says so
+                print(
+                    f"{name} exited with code {procs[name].returncode}; see "
+                    f"{logs / f'ui-{name}.log'}. Stopping the others.",
+                    flush=True,
+                )
+            return 1
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            signal.signal(
+                signal.SIGTERM, signal.SIG_IGN
+            )  # a second SIGTERM must not cut this short
+            stop_groups(procs, STOP_GRACE_S)

@@ -55,25 +55,28 @@ def test_tune_resumes_on_postgres(
     assert len(study.trials) == 2 and study.best_value is not None
 
 
+def _at_once(action: Callable[[], object]) -> list[Exception]:
+    """`action` in two threads released at one instant; what either raised."""
+    barrier, raised = threading.Barrier(2), []
+
+    def go() -> None:
+        barrier.wait()
+        try:
+            action()
+        except Exception as exc:  # whatever the race raises is what is counted
+            raised.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return raised
+
+
 def _lost_races(tag: Callable[[str], None], runs: list[str]) -> int:
-    """Two threads write the same first tag of each run at one instant; how many failed."""
-    lost = []
-    for run_id in runs:
-        barrier = threading.Barrier(2)
-
-        def write(run_id: str = run_id, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                tag(run_id)
-            except Exception as exc:  # whatever the race raises is what is counted
-                lost.append(exc)
-
-        threads = [threading.Thread(target=write) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    return len(lost)
+    """Two writers of the same first tag of each run at one instant; how many failed."""
+    return sum(len(_at_once(lambda r=run_id: tag(r))) for run_id in runs)
 
 
 def test_parallel_tasks_tag_one_run_without_losing_a_race(postgres_url: str) -> None:
@@ -104,19 +107,5 @@ def test_parallel_tasks_create_the_study_schema_at_once(
     from pipeline.forecasting import study
 
     cfg = tiny_cfg(tune__storage=postgres_url)
-    barrier, lost = threading.Barrier(2), []
-
-    def open_storage() -> None:
-        barrier.wait()
-        try:
-            study.storage(cfg)
-        except Exception as exc:  # whatever the race raises is what is counted
-            lost.append(exc)
-
-    threads = [threading.Thread(target=open_storage) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert lost == []
+    assert _at_once(lambda: study.storage(cfg)) == []
     assert study.load_study(cfg, "GOOG", dt.date(2013, 3, 1)).trials == []

@@ -31,7 +31,7 @@ def test_sigterm_inside_a_throwaway_stack_still_runs_its_teardown() -> None:
     second SIGTERM comes in during it, and the process still ends as interrupted."""
     code = (
         "import os, signal, time\n"
-        "from pipeline.deployment.stack_runs import sigterm_unwinds\n"
+        "from pipeline.deployment.processes import sigterm_unwinds\n"
         "with sigterm_unwinds():\n"
         "    try:\n"
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
