@@ -1,8 +1,9 @@
 """Daily operations: every ticker's forecast for the next session, each on its own.
 
-Weekdays after the New York close. Per ticker, as a mapped task group (one ticker's bad
-day does not stop the others): ingest -> validate -> monitor (realised errors, coverage,
-input drift) -> forecast with the production model. Then, whatever happened (`all_done`):
+Weekdays after the New York close. Per chunk of tickers (`chunk_size`), as a mapped task
+group: ingest -> validate -> monitor (realised errors, coverage, input drift) -> forecast
+with the production model; inside a chunk each ticker ends on its own (one ticker's bad
+day does not stop the others). Then, whatever happened (`all_done`):
 the day's report (per ticker: status, forecast, interval, model version, alerts), and
 **one** asset event when a retrain is needed, with the tickers and reasons in its extra,
 which schedules `price_retrain`. The run fails, after the report, if any ticker did.
@@ -28,9 +29,9 @@ Carry = dict[str, Any]
 def step_task(name: str) -> Any:
     @task(task_id=name)
     def run_step(c: Carry) -> Carry:
-        from pipeline.orchestration.dag_tasks import advance
+        from pipeline.orchestration.dag_tasks import advance_chunk
 
-        return advance(DAILY, name, c)
+        return advance_chunk(DAILY, name, c)
 
     return run_step
 
@@ -48,12 +49,12 @@ def step_task(name: str) -> Any:
 def price_daily() -> None:
     @task
     def tickers() -> list[Carry]:
-        """One starting carry per configured ticker, for this run's day."""
+        """One starting carry per chunk of the configured tickers, for this run's day."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pipeline.config import load_config
         from pipeline.operations import journal
-        from pipeline.orchestration import steps
+        from pipeline.orchestration import chunks
         from pipeline.orchestration.dates import is_session, run_day
 
         ctx = get_current_context()
@@ -62,10 +63,10 @@ def price_daily() -> None:
             raise AirflowSkipException(f"{day} is not a {cfg.validation.calendar} session")
         if ctx["ti"].try_number == 1:
             journal.start_over(cfg, DAILY, day)
-        return [dict(steps.start(t, day, ctx["run_id"])) for t in cfg.tickers]
+        return chunks.start(cfg.tickers, day, ctx["run_id"], cfg.chunk_size)
 
-    @task_group(group_id="ticker")
-    def ticker_day(c: Carry) -> Any:
+    @task_group(group_id="chunk")
+    def chunk_day(c: Carry) -> Any:
         out: Any = c
         for name in DAILY_STEPS:
             out = step_task(name)(out)
@@ -108,7 +109,7 @@ def price_daily() -> None:
                 "; ".join(f"{t}: {rep['tickers'][t]['status']}" for t in bad)
             )
 
-    chains: Any = ticker_day.expand(c=tickers())
+    chains: Any = chunk_day.expand(c=tickers())
     rep: Any = report()
     chains >> rep
     request_retrain(rep) >> all_tickers_ok(rep)

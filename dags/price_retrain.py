@@ -7,6 +7,9 @@ comes first (AssetOrTimeSchedule). Every event queued for the run is read; the r
 are kept on the MLflow run (retrain_* tags). Per ticker first, ingest and validate for
 the day (idempotent: the daily DAG has usually done it), so a first run on a fresh state
 needs nothing else; a ticker whose pull fails validation is trained on its stored bars.
+The data half runs per chunk of tickers (`chunk_size`); a ticker that cannot contribute
+(held out, too short, no valid stored bars) is left out at once, with its reason in the
+retrain's report, and never holds back the universe's model.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ def step_task(name: str) -> Any:
         from pipeline.orchestration.dag_tasks import advance
 
         return advance(RETRAIN, name, c, keep_stored=True)
+
+    return run_step
+
+
+def chunk_task(name: str) -> Any:
+    @task(task_id=name)
+    def run_step(c: Carry) -> Carry:
+        from pipeline.orchestration.dag_tasks import advance_chunk
+
+        return advance_chunk(RETRAIN, name, c, keep_stored=True)
 
     return run_step
 
@@ -74,11 +87,11 @@ def price_retrain() -> None:
     @task
     def tickers(p: dict[str, Any]) -> list[Carry]:
         from pipeline.config import load_config
-        from pipeline.orchestration import steps
+        from pipeline.orchestration import chunks
 
-        day = dt.date.fromisoformat(p["day"])
+        cfg, day = load_config(), dt.date.fromisoformat(p["day"])
         run_id = get_current_context()["run_id"]
-        return [{**steps.start(t, day, run_id), "retrain": p} for t in load_config().tickers]
+        return chunks.start(cfg.tickers, day, run_id, cfg.chunk_size, retrain=p)
 
     @task
     def tune_workers() -> list[int]:
@@ -99,16 +112,25 @@ def price_retrain() -> None:
 
     @task
     def models(data: list[Carry]) -> list[Carry]:
-        """What the model half runs on: the pooled universe, or each ticker."""
+        """What the model half runs on: the pooled universe, or each ticker; the tickers
+        left out, with their reasons, go to the retrain's report."""
         from pipeline.config import load_config
         from pipeline.data import universe
+        from pipeline.operations import retrain
+        from pipeline.orchestration import chunks
 
-        return [dict(c) for c in universe.model_carries(load_config(), data)]  # type: ignore[arg-type]
+        cfg, going = load_config(), chunks.members(data)
+        left_out = retrain.record_left_out(cfg, data[0]["day"], going)
+        if not going:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"no ticker can contribute: {left_out}")
+        return [dict(c) for c in universe.model_carries(cfg, going)]  # type: ignore[arg-type]
 
     planned: Any = plan()
     data: Any = tickers(planned)
     for name in DATA_STEPS:
-        data = step_task(name).expand(c=data)
+        data = chunk_task(name).expand(c=data)
     model: Any = models(data)
     for name in MODEL_STEPS:
         if name == FAN_OUT:

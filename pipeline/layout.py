@@ -78,6 +78,10 @@ class Layout:
         """Each day's pull, kept as it arrived."""
         return self._ticker_path("raw", ticker, f"{day.isoformat()}.csv")
 
+    def raw_dirs(self) -> list[Path]:
+        """Every ticker's folder of daily pulls (what compaction walks)."""
+        return sorted(p for p in (self.root / "raw").glob("*") if p.is_dir())
+
     def curated_path(self, ticker: str) -> Path:
         return self._under("curated", f"{check_ticker(ticker)}.parquet")
 
@@ -91,11 +95,19 @@ class Layout:
     def quarantine_dir(self, ticker: str, day: dt.date) -> Path:
         return self._ticker_path("quarantine", ticker, day.isoformat())
 
+    def quarantined_rows(self, ticker: str) -> Path:
+        """Older rows of a ticker that failed a per-row rule: rule, values, run day."""
+        return self._ticker_path("quarantine", ticker, "rows.csv")
+
     def features_dir(self, ticker: str, day: dt.date) -> Path:
         return self._ticker_path("features", ticker, day.isoformat())
 
     def features_path(self, ticker: str, day: dt.date) -> Path:
         return self.features_dir(ticker, day) / "features.parquet"
+
+    def features_dirs(self) -> list[Path]:
+        """Every ticker's (or model's) folder of per-run features (what compaction walks)."""
+        return sorted(p for p in (self.root / "features").glob("*") if p.is_dir())
 
     def latest_features(self, ticker: str) -> Path | None:
         """The features of the latest run day for `ticker`, if any run built them."""

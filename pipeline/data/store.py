@@ -146,3 +146,33 @@ def quarantine(cfg: Config, ticker: str, day: dt.date, raw: Path, report: dict[s
         shutil.move(str(raw), where / raw.name)
     (where / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return where
+
+
+def quarantine_rows(cfg: Config, ticker: str, day: dt.date, rows: list[dict[str, Any]]) -> Path:
+    """Keep older rows that failed a per-row rule (each with its rule and values) in the
+    ticker's row quarantine, once per date and rule: the table goes on without them."""
+    path = cfg.layout.quarantined_rows(ticker)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = pd.DataFrame(rows).assign(run_day=day.isoformat())
+    if path.exists():
+        known = pd.read_csv(path, dtype=str)
+        seen = set(zip(known["Date"], known["rule"], strict=True))
+        new = new[[(d, r) not in seen for d, r in zip(new["Date"], new["rule"], strict=True)]]
+    if len(new):
+        new.to_csv(path, mode="a", header=not path.exists(), index=False)
+    return path
+
+
+def read_quarantined_rows(cfg: Config, ticker: str) -> pd.DataFrame:
+    path = cfg.layout.quarantined_rows(ticker)
+    return pd.read_csv(path, dtype=str) if path.exists() else pd.DataFrame()
+
+
+def read_adjusted(cfg: Config, ticker: str, until: dt.date | None = None) -> pd.DataFrame:
+    """The curated bars with the corporate-actions file's splits applied (the table keeps
+    the prices as the vendor sent them): what features, forecasts and monitoring read."""
+    from pipeline.data import actions
+
+    bars = read_curated(cfg, ticker, until)
+    splits = actions.load_splits(cfg).get(ticker)
+    return actions.apply_splits(bars, splits) if splits else bars

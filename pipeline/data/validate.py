@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.config import PROJECT_ROOT, Config
 from pipeline.data import store
 from pipeline.data.bars import ADJUSTED, BarsError, Problem, read_bars_csv
-from pipeline.data.splits import apparent_splits, split_problem
+from pipeline.data.splits import apparent_splits, split_problem, split_text
 from pipeline.orchestration.carry import Validated
 
 SUITE_PATH = PROJECT_ROOT / "expectations" / "ohlcv_bars.json"
@@ -52,14 +52,29 @@ def load_suite_spec(daily: bool, path: Path = SUITE_PATH) -> dict[str, Any]:
     return spec
 
 
-def with_derived_columns(bars: pd.DataFrame, adjusted: bool = False) -> pd.DataFrame:
-    """Row-to-row rules need columns GX can test per row: |log close-to-close move|, and the
-    apparent split ratio where the vendor gave no adjustment (an adjusted series has
-    none: its factor already took the split out)."""
+def with_derived_columns(
+    bars: pd.DataFrame, adjusted: bool = False, max_move: float = 1.0
+) -> pd.DataFrame:
+    """Row-to-row rules need columns GX can test per row, computed from each row's
+    neighbours: `off_neighbours`, how far a close sits from both neighbours when it jumps
+    away and back (a spike: one bad row, not a move); `abs_log_return`, |log close-to-close
+    move| against the previous row that is not such a spike (so the row after a spike is
+    not blamed for it); `date_step_days`, days since the previous row; and the apparent
+    split ratio where the vendor gave no adjustment (an adjusted series has none: its
+    factor already took the split out)."""
     with np.errstate(divide="ignore", invalid="ignore"):  # zero prices: positive_prices says so
         splits = pd.Series(np.nan, index=bars.index) if adjusted else apparent_splits(bars)
-        moves = np.log(bars["Close"] / bars["Close"].shift()).abs()
-    return bars.assign(abs_log_return=moves, split_ratio=splits)
+        log_c = np.log(bars["Close"].astype("float64"))
+        up, down = log_c - log_c.shift(), log_c.shift(-1) - log_c
+        reverts = np.sign(up) == -np.sign(down)
+        off = np.minimum(up.abs(), down.abs()).where(reverts)
+        spike = off > max_move
+        previous = log_c.where(~spike).ffill().shift()
+        moves = (log_c - previous).abs().where(~spike)
+    steps = bars["Date"].diff().dt.days
+    return bars.assign(
+        abs_log_return=moves, split_ratio=splits, off_neighbours=off, date_step_days=steps
+    )
 
 
 def expected_session(day: dt.date, calendar: str) -> pd.Timestamp:
@@ -121,30 +136,23 @@ def _problem(result: Any, frame: pd.DataFrame) -> Problem:
     )
 
 
-def validate_bars(
-    bars: pd.DataFrame,
+def run_suite(
+    frame: pd.DataFrame,
+    expectations: list[dict[str, Any]],
     params: dict[str, Any],
-    daily: bool,
     docs_dir: Path | None = None,
-    adjusted: bool | None = None,
-) -> Report:
-    """Run the suite on typed bars. With docs_dir, also (re)build GX Data Docs there.
-    `adjusted` (default: what the bars say of themselves) switches the split rule off."""
+    result_format: str = "SUMMARY",
+) -> list[Any]:
+    """One GX checkpoint run of `expectations` over `frame` (with derived columns); with
+    docs_dir, also (re)build GX Data Docs there. Returns GX's per-expectation results."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # read at import: no calls home
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-
-    if adjusted is None:
-        adjusted = bool(bars.attrs.get(ADJUSTED))
-    frame = with_derived_columns(bars.reset_index(drop=True), adjusted)
-    spec = load_suite_spec(daily)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = ctx.suites.add(
-        gx.ExpectationSuite(name=spec["name"], expectations=spec["expectations"])
-    )
+    suite = ctx.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations))
     batch = ctx.data_sources.add_pandas("bars").add_dataframe_asset("ohlcv")
     vdef = ctx.validation_definitions.add(
         gx.ValidationDefinition(
@@ -167,19 +175,40 @@ def validate_bars(
         actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs"))
     checkpoint = ctx.checkpoints.add(
         gx.Checkpoint(
-            name="ohlcv", validation_definitions=[vdef], actions=actions, result_format="SUMMARY"
+            name="ohlcv",
+            validation_definitions=[vdef],
+            actions=actions,
+            result_format=result_format,
         )
     )
     outcome = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
-    result = next(iter(outcome.run_results.values()))
-    failures = [_problem(r, frame) for r in result.results if not r.success]
+    return list(next(iter(outcome.run_results.values())).results)
+
+
+SUITE_NAME = "ohlcv_bars"
+
+
+def validate_bars(
+    bars: pd.DataFrame,
+    params: dict[str, Any],
+    daily: bool,
+    docs_dir: Path | None = None,
+    adjusted: bool | None = None,
+) -> Report:
+    """Run the suite on typed bars. With docs_dir, also (re)build GX Data Docs there.
+    `adjusted` (default: what the bars say of themselves) switches the split rule off."""
+    if adjusted is None:
+        adjusted = bool(bars.attrs.get(ADJUSTED))
+    frame = with_derived_columns(bars.reset_index(drop=True), adjusted, params["max_abs_log_move"])
+    results = run_suite(frame, load_suite_spec(daily)["expectations"], params, docs_dir)
+    failures = [_problem(r, frame) for r in results if not r.success]
     docs = str(docs_dir / "index.html") if docs_dir is not None else None
     return Report(
         success=not failures,
         failures=failures,
-        checked=len(result.results),
+        checked=len(results),
         docs=docs,
-        details=[r.to_json_dict() for r in result.results],
+        details=[r.to_json_dict() for r in results],
     )
 
 
@@ -202,66 +231,235 @@ def validate_file(path: str | Path, cfg: Config) -> Report:
     return validate_bars(bars, suite_params(cfg, None), daily=False)
 
 
-def _check(
-    cfg: Config, ticker: str, day: dt.date, raw: Path, daily: bool, docs_dir: Path
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Report]:
-    """The stored table merged with the pull, what a run on `day` sees of it, the verdict."""
+class Skipped(RuntimeError):
+    """A ticker that is fine as data but cannot be forecast or trained on yet: held out
+    (a split-like day with no adjustment source) or too short. Its own status, not a
+    failure of the day."""
+
+    def __init__(self, status: str, reason: str):
+        self.status, self.reason = status, reason
+        super().__init__(f"{status}: {reason}")
+
+
+HELD_OUT, TOO_SHORT = "held_out", "too_short"
+# Judged per ticker over its whole series, not per row in the chunk's GX run
+TICKER_RULES = {"columns", "types", "min_history", "freshness", "unadjusted_split"}
+TABLE_TYPES = {"expect_column_values_to_be_unique", "expect_column_values_to_be_increasing"}
+
+
+def row_expectations() -> list[dict[str, Any]]:
+    """The suite's per-row rules: what a chunk of many tickers' new rows is checked with."""
+    return [
+        e
+        for e in load_suite_spec(daily=False)["expectations"]
+        if e["meta"].get("rule") not in TICKER_RULES and e["type"] not in TABLE_TYPES
+    ]
+
+
+@dataclass
+class Pending:
+    """One ticker of a chunk between reading its pull and publishing."""
+
+    ticker: str
+    raw: Path
+    merged: pd.DataFrame = field(default_factory=pd.DataFrame)
+    revisions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    checked: pd.DataFrame = field(default_factory=pd.DataFrame)  # derived rows to check
+    problems: list[Problem] = field(default_factory=list)  # refuse the day
+    bad_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_chunk(
+    cfg: Config, day: dt.date, raw_paths: dict[str, str], docs_dir: Path | None = None
+) -> dict[str, Validated | Exception]:
+    """Validate the day's pulls of many tickers with one GX run over the rows they bring
+    (the stored history was checked when it arrived). Per ticker: a failing older row is
+    quarantined as that row and the ticker goes on without it; a failing newest bar or a
+    stale or unreadable pull quarantines the ticker's day (ValidationFailed, curated table
+    untouched); a ticker with a split-like day it cannot adjust, or too short a history,
+    is published and then Skipped. Returns each ticker's result or exception."""
+    from contextlib import ExitStack
+
+    from pipeline.data import actions
+
+    splits = actions.load_splits(cfg)
+    params = suite_params(cfg, day)
+    with ExitStack() as locks:  # read, merge and replace: one writer per table at a time
+        for ticker in raw_paths:
+            locks.enter_context(store.curated_lock(cfg, ticker))
+        pending = [
+            _prepare(cfg, t, day, Path(p), splits.get(t, []), params) for t, p in raw_paths.items()
+        ]
+        _check_rows(pending, params, docs_dir)
+        out: dict[str, Validated | Exception] = {}
+        for p in pending:
+            try:
+                out[p.ticker] = _conclude(cfg, p, day, splits.get(p.ticker, []), docs_dir)
+            except (ValidationFailed, Skipped) as exc:
+                out[p.ticker] = exc
+    return out
+
+
+def _prepare(
+    cfg: Config,
+    ticker: str,
+    day: dt.date,
+    raw: Path,
+    splits: list[tuple[pd.Timestamp, float]],
+    params: dict[str, Any],
+) -> Pending:
+    """Read the pull, merge it into the stored table, and derive the rows it brings."""
+    from pipeline.data import actions
+
+    p = Pending(ticker, raw)
     try:
         pull = read_bars_csv(raw)
     except BarsError as exc:
-        empty = pd.DataFrame()
-        return empty, empty, empty, Report(success=False, failures=exc.problems, checked=0)
-    merged, revisions = store.merge_bars(store.read_curated(cfg, ticker), pull)
-    # Judge what a run on `day` sees: a backfill of an earlier day after later days
-    # were stored must not fail freshness on bars from its future.
-    seen = merged[merged["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
-    params = suite_params(cfg, day if daily else None)
-    report = validate_bars(seen, params, daily, docs_dir, bool(pull.attrs.get(ADJUSTED)))
-    return merged, revisions, seen, report
+        p.problems = exc.problems
+        return p
+    merged, p.revisions = store.merge_bars(store.read_curated(cfg, ticker), pull)
+    # judge what a run on `day` sees: a backfill must not see bars from its future
+    p.merged = merged[merged["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
+    if p.merged.empty:
+        p.problems = [Problem("rows", f"no bars on or before {day}")]
+        return p
+    seen = actions.apply_splits(p.merged, splits) if splits else p.merged
+    derived = with_derived_columns(seen, adjusted=True, max_move=params["max_abs_log_move"])
+    brought = p.merged["Date"].isin(pull["Date"]).to_numpy()
+    p.checked = derived[brought].assign(ticker=ticker)
+    return p
 
 
-def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> Validated:
-    """Validate curated+pull; publish on success, quarantine and raise on failure."""
-    daily = cfg.validation.check_freshness
-    docs_dir = cfg.layout.data_docs()
-    raw = Path(raw_path)
-    with store.curated_lock(cfg, ticker):  # read, merge and replace: one writer at a time
-        merged, revisions, seen, report = _check(cfg, ticker, day, raw, daily, docs_dir)
-        if report.success:
-            curated = store.publish_curated(cfg, ticker, merged, revisions, day)
-    if report.docs:
-        log.info("GX Data Docs: %s", report.docs)
-        print(f"GX Data Docs: {report.docs}")
-    if not report.success:
-        where = store.quarantine(
-            cfg,
-            ticker,
-            day,
-            raw,
-            {
-                "ticker": ticker,
-                "day": day.isoformat(),
-                "failures": [str(f) for f in report.failures],
-                "results": report.details,
-            },
+def _check_rows(pending: list[Pending], params: dict[str, Any], docs_dir: Path | None) -> None:
+    """One GX run over every ticker's new rows; each failing row goes back to its ticker."""
+    frames = [p.checked for p in pending if not p.problems and len(p.checked)]
+    if not frames:
+        return
+    frame = pd.concat(frames, ignore_index=True)
+    results = run_suite(frame, row_expectations(), params, docs_dir, result_format="COMPLETE")
+    owner = {p.ticker: p for p in pending}
+    for r in results:
+        if r.success:
+            continue
+        rule = r.expectation_config.meta.get("rule", r.expectation_config.type)
+        for i in (r.result or {}).get("unexpected_index_list") or []:
+            row = frame.loc[i]
+            values = {c: _fmt(row[c]) for c in ("Open", "High", "Low", "Close", "Volume")}
+            owner[row["ticker"]].bad_rows.append(
+                {"Date": f"{row['Date']:%Y-%m-%d}", "rule": rule, **values}
+            )
+
+
+def _conclude(
+    cfg: Config,
+    p: Pending,
+    day: dt.date,
+    splits: list[tuple[pd.Timestamp, float]],
+    docs_dir: Path | None,
+) -> Validated:
+    """Publish, quarantine or skip one ticker after the chunk's GX run."""
+    from pipeline.data import actions, gaps
+
+    newest = p.merged["Date"].max() if len(p.merged) else None
+    expected = params_session(cfg, day)
+    if not p.problems and expected is not None and newest != expected:
+        p.problems = [
+            Problem(
+                "freshness", f"newest bar {_fmt(newest)}, expected the {_fmt(expected)} session"
+            )
+        ]
+    on_newest = [r for r in p.bad_rows if newest is not None and r["Date"] == f"{newest:%Y-%m-%d}"]
+    if on_newest:
+        p.problems += [Problem(r["rule"], f"the newest bar {_row_text(r)}") for r in on_newest]
+    if p.problems:
+        _quarantine_day(cfg, p, day)
+    dropped = {r["Date"] for r in p.bad_rows}
+    clean = p.merged[~p.merged["Date"].dt.strftime("%Y-%m-%d").isin(dropped)]
+    clean = clean.reset_index(drop=True)
+    kept_after = store.read_curated(cfg, p.ticker)
+    later = kept_after[kept_after["Date"] > pd.Timestamp(day)]  # a backfill keeps the future
+    table = pd.concat([clean, later], ignore_index=True).sort_values("Date", kind="stable")
+    curated = store.publish_curated(cfg, p.ticker, table.reset_index(drop=True), p.revisions, day)
+    if p.bad_rows:
+        store.quarantine_rows(cfg, p.ticker, day, p.bad_rows)
+        print(
+            f"{p.ticker}: {len(p.bad_rows)} older row(s) quarantined, going on without them: "
+            + "; ".join(_row_text(r) for r in p.bad_rows[:3])
         )
-        raise ValidationFailed(
-            f"{ticker} {day}: {len(report.failures)} expectation(s) failed; pull quarantined in "
-            f"{where}; curated table untouched\n{report.summary()}"
-        )
-    return {
+    seen = actions.apply_splits(clean, splits) if splits else clean
+    missing = gaps.missing_sessions(seen["Date"], cfg.validation.calendar)
+    summary: Validated = {
         "curated_path": str(curated),
-        "rows": len(seen),
-        "revisions": len(revisions),
-        "checked": report.checked,
-        "first_date": f"{seen['Date'].iloc[0]:%Y-%m-%d}",
-        "last_date": f"{seen['Date'].iloc[-1]:%Y-%m-%d}",
-        "data_docs": report.docs,
-        # what the model's run and registered version carry as their validation evidence
+        "rows": len(clean),
+        "revisions": len(p.revisions),
+        "checked": len(p.checked),
+        "first_date": f"{clean['Date'].iloc[0]:%Y-%m-%d}",
+        "last_date": f"{clean['Date'].iloc[-1]:%Y-%m-%d}",
+        "data_docs": str(docs_dir / "index.html") if docs_dir is not None else None,
+        "quarantined_rows": len(p.bad_rows),
+        "missing_sessions": gaps.describe(missing),
         "validation": {
             "suite": SUITE_PATH.name,
             "passed": True,
-            "checked": report.checked,
-            "rows": len(seen),
+            "checked": len(p.checked),
+            "rows": len(clean),
         },
     }
+    if len(apparent := split_days(seen)):
+        shown = "; ".join(f"{d:%Y-%m-%d} (apparent {split_text(r)})" for d, r in apparent[:3])
+        raise Skipped(
+            HELD_OUT,
+            f"{len(apparent)} day(s) look like a split or share dividend the prices were not "
+            f"adjusted for: {shown}; held out of training and forecasting until an adjustment "
+            "source covers them (source.actions_file, see docs/configuration.md)",
+        )
+    if len(clean) < cfg.validation.min_history_rows:
+        raise Skipped(
+            TOO_SHORT,
+            f"{len(clean)} valid sessions, {cfg.validation.min_history_rows} needed "
+            "(validation.min_history_rows); it joins once it has them",
+        )
+    return summary
+
+
+def split_days(bars: pd.DataFrame) -> list[tuple[pd.Timestamp, float]]:
+    """(day, ratio) of every day in `bars` that looks like an unadjusted split."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = apparent_splits(bars.reset_index(drop=True))
+    hit = ratios.notna().to_numpy()
+    return list(zip(bars["Date"][hit], ratios[hit], strict=True))
+
+
+def params_session(cfg: Config, day: dt.date) -> pd.Timestamp | None:
+    """The session the newest bar must be for, when freshness is checked."""
+    return (
+        expected_session(day, cfg.validation.calendar) if cfg.validation.check_freshness else None
+    )
+
+
+def _row_text(r: dict[str, Any]) -> str:
+    return f"{r['Date']} {r['rule']} (O {r['Open']} H {r['High']} L {r['Low']} C {r['Close']})"
+
+
+def _quarantine_day(cfg: Config, p: Pending, day: dt.date) -> None:
+    report = {
+        "ticker": p.ticker,
+        "day": day.isoformat(),
+        "failures": [str(f) for f in p.problems],
+        "rows": p.bad_rows,
+    }
+    where = store.quarantine(cfg, p.ticker, day, p.raw, report)
+    raise ValidationFailed(
+        f"{p.ticker} {day}: {len(p.problems)} expectation(s) failed; pull quarantined in "
+        f"{where}; curated table untouched\n" + "\n".join(str(f) for f in p.problems)
+    )
+
+
+def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> Validated:
+    """One ticker's day (the chunk of one): its summary, or ValidationFailed / Skipped."""
+    docs_dir = cfg.layout.data_docs()
+    out = run_chunk(cfg, day, {ticker: raw_path}, docs_dir)[ticker]
+    if isinstance(out, Exception):
+        raise out
+    print(f"GX Data Docs: {docs_dir / 'index.html'}")
+    return out

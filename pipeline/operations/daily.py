@@ -32,18 +32,38 @@ REASONS = {
 
 
 def ticker_outcomes(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per ticker, from its tasks' journal lines: what each returned and what failed."""
+    """Per ticker, from the tasks' journal lines: what each step returned for it, and what
+    failed or skipped it. A chunk's lines (pipeline/orchestration/dag_tasks.py) name no
+    ticker: its end line holds every ticker's output, its failures one line each."""
     out: dict[str, dict[str, Any]] = {}
+
+    def entry(ticker: str) -> dict[str, Any]:
+        return out.setdefault(ticker, {"ran": [], "failed": None, "skipped": None})
+
     for e in events:
-        t = out.setdefault(e.get("ticker", ""), {"ran": [], "failed": None})
+        if "chunk" in e:  # a chunk's start, end or failure as a whole
+            for ticker, kept in (e.get("outs") or {}).items() if e["event"] == "end" else ():
+                t = entry(ticker)
+                if (t["failed"] or {}).get("task") == e["task"]:
+                    t["failed"] = None  # a retry ran again: its outcome counts
+                t["ran"].append(e["task"])
+                t.update(kept)
+            continue
+        t = entry(e.get("ticker", ""))
         if (t["failed"] or {}).get("task") == e["task"] and e["event"] in ("start", "end"):
             t["failed"] = None  # a retry (or a cleared task) ran again: its outcome counts
         if e["event"] == "end":
             t["ran"].append(e["task"])
             t.update(e.get("out", {}))
+        elif e["event"] == "skipped":
+            t["skipped"] = {"task": e["task"], "status": e["status"], "reason": e["reason"]}
         elif e["event"] == "failed" and (e.get("final", True) or e.get("rule")):
             t["failed"] = {"task": e["task"], "error": e.get("error", ""), "rule": e.get("rule")}
     return out
+
+
+# Statuses that are a ticker's normal state, not a failure of the day
+SETTLED = ("forecast", "no model", "held_out", "too_short")
 
 
 def status(outcome: dict[str, Any]) -> str:
@@ -52,9 +72,22 @@ def status(outcome: dict[str, Any]) -> str:
         return "quarantined"
     if failed:
         return f"failed at {failed['task']}"
+    if skipped := outcome.get("skipped"):
+        return str(skipped["status"])
     if "forecast" not in outcome["ran"]:
         return "incomplete"
     return "forecast" if outcome.get("forecast") else "no model"
+
+
+def reason(outcome: dict[str, Any]) -> str | None:
+    """Why a ticker did not get its forecast, in one line (None when it did)."""
+    if failed := outcome.get("failed"):
+        return str(failed.get("error") or "")
+    if skipped := outcome.get("skipped"):
+        return str(skipped["reason"])
+    if "forecast" not in outcome["ran"]:
+        return "its chain did not finish (see the run's log)"
+    return None
 
 
 def retrain_reasons(cfg: Config, ticker: str, outcome: dict[str, Any]) -> list[str]:
@@ -89,7 +122,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         monitoring = outcome.get("monitoring") or {}
         tickers[ticker] = {
             "status": status(outcome),
-            "error": (outcome.get("failed") or {}).get("error"),
+            "error": reason(outcome),
             "last_close": row.get("naive_close"),  # naive: tomorrow = today's close
             "for_date": row.get("for_date"),
             "forecast": row.get("forecast_close"),
@@ -98,6 +131,9 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             "model_version": row.get("model_version"),
             "alerts": [r for r in retrain_reasons(cfg, ticker, outcome) if r != "no_production"],
             "drift_outside_max": monitoring.get("drift_outside_max"),
+            "recent_ratio": recent_ratio(monitoring),
+            "quarantined_rows": outcome.get("quarantined_rows") or 0,
+            "missing_sessions": (outcome.get("missing_sessions") or {}).get("count", 0),
         }
         # evidence a recent retrain already answered waits out the cooldown (a refit the
         # gate refused leaves production, and its alarm, as they were: no refit every day)
@@ -109,6 +145,15 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         if reasons:
             retrain[ticker] = reasons
     return write(cfg, {"day": day.isoformat(), "tickers": tickers, "retrain": retrain})
+
+
+def recent_ratio(monitoring: dict[str, Any]) -> float | None:
+    """The production model's MAE over naive's on its recent realised days (below 1: it
+    beats naive), or None before any."""
+    model, naive = monitoring.get("model_mae"), monitoring.get("naive_mae")
+    if not monitoring.get("days") or not naive:
+        return None
+    return round(float(model) / float(naive), 4)
 
 
 def write(cfg: Config, rep: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +169,9 @@ def report_path(cfg: Config, day: dt.date) -> Path:
 
 def failed_tickers(rep: dict[str, Any]) -> list[str]:
     """Every ticker whose day did not go through: quarantined, failed, or never finished
-    (its chain did not run, or a task died without a word)."""
-    return [t for t, r in rep["tickers"].items() if r["status"] not in ("forecast", "no model")]
+    (its chain did not run, or a task died without a word). Held out and too short are
+    statuses a ticker stays in until its data change, not failures of the day."""
+    return [t for t, r in rep["tickers"].items() if r["status"] not in SETTLED]
 
 
 def why(retrain: dict[str, list[str]]) -> str:
@@ -137,24 +183,86 @@ def why(retrain: dict[str, list[str]]) -> str:
     return "; ".join(f"{REASONS.get(r, r)} ({', '.join(t)})" for r, t in by_reason.items())
 
 
+SUMMARY_ABOVE = 20  # tickers: above this, the console gets a summary, the file the table
+
+
 def table(rep: dict[str, Any], retrain_note: str = "") -> str:
     """The report as a table a person reads at the end of `make run`."""
     head = f"{'ticker':<8} {'last close':>10} {'forecast':>10} {'80 % interval':>21}"
     head += f" {'model':>6}  status"
     lines = [f"day {rep['day']}", head, "-" * len(head)]
-    for t, r in rep["tickers"].items():
-
-        def num(v: Any) -> str:
-            return f"{v:.2f}" if isinstance(v, int | float) else "-"
-
-        band = f"[{num(r['lower_80'])}, {num(r['upper_80'])}]" if r["lower_80"] else "-"
-        state = r["status"] + (f" ({r['error']})" if r["error"] else "")
-        state += f"; alerts: {', '.join(r['alerts'])}" if r["alerts"] else ""
-        version = f"v{r['model_version']}" if r["model_version"] else "-"
-        lines.append(
-            f"{t:<8} {num(r['last_close']):>10} {num(r['forecast']):>10} {band:>21} "
-            f"{version:>6}  {state}"
-        )
+    lines += [row_line(t, r) for t, r in rep["tickers"].items()]
     if retrain_note:
         lines.append(f"retrain: {retrain_note}")
     return "\n".join(lines)
+
+
+def row_line(ticker: str, r: dict[str, Any]) -> str:
+    def num(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, int | float) else "-"
+
+    band = f"[{num(r['lower_80'])}, {num(r['upper_80'])}]" if r["lower_80"] else "-"
+    state = r["status"] + (f" ({r['error']})" if r["error"] else "")
+    state += f"; alerts: {', '.join(r['alerts'])}" if r["alerts"] else ""
+    if rows := r.get("quarantined_rows"):
+        state += f"; {rows} older row(s) quarantined"
+    if gaps := r.get("missing_sessions"):
+        state += f"; {gaps} missing session(s)"
+    version = f"v{r['model_version']}" if r["model_version"] else "-"
+    return (
+        f"{ticker:<8} {num(r['last_close']):>10} {num(r['forecast']):>10} {band:>21} "
+        f"{version:>6}  {state}"
+    )
+
+
+def summary(rep: dict[str, Any], retrain_note: str = "", worst: int = 10) -> str:
+    """A large universe's day in a screenful: counts by status, the tickers on which the
+    model has done worst against naive lately, and every ticker that did not get its
+    forecast, with its reason (the full table goes to a file: `table`)."""
+    rows = rep["tickers"]
+    counts: dict[str, int] = {}
+    for r in rows.values():
+        key = r["status"].split(" (")[0]
+        counts[key] = counts.get(key, 0) + 1
+    lines = [
+        f"day {rep['day']}: {len(rows)} tickers; "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    ]
+    scored = sorted(
+        ((r["recent_ratio"], t) for t, r in rows.items() if r.get("recent_ratio") is not None),
+        reverse=True,
+    )
+    if scored:
+        shown = ", ".join(f"{t} {ratio:.2f}" for ratio, t in scored[:worst])
+        lines.append(f"worst recent MAE / naive's: {shown}")
+    noted = [(t, r) for t, r in rows.items() if r["status"] not in ("forecast",)]
+    for t, r in noted:
+        lines.append(f"  {t:<8} {r['status']}: {r['error'] or '-'}")
+    row_notes = [
+        f"{t} {r['quarantined_rows']}" for t, r in rows.items() if r.get("quarantined_rows")
+    ]
+    if row_notes:
+        lines.append(f"older rows quarantined (ticker rows): {', '.join(row_notes)}")
+    gap_notes = [
+        f"{t} {r['missing_sessions']}" for t, r in rows.items() if r.get("missing_sessions")
+    ]
+    if gap_notes:
+        lines.append(f"missing sessions (ticker count): {', '.join(gap_notes)}")
+    if retrain_note:
+        lines.append(f"retrain: {retrain_note}")
+    return "\n".join(lines)
+
+
+def table_path(cfg: Config, day: dt.date) -> Path:
+    return cfg.layout.root / "reports" / "daily" / f"{day.isoformat()}.txt"
+
+
+def console(cfg: Config, rep: dict[str, Any], retrain_note: str = "") -> str:
+    """What `make run` prints at the end: the table, or for a large universe the summary,
+    with the full table written beside the report."""
+    full = table(rep, retrain_note)
+    if len(rep["tickers"]) <= SUMMARY_ABOVE:
+        return full
+    path = table_path(cfg, dt.date.fromisoformat(rep["day"]))
+    path.write_text(full + "\n")
+    return f"{summary(rep, retrain_note)}\nfull table: {path}"

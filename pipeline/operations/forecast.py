@@ -81,37 +81,72 @@ def _number(value: Any) -> float | None:
 
 
 def write(cfg: Config, row: dict[str, Any]) -> None:
-    """Insert or replace: a rerun of the same day overwrites its own row."""
+    write_many(cfg, [row])
+
+
+def write_many(cfg: Config, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace, in one transaction: a rerun of the same day overwrites its rows."""
+    blank = dict.fromkeys(("lower_80", "upper_80", "lower_95", "upper_95"))
     with closing(connect(cfg)) as conn, conn:
-        conn.execute(
+        conn.executemany(
             "INSERT OR REPLACE INTO forecasts (ticker, as_of, for_date, model_name, model_version,"
             " forecast_close, naive_close, created_at, lower_80, upper_80, lower_95, upper_95)"
             " VALUES (:ticker, :as_of, :for_date, :model_name, :model_version, :forecast_close,"
             " :naive_close, :created_at, :lower_80, :upper_80, :lower_95, :upper_95)",
-            {**dict.fromkeys(("lower_80", "upper_80", "lower_95", "upper_95")), **row},
+            [{**blank, **row} for row in rows],
         )
 
 
-def run(cfg: Config, ticker: str, day: dt.date) -> Forecasted:
-    """Write production's forecast for the session after `day`; idempotent per day."""
+def run_many(cfg: Config, tickers: list[str], day: dt.date) -> dict[str, Forecasted | Exception]:
+    """Production's forecast for the session after `day`, for many tickers: each model is
+    looked up and loaded once, and the rows are written in one transaction; idempotent
+    per day. A ticker whose forecast fails is returned as its exception."""
     import mlflow
 
-    prod = registry.production_version(cfg, ticker)
-    if prod is None:
-        log.warning("%s: no production model, no forecast written", ticker)
-        return {"forecast": None}
-    bars = store.read_curated(cfg, ticker, until=day).tail(cfg.serving.max_rows)
-    model = mlflow.pyfunc.load_model(version_uri(prod.name, prod.version))
-    answer = model.predict(bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))).iloc[0]
-    row = forecast_row(ticker, prod.name, str(prod.version), answer)
-    write(cfg, row)
+    prods: dict[str, Any] = {}
+    models: dict[tuple[str, str], Any] = {}
+    out: dict[str, Forecasted | Exception] = {}
+    rows = []
+    for ticker in tickers:
+        try:
+            name = registry.model_name(cfg, ticker)
+            if name not in prods:
+                prods[name] = registry.production_version(cfg, ticker)
+            if (prod := prods[name]) is None:
+                log.warning("%s: no production model, no forecast written", ticker)
+                out[ticker] = {"forecast": None}
+                continue
+            key = (prod.name, str(prod.version))
+            if key not in models:
+                models[key] = mlflow.pyfunc.load_model(version_uri(*key))
+            bars = store.read_adjusted(cfg, ticker, until=day).tail(cfg.serving.max_rows)
+            dated = bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))
+            row = forecast_row(ticker, *key, models[key].predict(dated).iloc[0])
+            rows.append(row)
+            out[ticker] = {"forecast": row}
+            print(describe(cfg, row))
+        except Exception as exc:  # one ticker's problem is its own
+            out[ticker] = exc
+    if rows:
+        write_many(cfg, rows)
+    return out
+
+
+def describe(cfg: Config, row: dict[str, Any]) -> str:
     band = (
         f", 80 % in [{row['lower_80']:.2f}, {row['upper_80']:.2f}]"
         if row["lower_80"] is not None
         else ""
     )
-    print(
-        f"{ticker}: forecast for {row['for_date']} = {row['forecast_close']:.2f}{band} "
+    return (
+        f"{row['ticker']}: forecast for {row['for_date']} = {row['forecast_close']:.2f}{band} "
         f"(v{row['model_version']}, naive {row['naive_close']:.2f}) -> {cfg.layout.forecasts_db()}"
     )
-    return {"forecast": row}
+
+
+def run(cfg: Config, ticker: str, day: dt.date) -> Forecasted:
+    """Write production's forecast for the session after `day`; idempotent per day."""
+    out = run_many(cfg, [ticker], day)[ticker]
+    if isinstance(out, Exception):
+        raise out
+    return out

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from contextlib import closing
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from pipeline.config import Config
@@ -115,28 +118,39 @@ def _inside(actual: float, lower: float | None, upper: float | None) -> int | No
     return None if lower is None or upper is None else int(lower <= actual <= upper)
 
 
-def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame) -> dict[str, Any]:
+def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame, prod: Any) -> dict[str, Any]:
     """The input drift check against the production version's training rows (none: no
     production version, nothing to compare with)."""
     from pipeline.data.features import make_features
     from pipeline.operations.drift import input_drift
 
-    prod = registry.production_version(cfg, ticker)
     if prod is None or "first_test_date" not in prod.tags:
         return {"drift_checked": False}
     fc, mon = cfg.features, cfg.monitoring
     feats = make_features(bars, fc.volatility_window, fc.volume_window)
     end = dt.date.fromisoformat(prod.tags["first_test_date"])
-    trained = registry.version_day(cfg, prod)
-    return input_drift(feats, end, mon.drift_window, mon.drift_outside, trained)
+    return input_drift(feats, end, mon.drift_window, mon.drift_outside, _trained(cfg, prod))
 
 
-def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
-    """Realise pending forecasts, log them, and flag production if it keeps losing to naive;
-    check the model's inputs for drift."""
-    bars = store.read_curated(cfg, ticker, until=day)
+def _trained(cfg: Config, prod: Any) -> dt.date | None:
+    return registry.version_day(cfg, prod)
+
+
+@dataclass
+class Assessed:
+    """One ticker's monitoring: the summary the report reads, what MLflow gets, alerts."""
+
+    summary: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    alerts: list[str] = field(default_factory=list)
+
+
+def assess(cfg: Config, ticker: str, day: dt.date, prod: Any) -> Assessed:
+    """Realise pending forecasts and judge production on them; check the inputs' drift."""
+    bars = store.read_adjusted(cfg, ticker, until=day)
     realise(cfg, ticker, bars)
-    drift = check_drift(cfg, ticker, bars)
+    drift = check_drift(cfg, ticker, bars, prod)
     if drift.get("input_drift"):
         print(
             f"ALERT {ticker}: input drift: {drift['drift_outside_max']:.0%} of the last "
@@ -144,26 +158,13 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
             "training range"
         )
     table = read_forecasts(cfg, ticker).dropna(subset=["actual_close"])
-    prod = registry.production_version(cfg, ticker)
     if prod is not None:  # judge the model in production, not the ones it replaced
         table = table[table["model_version"].astype(str) == str(prod.version)]
     if table.empty:
-        return {"monitoring": {"days": 0, **drift}}
+        return Assessed({"days": 0, **drift})
     summary = rolling(table, cfg.monitoring.window_days, cfg.registry.coverage_tolerance)
     summary.update(drift)
     latest = table.iloc[-1]
-    mc = tracking.client(cfg)
-    exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_monitoring")
-    run_ = mc.create_run(
-        exp,
-        run_name=f"{ticker} {day}",
-        tags={
-            "ticker": ticker,
-            "day": day.isoformat(),
-            "for_date": latest["for_date"],
-            "model_version": latest["model_version"],
-        },
-    )
     metrics = {
         "realised_model_abs_error": latest["model_abs_error"],
         "realised_naive_abs_error": latest["naive_abs_error"],
@@ -180,10 +181,6 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
     if drift.get("drift_checked"):
         metrics["drift_outside_max"] = drift["drift_outside_max"]
         metrics.update({f"drift_psi_{f}": v for f, v in drift["drift_psi"].items()})
-    for key, value in metrics.items():
-        mc.log_metric(run_.info.run_id, key, float(value))
-    mc.set_terminated(run_.info.run_id)
-    name = registry.model_name(cfg, ticker)
     alerts = []
     if summary["worse_than_naive"]:
         alerts.append(
@@ -195,17 +192,92 @@ def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
             f"80 % intervals covered {summary['coverage_80']:.0%} of the last "
             f"{summary['coverage_days']} closes (binomial p = {summary['coverage_pvalue']:.3f})"
         )
-    if alerts:
-        msg = (
-            f"ALERT {name}: {'; '.join(alerts)}; the next training will replace it with any "
-            "model that passes the gate"
-        )
-        log.error(msg)
-        print(msg)
+    tags = {"for_date": str(latest["for_date"]), "model_version": str(latest["model_version"])}
+    return Assessed(summary, {k: float(v) for k, v in metrics.items()}, tags, alerts)
+
+
+def run_many(cfg: Config, tickers: list[str], day: dt.date) -> dict[str, Monitored | Exception]:
+    """Monitor many tickers: one production lookup per model, one MLflow run for them all
+    (its metrics the ticker's own when there is one, else a per-ticker table artifact and
+    pooled figures), the beatable tags set and cleared per ticker. A ticker whose
+    assessment fails is returned as its exception; the others go on."""
+    prods: dict[str, Any] = {}
+    done: dict[str, Assessed] = {}
+    out: dict[str, Monitored | Exception] = {}
+    for ticker in tickers:
+        name = registry.model_name(cfg, ticker)
         try:
-            mc.set_registered_model_tag(name, registry.beatable_tag(cfg, ticker), "true")
-        except MlflowException:  # no such model yet (e.g. a new scope): nothing to flag
-            log.warning("%s is not registered yet: the alert is not kept as a tag", name)
-    elif registry.is_production_beatable(cfg, ticker):
-        mc.delete_registered_model_tag(name, registry.beatable_tag(cfg, ticker))
-    return {"monitoring": summary}
+            if name not in prods:
+                prods[name] = registry.production_version(cfg, ticker)
+            done[ticker] = assess(cfg, ticker, day, prods[name])
+            out[ticker] = {"monitoring": done[ticker].summary}
+        except Exception as exc:  # one ticker's problem is its own
+            out[ticker] = exc
+    logged = {t: a for t, a in done.items() if a.metrics}
+    if logged:
+        log_to_mlflow(cfg, day, logged)
+    flag_beatable(cfg, done)
+    return out
+
+
+def log_to_mlflow(cfg: Config, day: dt.date, logged: dict[str, Assessed]) -> None:
+    """One run in <experiment>_monitoring for the tickers monitored together."""
+    mc = tracking.client(cfg)
+    exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_monitoring")
+    (one, first), many = next(iter(logged.items())), len(logged) > 1
+    tags = {"day": day.isoformat(), "tickers": str(len(logged))}
+    tags.update({} if many else {"ticker": one, **first.tags})
+    name = f"{len(logged)} tickers {day}" if many else f"{one} {day}"
+    run_ = mc.create_run(exp, run_name=name, tags=tags)
+    if many:
+        table = pd.DataFrame({t: a.metrics for t, a in logged.items()}).T
+        table.index.name = "ticker"
+        metrics = {
+            "tickers": float(len(logged)),
+            "alerts": float(sum(bool(a.alerts) for a in logged.values())),
+            **{f"mean_{k}": float(table[k].mean()) for k in MEAN_METRICS if k in table},
+        }
+        mc.log_table(run_.info.run_id, table.reset_index(), "monitoring.json")
+    else:
+        metrics = first.metrics
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    mc.log_batch(run_.info.run_id, metrics=batch)  # one round trip, under MLflow's 1,000
+    mc.set_terminated(run_.info.run_id)
+
+
+MEAN_METRICS = ("realised_inside_80", "realised_inside_95", "rolling_coverage_80")
+
+
+def flag_beatable(cfg: Config, done: dict[str, Assessed]) -> None:
+    """Tag the registered model when production keeps losing on a ticker; clear the tag
+    when it no longer does (each ticker's own tag on a model that serves several)."""
+    mc = tracking.client(cfg)
+    set_tags: dict[str, list[str]] = {}
+    for ticker, a in done.items():
+        name = registry.model_name(cfg, ticker)
+        if name not in set_tags:
+            set_tags[name] = registry.beatable_tags(cfg, ticker)
+        tag = registry.beatable_tag(cfg, ticker)
+        if a.alerts:
+            msg = (
+                f"ALERT {name}: {'; '.join(a.alerts)}; the next training will replace it "
+                "with any model that passes the gate"
+            )
+            log.error(msg)
+            print(msg)
+            try:
+                mc.set_registered_model_tag(name, tag, "true")
+            except MlflowException:  # no such model yet (e.g. a new scope): nothing to flag
+                log.warning("%s is not registered yet: the alert is not kept as a tag", name)
+        elif tag in set_tags[name]:
+            mc.delete_registered_model_tag(name, tag)
+
+
+def run(cfg: Config, ticker: str, day: dt.date) -> Monitored:
+    """Realise pending forecasts, log them, and flag production if it keeps losing to naive;
+    check the model's inputs for drift."""
+    out = run_many(cfg, [ticker], day)[ticker]
+    if isinstance(out, Exception):
+        raise out
+    return out

@@ -116,7 +116,7 @@ def run_day(cfg: Config, day: dt.date) -> int:
     out = one_day(cfg, day)
     if out.report is not None:
         print()
-        print(daily.table(out.report, out.retrain_note()))
+        print(daily.console(cfg, out.report, out.retrain_note()))
         print(f"report: {daily.report_path(cfg, day)}; forecasts: {cfg.layout.forecasts_db()}")
         print(
             "next: `make serve` (REST on the production model), `make ui` (Airflow, MLflow, Optuna)"

@@ -94,3 +94,28 @@ def recent_reasons(cfg: Config, day: dt.date, days: int) -> dict[str, set[str]]:
                 for ticker, why in (p.get("reasons") or {}).items():
                     out.setdefault(ticker, set()).update(why)
     return out
+
+
+def record_left_out(cfg: Config, day: str, going: list[Mapping[str, Any]]) -> dict[str, str]:
+    """The configured tickers this retrain goes on without, each with its reason (from the
+    retrain's journal: skipped, quarantined with no stored bars, failed), kept with the
+    day's retrain plan and printed; the universe's model is trained on the rest."""
+    from pipeline.operations import journal
+    from pipeline.operations.daily import RETRAIN, reason, ticker_outcomes
+
+    when = dt.date.fromisoformat(day)
+    outcomes = ticker_outcomes(journal.read(cfg, RETRAIN, when))
+    names = {c["ticker"] for c in going}
+    left = {
+        t: reason(outcomes.get(t, {"ran": [], "failed": None})) or "its data steps did not finish"
+        for t in cfg.tickers
+        if t not in names
+    }
+    path = plans_path(cfg, when)
+    plans = json.loads(path.read_text()) if path.exists() else [{"day": day}]
+    plans[-1] = {**plans[-1], "members": len(names), "left_out": left}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plans, indent=2))
+    for t, why in left.items():
+        print(f"{t}: left out of this retrain: {why}")
+    return left

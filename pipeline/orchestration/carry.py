@@ -32,6 +32,8 @@ class Validated(TypedDict, total=False):
     first_date: str
     last_date: str
     data_docs: str | None
+    quarantined_rows: int  # older rows left out, kept in quarantine/<ticker>/rows.csv
+    missing_sessions: dict[str, Any]  # {count, days}: sessions without a bar in its span
     validation: dict[str, Any]  # the evidence a trained model and its version carry
 
 

@@ -13,7 +13,8 @@ from typing import Any
 Carry = dict[str, Any]  # pipeline.orchestration.carry.Carry, as XCom hands it over
 
 # What a step's journal line keeps of what it returned (the day's report reads them).
-REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion", "tidied")
+REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion", "tidied",
+            "quarantined_rows", "missing_sessions")  # fmt: skip
 
 
 def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carry:
@@ -62,6 +63,72 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
     kept = {k: out[k] for k in REPORTED if k in out and k not in c}
     journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began, out=kept, **who)
     return out
+
+
+def advance_chunk(dag_id: str, name: str, chunk: Carry, keep_stored: bool = False) -> Carry:
+    """Run step `name` for a chunk of tickers (pipeline/orchestration/chunks.py) inside an
+    Airflow task. Each ticker ends on its own, journalled: bad data quarantines its day
+    (or, with `keep_stored`, the retrain goes on with its stored bars), a ticker that is
+    held out or too short is skipped with its reason, any other error fails that ticker
+    alone; the chunk goes on with the rest. Only an error of the chunk as a whole (a
+    store that cannot be reached) fails the task, for its retries."""
+    from airflow.sdk import get_current_context
+
+    from pipeline.config import load_config
+    from pipeline.operations import journal
+    from pipeline.orchestration import chunks, steps
+
+    cfg = load_config()
+    ti = get_current_context()["ti"]
+    day = steps.run_day(chunk)  # type: ignore[arg-type]
+    who = {"task": name, "chunk": chunk["chunk"], "chunks": chunk["chunks"]}
+    journal.record(cfg, dag_id, day, event="start", tickers=len(chunk["members"]), **who)
+    began = time.monotonic()
+    try:
+        outcomes = chunks.run(cfg, name, chunk)
+    except Exception as exc:
+        final = ti.try_number > ti.max_tries
+        journal.record(cfg, dag_id, day, event="failed", seconds=time.monotonic() - began,
+                       error=first_line(exc), final=final, **who)  # fmt: skip
+        raise
+    going: dict[str, Carry] = {}
+    outs: dict[str, dict[str, Any]] = {}
+    for ticker, c in chunk["members"].items():
+        got = outcomes.get(ticker, RuntimeError("the step returned nothing for it"))
+        if isinstance(got, Exception):
+            if kept := settle(cfg, dag_id, day, name, ticker, got, keep_stored):
+                going[ticker] = {**c, **kept}
+            continue
+        going[ticker] = {**c, **got}
+        outs[ticker] = {k: got[k] for k in REPORTED if k in got and k not in c}
+    journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began,
+                   tickers=len(going), outs=outs, **who)  # fmt: skip
+    return {**chunk, "members": going}
+
+
+def settle(
+    cfg: Any, dag_id: str, day: Any, name: str, ticker: str, exc: Exception, keep_stored: bool
+) -> Carry | None:
+    """Journal one ticker's exception; the keys it goes on with, or None (it stops here)."""
+    from pipeline.data.validate import Skipped, ValidationFailed
+    from pipeline.operations import journal
+
+    who = {"task": name, "ticker": ticker}
+    if isinstance(exc, Skipped):
+        journal.record(cfg, dag_id, day, event="skipped", status=exc.status,
+                       reason=exc.reason, **who)  # fmt: skip
+        return None
+    if isinstance(exc, ValidationFailed):
+        journal.record(cfg, dag_id, day, event="failed", error=failed_rules(exc),
+                       rule="quarantined", **who)  # fmt: skip
+        if keep_stored:
+            print(f"{ticker}: the day's pull is quarantined; going on with stored bars")
+            return {"validation": {"passed": False, "quarantined": True, "rows": 0}}
+        return None
+    permanent = isinstance(exc, OSError) and exc.errno in PERMANENT
+    error = permanent_line(exc) if permanent else first_line(exc)  # type: ignore[arg-type]
+    journal.record(cfg, dag_id, day, event="failed", error=error, final=True, **who)
+    return None
 
 
 # Errors a retry cannot heal: fail the task at once, with one line that says so.

@@ -34,10 +34,10 @@ def test_dags_load_without_errors(bag: Any) -> None:
         assert dag.default_args["retries"] >= 1 and dag.default_args["retry_exponential_backoff"]
 
 
-def test_the_daily_dag_runs_each_tickers_chain_on_its_own_then_reports(bag: Any) -> None:
+def test_the_daily_dag_runs_each_chunks_chain_on_its_own_then_reports(bag: Any) -> None:
     dag = bag.get_dag(steps.DAILY)
-    chain = [f"ticker.{name}" for name in steps.DAILY_STEPS]
-    for a, b in itertools.pairwise(chain):  # within a ticker's group, in order
+    chain = [f"chunk.{name}" for name in steps.DAILY_STEPS]
+    for a, b in itertools.pairwise(chain):  # within a chunk's group, in order
         assert dag.get_task(b).upstream_task_ids == {a}, (a, b)
     report = dag.get_task("report")
     assert report.trigger_rule == "all_done" and chain[-1] in report.upstream_task_ids

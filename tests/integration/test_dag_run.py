@@ -113,7 +113,8 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     second = _cli(drifting, "daily", "2013-03-01")  # what `make run` runs
     assert second.returncode == 1, second.stdout[-3000:]  # a ticker failed; the rest did not
     out = second.stdout
-    assert "start  monitor    GOOG" in out and "done   train      universe" in out  # progress
+    assert "start  monitor    chunk 1/1 (2 tickers)" in out  # progress: MSFT is out
+    assert "done   train      universe" in out
     assert "ticker   last close   forecast" in out  # the table
     assert "quarantined (validation: high_is_highest)" in out
     assert "after the day: inputs outside the training range (GOOG, IBM) (refit)" in out

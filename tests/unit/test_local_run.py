@@ -90,7 +90,7 @@ def test_a_failed_run_points_only_at_paths_that_still_exist(
     cfg: Config, tmp_path: Path, sample_bars: pd.DataFrame
 ) -> None:
     bad = sample_bars.head(300).copy()
-    bad.loc[280, "Low"] = -1.0  # fails the GX suite's positive_prices
+    bad.loc[299, "Low"] = -1.0  # the newest bar fails the GX suite's positive_prices
     csv = tmp_path / "bad.csv"
     bad.to_csv(csv, index=False, date_format="%Y-%m-%d")
     with pytest.raises(validate.ValidationFailed, match="positive_prices") as err:

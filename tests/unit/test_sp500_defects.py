@@ -1,0 +1,131 @@
+"""The S&P 500 data's real defects (pipeline/data/samples/sp500/README.md), each through
+the daily validation as a chunk of tickers in one GX run: what happens to every one."""
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.config import Config, throwaway_config
+from pipeline.data import features, gaps, ingest, store, validate
+
+DAY = dt.date(2018, 2, 7)  # the data's last session
+DEFECTIVE = ["AOS", "APTV", "DHR", "DISCA", "O", "UA"]
+
+
+def _landing(root: Path, tickers: list[str]) -> Path:
+    landing = root / "landing"
+    landing.mkdir(parents=True, exist_ok=True)
+    for t in tickers:
+        frame = pd.read_csv(ingest.sample_path(t, "sp500"), dtype=str, keep_default_na=False)
+        frame.to_csv(landing / f"{t}.csv", index=False)
+    return landing
+
+
+def _chunk(cfg: Config, tickers: list[str]) -> dict[str, object]:
+    raws = {t: ingest.run(cfg, t, DAY)["raw_path"] for t in tickers}
+    return dict(validate.run_chunk(cfg, DAY, raws, cfg.layout.data_docs()))
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict[str, object]]:
+    root = tmp_path_factory.mktemp("sp500")
+    cfg = throwaway_config(
+        root, source__kind="csv", source__csv_dir=str(_landing(root, DEFECTIVE))
+    )
+    return cfg, _chunk(cfg, DEFECTIVE)
+
+
+def _rows(cfg: Config, ticker: str) -> set[tuple[str, str]]:
+    table = store.read_quarantined_rows(cfg, ticker)
+    return set(zip(table["Date"], table["rule"], strict=True))
+
+
+def test_empty_fields_are_quarantined_as_rows_and_the_ticker_goes_on(day) -> None:  # type: ignore[no-untyped-def]
+    cfg, out = day
+    assert {("2015-07-17", "not_null"), ("2016-01-12", "not_null")} <= _rows(cfg, "DHR")
+    assert ("2016-04-07", "not_null") in _rows(cfg, "UA")
+    dhr = out["DHR"]
+    assert isinstance(dhr, dict) and dhr["quarantined_rows"] >= 2
+    curated = store.read_curated(cfg, "DHR")
+    assert pd.Timestamp("2015-07-17") not in set(curated["Date"])  # left out, the rest kept
+    assert curated["Date"].max() == pd.Timestamp(DAY) and len(curated) > 1200
+
+
+def test_high_below_low_is_quarantined_as_its_row(day) -> None:  # type: ignore[no-untyped-def]
+    cfg, out = day
+    assert ("2014-05-19", "high_is_highest") in _rows(cfg, "AOS")
+    assert isinstance(out["AOS"], dict)
+
+
+def test_open_or_close_outside_the_range_is_quarantined(day) -> None:  # type: ignore[no-untyped-def]
+    cfg, _ = day
+    rules = {rule for _, rule in _rows(cfg, "O")}
+    assert rules & {"high_is_highest", "low_is_lowest"}, rules
+
+
+def test_days_missing_inside_a_span_are_reported(day) -> None:  # type: ignore[no-untyped-def]
+    cfg, out = day
+    missing = out["DHR"]["missing_sessions"]  # type: ignore[index]
+    assert missing["count"] >= 16 and "2013-04-26" in missing["days"]
+
+
+def test_a_move_over_missing_sessions_is_never_a_one_session_return(day) -> None:  # type: ignore[no-untyped-def]
+    cfg, _ = day
+    bars = store.read_curated(cfg, "DHR")
+    cut = gaps.breaks(bars["Date"].to_numpy(), "XNYS")
+    assert cut.sum() >= 5
+    feats = features.make_features(bars, 20, 20, "XNYS")
+    after_gap = set(bars["Date"][cut])
+    assert not after_gap & set(feats["Date"])  # no row's return spans a gap
+    labelled = feats.dropna(subset=[features.TARGET])
+    before_gap = set(bars["Date"].shift()[cut])
+    assert not before_gap & set(labelled["Date"])  # nor is any target such a move
+
+
+def test_a_share_dividend_holds_the_ticker_out_naming_the_day_and_ratio(day) -> None:  # type: ignore[no-untyped-def]
+    cfg, out = day
+    held = out["DISCA"]
+    assert isinstance(held, validate.Skipped) and held.status == validate.HELD_OUT
+    assert "2014-08-07 (apparent 2:1)" in held.reason
+    assert store.read_curated(cfg, "DISCA")["Date"].max() == pd.Timestamp(DAY)  # kept
+
+
+def test_a_corporate_actions_file_adjusts_it_instead(tmp_path: Path) -> None:
+    actions = tmp_path / "actions.csv"
+    actions.write_text("Date,Ticker,Dividends,Stock Splits\n2014-08-07,DISCA,0,2\n")
+    cfg = throwaway_config(
+        tmp_path,
+        source__kind="csv",
+        source__csv_dir=str(_landing(tmp_path, ["DISCA"])),
+        source__actions_file=str(actions),
+    )
+    out = _chunk(cfg, ["DISCA"])["DISCA"]
+    assert isinstance(out, dict), out
+    bars = store.read_adjusted(cfg, "DISCA")
+    move = bars.set_index("Date")["Close"].pct_change()[pd.Timestamp("2014-08-07")]
+    assert abs(move) < 0.1  # a normal day, not a 51 % fall
+
+
+def test_a_ticker_listed_late_is_too_short_then_joins(day) -> None:  # type: ignore[no-untyped-def]
+    _, out = day
+    short = out["APTV"]
+    assert isinstance(short, validate.Skipped) and short.status == validate.TOO_SHORT
+    assert "44 valid sessions" in short.reason
+
+
+def test_a_price_an_order_of_magnitude_off_is_quarantined_alone(cfg: Config) -> None:
+    landing = cfg.resolve(cfg.source.csv_dir)
+    bars = pd.read_csv(ingest.sample_path("GOOG"))
+    bars.loc[1000, "Close"] *= 10  # one bad close; its neighbours are fine
+    bars.loc[1000, "High"] = bars.loc[1000, "Close"]
+    landing.mkdir(parents=True)
+    bars.drop(columns="Adj Close").to_csv(landing / "GOOG.csv", index=False)
+    local = cfg.model_copy(update={"source": cfg.source.model_copy(update={"kind": "csv"})})
+    day = dt.date(2013, 3, 1)
+    out = validate.run_chunk(
+        local, day, {"GOOG": ingest.run(local, "GOOG", day)["raw_path"]}, None
+    )["GOOG"]
+    assert isinstance(out, dict), out
+    assert _rows(local, "GOOG") == {(bars.loc[1000, "Date"], "price_off_neighbours")}
