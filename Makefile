@@ -6,6 +6,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 # uv's own version comes from the lock too: one source of exact versions
 UV_PIN := $(shell grep -m1 '^uv==' requirements.lock)
+# UNIVERSE=sp500: the embedded S&P 500 universe (pipeline.yaml `universe`) on a state of
+# its own, so its tickers, days and registered models never mix with the default's: run,
+# replay, serve and ui get their own state_dir, AIRFLOW_HOME, Optuna and MLflow stores
+# (relative URLs and paths resolve against the project root, see pipeline/config.py)
+UNIVERSE ?= default
+ifneq ($(UNIVERSE),default)
+UNIVERSE_TARGETS := run replay serve ui
+$(UNIVERSE_TARGETS): export PIPELINE__UNIVERSE := $(UNIVERSE)
+$(UNIVERSE_TARGETS): export PIPELINE__STATE_DIR := state/$(UNIVERSE)
+$(UNIVERSE_TARGETS): export AIRFLOW_HOME := $(CURDIR)/state/$(UNIVERSE)/airflow
+$(UNIVERSE_TARGETS): export OPTUNA_STORAGE := sqlite:///state/$(UNIVERSE)/optuna.db
+$(UNIVERSE_TARGETS): export MLFLOW_TRACKING_URI := sqlite:///mlruns/$(UNIVERSE)/mlflow.db
+$(UNIVERSE_TARGETS): export PIPELINE__TRACKING__ARTIFACT_ROOT := mlruns/$(UNIVERSE)/artifacts
+endif
+ifeq ($(UNIVERSE),sp500)  # its data: 2013-02-08 .. 2018-02-07
+DATE ?= 2018-02-07
+FROM ?= 2017-11-01
+TO ?= 2018-02-07
+endif
 DATE ?= 2013-03-01
 # Airflow's home and DAGs (the CLI sets the same defaults when run without make; it
 # migrates the metadata DB on first use); no recipe below splits these paths on spaces
@@ -41,19 +60,19 @@ install: $(STAMP) ## create .venv from requirements.lock (exact versions, via uv
 hooks: $(STAMP) ## install the git pre-commit hook (ruff + mypy, see .pre-commit-config.yaml)
 	$(BIN)/pre-commit install
 
-run: $(STAMP) ## one trading day for the embedded universe: daily DAG (+ retrain when needed) (DATE=YYYY-MM-DD)
+run: $(STAMP) ## one trading day for the embedded universe: daily DAG (+ retrain when needed) (DATE=YYYY-MM-DD; UNIVERSE=sp500)
 	$(BIN)/python -m pipeline daily $(DATE)
 
 FROM ?= 2012-12-03
 TO ?= 2013-03-01
-replay: $(STAMP) ## the schedule day after day on the embedded data (FROM=, TO=; one JSON line)
+replay: $(STAMP) ## the schedule day after day on the embedded data (FROM=, TO=; UNIVERSE=sp500; one JSON line)
 	$(BIN)/python -m pipeline replay --from $(FROM) --to $(TO)
 
 WORKERS ?= 1
-serve: $(STAMP) ## serve the production model (the universe's, any ticker) over REST (follows the alias; WORKERS=N)
+serve: $(STAMP) ## serve the production model (the universe's, any ticker) over REST (follows the alias; WORKERS=N; UNIVERSE=sp500)
 	$(BIN)/python -m pipeline serve --ticker $(TICKER) --workers $(WORKERS)
 
-ui: $(STAMP) ## Airflow UI :8080, MLflow UI :5000, Optuna dashboard :8081
+ui: $(STAMP) ## Airflow UI :8080, MLflow UI :5000, Optuna dashboard :8081 (UNIVERSE=sp500: its stores)
 	$(BIN)/python -m pipeline ui
 
 stack: $(STAMP) ## the scale-out here: Airflow on Celery (2 workers), MLflow server with auth, PostgreSQL + Redis
@@ -91,5 +110,5 @@ fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format pipeline dags tests bench
 	$(BIN)/ruff check --fix pipeline dags tests bench
 
-clean: ## remove run-time state (state/, mlruns/ content); keeps .venv
+clean: ## remove run-time state (state/, mlruns/ content, every UNIVERSE's); keeps .venv
 	rm -rf state && find mlruns -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -79,8 +79,10 @@ def price_daily() -> None:
         from pipeline.operations import daily
         from pipeline.orchestration.dates import run_day
 
-        rep = daily.report(load_config(), run_day(get_current_context()))
+        cfg, day = load_config(), run_day(get_current_context())
+        rep = daily.report(cfg, day)
         print(daily.table(rep))
+        daily.housekeeping(cfg, day)
         return rep
 
     @task(outlets=[RETRAIN_REQUEST])

@@ -6,27 +6,30 @@ Overrides:
   MLFLOW_TRACKING_URI             tracking.uri, as MLflow users expect
   OPTUNA_STORAGE                  tune.storage
 Relative paths resolve against the directory that holds the YAML file.
+`tickers: null` means every ticker of the universe (see `universe_tickers`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
-from pipeline.layout import Layout, check_ticker
+from pipeline.layout import BadTicker, Layout, check_ticker
 from pipeline.sections import (
     FeatureConfig,
     ModelConfig,
     MonitoringConfig,
     RegistryConfig,
+    RetentionConfig,
     ServingConfig,
     SourceConfig,
     StackConfig,
@@ -46,10 +49,64 @@ class ConfigError(ValueError):
     """A bad configuration value; the message names the key and the value."""
 
 
+# The embedded universes (source.kind: sample): each one's folder and its files' suffix.
+SAMPLES_DIR = Path(__file__).resolve().parent / "data" / "samples"
+Universe = Literal["default", "sp500"]
+EMBEDDED: dict[str, tuple[Path, str]] = {
+    "default": (SAMPLES_DIR, ".csv"),  # AAPL, GOOG, IBM, MSFT (README.md there)
+    "sp500": (SAMPLES_DIR / "sp500", ".csv.gz"),  # 394 S&P 500 stocks (README.md there)
+}
+
+
+def embedded_tickers(universe: str = "default") -> list[str]:
+    """The tickers an embedded universe ships, sorted."""
+    folder, suffix = EMBEDDED[universe]
+    return sorted(p.name.removesuffix(suffix) for p in folder.glob(f"*{suffix}"))
+
+
+def landed_tickers(csv_dir: Path) -> list[str]:
+    """Every <TICKER>.csv in a landing folder, sorted; a name that is not a ticker is refused
+    (it would otherwise become a ticker of every run)."""
+    if not csv_dir.is_dir():
+        raise ValueError(
+            f"source.csv_dir {csv_dir} is not a folder (tickers: null takes every "
+            "<TICKER>.csv in it): create it, or list the tickers"
+        )
+    found = sorted(p for p in csv_dir.glob("*.csv") if p.is_file())
+    for path in found:
+        try:
+            check_ticker(path.stem)
+        except BadTicker as exc:
+            raise ValueError(f"{path}: the file name is not a ticker's: {exc}") from None
+        if path.stem == "universe":
+            raise ValueError(f"{path}: 'universe' names the universe model, not a ticker")
+    if not found:
+        raise ValueError(f"source.csv_dir {csv_dir} holds no <TICKER>.csv file")
+    return [p.stem for p in found]
+
+
+def universe_tickers(universe: str, source: SourceConfig, base_dir: Path) -> list[str]:
+    """What `tickers: null` means: the embedded universe's tickers (source.kind: sample),
+    every <TICKER>.csv in source.csv_dir (csv); yfinance has no list of its own."""
+    if source.kind == "sample":
+        return embedded_tickers(universe)
+    if source.kind == "csv":
+        csv_dir = source.csv_dir if source.csv_dir.is_absolute() else base_dir / source.csv_dir
+        return landed_tickers(csv_dir)
+    raise ValueError("source.kind yfinance has no list of tickers of its own: name them")
+
+
 class Config(_Section):
-    tickers: list[str] = Field(default=["AAPL", "GOOG", "IBM", "MSFT"], min_length=1)
-    state_dir: Path = Path("state")
+    # universe, source and base_dir come first: `tickers: null` is resolved from them
+    universe: Universe = "default"
     source: SourceConfig = SourceConfig()
+    base_dir: Path = PROJECT_ROOT
+    # null (the default): every ticker of the universe; always a list once loaded
+    tickers: list[str] = Field(default=None, min_length=1, validate_default=True)
+    state_dir: Path = Path("state")
+    # tickers per task of the DAGs (pipeline/orchestration/chunks.py): a task costs about a
+    # second whatever it holds, so 394 tickers run as 4 chunks, the default four as one
+    chunk_size: int = Field(default=100, ge=1)
     validation: ValidationConfig = ValidationConfig()
     features: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
@@ -60,7 +117,17 @@ class Config(_Section):
     serving: ServingConfig = ServingConfig()
     ui: UIConfig = UIConfig()
     stack: StackConfig = StackConfig()
-    base_dir: Path = PROJECT_ROOT
+    retention: RetentionConfig = RetentionConfig()
+
+    @field_validator("tickers", mode="before")
+    @classmethod
+    def _null_is_the_universe(cls, tickers: Any, info: ValidationInfo) -> Any:
+        if tickers is not None:
+            return tickers
+        bad = [k for k in ("universe", "source", "base_dir") if k not in info.data]
+        if bad:  # refused on their own: their messages say why
+            raise ValueError(f"null lists the universe's tickers, which needs a valid {bad[0]}")
+        return universe_tickers(info.data["universe"], info.data["source"], info.data["base_dir"])
 
     @field_validator("tickers")
     @classmethod

@@ -17,6 +17,13 @@ class SourceConfig(_Section):
     kind: Literal["sample", "csv", "yfinance"] = "sample"
     csv_dir: Path = Path("landing")
     lookback_days: int = Field(default=30, ge=1)
+    # sample and csv: a day's stored pull holds the bars after the curated table's newest
+    # one plus its last overlap_sessions bars again, so a vendor's revision of them (or a
+    # re-basing of adjusted prices, which takes two common days to see) is still caught
+    overlap_sessions: int = Field(default=5, ge=2)
+    # corporate actions the vendor did not adjust for (pipeline/data/actions.py): a CSV of
+    # Date,Ticker,Dividends,Stock Splits as yfinance's Ticker.actions gives, plus Ticker
+    actions_file: Path | None = None
 
 
 class ValidationConfig(_Section):
@@ -26,6 +33,15 @@ class ValidationConfig(_Section):
     min_history_rows: int = Field(default=250, ge=1)
     calendar: str = "XNYS"
     check_freshness: bool = True
+
+
+class RetentionConfig(_Section):
+    """How many days (counted back from the run day) old state is kept before
+    pipeline/data/compaction.py removes it; null keeps everything. The newest features
+    folder of each ticker or model is always kept."""
+
+    raw_days: int | None = Field(default=30, ge=0)  # state/raw/<TICKER>/<DATE>.csv
+    features_days: int | None = Field(default=30, ge=0)  # state/features/<KEY>/<DATE>/
 
 
 class FeatureConfig(_Section):
@@ -64,6 +80,11 @@ class TuneConfig(_Section):
     workers: int = Field(default=1, ge=1)  # parallel tuning tasks per ticker (shared study)
     max_epochs: int = Field(default=15, ge=1)
     patience: int = Field(default=3, ge=1)
+    # An epoch is this many training windows sampled across tickers (every window when
+    # there are fewer), so its cost is set here, not by the universe's size; validation is
+    # a fixed, seeded sample of val_windows (pipeline/forecasting/sampling.py).
+    windows_per_epoch: int = Field(default=20_000, ge=1)
+    val_windows: int = Field(default=10_000, ge=1)
     seed: int = 42
     storage: str = "sqlite:///state/optuna.db"
     # A running trial beats every heartbeat_interval_s; one silent for grace_period_s lost its

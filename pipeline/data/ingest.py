@@ -1,19 +1,21 @@
 """Ingest: pull a ticker's daily bars for one run date and keep the pull immutable.
 
-Sources: `sample` (the embedded four-stock universe, replayed so the run for day D
-sees only rows up to D), `csv` (a landing directory of <TICKER>.csv) and `yfinance`.
+Sources: `sample` (an embedded universe, replayed so the run for day D sees only rows up
+to D), `csv` (a landing directory of <TICKER>.csv) and `yfinance`. A sample or csv pull
+is bounded: the bars after the curated table's newest, plus its last
+`source.overlap_sessions` bars again (see `bound_pull`); yfinance pulls a lookback window.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import Config
+from pipeline.config import EMBEDDED, SAMPLES_DIR, Config, embedded_tickers
+from pipeline.data import store
 from pipeline.data.bars import ADJ_CLOSE, COLUMNS, parse_dates, read_csv_text
 from pipeline.layout import check_ticker
 from pipeline.orchestration.carry import Ingested
@@ -21,21 +23,25 @@ from pipeline.orchestration.carry import Ingested
 HistoryFn = Callable[[str, dt.date, dt.date], pd.DataFrame]
 
 
-SAMPLE_DIR = Path(str(resources.files("pipeline") / "data" / "samples"))
+SAMPLE_DIR = SAMPLES_DIR  # the default universe's folder
 
 
-def sample_tickers() -> list[str]:
-    return sorted(p.stem for p in SAMPLE_DIR.glob("*.csv"))
+def sample_tickers(universe: str = "default") -> list[str]:
+    return embedded_tickers(universe)
 
 
-def sample_path(ticker: str = "GOOG") -> Path:
-    """The embedded series of `ticker` (as traded, with the vendor's Adj Close)."""
-    if ticker not in sample_tickers():
+def sample_path(ticker: str = "GOOG", universe: str = "default") -> Path:
+    """The embedded series of `ticker` in `universe` (default: as traded, with the vendor's
+    Adj Close; sp500: split-adjusted, gzip-compressed)."""
+    shipped = sample_tickers(universe)
+    if ticker not in shipped:
+        listed = ", ".join(shipped) if len(shipped) <= 10 else f"{len(shipped)} tickers"
         raise ValueError(
-            f"source.kind=sample ships {', '.join(sample_tickers())}, not {ticker!r}; "
+            f"source.kind=sample ships {listed}, not {ticker!r} (universe {universe}); "
             "use source.kind=csv or yfinance for other tickers"
         )
-    return SAMPLE_DIR / f"{ticker}.csv"
+    folder, suffix = EMBEDDED[universe]
+    return folder / f"{ticker}{suffix}"
 
 
 def read_text_csv(path: Path) -> pd.DataFrame:
@@ -82,15 +88,28 @@ def fetch_yfinance(
     return replay_until(normalize_yfinance(history(ticker, start, day)), day)
 
 
+def bound_pull(raw: pd.DataFrame, stored: pd.Series, overlap: int) -> pd.DataFrame:
+    """The rows of a full-history pull that are new since the stored dates, plus the last
+    `overlap` stored sessions again (a revised or re-based bar among them still shows);
+    the whole pull while fewer than `overlap` sessions are stored. Rows whose date cannot
+    be read are kept, so validation sees and reports them."""
+    if "Date" not in raw.columns or len(stored) < overlap:
+        return raw
+    since = pd.Series(stored).sort_values().iloc[-overlap]
+    dates = parse_dates(raw["Date"])
+    return raw[dates.isna() | (dates >= since)].reset_index(drop=True)
+
+
 def pull(cfg: Config, ticker: str, day: dt.date) -> pd.DataFrame:
     kind = cfg.source.kind
+    if kind == "yfinance":
+        return fetch_yfinance(ticker, day, cfg.source.lookback_days)
     if kind == "sample":
-        return replay_until(read_text_csv(sample_path(ticker)), day)
-    if kind == "csv":
-        return replay_until(
-            read_text_csv(cfg.resolve(cfg.source.csv_dir) / f"{check_ticker(ticker)}.csv"), day
-        )
-    return fetch_yfinance(ticker, day, cfg.source.lookback_days)
+        path = sample_path(ticker, cfg.universe)
+    else:
+        path = cfg.resolve(cfg.source.csv_dir) / f"{check_ticker(ticker)}.csv"
+    stored = store.read_curated(cfg, ticker, until=day)["Date"]
+    return bound_pull(replay_until(read_text_csv(path), day), stored, cfg.source.overlap_sessions)
 
 
 def run(cfg: Config, ticker: str, day: dt.date) -> Ingested:

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -141,7 +141,7 @@ def run_suite(
     expectations: list[dict[str, Any]],
     params: dict[str, Any],
     docs_dir: Path | None = None,
-    result_format: str = "SUMMARY",
+    result_format: Literal["SUMMARY", "COMPLETE"] = "SUMMARY",
 ) -> list[Any]:
     """One GX checkpoint run of `expectations` over `frame` (with derived columns); with
     docs_dir, also (re)build GX Data Docs there. Returns GX's per-expectation results."""
@@ -397,6 +397,7 @@ def _conclude(
         "last_date": f"{clean['Date'].iloc[-1]:%Y-%m-%d}",
         "data_docs": str(docs_dir / "index.html") if docs_dir is not None else None,
         "quarantined_rows": len(p.bad_rows),
+        "quarantined": [{"Date": r["Date"], "rule": r["rule"]} for r in p.bad_rows[:20]],
         "missing_sessions": gaps.describe(missing),
         "validation": {
             "suite": SUITE_PATH.name,
@@ -463,3 +464,21 @@ def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> Validated:
         raise out
     print(f"GX Data Docs: {docs_dir / 'index.html'}")
     return out
+
+
+def docs_index(docs_dir: Path) -> Path | None:
+    """A page linking every chunk's GX Data Docs site under `docs_dir` (each chunk of a
+    day is one GX run with its own site), or None when there are none."""
+    sites = sorted(docs_dir.glob("chunk-*/index.html"), key=lambda p: int(p.parent.name[6:]))
+    if not sites:
+        return None
+    links = "".join(
+        f'<li><a href="{s.relative_to(docs_dir)}">{s.parent.name}</a></li>' for s in sites
+    )
+    page = docs_dir / "index.html"
+    page.write_text(
+        "<!doctype html><meta charset='utf-8'><title>GX Data Docs</title>"
+        "<h1>GX Data Docs: the last run's validation, one site per chunk of tickers</h1>"
+        f"<ul>{links}</ul>"
+    )
+    return page

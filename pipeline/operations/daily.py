@@ -133,6 +133,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             "drift_outside_max": monitoring.get("drift_outside_max"),
             "recent_ratio": recent_ratio(monitoring),
             "quarantined_rows": outcome.get("quarantined_rows") or 0,
+            "quarantined": outcome.get("quarantined") or [],
             "missing_sessions": (outcome.get("missing_sessions") or {}).get("count", 0),
         }
         # evidence a recent retrain already answered waits out the cooldown (a refit the
@@ -151,7 +152,7 @@ def recent_ratio(monitoring: dict[str, Any]) -> float | None:
     """The production model's MAE over naive's on its recent realised days (below 1: it
     beats naive), or None before any."""
     model, naive = monitoring.get("model_mae"), monitoring.get("naive_mae")
-    if not monitoring.get("days") or not naive:
+    if not monitoring.get("days") or not naive or model is None:
         return None
     return round(float(model) / float(naive), 4)
 
@@ -266,3 +267,13 @@ def console(cfg: Config, rep: dict[str, Any], retrain_note: str = "") -> str:
     path = table_path(cfg, dt.date.fromisoformat(rep["day"]))
     path.write_text(full + "\n")
     return f"{summary(rep, retrain_note)}\nfull table: {path}"
+
+
+def housekeeping(cfg: Config, day: dt.date) -> None:
+    """After the day's report: the index of the chunks' Data Docs, and old raw pulls and
+    feature files compacted (pipeline/data/compaction.py)."""
+    from pipeline.data import compaction, validate
+
+    if page := validate.docs_index(cfg.layout.data_docs()):
+        print(f"GX Data Docs: {page}")
+    print(f"compaction: {compaction.compact(cfg, day)}")

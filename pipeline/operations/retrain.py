@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ def recent_reasons(cfg: Config, day: dt.date, days: int) -> dict[str, set[str]]:
     return out
 
 
-def record_left_out(cfg: Config, day: str, going: list[Mapping[str, Any]]) -> dict[str, str]:
+def record_left_out(cfg: Config, day: str, going: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """The configured tickers this retrain goes on without, each with its reason (from the
     retrain's journal: skipped, quarantined with no stored bars, failed), kept with the
     day's retrain plan and printed; the universe's model is trained on the rest."""

@@ -33,6 +33,7 @@ class Validated(TypedDict, total=False):
     last_date: str
     data_docs: str | None
     quarantined_rows: int  # older rows left out, kept in quarantine/<ticker>/rows.csv
+    quarantined: list[dict[str, str]]  # the first 20 of them: Date, rule
     missing_sessions: dict[str, Any]  # {count, days}: sessions without a bar in its span
     validation: dict[str, Any]  # the evidence a trained model and its version carry
 

@@ -50,6 +50,10 @@ def start(tickers: list[str], day: dt.date, run_id: str, size: int, **extra: Any
     ]
 
 
+def day_of(chunk: Chunk) -> dt.date:
+    return dt.date.fromisoformat(chunk["day"])
+
+
 def members(chunks: list[Chunk]) -> list[dict[str, Any]]:
     """Every ticker still going, over all chunks, in order."""
     return [c for chunk in chunks for c in chunk["members"].values()]
@@ -60,19 +64,19 @@ def validate(cfg: Config, chunk: Chunk) -> Outcomes:
 
     raws = {t: c["raw_path"] for t, c in chunk["members"].items()}
     docs = cfg.layout.data_docs() / f"chunk-{chunk['chunk']}"
-    return dict(step.run_chunk(cfg, steps.run_day(chunk), raws, docs))  # type: ignore[arg-type]
+    return dict(step.run_chunk(cfg, day_of(chunk), raws, docs))
 
 
 def monitor(cfg: Config, chunk: Chunk) -> Outcomes:
     from pipeline.operations import monitor as step
 
-    return dict(step.run_many(cfg, list(chunk["members"]), steps.run_day(chunk)))
+    return dict(step.run_many(cfg, list(chunk["members"]), day_of(chunk)))
 
 
 def forecast(cfg: Config, chunk: Chunk) -> Outcomes:
     from pipeline.operations import forecast as step
 
-    return dict(step.run_many(cfg, list(chunk["members"]), steps.run_day(chunk)))
+    return dict(step.run_many(cfg, list(chunk["members"]), day_of(chunk)))
 
 
 BATCHED: dict[str, Callable[[Config, Chunk], Outcomes]] = {
@@ -91,7 +95,7 @@ def run(cfg: Config, name: str, chunk: Chunk) -> Outcomes:
     out: Outcomes = {}
     for ticker, c in chunk["members"].items():
         try:
-            out[ticker] = steps.STEPS[name](cfg, c)  # type: ignore[arg-type]
+            out[ticker] = steps.STEPS[name](cfg, c)
         except Exception as exc:  # one ticker's problem is its own
             out[ticker] = exc
     return out

@@ -14,7 +14,7 @@ Carry = dict[str, Any]  # pipeline.orchestration.carry.Carry, as XCom hands it o
 
 # What a step's journal line keeps of what it returned (the day's report reads them).
 REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion", "tidied",
-            "quarantined_rows", "missing_sessions")  # fmt: skip
+            "quarantined_rows", "quarantined", "missing_sessions")  # fmt: skip
 
 
 def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carry:

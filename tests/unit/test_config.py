@@ -111,3 +111,63 @@ def test_a_copy_with_another_state_dir_uses_it_even_after_the_original_was_read(
     assert cfg.layout.root == cfg.state  # read first: nothing may be cached into the copy
     copy = cfg.model_copy(update={"state_dir": tmp_path / "elsewhere"})
     assert copy.state == tmp_path / "elsewhere" and copy.layout.root == tmp_path / "elsewhere"
+
+
+def test_null_tickers_are_the_universe_s() -> None:
+    assert load_config(environ={"PIPELINE__TICKERS": "null"}).tickers == [
+        "AAPL",
+        "GOOG",
+        "IBM",
+        "MSFT",
+    ]
+    cfg = load_config(environ={"PIPELINE__UNIVERSE": "sp500"})
+    assert cfg.universe == "sp500" and len(cfg.tickers) == 394 and "BF.B" in cfg.tickers
+    assert cfg.tickers == sorted(cfg.tickers)
+    picked = load_config(environ={"PIPELINE__UNIVERSE": "sp500", "PIPELINE__TICKERS": "[BF.B]"})
+    assert picked.tickers == ["BF.B"]
+
+
+def test_null_tickers_of_a_csv_source_are_its_files(tmp_path: Path) -> None:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for name in ("MSFT.csv", "BRK.B.csv", "notes.txt"):
+        (landing / name).write_text("Date\n")
+    (landing / "old.csv").mkdir()  # a folder, not a file
+    env = {"PIPELINE__SOURCE__KIND": "csv", "PIPELINE__SOURCE__CSV_DIR": str(landing)}
+    assert load_config(environ=env).tickers == ["BRK.B", "MSFT"]
+    (landing / "bad name.csv").write_text("Date\n")
+    with pytest.raises(ConfigError, match=r"config key tickers.*bad name\.csv: the file name is"):
+        load_config(environ=env)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"PIPELINE__SOURCE__KIND": "yfinance"}, "yfinance has no list of tickers"),
+        ({"PIPELINE__SOURCE__KIND": "csv", "PIPELINE__SOURCE__CSV_DIR": "/no/such"}, "/no/such"),
+        ({"PIPELINE__UNIVERSE": "nasdaq"}, "config key universe = 'nasdaq'"),
+        ({"PIPELINE__TICKERS": "[]"}, "config key tickers = []"),
+        ({"PIPELINE__SOURCE__OVERLAP_SESSIONS": "1"}, "source.overlap_sessions = 1"),
+        ({"PIPELINE__RETENTION__RAW_DAYS": "-1"}, "retention.raw_days = -1"),
+    ],
+)
+def test_a_universe_that_cannot_be_listed_is_refused(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(environ=env)
+    assert says in str(err.value) and "<root>" not in str(err.value)
+
+
+def test_an_empty_landing_folder_is_refused(tmp_path: Path) -> None:
+    env = {"PIPELINE__SOURCE__KIND": "csv", "PIPELINE__SOURCE__CSV_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"holds no <TICKER>\.csv file"):
+        load_config(environ=env)
+    (tmp_path / "universe.csv").write_text("Date\n")
+    with pytest.raises(ConfigError, match=r"universe\.csv: 'universe' names the universe model"):
+        load_config(environ=env)
+
+
+def test_new_keys_and_their_defaults() -> None:
+    cfg = load_config(environ={"PIPELINE__RETENTION__FEATURES_DAYS": "null"})
+    assert cfg.universe == "default" and cfg.source.overlap_sessions == 5
+    assert cfg.source.actions_file is None
+    assert cfg.retention.raw_days == 30 and cfg.retention.features_days is None

@@ -66,7 +66,7 @@ def test_open_or_close_outside_the_range_is_quarantined(day) -> None:  # type: i
 
 
 def test_days_missing_inside_a_span_are_reported(day) -> None:  # type: ignore[no-untyped-def]
-    cfg, out = day
+    _, out = day
     missing = out["DHR"]["missing_sessions"]  # type: ignore[index]
     assert missing["count"] >= 16 and "2013-04-26" in missing["days"]
 
