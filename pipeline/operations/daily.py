@@ -81,9 +81,12 @@ def status(outcome: dict[str, Any]) -> str:
 
 def reason(outcome: dict[str, Any]) -> str | None:
     """Why a ticker did not get its forecast, in one line (None when it did)."""
-    if failed := outcome.get("failed"):
+    failed, skipped = outcome.get("failed"), outcome.get("skipped")
+    if failed and skipped:  # the retrain: its pull quarantined, then nothing to go on with
+        return f"{failed.get('error')}; then {skipped['reason']}"
+    if failed:
         return str(failed.get("error") or "")
-    if skipped := outcome.get("skipped"):
+    if skipped:
         return str(skipped["reason"])
     if "forecast" not in outcome["ran"]:
         return "its chain did not finish (see the run's log)"

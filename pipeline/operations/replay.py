@@ -14,6 +14,7 @@ import datetime as dt
 import itertools
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,11 @@ def week_ends(cfg: Config, days: list[dt.date]) -> set[dt.date]:
     return {d for d in days if d not in following or week(following[d]) != week(d)}
 
 
+def status_counts(statuses: dict[str, Any]) -> dict[str, int]:
+    out: Counter[str] = Counter(str(r["status"]).split(" (")[0] for r in statuses.values())
+    return dict(out.most_common())
+
+
 def size_bytes(*roots: Path) -> int:
     return sum(f.stat().st_size for r in roots if r.exists() for f in r.rglob("*") if f.is_file())
 
@@ -70,6 +76,7 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
     began, size_before = time.monotonic(), size_bytes(*roots)
     retrains: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
+    settled: Counter[str] = Counter()  # ticker-days by status, over the span
     stopped_at = None
     tidied = {"versions_deleted": 0, "freed_bytes": 0}
     for day in days:
@@ -83,15 +90,21 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
                 tidied["versions_deleted"] += len(e["out"]["tidied"]["deleted"])
                 tidied["freed_bytes"] += int(e["out"]["tidied"]["freed_bytes"])
         statuses = (out.report or {}).get("tickers", {})
-        bad = {t: r["status"] for t, r in statuses.items() if r["status"] != "forecast"}
+        bad = {
+            t: statuses[t]["status"] for t in daily.failed_tickers(out.report or {"tickers": {}})
+        }
         failed.update({f"{day} {t}": s for t, s in bad.items()})
+        counts = status_counts(statuses)
+        settled.update(counts)
         note = "; ".join(
             f"retrain {r['when']} ({r['mode']})"
             + (f": {daily.why(r['reasons'])}" if r["reasons"] else "")
             for r in out.retrains
         )
+        others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "forecast")
         print(
-            f"{day}  {len(statuses) - len(bad)}/{len(cfg.tickers)} forecast"
+            f"{day}  {counts.get('forecast', 0)}/{len(cfg.tickers)} forecast"
+            f"{'  (' + others + ')' if others else ''}"
             f"{'  ' + ', '.join(f'{t} {s}' for t, s in bad.items()) if bad else ''}"
             f"{'  ' + note if note else ''}  {time.monotonic() - t0:.1f}s",
             flush=True,
@@ -106,7 +119,8 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
         "retrains": retrains,
         "retrain_count": len(retrains),
         "stopped_at": stopped_at,
-        "not_forecast": failed,
+        "not_forecast": failed,  # ticker-days that failed (quarantined, an error)
+        "ticker_days": dict(settled),  # by status: forecast, held_out, too_short, ...
         **coverage(cfg, days[0], days[-1]),
         "state_bytes_before": size_before,
         "state_bytes_after": size_bytes(*roots),

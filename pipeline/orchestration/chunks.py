@@ -31,8 +31,9 @@ def split(tickers: list[str], size: int) -> list[list[str]]:
     if not tickers:
         return []
     n = -(-len(tickers) // size)
-    per = -(-len(tickers) // n)
-    return [tickers[i : i + per] for i in range(0, len(tickers), per)]
+    per, extra = divmod(len(tickers), n)
+    bounds = [i * per + min(i, extra) for i in range(n + 1)]
+    return [tickers[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def start(tickers: list[str], day: dt.date, run_id: str, size: int, **extra: Any) -> list[Chunk]:

@@ -75,19 +75,26 @@ def advance_chunk(dag_id: str, name: str, chunk: Carry, keep_stored: bool = Fals
     from airflow.sdk import get_current_context
 
     from pipeline.config import load_config
-    from pipeline.operations import journal
-    from pipeline.orchestration import chunks, steps
 
-    cfg = load_config()
     ti = get_current_context()["ti"]
-    day = steps.run_day(chunk)  # type: ignore[arg-type]
+    final = ti.try_number > ti.max_tries
+    return chunk_step(load_config(), dag_id, name, chunk, keep_stored, final)
+
+
+def chunk_step(
+    cfg: Any, dag_id: str, name: str, chunk: Carry, keep_stored: bool, final: bool = True
+) -> Carry:
+    """advance_chunk's work, outside Airflow: `final` says whether a retry will follow."""
+    from pipeline.operations import journal
+    from pipeline.orchestration import chunks
+
+    day = chunks.day_of(chunk)
     who = {"task": name, "chunk": chunk["chunk"], "chunks": chunk["chunks"]}
     journal.record(cfg, dag_id, day, event="start", tickers=len(chunk["members"]), **who)
     began = time.monotonic()
     try:
         outcomes = chunks.run(cfg, name, chunk)
     except Exception as exc:
-        final = ti.try_number > ti.max_tries
         journal.record(cfg, dag_id, day, event="failed", seconds=time.monotonic() - began,
                        error=first_line(exc), final=final, **who)  # fmt: skip
         raise
