@@ -14,6 +14,7 @@ one write) have a chunk form here; the others run per ticker.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ def split(tickers: list[str], size: int) -> list[list[str]]:
     n = -(-len(tickers) // size)
     per, extra = divmod(len(tickers), n)
     bounds = [i * per + min(i, extra) for i in range(n + 1)]
-    return [tickers[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [tickers[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def start(tickers: list[str], day: dt.date, run_id: str, size: int, **extra: Any) -> list[Chunk]:

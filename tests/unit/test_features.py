@@ -71,7 +71,7 @@ def test_labels_carry_the_base_scale_in_label_units() -> None:
     feats["split"] = assign_splits(feats, 0.2, 0.2)
     prep = prepare(feats, window=4, base="trailing")
     rows = np.flatnonzero(feats["split"] == "test")
-    y = prep.y["test"]
+    _, y = prep.windows("test")
     assert y.shape == (len(rows), 2)
     np.testing.assert_allclose(
         y[:, 0] * prep.y_scaler.scale[0] + prep.y_scaler.mean[0],
@@ -100,7 +100,7 @@ def test_the_har_base_is_the_har_baseline_fitted_on_the_train_rows() -> None:
     assert prep.base["smearing"] == pytest.approx(har.smearing)
     rows = np.flatnonzero(feats["split"] == "test")
     np.testing.assert_allclose(
-        prep.y["test"][:, 1] * prep.y_scaler.scale[0],
+        prep.windows("test")[1][:, 1] * prep.y_scaler.scale[0],
         baselines.har_sigma(har, v)[at[rows]],
         rtol=1e-5,
     )
@@ -117,12 +117,36 @@ def test_a_pooled_frame_gets_one_scaler_and_windows_within_each_ticker() -> None
     np.testing.assert_allclose(prep.x_scaler.mean, train[FEATURES].mean().to_numpy())
     singles = [prepare(f, window=4) for f in (one, two)]
     for split in ("train", "val", "test"):  # as many windows as the two series alone
-        assert len(prep.y[split]) == sum(len(p.y[split]) for p in singles)
+        assert prep.count(split) == sum(p.count(split) for p in singles)
+        x, y = prep.windows(split)
+        assert x.shape == (prep.count(split), 4, len(FEATURES)) and len(y) == len(x)
     # B's first training window starts on B's own rows: 3 fewer windows than B's rows
     assert (
-        len(prep.y["train"])
+        prep.count("train")
         == (one["split"] == "train").sum() + (two["split"] == "train").sum() - 2 * 3
     )
+    # no window reaches back into the other ticker's rows, and none ends off its split
+    start_b = len(one)
+    for split, rows in prep.rows.items():
+        assert (pooled["split"].to_numpy()[rows] == split).all()
+        first = np.where(rows >= start_b, start_b, 0)
+        assert (rows - 3 >= first).all()
+
+
+def test_windows_are_gathered_from_the_scaled_rows_on_demand() -> None:
+    """prepare keeps rows, not windows: a window is the scaled rows ending on its row,
+    labelled with that row's label, as make_windows builds them."""
+    feats = make_features(random_walk_bars(100), 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    prep = prepare(feats, window=4)
+    assert prep.inputs.dtype == np.float32 and prep.inputs.shape == (len(feats), len(FEATURES))
+    scaled = prep.x_scaler.transform(feats[FEATURES].to_numpy())
+    some = prep.rows["val"][[0, 2]]
+    x, y = prep.windows(some)
+    np.testing.assert_allclose(x[1], scaled[some[1] - 3 : some[1] + 1], rtol=1e-6)
+    np.testing.assert_array_equal(y, prep.labels[some])
+    x_all, _ = prep.windows("val")
+    np.testing.assert_array_equal(x_all[[0, 2]], x)
 
 
 def test_windows_end_on_the_target_row() -> None:

@@ -107,6 +107,52 @@ def test_evidence_keeps_scores_and_adds_provenance() -> None:
     assert ev["model_mae"] == 6.5 and ev["dm_pvalue"] == 0.03
 
 
+def test_a_universe_of_hundreds_registers_pooled_tags_only(store: Config) -> None:
+    """394 tickers' results travel in the evaluation (a few numbers each) but the version
+    gets the pooled figures, a count and where the per-ticker table is: within MLflow's
+    limits whatever the universe's size, long values cut with their digest."""
+    tickers = [f"T{i:03d}" for i in range(394)]
+    scores = {"model_interval_score_80": 1.0, "naive_interval_score_80": 1.1, "test_days": 188}
+    evaluation = {
+        "model_mae": 1.2,
+        "model_mase": 0.99,
+        "naive_interval_score_80": 5.1,
+        "first_test_date": "2017-05-01",
+        "last_test_date": "2018-02-07",
+        "tickers": {t: scores for t in tickers},
+        "tickers_left_out": {"NEW": "100 sessions before its test days"},
+    }
+    validation = {"passed": True, "members": tickers * 3}  # a list longer than a tag takes
+    ev = registry.evidence(evaluation, {"tickers": ",".join(tickers)}, {"units": 4}, validation)
+    assert "tickers" not in ev and not [k for k in ev if "T001" in k]
+    assert ev["tickers_scored"] == 394 and ev["tickers_left_out"] == 1
+    assert ev["per_ticker"] == "evaluation/per_ticker.csv"
+    import mlflow
+
+    from tests.helpers import Constant
+
+    mc = tracking.client(store)
+    run_id = tracking.parent_run(store, "WIDE", dt.date(2018, 2, 7), "test-wide")
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=[])
+    version = registry.register(store, "WIDE", info.model_uri, run_id, ev)
+    tags = mc.get_model_version(registry.model_name(store, "WIDE"), version).tags
+    assert len(tags) < 100 and tags["tickers_scored"] == "394"
+    assert len(tags["validation"]) <= tracking.TAG_CHARS and "sha256" in tags["validation"]
+
+
+def test_metrics_params_and_tags_of_any_number_go_in_batches_mlflow_takes(store: Config) -> None:
+    mc = tracking.client(store)
+    run_id = mc.create_run(tracking.experiment_id(store)).info.run_id
+    tracking.log_metrics(mc, run_id, {f"m{i}": float(i) for i in range(2500)})
+    tags = {f"t{i}": i for i in range(250)} | {"long": "x" * 20_000}
+    tracking.log_batch(mc, run_id, params={f"p{i}": i for i in range(150)}, tags=tags)
+    data = mc.get_run(run_id).data
+    assert len(data.metrics) == 2500 and data.metrics["m2499"] == 2499.0
+    assert len(data.params) == 150 and data.tags["t249"] == "249"
+    assert len(data.tags["long"]) <= tracking.TAG_CHARS and "20000 characters" in data.tags["long"]
+
+
 BEATS_NAIVE = {"model_mase": 0.9, "model_mae": 1.0}
 GOOD_BANDS = {
     "model_interval_score_80": 9.0,

@@ -31,9 +31,7 @@ def _chunk(cfg: Config, tickers: list[str]) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, dict[str, object]]:
     root = tmp_path_factory.mktemp("sp500")
-    cfg = throwaway_config(
-        root, source__kind="csv", source__csv_dir=str(_landing(root, DEFECTIVE))
-    )
+    cfg = throwaway_config(root, source__kind="csv", source__csv_dir=str(_landing(root, DEFECTIVE)))
     return cfg, _chunk(cfg, DEFECTIVE)
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline.data.bars import COLUMNS
 from pipeline.data.features import FEATURES, assign_splits, make_features
@@ -28,10 +29,34 @@ def test_fit_final_returns_a_trained_net_and_its_preprocessing() -> None:
     params = LSTMParams(units=4, layers=1, dropout=0.0, window=5, batch_size=64)
     model, prep = fit_final(params, feats, epochs=0, seed=0)  # 0 epochs still trains once
     assert prep.window == 5 and model.input_shape == (None, 5, len(FEATURES))
-    out = np.asarray(model(prep.x["test"], training=False))
-    assert out.shape == (len(prep.y["test"]), 2)  # location and raw scale
+    x, _ = prep.windows("test")
+    out = np.asarray(model(x, training=False))
+    assert out.shape == (prep.count("test"), 2)  # location and raw scale
     assert out[:, 1].std() > 0  # trained: the scale now depends on the window
     assert not out[:, 0].any()  # the location stays at the training-mean return
+
+
+def test_fit_final_trains_on_a_budget_of_windows_per_epoch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each epoch of the final fit sees `windows_per_epoch` of the train and validation
+    windows, never a test one."""
+    from pipeline.forecasting import sampling
+
+    feats = make_features(_bars(200), 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    epochs: list[np.ndarray] = []
+    original = sampling.EpochRows.next
+
+    def recorded(self: sampling.EpochRows) -> np.ndarray:
+        epochs.append(original(self))
+        return epochs[-1]
+
+    monkeypatch.setattr(sampling.EpochRows, "next", recorded)
+    params = LSTMParams(units=4, layers=1, dropout=0.0, window=5, batch_size=16)
+    _, prep = fit_final(params, feats, epochs=2, seed=0, windows_per_epoch=40)
+    allowed = set(prep.rows["train"]) | set(prep.rows["val"])
+    assert len(epochs) >= 2 and all(len(e) == 40 and set(e) <= allowed for e in epochs)
 
 
 def test_request_signature_leaves_the_input_check_to_the_model() -> None:

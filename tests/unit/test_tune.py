@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import Config
 from pipeline.data.features import Prepared, assign_splits, make_features, prepare
-from pipeline.forecasting import tune
+from pipeline.forecasting import sampling, tune
 from pipeline.forecasting.model import LSTMParams
 from pipeline.forecasting.study import (
     FINISHED,
@@ -81,7 +81,47 @@ def test_fit_trains_on_train_and_reports_val_nll() -> None:
     assert len(history.history["val_nll"]) == 1 and np.isfinite(history.history["val_nll"][0])
     assert np.isfinite(history.history["val_loc_mse"][0])  # the point forecast's loss, beside
     assert model.output_shape == (None, 2)  # location and scale
-    assert model.input_shape == (None, 5, prep.x["train"].shape[2])
+    assert model.input_shape == (None, 5, prep.inputs.shape[1])
+
+
+def test_an_epoch_is_the_windows_per_epoch_budget_and_validation_a_fixed_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tuning's cost is set by the budget, not the data: 32 windows an epoch in batches of
+    16 is 2 steps whatever the train split holds; validation is the same seeded sample of
+    val_windows in every trial, whatever the trial's own seed."""
+    import keras
+
+    prep = prepare(_feats(300), window=5)
+    params = LSTMParams(units=4, layers=1, dropout=0.0, window=5, batch_size=16)
+
+    class Steps(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.per_epoch: list[int] = []
+
+        def on_epoch_begin(self, epoch: int, logs: object = None) -> None:
+            self.per_epoch.append(0)
+
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+            self.per_epoch[-1] += 1
+
+    steps = Steps()
+    assert prep.count("train") > 32
+    tune.fit(params, prep, 2, 5, [steps], seed=0, windows_per_epoch=32)
+    assert steps.per_epoch == [2, 2]
+    validated: list[np.ndarray] = []
+
+    def sample(rows: np.ndarray, size: int, seed: int) -> np.ndarray:
+        validated.append(sampling.fixed_sample(rows, size, seed))
+        return validated[-1]
+
+    monkeypatch.setattr(tune, "fixed_sample", sample)
+    for seed in (1, 2):  # two trials
+        _, history = tune.fit(params, prep, 1, 1, [], seed, val_windows=10, val_seed=7)
+        assert np.isfinite(history.history["val_nll"][0])
+    assert len(validated[0]) == 10 and np.array_equal(validated[0], validated[1])
+    assert set(validated[0]) <= set(prep.rows["val"])
 
 
 def _tuning(make_cfg, tmp_path: Path, day: dt.date, n_trials: int = 1) -> tuple[Config, str, str]:
