@@ -337,17 +337,21 @@ def _check_rows(pending: list[Pending], params: dict[str, Any], docs_dir: Path |
         return
     frame = pd.concat(frames, ignore_index=True)
     results = run_suite(frame, row_expectations(), params, docs_dir, result_format="COMPLETE")
-    owner = {p.ticker: p for p in pending}
+    rules: dict[int, list[str]] = {}  # frame row -> the rules it failed, in the suite's order
     for r in results:
         if r.success:
             continue
         rule = r.expectation_config.meta.get("rule", r.expectation_config.type)
         for i in (r.result or {}).get("unexpected_index_list") or []:
-            row = frame.loc[i]
-            values = {c: _fmt(row[c]) for c in ("Open", "High", "Low", "Close", "Volume")}
-            owner[row["ticker"]].bad_rows.append(
-                {"Date": f"{row['Date']:%Y-%m-%d}", "rule": rule, **values}
-            )
+            if rule not in rules.setdefault(i, []):
+                rules[i].append(rule)
+    owner = {p.ticker: p for p in pending}
+    for i in sorted(rules):
+        row = frame.loc[i]
+        values = {c: _fmt(row[c]) for c in ("Open", "High", "Low", "Close", "Volume")}
+        owner[row["ticker"]].bad_rows.append(
+            {"Date": f"{row['Date']:%Y-%m-%d}", "rule": ", ".join(rules[i]), **values}
+        )
 
 
 def _conclude(
@@ -370,7 +374,11 @@ def _conclude(
         ]
     on_newest = [r for r in p.bad_rows if newest is not None and r["Date"] == f"{newest:%Y-%m-%d}"]
     if on_newest:
-        p.problems += [Problem(r["rule"], f"the newest bar {_row_text(r)}") for r in on_newest]
+        p.problems += [
+            Problem(rule, f"the newest bar {_row_text(r)}")
+            for r in on_newest
+            for rule in r["rule"].split(", ")
+        ]
     if p.problems:
         _quarantine_day(cfg, p, day)
     dropped = {r["Date"] for r in p.bad_rows}

@@ -119,13 +119,16 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
     cooling = recent_reasons(cfg, day, cfg.monitoring.retrain_cooldown_days)
     tickers: dict[str, Any] = {}
     retrain: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
     for ticker in cfg.tickers:
         outcome = outcomes.get(ticker, {"ran": [], "failed": None})
         row = outcome.get("forecast") or {}
         monitoring = outcome.get("monitoring") or {}
+        state = status(outcome)
         tickers[ticker] = {
-            "status": status(outcome),
-            "error": reason(outcome),
+            "status": state,
+            "error": reason(outcome)
+            or (unserved(cfg, ticker, seen) if state == "no model" else None),
             "last_close": row.get("naive_close"),  # naive: tomorrow = today's close
             "for_date": row.get("for_date"),
             "forecast": row.get("forecast_close"),
@@ -149,6 +152,21 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         if reasons:
             retrain[ticker] = reasons
     return write(cfg, {"day": day.isoformat(), "tickers": tickers, "retrain": retrain})
+
+
+def unserved(cfg: Config, ticker: str, seen: dict[str, str]) -> str:
+    """Why no model forecasts `ticker`: what the gate said of the newest candidate (looked
+    up once per registered model: `seen`)."""
+    name = registry.model_name(cfg, ticker)
+    if name not in seen:
+        found = registry.version_by_alias(cfg, name, registry.CANDIDATE)
+        said = (found.tags.get("gate_reason") or "not promoted") if found else ""
+        seen[name] = (
+            f"no production model: v{found.version} was not promoted ({said})"
+            if found
+            else "no model has been trained for it yet"
+        )
+    return seen[name]
 
 
 def recent_ratio(monitoring: dict[str, Any]) -> float | None:
@@ -184,7 +202,14 @@ def why(retrain: dict[str, list[str]]) -> str:
     for ticker, reasons in retrain.items():
         for r in reasons:
             by_reason.setdefault(r, []).append(ticker)
-    return "; ".join(f"{REASONS.get(r, r)} ({', '.join(t)})" for r, t in by_reason.items())
+    return "; ".join(f"{REASONS.get(r, r)} ({named(t)})" for r, t in by_reason.items())
+
+
+def named(tickers: list[str], shown: int = 12) -> str:
+    """'GOOG, IBM', or for many '388 tickers: A, AAL, ... (+376 more)'."""
+    if len(tickers) <= shown:
+        return ", ".join(tickers)
+    return f"{len(tickers)} tickers: {', '.join(tickers[:shown])} (+{len(tickers) - shown} more)"
 
 
 SUMMARY_ABOVE = 20  # tickers: above this, the console gets a summary, the file the table
@@ -239,9 +264,13 @@ def summary(rep: dict[str, Any], retrain_note: str = "", worst: int = 10) -> str
     if scored:
         shown = ", ".join(f"{t} {ratio:.2f}" for ratio, t in scored[:worst])
         lines.append(f"worst recent MAE / naive's: {shown}")
-    noted = [(t, r) for t, r in rows.items() if r["status"] not in ("forecast",)]
-    for t, r in noted:
-        lines.append(f"  {t:<8} {r['status']}: {r['error'] or '-'}")
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for t, r in rows.items():
+        if r["status"] != "forecast":
+            grouped.setdefault((r["status"], r["error"] or "-"), []).append(t)
+    for (state, why_not), names in grouped.items():
+        who = names[0] if len(names) == 1 else named(names)
+        lines.append(f"  {who} {state}: {why_not}")
     row_notes = [
         f"{t} {r['quarantined_rows']}" for t, r in rows.items() if r.get("quarantined_rows")
     ]
