@@ -45,7 +45,8 @@ def step_task(name: str) -> Any:
 
 
 def chunk_task(name: str) -> Any:
-    @task(task_id=name)
+    # the carry goes on through XCom; printed for 394 tickers it would fill the log
+    @task(task_id=name, show_return_value_in_logs=False)
     def run_step(c: Carry) -> Carry:
         from pipeline.orchestration.dag_tasks import advance_chunk
 

@@ -25,6 +25,7 @@ SPLIT_RATIOS = (2, 3, 4, 5, 7, 8, 10, 15, 20, *(1 / r for r in (2, 3, 4, 5, 8, 1
 # dividend of 2014-08-07 opened at 0.521 of the previous close (0.041 from a half);
 # AAPL's real 52 % fall of 2000-09-29 opened at 0.527 (0.053): not a split.
 SPLIT_GAP_TOLERANCE = 0.045
+RATIOS = np.array(SPLIT_RATIOS, dtype="float64")
 
 
 def apparent_splits(bars: pd.DataFrame) -> pd.Series:
@@ -34,16 +35,19 @@ def apparent_splits(bars: pd.DataFrame) -> pd.Series:
     previous close / ratio (AAPL's and MSFT's 2:1 splits: 0.499-0.510), and the day
     trades on from there. A real crash rarely opens that exactly on a ratio (AAPL's 52 %
     fall of 2000-09-29 opened at 0.527 of the previous close). Only meaningful on bars
-    the vendor did not adjust.
+    the vendor did not adjust. Every ratio at once, in NumPy: this runs over every
+    ticker's whole history every day.
     """
-    gap = np.log(bars["Open"] / bars["Close"].shift())
-    day = np.log(bars["Close"] / bars["Close"].shift())
-    out = pd.Series(np.nan, index=bars.index)
-    for ratio in SPLIT_RATIOS:
-        moved = -np.log(ratio)
-        hit = ((gap - moved).abs() < SPLIT_GAP_TOLERANCE) & ((day - moved).abs() < abs(moved) / 2)
-        out[hit & out.isna()] = ratio
-    return out
+    close = bars["Close"].to_numpy(dtype="float64")
+    previous = np.concatenate([[np.nan], close[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.log(bars["Open"].to_numpy(dtype="float64") / previous)[:, None]
+        day = np.log(close / previous)[:, None]
+    moved = -np.log(RATIOS)[None, :]
+    hit = (np.abs(gap - moved) < SPLIT_GAP_TOLERANCE) & (np.abs(day - moved) < np.abs(moved) / 2)
+    first = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+    out = np.where(first >= 0, RATIOS[np.maximum(first, 0)], np.nan)
+    return pd.Series(out, index=bars.index)
 
 
 def split_problem(result: Any, frame: pd.DataFrame) -> Problem:

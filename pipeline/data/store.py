@@ -27,31 +27,46 @@ def merge_bars(curated: pd.DataFrame, pull: pd.DataFrame) -> tuple[pd.DataFrame,
 
     Data vendors do correct old bars; taking the correction silently would make two
     runs on "the same" history disagree without anyone knowing, so every changed
-    cell comes back as a revision row (Date, column, old, new).
+    cell comes back as a revision row (Date, column, old, new). Only the stored rows the
+    pull overlaps are compared (a day's pull overlaps a few): this runs for every ticker
+    every day.
     """
-    both = curated.merge(pull, on="Date", how="inner", suffixes=("_old", "_new"))
+    shared = curated["Date"].isin(pull["Date"]).to_numpy()
+    both = curated[shared].merge(pull, on="Date", how="inner", suffixes=("_old", "_new"))
     ratio = rebased(both)
     if ratio is not None:
         # a new split or dividend re-based the adjusted history: one revision, not every cell,
         # and the stored bars older than the pull move with it (no fake jump at its start)
         curated = rescale(curated, ratio)
-        both = curated.merge(pull, on="Date", how="inner", suffixes=("_old", "_new"))
+        both = curated[shared].merge(pull, on="Date", how="inner", suffixes=("_old", "_new"))
     changes = [] if ratio is None else [_rebase_row(both["Date"].iloc[-1], ratio)]
     for col in NUMBER_COLUMNS:
-        diff = both[~_close(both[f"{col}_old"], both[f"{col}_new"])]
-        changes.append(
-            pd.DataFrame(
-                {
-                    "Date": diff["Date"],
-                    "column": col,
-                    "old": diff[f"{col}_old"],
-                    "new": diff[f"{col}_new"],
-                }
+        changed = ~_close(both[f"{col}_old"], both[f"{col}_new"])
+        if changed.any():
+            diff = both[changed]
+            changes.append(
+                pd.DataFrame(
+                    {
+                        "Date": diff["Date"],
+                        "column": col,
+                        "old": diff[f"{col}_old"],
+                        "new": diff[f"{col}_new"],
+                    }
+                )
             )
+    revisions = (
+        pd.concat(changes, ignore_index=True).sort_values(["Date", "column"])
+        if changes
+        else pd.DataFrame(
+            {"Date": pd.Series(dtype="datetime64[ns]"), "column": [], "old": [], "new": []}
         )
-    revisions = pd.concat(changes, ignore_index=True).sort_values(["Date", "column"])
-    kept = curated[~curated["Date"].isin(pull["Date"])]
-    merged = pd.concat([kept, pull], ignore_index=True).sort_values("Date", kind="stable")
+    )
+    kept = curated[~shared]
+    merged = pd.concat([kept, pull], ignore_index=True)
+    if len(kept) and len(pull) and not kept["Date"].iloc[-1] < pull["Date"].min():
+        merged = merged.sort_values("Date", kind="stable")  # a backfill: dates interleave
+    elif not pull["Date"].is_monotonic_increasing:
+        merged = merged.sort_values("Date", kind="stable")
     return merged[COLUMNS].reset_index(drop=True), revisions.reset_index(drop=True)
 
 

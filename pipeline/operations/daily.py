@@ -93,9 +93,17 @@ def reason(outcome: dict[str, Any]) -> str | None:
     return None
 
 
-def retrain_reasons(cfg: Config, ticker: str, outcome: dict[str, Any]) -> list[str]:
+def retrain_reasons(
+    cfg: Config, ticker: str, outcome: dict[str, Any], served: dict[str, bool] | None = None
+) -> list[str]:
+    """Why `ticker` asks for a retrain; `served` caches per registered model whether a
+    production version serves it (the universe's one model: one lookup for all)."""
+    served = {} if served is None else served
+    name = registry.model_name(cfg, ticker)
+    if name not in served:
+        served[name] = registry.production_version(cfg, ticker) is not None
     reasons = []
-    if registry.production_version(cfg, ticker) is None:
+    if not served[name]:
         reasons.append("no_production")
     monitoring = outcome.get("monitoring") or {}
     if monitoring.get("losing"):  # lost to naive significantly, not a 5-day coin flip
@@ -120,6 +128,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
     tickers: dict[str, Any] = {}
     retrain: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
+    served: dict[str, bool] = {}
     for ticker in cfg.tickers:
         outcome = outcomes.get(ticker, {"ran": [], "failed": None})
         row = outcome.get("forecast") or {}
@@ -135,7 +144,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             "lower_80": row.get("lower_80"),
             "upper_80": row.get("upper_80"),
             "model_version": row.get("model_version"),
-            "alerts": [r for r in retrain_reasons(cfg, ticker, outcome) if r != "no_production"],
+            "alerts": [r for r in retrain_reasons(cfg, ticker, outcome, served) if r != "no_production"],
             "drift_outside_max": monitoring.get("drift_outside_max"),
             "recent_ratio": recent_ratio(monitoring),
             "quarantined_rows": outcome.get("quarantined_rows") or 0,
@@ -146,7 +155,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         # gate refused leaves production, and its alarm, as they were: no refit every day)
         reasons = [
             r
-            for r in retrain_reasons(cfg, ticker, outcome)
+            for r in retrain_reasons(cfg, ticker, outcome, served)
             if r == "no_production" or r not in cooling.get(ticker, set())
         ]
         if reasons:

@@ -38,7 +38,8 @@ def split(tickers: list[str], size: int) -> list[list[str]]:
 
 
 def start(tickers: list[str], day: dt.date, run_id: str, size: int, **extra: Any) -> list[Chunk]:
-    """The starting carry of every chunk (each member's as steps.start makes it)."""
+    """The starting carry of every chunk (each member's as steps.start makes it; `extra`,
+    such as the retrain's plan, once per chunk, not once per member)."""
     parts = split(tickers, size)
     return [
         {
@@ -46,7 +47,8 @@ def start(tickers: list[str], day: dt.date, run_id: str, size: int, **extra: Any
             "pipeline_run_id": run_id,
             "chunk": i,
             "chunks": len(parts),
-            "members": {t: {**steps.start(t, day, run_id), **extra} for t in part},
+            "extra": extra,
+            "members": {t: dict(steps.start(t, day, run_id)) for t in part},
         }
         for i, part in enumerate(parts)
     ]
@@ -57,8 +59,21 @@ def day_of(chunk: Chunk) -> dt.date:
 
 
 def members(chunks: list[Chunk]) -> list[dict[str, Any]]:
-    """Every ticker still going, over all chunks, in order."""
-    return [c for chunk in chunks for c in chunk["members"].values()]
+    """Every ticker still going, over all chunks, in order, each with its chunk's extra."""
+    return [{**c, **chunk["extra"]} for chunk in chunks for c in chunk["members"].values()]
+
+
+# What a member's carry drops between tasks: the report's figures (the journal has them)
+# and the validation's summary, which nothing downstream reads. The carry crosses XCom
+# and the task log at every step: 394 tickers' forecasts in it cost megabytes a day.
+DROPPED = frozenset(
+    {"forecast", "monitoring", "quarantined_rows", "quarantined", "missing_sessions",
+     "rows", "revisions", "checked", "first_date", "last_date", "data_docs"}
+)  # fmt: skip
+
+
+def slim(carry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in carry.items() if k not in DROPPED}
 
 
 def validate(cfg: Config, chunk: Chunk) -> Outcomes:
@@ -97,7 +112,7 @@ def run(cfg: Config, name: str, chunk: Chunk) -> Outcomes:
     out: Outcomes = {}
     for ticker, c in chunk["members"].items():
         try:
-            out[ticker] = steps.STEPS[name](cfg, c)
+            out[ticker] = steps.STEPS[name](cfg, {**c, **chunk["extra"]})  # type: ignore[arg-type]
         except Exception as exc:  # one ticker's problem is its own
             out[ticker] = exc
     return out

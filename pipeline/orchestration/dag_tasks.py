@@ -106,7 +106,7 @@ def chunk_step(
             if kept := settle(cfg, dag_id, day, name, ticker, got, keep_stored):
                 going[ticker] = {**c, **kept}
             continue
-        going[ticker] = {**c, **got}
+        going[ticker] = chunks.slim({**c, **got})
         outs[ticker] = {k: got[k] for k in REPORTED if k in got and k not in c}
     journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began,
                    tickers=len(going), outs=outs, **who)  # fmt: skip
