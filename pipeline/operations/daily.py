@@ -133,7 +133,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         outcome = outcomes.get(ticker, {"ran": [], "failed": None})
         row = outcome.get("forecast") or {}
         monitoring = outcome.get("monitoring") or {}
-        state = status(outcome)
+        state, asked = status(outcome), retrain_reasons(cfg, ticker, outcome, served)
         tickers[ticker] = {
             "status": state,
             "error": reason(outcome)
@@ -144,7 +144,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             "lower_80": row.get("lower_80"),
             "upper_80": row.get("upper_80"),
             "model_version": row.get("model_version"),
-            "alerts": [r for r in retrain_reasons(cfg, ticker, outcome, served) if r != "no_production"],
+            "alerts": [r for r in asked if r != "no_production"],
             "drift_outside_max": monitoring.get("drift_outside_max"),
             "recent_ratio": recent_ratio(monitoring),
             "quarantined_rows": outcome.get("quarantined_rows") or 0,
@@ -153,11 +153,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         }
         # evidence a recent retrain already answered waits out the cooldown (a refit the
         # gate refused leaves production, and its alarm, as they were: no refit every day)
-        reasons = [
-            r
-            for r in retrain_reasons(cfg, ticker, outcome, served)
-            if r == "no_production" or r not in cooling.get(ticker, set())
-        ]
+        reasons = [r for r in asked if r == "no_production" or r not in cooling.get(ticker, set())]
         if reasons:
             retrain[ticker] = reasons
     return write(cfg, {"day": day.isoformat(), "tickers": tickers, "retrain": retrain})
