@@ -83,7 +83,7 @@ class TuneConfig(_Section):
     # An epoch is this many training windows sampled across tickers (every window when
     # there are fewer), so its cost is set here, not by the universe's size; validation is
     # a fixed, seeded sample of val_windows (pipeline/forecasting/sampling.py).
-    windows_per_epoch: int = Field(default=20_000, ge=1)
+    windows_per_epoch: int = Field(default=15_000, ge=1)
     val_windows: int = Field(default=10_000, ge=1)
     seed: int = 42
     storage: str = "sqlite:///state/optuna.db"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.data import store
+from pipeline.data import gaps, store
 from pipeline.data.bars import NUMBER_COLUMNS
 from pipeline.orchestration.carry import Featured
 
@@ -72,13 +71,20 @@ def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray
 
 
 def feature_matrix(
-    days: np.ndarray, ohlcv: np.ndarray, vol_window: int, volume_window: int
+    days: np.ndarray,
+    ohlcv: np.ndarray,
+    vol_window: int,
+    volume_window: int,
+    breaks: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The features (columns in FEATURES order) and the log returns of bars given as
     datetime64 days and an (n, 5) Open/High/Low/Close/Volume array: the one implementation
     training (make_features) and serving (the pyfunc, on its last rows only) share.
     Rows still warming up hold NaN. Written into one array, with as few NumPy calls as
-    the features allow (see rolling_mean_std)."""
+    the features allow (see rolling_mean_std). Rows marked in `breaks` (the bar before
+    them is not the previous session: pipeline/data/gaps.py) get no return and no gap, so
+    no move over missing sessions is taken for one session's, and the windows warm up
+    again after them."""
     o, h, lo, c, v = ohlcv.T
     log_o, log_c, log_vol = np.log(o), np.log(c), np.log1p(v)
     out = np.full((len(ohlcv), len(FEATURES)), np.nan)
@@ -87,6 +93,9 @@ def feature_matrix(
     np.log(h / lo, out=out[:, COLUMN["range"]])  # inf if the ratio overflows: refused later
     np.log(c / o, out=out[:, COLUMN["body"]])
     np.subtract(log_o[1:], log_c[:-1], out=out[1:, COLUMN["gap"]])
+    if breaks is not None and breaks.any():
+        log_ret[breaks] = np.nan
+        out[breaks, COLUMN["gap"]] = np.nan
     out[:, COLUMN["volatility"]] = rolling_mean_std(log_ret, vol_window)[1]
     # range-based variance; the first row has no previous close, so none (not GK alone:
     # a request's first row would then differ from the same day in training)
@@ -114,11 +123,15 @@ def warm_up(vol_window: int, volume_window: int) -> int:
     return max(vol_window, volume_window - 1, HAR_WINDOWS[-1])
 
 
-def make_features(bars: pd.DataFrame, vol_window: int, volume_window: int) -> pd.DataFrame:
-    """Scale-free features; the last row has no target (it is the input for tomorrow)."""
+def make_features(
+    bars: pd.DataFrame, vol_window: int, volume_window: int, calendar: str | None = None
+) -> pd.DataFrame:
+    """Scale-free features; the last row has no target (it is the input for tomorrow).
+    With `calendar`, a move over missing sessions is neither an input nor a target."""
     days = bars["Date"].to_numpy(dtype="datetime64[ns]")
     ohlcv = bars[NUMBER_COLUMNS].to_numpy(dtype="float64")
-    matrix, log_ret = feature_matrix(days, ohlcv, vol_window, volume_window)
+    cut = gaps.breaks(days, calendar) if calendar else None
+    matrix, log_ret = feature_matrix(days, ohlcv, vol_window, volume_window, cut)
     out = pd.DataFrame(matrix, columns=FEATURES)
     out.insert(0, "Close", ohlcv[:, 3])
     out.insert(0, "Date", days)
@@ -157,17 +170,16 @@ def base_scale(matrix: np.ndarray, base: dict[str, Any]) -> np.ndarray:
 
 
 def assign_splits(feats: pd.DataFrame, val_fraction: float, test_fraction: float) -> pd.Series:
-    """train | val | test in time order over labelled rows; the unlabelled last row is 'live'."""
+    """train | val | test in time order over labelled rows; unlabelled rows (the last one,
+    and one before a gap: its next move spans missing sessions) are 'live'."""
     labelled = feats[TARGET].notna().to_numpy()
     n = int(labelled.sum())
     n_test, n_val = max(1, round(n * test_fraction)), max(1, round(n * val_fraction))
     n_train = n - n_val - n_test
     if n_train < 1:
         raise ValueError(f"{n} labelled rows are too few for the val/test fractions")
-    labels = np.array(
-        ["train"] * n_train + ["val"] * n_val + ["test"] * n_test + ["live"] * (len(feats) - n),
-        dtype=object,
-    )
+    labels = np.full(len(feats), "live", dtype=object)
+    labels[labelled] = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
     return pd.Series(labels, index=feats.index, name="split")
 
 
@@ -205,14 +217,28 @@ def make_windows(
 
 @dataclass(frozen=True)
 class Prepared:
-    """Model-ready arrays for one window length, scalers (and the base) fitted on train rows."""
+    """Scaled inputs and labels, row by row, scalers (and the base) fitted on train rows,
+    and per split the rows a window ends on (`rows`). Windows are gathered when asked for
+    (`windows`), never all at once: 394 tickers' windows of 60 rows are 1.2 GB of float32
+    (and as much again while built), their row numbers 4 MB; training samples windows
+    batch by batch (pipeline/forecasting/sampling.py)."""
 
-    x: dict[str, np.ndarray]
-    y: dict[str, np.ndarray]
+    inputs: np.ndarray  # (rows, features), float32, scaled
+    labels: np.ndarray  # (rows, 2), float32: [scaled next return, base scale in its units]
+    rows: dict[str, np.ndarray]  # per split: the rows with a full window within their series
     x_scaler: Scaler
     y_scaler: Scaler
     window: int
     base: dict[str, Any]
+
+    def count(self, split: str) -> int:
+        return len(self.rows[split])
+
+    def windows(self, rows: str | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The windows (and labels) ending on `rows`: a split's name (all of them, in
+        order) or some of its rows."""
+        chosen = self.rows[rows] if isinstance(rows, str) else np.asarray(rows)
+        return make_windows(self.inputs, self.labels, self.window, chosen)
 
 
 def series_starts(feats: pd.DataFrame) -> list[int]:
@@ -221,40 +247,45 @@ def series_starts(feats: pd.DataFrame) -> list[int]:
     if "ticker" not in feats or feats.empty:
         return [0]
     tickers = feats["ticker"].to_numpy()
-    return [0, *np.flatnonzero(tickers[1:] != tickers[:-1]) + 1]
+    return [0, *(np.flatnonzero(tickers[1:] != tickers[:-1]) + 1).tolist()]
 
 
 def prepare(feats: pd.DataFrame, window: int, base: str = "trailing") -> Prepared:
-    """Windows of scaled features; labels are [scaled next return, base scale]: the base
+    """Scaled inputs and labels; labels are [scaled next return, base scale]: the base
     scale (HAR's forecast fitted on the train rows, or the trailing std) in the label's
     units, which the network's scale multiplies (pipeline/forecasting/model.py). A pooled frame (a
     `ticker` column) gets one scaler and one base fit over every ticker's train rows, and
-    windows within each ticker."""
+    windows within each ticker: a split's rows are those of its days whose window starts
+    on the same ticker's rows."""
     split = feats["split"].to_numpy()
     train = split == "train"
     x_raw = feats[FEATURES].to_numpy(dtype="float64")
     y_raw = feats[[TARGET]].to_numpy(dtype="float64")
     x_scaler, y_scaler = Scaler.fit(x_raw[train]), Scaler.fit(y_raw[train])
     fitted = fit_har_base(feats, train) if base == "har" else {"kind": "trailing"}
-    x = x_scaler.transform(x_raw)
+    x = x_scaler.transform(x_raw).astype("float32")
     scale = base_scale(x_raw, fitted) / float(y_scaler.scale[0])
     y = np.column_stack([y_scaler.transform(np.nan_to_num(y_raw))[:, 0], scale])
-    starts = [*series_starts(feats), len(feats)]
-    xs, ys = {}, {}
-    for name in SPLITS:
-        parts = [
-            make_windows(x[a:b], y[a:b], window, np.flatnonzero(split[a:b] == name))
-            for a, b in itertools.pairwise(starts)
-        ]
-        xs[name] = np.concatenate([p[0] for p in parts])
-        ys[name] = np.concatenate([p[1] for p in parts])
-    return Prepared(xs, ys, x_scaler, y_scaler, window, fitted)
+    # the first row of each row's series: a window may not start before it
+    starts = np.asarray(series_starts(feats))
+    first = starts[np.searchsorted(starts, np.arange(len(feats)), side="right") - 1]
+    full = np.arange(len(feats)) - first >= window - 1
+    rows = {name: np.flatnonzero(full & (split == name)) for name in SPLITS}
+    return Prepared(x, y.astype("float32"), rows, x_scaler, y_scaler, window, fitted)
 
 
 def run(cfg: Config, ticker: str, day: dt.date) -> Featured:
-    bars = store.read_curated(cfg, ticker, until=day)
+    from pipeline.data.validate import TOO_SHORT, Skipped
+
+    bars = store.read_adjusted(cfg, ticker, until=day)
+    if len(bars) < cfg.validation.min_history_rows:  # e.g. its only pull was quarantined
+        raise Skipped(
+            TOO_SHORT,
+            f"{len(bars)} valid stored sessions, {cfg.validation.min_history_rows} needed "
+            "(validation.min_history_rows): left out of this retrain",
+        )
     fc = cfg.features
-    feats = make_features(bars, fc.volatility_window, fc.volume_window)
+    feats = make_features(bars, fc.volatility_window, fc.volume_window, cfg.validation.calendar)
     feats["split"] = assign_splits(feats, fc.val_fraction, fc.test_fraction)
     path = cfg.layout.features_path(ticker, day)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -110,10 +110,20 @@ def refit_splits(feats: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
 
 
 def model_forecast(
-    series: Series, a: int, b: int, params: Any, epochs: int, seed: int, base: str = "trailing"
+    series: Series,
+    a: int,
+    b: int,
+    params: Any,
+    epochs: int,
+    seed: int,
+    base: str = "trailing",
+    windows_per_epoch: int | None = None,
 ) -> Forecast:
     """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
-    return pooled_forecasts([(series, a, b)], params, epochs, seed, base)[series.ticker]
+    blocks = [(series, a, b)]
+    return pooled_forecasts(
+        blocks, params, epochs, seed, base, windows_per_epoch=windows_per_epoch
+    )[series.ticker]
 
 
 Block = tuple[Series, int, int]  # a series and the rows [a, b) it forecasts from one refit
@@ -126,10 +136,12 @@ def pooled_forecasts(
     seed: int,
     base: str = "trailing",
     forecast_only: frozenset[str] = frozenset(),
+    windows_per_epoch: int | None = None,
 ) -> dict[str, Forecast]:
     """One network trained on every series' rows before its block (scalers and base fitted
-    on those rows, pooled; windows within each series), forecasting each block. Series in
-    `forecast_only` are forecast but never trained on (a cold start)."""
+    on those rows, pooled; windows within each series; `windows_per_epoch` sampled windows
+    an epoch, as in the pipeline), forecasting each block. Series in `forecast_only` are
+    forecast but never trained on (a cold start)."""
     from pipeline.forecasting.train import fit_final
 
     frames = []
@@ -141,8 +153,9 @@ def pooled_forecasts(
             split = split.assign(split=np.where(split["split"] == "test", "test", "live"))
         frames.append(split.assign(ticker=s.ticker))
     feats = pd.concat(frames, ignore_index=True)
-    net, prep = fit_final(params, feats, epochs, seed, base)
-    raw = np.asarray(net.predict(prep.x["test"], batch_size=1024, verbose=0), dtype="float64")
+    net, prep = fit_final(params, feats, epochs, seed, base, windows_per_epoch)
+    test, _ = prep.windows("test")
+    raw = np.asarray(net.predict(test, batch_size=1024, verbose=0), dtype="float64")
     out, at = {}, 0
     for s, a, b in blocks:  # test windows come out series by series, in block order
         rows = raw[at : at + b - a]
@@ -210,7 +223,9 @@ def run_ticker(
     frames = []
     for a, b in refit_points(series, plan):
         params, epochs = params_for(series, a)
-        model = model_forecast(series, a, b, params, epochs, cfg.tune.seed, cfg.model.base)
+        model = model_forecast(
+            series, a, b, params, epochs, cfg.tune.seed, cfg.model.base, cfg.tune.windows_per_epoch
+        )
         frames.append(block_sessions(series, a, b, model))
         step()
     if not frames:
@@ -285,7 +300,13 @@ def run_universe(
     for blocks in universe_blocks(series, plan):
         params, epochs = params_for(blocks)
         model = pooled_forecasts(
-            blocks, params, epochs, cfg.tune.seed, cfg.model.base, forecast_only
+            blocks,
+            params,
+            epochs,
+            cfg.tune.seed,
+            cfg.model.base,
+            forecast_only,
+            cfg.tune.windows_per_epoch,
         )
         frames += [block_sessions(s, a, b, model[s.ticker]) for s, a, b in blocks]
         step()

@@ -204,7 +204,12 @@ def har_forecast(
 def garch_forecast(
     returns: np.ndarray, fit_rows: int, at: np.ndarray, last: np.ndarray
 ) -> Forecast:
-    """GJR-GARCH(1,1)-t fitted on the first `fit_rows` returns, one step ahead from `at`."""
+    """GJR-GARCH(1,1)-t fitted on the first `fit_rows` returns, one step ahead from `at`.
+
+    One fit, then the recursion with those parameters over every later day: not a refit
+    per day. A fit costs 20-30 ms, so a daily refit of hundreds of tickers over their
+    test days would take hours; the evaluation fits once per ticker on the days before
+    its test period, the walk-forward backtest once per refit point."""
     import warnings
 
     with warnings.catch_warnings():  # arch warns on slow convergence; the fit still stands

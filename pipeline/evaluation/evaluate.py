@@ -115,7 +115,8 @@ def baselines(days: pd.DataFrame, bars: pd.DataFrame, feats: pd.DataFrame) -> di
     """Every baseline's forecast for the test days, each from what is known at the close it
     is made at: the naive interval (drift = training-mean return, trailing 20-session std),
     EWMA (RiskMetrics 0.94), HAR on range-based variance and GJR-GARCH-t, the last two
-    fitted on the days before the test period (what the model's final fit sees)."""
+    fitted once, on the days before the test period (what the model's final fit sees),
+    and run forward over the test days with those parameters (no refit per day)."""
     from pipeline.evaluation import baselines as classical
 
     closes = bars["Close"].to_numpy(dtype="float64")

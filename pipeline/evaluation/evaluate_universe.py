@@ -5,13 +5,30 @@ HAR, GJR-GARCH-t and production on the same days). Pooled over tickers, with the
 walk-forward backtest's scoring (backtest_scores.py): interval scores and MAE in % of the
 close, so that a $30 and an $800 stock weigh alike, and Diebold-Mariano tests on the
 per-session mean difference over tickers. The pooled numbers carry the same keys as a
-per-ticker evaluation (the gate reads them alike); `tickers` holds each member's own.
+per-ticker evaluation (the gate reads them alike); `tickers` holds the few of each
+member's own that the gate reads (PER_TICKER).
+
+Its cost stays within a retrain's budget at hundreds of tickers (394 S&P 500 stocks,
+about 72,000 test sessions: bench/training_cost.py --universe sp500):
+- every test window of every member is forecast, in one batched pass through the network
+  (PriceForecaster.forecast_many), not one `predict` per ticker;
+- HAR and GJR-GARCH-t are fitted once per ticker, on the rows before its test days, then
+  run forward with those parameters (evaluate.baselines): a GJR-GARCH-t fit costs 20-30
+  ms, so refitting per day and ticker would take hours;
+- per-ticker results go to a table artifact, `evaluation/per_ticker.csv` (every score of
+  every member, and why any was left out), never to a metric or tag each: MLflow takes at
+  most 1,000 metrics and 100 tags a call. The run's metrics are the pooled figures.
+
+A member without a test day, or with fewer than MIN_HISTORY sessions before its test days
+(listed a few months ago: its baselines cannot be fitted), is left out of the comparison
+and named in `tickers_left_out` with the reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +39,7 @@ from pipeline.data import universe
 from pipeline.evaluation import backtest_scores, evaluate
 from pipeline.evaluation.backtest import losses
 
-PER_TICKER = (
+PER_TICKER = (  # what the evaluation (and so the gate) keeps of each member's scores
     "model_interval_score_80",
     "naive_interval_score_80",
     "har_interval_score_80",
@@ -30,15 +47,23 @@ PER_TICKER = (
     "model_mase",
     "test_days",
 )
+MIN_HISTORY = 250  # sessions before a member's test days, for its baselines to be fitted on
+PER_TICKER_ARTIFACT = "evaluation/per_ticker.csv"
+SESSIONS_ARTIFACT = "evaluation/test_days.parquet"
 
 
 def member_sessions(
-    ticker: str, bars: pd.DataFrame, feats: pd.DataFrame, model: Any, production: Any
+    ticker: str,
+    bars: pd.DataFrame,
+    feats: pd.DataFrame,
+    model: pd.DataFrame,
+    production: pd.DataFrame | None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One member: its evaluation (as a per-ticker model's) and its per-day losses."""
+    """One member: its evaluation (as a per-ticker model's) and its per-day losses, from the
+    model's (and production's) forecasts over its bars (PriceForecaster.forecast_many)."""
     days = evaluate.test_days(feats)
-    fc = evaluate.align(days, model.forecast_all(bars))
-    prod = evaluate.align(days, production.forecast_all(bars)) if production else None
+    fc = evaluate.align(days, model)
+    prod = evaluate.align(days, production) if production is not None else None
     result = evaluate.compare(
         days,
         fc["forecast_close"].to_numpy(),
@@ -50,24 +75,38 @@ def member_sessions(
     cols: dict[str, np.ndarray] = {}
     for name, forecast in every.items():
         cols.update(losses(days, name, forecast))
-    sessions = days.assign(ticker=ticker, **cols)
+    sessions = pd.concat([days.assign(ticker=ticker), pd.DataFrame(cols, index=days.index)], axis=1)
     if prod is not None:
         sessions["production_forecast_close"] = prod["forecast_close"].to_numpy()
     return result, sessions
+
+
+def left_out(feats: pd.DataFrame) -> str | None:
+    """Why a member cannot be compared on its test days, or None."""
+    split = feats["split"]
+    if not (split == "test").any():
+        return "no test day"
+    before = int(split.isin(["train", "val"]).sum())
+    if before < MIN_HISTORY:
+        return (
+            f"{before} sessions before its test days, fewer than the {MIN_HISTORY} its "
+            "baselines are fitted on"
+        )
+    return None
 
 
 def pooled_evidence(
     sessions: pd.DataFrame, per_ticker: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The gate's keys over all members' test days together."""
-    summary = backtest_scores.summarize(sessions)
+    days = backtest_scores.with_losses(sessions)  # pooled scores only: per ticker, see above
     out: dict[str, Any] = {
         "test_days": len(sessions),
         "first_test_date": f"{sessions['for_date'].min():%Y-%m-%d}",
         "last_test_date": f"{sessions['for_date'].max():%Y-%m-%d}",
         "units": "interval scores and MAE in % of the close; pooled over tickers",
     }
-    for name, scores in summary["pooled"].items():
+    for name, scores in backtest_scores.scores(days).items():
         out.update({f"{name}_{k}": v for k, v in scores.items()})
     last, actual = sessions["last_close"], sessions["actual"]
     out["naive_mase"], out["naive_directional_accuracy"] = 1.0, 0.5
@@ -83,7 +122,7 @@ def pooled_evidence(
     naive_loss = ((last - actual) / last) ** 2
     daily = (loss - naive_loss).groupby(sessions["as_of"]).mean().to_numpy()
     out["dm_stat"], out["dm_pvalue"] = evaluate.diebold_mariano_losses(daily, np.zeros(len(daily)))
-    for base, dm in summary["dm_pooled"].items():
+    for base, dm in backtest_scores.dm_against_baselines(days).items():
         name = "" if base == "naive" else f"{base}_"
         out[f"interval_dm_{name}stat"], out[f"interval_dm_{name}pvalue"] = dm["stat"], dm["pvalue"]
     classical = backtest_scores.present(sessions, backtest_scores.CLASSICAL)
@@ -92,10 +131,29 @@ def pooled_evidence(
     return out
 
 
-def evaluate_universe(
+@dataclass(frozen=True)
+class UniverseEvaluation:
+    result: dict[str, Any]  # the pooled evidence (the gate's keys), PER_TICKER per member
+    sessions: pd.DataFrame  # every member's test days, with every forecaster's losses
+    per_ticker: pd.DataFrame  # a row per member: all its scores, or why it was left out
+
+
+def per_ticker_table(
+    per_ticker: dict[str, dict[str, Any]], skipped: dict[str, str]
+) -> pd.DataFrame:
+    """Every member's own evaluation, one row each, and the members left out with why."""
+    scored = pd.DataFrame.from_dict(per_ticker, orient="index")
+    rows = [scored.assign(left_out="")]
+    if skipped:
+        rows.append(pd.DataFrame({"left_out": pd.Series(skipped, dtype=object)}))
+    return pd.concat(rows).rename_axis("ticker").reset_index()
+
+
+def score_universe(
     cfg: Config, feats: pd.DataFrame, day: dt.date, model_uri: str, production_uri: str | None
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Pooled evidence, and the per-day table (every member's test days)."""
+) -> UniverseEvaluation:
+    """Every member scored on its test days (forecasts batched over members), and the
+    pooled evidence."""
     import mlflow
 
     model = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
@@ -103,14 +161,35 @@ def evaluate_universe(
         mlflow.pyfunc.load_model(production_uri).unwrap_python_model() if production_uri else None
     )
     bars = universe.member_bars(cfg, feats, day)
+    members = universe.members(feats)
+    skipped = {t: why for t, f in members.items() if (why := left_out(f))}
+    scored = {t: f for t, f in members.items() if t not in skipped}
+    if not scored:
+        raise ValueError(f"no member of the universe can be evaluated: {skipped}")
+    since = {t: f.loc[f["split"] == "test", "Date"].min() for t, f in scored.items()}
+    inputs = {t: bars[t] for t in scored}
+    forecasts = model.forecast_many(inputs, since)
+    prod = production.forecast_many(inputs, since) if production is not None else {}
     per_ticker, tables = {}, []
-    for ticker, member in universe.members(feats).items():
+    for ticker, member in scored.items():
         per_ticker[ticker], sessions = member_sessions(
-            ticker, bars[ticker], member, model, production
+            ticker, bars[ticker], member, forecasts[ticker], prod.get(ticker)
         )
         tables.append(sessions)
     sessions = pd.concat(tables, ignore_index=True)
-    return pooled_evidence(sessions, per_ticker), sessions
+    result = pooled_evidence(sessions, per_ticker)
+    result["tickers_scored"] = len(per_ticker)
+    if skipped:
+        result["tickers_left_out"] = skipped
+    return UniverseEvaluation(result, sessions, per_ticker_table(per_ticker, skipped))
+
+
+def evaluate_universe(
+    cfg: Config, feats: pd.DataFrame, day: dt.date, model_uri: str, production_uri: str | None
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Pooled evidence, and the per-day table (every member's test days)."""
+    found = score_universe(cfg, feats, day, model_uri, production_uri)
+    return found.result, found.sessions
 
 
 def run_pooled(
@@ -121,29 +200,21 @@ def run_pooled(
     prod_uri: str | None,
     parent_run_id: str,
 ) -> dict[str, Any]:
-    """The universe model's evaluation (evaluate_universe.py), logged like a ticker's."""
+    """The universe model's evaluation, logged like a ticker's: the pooled figures as
+    metrics, the per-ticker results and the per-day table as artifacts (written whole, so
+    a retried step replaces them)."""
     from pipeline.evaluation.plots import pyplot
     from pipeline.lifecycle import tracking
 
-    result, sessions = evaluate_universe(cfg, feats, day, model_uri, prod_uri)
+    found = score_universe(cfg, feats, day, model_uri, prod_uri)
+    result, sessions = found.result, found.sessions
     result["production_version"] = prod_uri.rsplit("/", 1)[-1] if prod_uri else None
     mc = tracking.client(cfg)
-    metrics = [
-        evaluate._metric(f"test_{k}", v)
-        for k, v in result.items()
-        if isinstance(v, float) and math.isfinite(v)
-    ]
-    for ticker, scores in result["tickers"].items():
-        metrics += [evaluate._metric(f"test_{ticker}_{k}", float(v)) for k, v in scores.items()]
-    mc.log_batch(parent_run_id, metrics=metrics)
+    pooled = {k: v for k, v in result.items() if isinstance(v, float) and math.isfinite(v)}
+    tracking.log_metrics(mc, parent_run_id, {f"test_{k}": v for k, v in pooled.items()})
+    mc.log_text(parent_run_id, found.per_ticker.to_csv(index=False), PER_TICKER_ARTIFACT)
     for name, fig in backtest_scores.plots(sessions).items():
         mc.log_figure(parent_run_id, fig, name.replace("backtest_", "test_"))
         pyplot().close(fig)
-    mc.log_table(
-        parent_run_id,
-        sessions.assign(
-            as_of=sessions["as_of"].astype(str), for_date=sessions["for_date"].astype(str)
-        ),
-        "evaluation/test_days.json",
-    )
+    tracking.log_frame(mc, parent_run_id, sessions, SESSIONS_ARTIFACT)
     return result

@@ -42,19 +42,28 @@ def adaptive_factors(
     errors: np.ndarray, q: float, level: float, step: float, lookback: int
 ) -> np.ndarray:
     """Per session t: the factor the recursion reaches, from 1, over the known errors of
-    sessions t - lookback .. t - 1 (all of them vectorised: one pass per lookback step)."""
+    sessions t - lookback .. t - 1. The sessions up to `lookback` all start from the first,
+    so theirs is one running pass; the later ones are vectorised, one pass per lookback
+    step (an evaluation's test days, fewer than the lookback, cost one pass)."""
     n = len(errors)
-    log_f = np.zeros(n)
     if step <= 0 or lookback <= 0:
         return np.ones(n)
-    t = np.arange(n)
-    for k in range(min(lookback, n - 1), 0, -1):  # session t - k, oldest first
-        s = t - k
-        e = errors[np.clip(s, 0, None)]
-        known = (s >= 0) & np.isfinite(e)
-        miss = e > q * np.exp(log_f)
-        log_f += np.where(known, step * (miss - (1 - level)), 0.0)
-    return np.exp(log_f)
+    alpha, head = 1 - level, min(n, lookback + 1)
+    out, log_f = np.empty(n), 0.0
+    for i, e in enumerate(errors[:head].tolist()):
+        out[i] = log_f  # the recursion over sessions 0 .. i - 1
+        if math.isfinite(e):
+            log_f += step * ((e > q * math.exp(log_f)) - alpha)
+    if head == n:
+        return np.exp(out)
+    t = np.arange(head, n)  # every one of these has `lookback` sessions before it
+    tail = np.zeros(len(t))
+    for k in range(lookback, 0, -1):  # session t - k, oldest first
+        past = errors[t - k]
+        miss = past > q * np.exp(tail)
+        tail += np.where(np.isfinite(past), step * (miss - alpha), 0.0)
+    out[head:] = tail
+    return np.exp(out)
 
 
 def final_factor(errors: list[float], q: float, level: float, step: float) -> float:

@@ -178,8 +178,9 @@ def trailing_std(returns: np.ndarray, window: int = NAIVE_WINDOW) -> np.ndarray:
     """At each day t, the sample std of the `window` log returns up to and including t
     (known at the close of t); NaN until `window` returns exist."""
     out = np.full(len(returns), np.nan)
-    for t in range(window - 1, len(returns)):
-        out[t] = np.std(returns[t - window + 1 : t + 1], ddof=1)
+    if len(returns) >= window:  # every window at once: one np.std, not one per day
+        windows = np.lib.stride_tricks.sliding_window_view(np.asarray(returns), window)
+        out[window - 1 :] = windows.std(axis=1, ddof=1)
     return out
 
 

@@ -1,8 +1,9 @@
 """Train: fit the best parameters on train+validation and log the self-contained pyfunc.
 
 The final fit runs for the best trial's epoch count (no early stopping left to
-do: the validation days are now training data); the test days stay unseen and
-the scalers stay fitted on the training split.
+do: the validation days are now training data), each epoch the same number of
+sampled windows as the trial's (`tune.windows_per_epoch`); the test days stay unseen
+and the scalers stay fitted on the training split.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from pipeline.data.features import FEATURES, prepare
 from pipeline.forecasting import conformal, lite
 from pipeline.forecasting.forecaster import OUTPUT_COLUMNS, PriceForecaster
 from pipeline.forecasting.model import LSTMParams, build_model
+from pipeline.forecasting.sampling import WindowBatches
 from pipeline.forecasting.spec import min_rows, preprocessing_spec
 from pipeline.lifecycle import tracking
 from pipeline.orchestration.carry import Trained
@@ -45,14 +48,22 @@ CODE_DIR = Path(__file__).resolve().parents[1]  # the whole pipeline package
 
 
 def fit_final(
-    params: LSTMParams, feats: pd.DataFrame, epochs: int, seed: int, base: str = "trailing"
+    params: LSTMParams,
+    feats: pd.DataFrame,
+    epochs: int,
+    seed: int,
+    base: str = "trailing",
+    windows_per_epoch: int | None = None,
 ) -> tuple[keras.Model, Any]:
+    """The network fitted on the train and validation rows for `epochs` epochs of
+    `windows_per_epoch` windows each (None: every window), as the tuning trial's epochs
+    were: the best epoch count then means as many windows seen."""
     prep = prepare(feats, params.window, base)
     keras.utils.set_random_seed(seed)
     model = build_model(params, len(FEATURES))
-    x = np.concatenate([prep.x["train"], prep.x["val"]])
-    y = np.concatenate([prep.y["train"], prep.y["val"]])
-    model.fit(x, y, epochs=max(1, epochs), batch_size=params.batch_size, verbose=0, shuffle=True)
+    rows = np.concatenate([prep.rows["train"], prep.rows["val"]])
+    batches = WindowBatches(prep, rows, params.batch_size, windows_per_epoch or len(rows), seed)
+    model.fit(batches, epochs=max(1, epochs), verbose=0, shuffle=False)
     return model, prep
 
 
@@ -92,6 +103,14 @@ def write_lite(model: keras.Model, window: int, path: Path) -> bool:
         return False
     path.write_bytes(flatbuffer)
     return True
+
+
+def code_copy(into: Path) -> str:
+    """The pipeline package as a model carries it: its code, not the embedded data sets
+    (8 MB of S&P 500 bars would go into every version's artifacts)."""
+    target = into / CODE_DIR.name
+    shutil.copytree(CODE_DIR, target, ignore=shutil.ignore_patterns("samples", "__pycache__"))
+    return str(target)
 
 
 def log_forecaster(
@@ -139,7 +158,7 @@ def log_forecaster(
                 signature=request_signature(example, output[OUTPUT_COLUMNS]),
                 input_example=example,
                 pip_requirements=PIP_REQUIREMENTS,
-                code_paths=[str(CODE_DIR)],
+                code_paths=[code_copy(Path(tmp))],
             )
         # leaving the block ended the run; it stays open until `promote` closes it (or a
         # failed step closes it FAILED), so a later failure does not read as FINISHED
@@ -168,7 +187,9 @@ def run(
     else:
         bars, tickers = store.read_curated(cfg, ticker, until=day), [ticker]
         seen = bars
-    model, prep = fit_final(params, feats, best_epoch, cfg.tune.seed, cfg.model.base)
+    model, prep = fit_final(
+        params, feats, best_epoch, cfg.tune.seed, cfg.model.base, cfg.tune.windows_per_epoch
+    )
     mc = tracking.client(cfg)
     fingerprint = tracking.fingerprint(seen, tickers)
     tracking.log_batch(

@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.data.features import FEATURES, Prepared, prepare
 from pipeline.forecasting.model import LSTMParams, build_model
+from pipeline.forecasting.sampling import VALIDATION_BATCH, WindowBatches, fixed_sample
 from pipeline.forecasting.study import (
     FINISHED,
     SurplusTrial,
@@ -66,23 +67,37 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 def fit(
-    params: LSTMParams, prep: Prepared, epochs: int, patience: int, callbacks: list[Any], seed: int
+    params: LSTMParams,
+    prep: Prepared,
+    epochs: int,
+    patience: int,
+    callbacks: list[Any],
+    seed: int,
+    windows_per_epoch: int | None = None,
+    val_windows: int | None = None,
+    val_seed: int = 0,
 ) -> tuple[keras.Model, keras.callbacks.History]:
-    """Train on the train split, early-stopped on validation loss (best weights kept)."""
+    """Train on the train split, early-stopped on validation loss (best weights kept).
+
+    An epoch is `windows_per_epoch` training windows (sampling.py; None: every one), and
+    validation a fixed sample of `val_windows` (None: every one), drawn with `val_seed`
+    alone, so every trial of a study is judged on the same windows."""
     keras.utils.set_random_seed(seed)
     model = build_model(params, len(FEATURES))
+    train = prep.rows["train"]
+    batches = WindowBatches(prep, train, params.batch_size, windows_per_epoch or len(train), seed)
+    val = prep.rows["val"]
     stop = keras.callbacks.EarlyStopping(
         monitor=MONITOR, mode="min", patience=patience, restore_best_weights=True
     )
     history = model.fit(
-        prep.x["train"],
-        prep.y["train"],
-        validation_data=(prep.x["val"], prep.y["val"]),
+        batches,
+        validation_data=prep.windows(fixed_sample(val, val_windows or len(val), val_seed)),
+        validation_batch_size=VALIDATION_BATCH,
         epochs=epochs,
-        batch_size=params.batch_size,
         callbacks=[stop, *callbacks],
         verbose=0,
-        shuffle=True,
+        shuffle=False,  # the batches are a shuffled sample already
     )
     return model, history
 
@@ -105,7 +120,9 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
             raise SurplusTrial(f"trial {trial.number}: budget of {cfg.tune.n_trials} taken")
         trial.set_user_attr("owner", owner())
         params = suggest_params(trial, cfg.tune.space)
-        prep = cache.setdefault(params.window, prepare(feats, params.window, cfg.model.base))
+        if params.window not in cache:  # rows and scalers only: windows are gathered per batch
+            cache[params.window] = prepare(feats, params.window, cfg.model.base)
+        prep = cache[params.window]
         if not has_samples(prep):
             return unfit(trial, f"window {params.window} leaves no train or validation sample")
         run_id = tracking.child_run(
@@ -125,6 +142,9 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
                 cfg.tune.patience,
                 [EpochLogger(mc, run_id), KerasPruningCallback(trial, MONITOR)],
                 cfg.tune.seed + trial.number,
+                cfg.tune.windows_per_epoch,
+                cfg.tune.val_windows,
+                cfg.tune.seed,  # the same validation windows for every trial
             )
             losses = history.history[MONITOR]
             best = min(losses)
@@ -151,7 +171,7 @@ def make_objective(cfg: Config, feats: pd.DataFrame, parent_id: str) -> Any:
 
 def has_samples(prep: Prepared) -> bool:
     """Whether a window length leaves at least one train and one validation sample."""
-    return bool(len(prep.y["train"]) and len(prep.y["val"]))
+    return bool(prep.count("train") and prep.count("val"))
 
 
 def unfit(trial: optuna.Trial, reason: str) -> float:

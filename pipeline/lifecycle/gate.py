@@ -21,6 +21,7 @@ class Decision:
 
 
 BASELINE_NAMES = {"naive": "naive", "ewma": "EWMA", "har": "HAR", "garch": "GJR-GARCH-t"}
+SHOWN_TICKERS = 5  # a refusal names at most this many more tickers (a universe has hundreds)
 
 
 def decide(ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool = False) -> Decision:
@@ -79,18 +80,31 @@ def point_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
 
 def ticker_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
     """A model judged on several tickers together must not lose to the naive interval on
-    any one of them by more than `gate.ticker_tolerance` (a pooled win can hide one)."""
+    any one of them by more than `gate.ticker_tolerance` (a pooled win can hide one). The
+    reason names the worst, and how many others lose (of hundreds, a few names)."""
+    losing = []
     for ticker, scores in (ev.get("tickers") or {}).items():
         score, naive = scores.get("model_interval_score_80"), scores.get("naive_interval_score_80")
         if score is None or naive is None:
             continue
         if score > naive * (1 + gate.ticker_tolerance):
-            return (
-                f"ticker rule: on {ticker} the 80 % interval score {score:.4f} is worse than "
-                f"the naive interval's ({naive:.4f}) by more than "
-                f"{gate.ticker_tolerance:.0%} (registry.ticker_tolerance)"
-            )
-    return None
+            losing.append((score / naive, ticker, score, naive))
+    if not losing:
+        return None
+    losing.sort(reverse=True)
+    _, ticker, score, naive = losing[0]
+    others = [t for _, t, _, _ in losing[1:]]
+    more = (
+        f"; {len(others)} more of the {len(ev['tickers'])} tickers too "
+        f"({', '.join(others[:SHOWN_TICKERS])}{', ...' if len(others) > SHOWN_TICKERS else ''})"
+        if others
+        else ""
+    )
+    return (
+        f"ticker rule: on {ticker} the 80 % interval score {score:.4f} is worse than "
+        f"the naive interval's ({naive:.4f}) by more than "
+        f"{gate.ticker_tolerance:.0%} (registry.ticker_tolerance){more}"
+    )
 
 
 def best_baseline(ev: dict[str, Any]) -> tuple[str, float] | None:

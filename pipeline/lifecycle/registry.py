@@ -132,7 +132,14 @@ def evidence(
     params: dict[str, Any],
     validation: dict[str, Any],
 ) -> dict[str, Any]:
-    """What a registered version carries as tags: why anyone should trust it."""
+    """What a registered version carries as tags: why anyone should trust it.
+
+    Pooled figures only, about 75 tags whatever the universe's size: a universe model's
+    per-ticker results (`tickers` in the evaluation) are never tags (MLflow takes 100
+    tags a call, and a version's tags are read whole by every registry listing); the
+    version says how many tickers were scored and where each one's results are, the
+    run's `evaluation/per_ticker.csv`. Long values (a list of hundreds of members) are cut
+    to tracking.TAG_CHARS with their digest."""
     keys = [
         k
         for k in evaluation
@@ -150,8 +157,18 @@ def evidence(
             )
         )
     ]
+    per_ticker = {}
+    if "tickers" in evaluation:  # a universe model's
+        from pipeline.evaluation.evaluate_universe import PER_TICKER_ARTIFACT
+
+        per_ticker = {
+            "tickers_scored": len(evaluation["tickers"]),
+            "tickers_left_out": len(evaluation.get("tickers_left_out") or {}),
+            "per_ticker": PER_TICKER_ARTIFACT,
+        }
     return {
         **{k: evaluation[k] for k in keys},
+        **per_ticker,
         "first_test_date": evaluation["first_test_date"],
         "last_test_date": evaluation["last_test_date"],
         "data_fingerprint": fingerprint,

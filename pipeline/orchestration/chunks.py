@@ -112,7 +112,7 @@ def run(cfg: Config, name: str, chunk: Chunk) -> Outcomes:
     out: Outcomes = {}
     for ticker, c in chunk["members"].items():
         try:
-            out[ticker] = steps.STEPS[name](cfg, {**c, **chunk["extra"]})  # type: ignore[arg-type]
+            out[ticker] = steps.STEPS[name](cfg, {**c, **chunk["extra"]})
         except Exception as exc:  # one ticker's problem is its own
             out[ticker] = exc
     return out

@@ -219,8 +219,8 @@ def test_parallel_tuning_survives_a_worker_killed_mid_trial(up: Stack) -> None:
         up.cfg, daily_id
     )
     ran = {t.task_id: t for t in stack_runs.task_runs(up.cfg, daily_id)}
-    assert {"ticker.forecast", "report"} <= set(ran)
-    assert ran["ticker.forecast"].hostname.startswith("worker"), ran
+    assert {"chunk.forecast", "report"} <= set(ran)
+    assert ran["chunk.forecast"].hostname.startswith("worker"), ran
 
     # `up` again starts only what is missing: the killed worker
     again = up.cli("up")

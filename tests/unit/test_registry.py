@@ -387,6 +387,13 @@ def test_a_pooled_model_is_refused_when_it_loses_to_naive_on_one_ticker() -> Non
     assert not refused.promote
     assert refused.reason.startswith("ticker rule: on IBM the 80 % interval score 5.2000")
     assert decide({**pooled, "tickers": tickers}, gate(ticker_tolerance=0.05)).promote
+    many = {
+        f"T{i:03d}": {"model_interval_score_80": 5.2 + i / 100, "naive_interval_score_80": 5.0}
+        for i in range(9)
+    }
+    reason = decide({**pooled, "tickers": {**tickers, **many}}, GATE).reason
+    assert reason.startswith("ticker rule: on T008 the 80 % interval score 5.2800")  # worst
+    assert "; 9 more of the 11 tickers too (T007, T006, T005, T004, T003, ...)" in reason
 
 
 def test_each_ticker_flags_the_universe_model_on_its_own(tmp_path) -> None:
