@@ -2,8 +2,10 @@
 
 A vendor sometimes skips days (the S&P 500 data misses 16 sessions of DHR and of O): the
 bar after such a hole moves over several sessions, and taken as one session's return it
-would teach the model a false volatility. These are reported per ticker, and features
-(pipeline/data/features.py) start afresh after a gap instead of bridging it.
+would teach the model a false volatility. These are reported per ticker, training
+features (pipeline/data/features.py) start afresh after a gap instead of bridging it, and
+the daily forecast holds back a ticker whose input bars span one
+(pipeline/operations/forecast.py). The served model does not check its requests yet.
 """
 
 from __future__ import annotations

@@ -100,7 +100,9 @@ def bound_pull(raw: pd.DataFrame, stored: pd.Series, overlap: int) -> pd.DataFra
     return raw[dates.isna() | (dates >= since)].reset_index(drop=True)
 
 
-def pull(cfg: Config, ticker: str, day: dt.date) -> pd.DataFrame:
+def pull(cfg: Config, ticker: str, day: dt.date, bounded: bool = True) -> pd.DataFrame:
+    """The source's bars up to `day`; `bounded`: only those new since the curated table
+    (plus the overlap), as a day's stored pull; unbounded: the whole history (the backtest)."""
     kind = cfg.source.kind
     if kind == "yfinance":
         return fetch_yfinance(ticker, day, cfg.source.lookback_days)
@@ -108,6 +110,8 @@ def pull(cfg: Config, ticker: str, day: dt.date) -> pd.DataFrame:
         path = sample_path(ticker, cfg.universe)
     else:
         path = cfg.resolve(cfg.source.csv_dir) / f"{check_ticker(ticker)}.csv"
+    if not bounded:
+        return replay_until(read_text_csv(path), day)
     stored = store.read_curated(cfg, ticker, until=day)["Date"]
     return bound_pull(replay_until(read_text_csv(path), day), stored, cfg.source.overlap_sessions)
 

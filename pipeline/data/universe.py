@@ -103,7 +103,7 @@ def member_bars(cfg: Config, feats: pd.DataFrame, day: dt.date) -> dict[str, pd.
     from pipeline.data import store
 
     tickers = list(dict.fromkeys(feats["ticker"])) if is_pooled(feats) else []
-    return {t: store.read_curated(cfg, t, until=day) for t in tickers}
+    return {t: store.read_adjusted(cfg, t, until=day) for t in tickers}
 
 
 def members(feats: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -236,8 +236,8 @@ class Skipped(RuntimeError):
     (a split-like day with no adjustment source) or too short. Its own status, not a
     failure of the day."""
 
-    def __init__(self, status: str, reason: str):
-        self.status, self.reason = status, reason
+    def __init__(self, status: str, reason: str, summary: Any = None):
+        self.status, self.reason, self.summary = status, reason, dict(summary or {})
         super().__init__(f"{status}: {reason}")
 
 
@@ -267,6 +267,10 @@ class Pending:
     checked: pd.DataFrame = field(default_factory=pd.DataFrame)  # derived rows to check
     problems: list[Problem] = field(default_factory=list)  # refuse the day
     bad_rows: list[dict[str, Any]] = field(default_factory=list)
+    stored: pd.DataFrame = field(default_factory=pd.DataFrame)  # the table before the pull
+    later: pd.DataFrame = field(default_factory=pd.DataFrame)  # merged rows after the day
+    jumps: list[tuple[pd.Timestamp, float]] = field(default_factory=list)  # lasting moves
+    unlisted: bool = False  # no bar yet on or before the day, none stored: not listed yet
 
 
 def run_chunk(
@@ -282,20 +286,23 @@ def run_chunk(
 
     from pipeline.data import actions
 
+    out: dict[str, Validated | Exception]
     splits = actions.load_splits(cfg)
     params = suite_params(cfg, day)
     with ExitStack() as locks:  # read, merge and replace: one writer per table at a time
         for ticker in raw_paths:
             locks.enter_context(store.curated_lock(cfg, ticker))
-        pending = [
-            _prepare(cfg, t, day, Path(p), splits.get(t, []), params) for t, p in raw_paths.items()
-        ]
+        pending, out = [], {}
+        for t, path in raw_paths.items():
+            try:
+                pending.append(_prepare(cfg, t, day, Path(path), splits.get(t, []), params))
+            except Exception as exc:  # e.g. an unreadable stored table: this ticker only
+                out[t] = exc
         _check_rows(pending, params, docs_dir)
-        out: dict[str, Validated | Exception] = {}
         for p in pending:
             try:
                 out[p.ticker] = _conclude(cfg, p, day, splits.get(p.ticker, []), docs_dir)
-            except (ValidationFailed, Skipped) as exc:
+            except Exception as exc:  # one ticker's problem is its own
                 out[p.ticker] = exc
     return out
 
@@ -311,22 +318,29 @@ def _prepare(
     """Read the pull, merge it into the stored table, and derive the rows it brings."""
     from pipeline.data import actions
 
-    p = Pending(ticker, raw)
+    p = Pending(ticker, raw, stored=store.read_curated(cfg, ticker))
     try:
         pull = read_bars_csv(raw)
     except BarsError as exc:
+        p.unlisted = p.stored.empty and [f.rule for f in exc.problems] == ["rows"]
         p.problems = exc.problems
         return p
-    merged, p.revisions = store.merge_bars(store.read_curated(cfg, ticker), pull)
+    merged, p.revisions = store.merge_bars(p.stored, pull)
     # judge what a run on `day` sees: a backfill must not see bars from its future
     p.merged = merged[merged["Date"] <= pd.Timestamp(day)].reset_index(drop=True)
+    p.later = merged[merged["Date"] > pd.Timestamp(day)]
     if p.merged.empty:
+        p.unlisted = p.stored.empty
         p.problems = [Problem("rows", f"no bars on or before {day}")]
         return p
     seen = actions.apply_splits(p.merged, splits) if splits else p.merged
     derived = with_derived_columns(seen, adjusted=True, max_move=params["max_abs_log_move"])
     brought = p.merged["Date"].isin(pull["Date"]).to_numpy()
     p.checked = derived[brought].assign(ticker=ticker)
+    # a move beyond plausible that does not revert is not one bad row: a level shift (an
+    # unadjusted corporate action, a change of units) holds the ticker out, rows kept
+    big = (derived["abs_log_return"] > params["max_abs_log_move"]).to_numpy()
+    p.jumps = list(zip(derived["Date"][big], derived["abs_log_return"][big], strict=True))
     return p
 
 
@@ -364,6 +378,8 @@ def _conclude(
     """Publish, quarantine or skip one ticker after the chunk's GX run."""
     from pipeline.data import actions, gaps
 
+    if p.unlisted:
+        raise Skipped(TOO_SHORT, f"no bar yet on or before {day} (listed later); it joins then")
     newest = p.merged["Date"].max() if len(p.merged) else None
     expected = params_session(cfg, day)
     if not p.problems and expected is not None and newest != expected:
@@ -381,12 +397,17 @@ def _conclude(
         ]
     if p.problems:
         _quarantine_day(cfg, p, day)
+    # a row whose only fault is a lasting move stays (it is data); the ticker is held out
+    p.bad_rows = [r for r in p.bad_rows if r["rule"] != "plausible_daily_move"]
     dropped = {r["Date"] for r in p.bad_rows}
-    clean = p.merged[~p.merged["Date"].dt.strftime("%Y-%m-%d").isin(dropped)]
+    dates = p.merged["Date"].dt.strftime("%Y-%m-%d")
+    clean = p.merged[~dates.isin(dropped)]
+    # a bad revision of a stored row keeps the stored row (the vendor's new one is refused)
+    kept = p.stored[p.stored["Date"].dt.strftime("%Y-%m-%d").isin(dropped)]
+    clean = pd.concat([clean, kept], ignore_index=True).sort_values("Date", kind="stable")
     clean = clean.reset_index(drop=True)
-    kept_after = store.read_curated(cfg, p.ticker)
-    later = kept_after[kept_after["Date"] > pd.Timestamp(day)]  # a backfill keeps the future
-    table = pd.concat([clean, later], ignore_index=True).sort_values("Date", kind="stable")
+    # a backfill keeps the stored future, in the merge's terms (re-based with it)
+    table = pd.concat([clean, p.later], ignore_index=True).sort_values("Date", kind="stable")
     curated = store.publish_curated(cfg, p.ticker, table.reset_index(drop=True), p.revisions, day)
     if p.bad_rows:
         store.quarantine_rows(cfg, p.ticker, day, p.bad_rows)
@@ -421,12 +442,24 @@ def _conclude(
             f"{len(apparent)} day(s) look like a split or share dividend the prices were not "
             f"adjusted for: {shown}; held out of training and forecasting until an adjustment "
             "source covers them (source.actions_file, see docs/configuration.md)",
+            summary,
+        )
+    jumps = [(d, m) for d, m in p.jumps if f"{d:%Y-%m-%d}" not in dropped]
+    if jumps:
+        shown = "; ".join(f"{d:%Y-%m-%d} (|log move| {m:.2f})" for d, m in jumps[:3])
+        raise Skipped(
+            HELD_OUT,
+            f"{len(jumps)} day(s) moved beyond validation.max_abs_log_move and stayed there: "
+            f"{shown}; held out of training and forecasting until an adjustment source "
+            "covers them (source.actions_file) or the data are corrected",
+            summary,
         )
     if len(clean) < cfg.validation.min_history_rows:
         raise Skipped(
             TOO_SHORT,
             f"{len(clean)} valid sessions, {cfg.validation.min_history_rows} needed "
             "(validation.min_history_rows); it joins once it has them",
+            summary,
         )
     return summary
 

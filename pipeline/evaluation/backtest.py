@@ -60,7 +60,7 @@ def load_series(cfg: Config, ticker: str, end: dt.date) -> Series:
     from pipeline.data import ingest, validate
     from pipeline.data.bars import coerce_bars
 
-    bars = coerce_bars(ingest.pull(cfg, ticker, end))
+    bars = coerce_bars(ingest.pull(cfg, ticker, end, bounded=False))
     report = validate.validate_bars(bars, validate.suite_params(cfg, None), daily=False)
     if not report.success:
         raise ValueError(f"{ticker}: the bars fail validation\n{report.summary()}")

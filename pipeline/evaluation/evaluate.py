@@ -247,7 +247,7 @@ def run(
         from pipeline.evaluation.evaluate_universe import run_pooled
 
         return run_pooled(cfg, feats, day, model_uri, prod_uri, parent_run_id)
-    bars = store.read_curated(cfg, ticker, until=day)
+    bars = store.read_adjusted(cfg, ticker, until=day)
     result, table = evaluate_models(bars, feats, model_uri, prod_uri)
     result["production_version"] = str(production.version) if production else None
     mc = tracking.client(cfg)

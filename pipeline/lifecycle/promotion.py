@@ -110,7 +110,7 @@ def reevaluate(cfg: Config, ticker: str, version: str) -> dict[str, Any]:
     if universe.is_pooled(feats):
         result, _ = evaluate_universe(cfg, feats, day, version_uri(name, version), prod_uri)
     else:
-        bars = store.read_curated(cfg, ticker, until=day)
+        bars = store.read_adjusted(cfg, ticker, until=day)
         result, _ = evaluate.evaluate_models(bars, feats, version_uri(name, version), prod_uri)
     result["production_version"] = str(prod.version) if prod_uri and prod else None
     return result

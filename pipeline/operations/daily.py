@@ -57,6 +57,7 @@ def ticker_outcomes(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             t.update(e.get("out", {}))
         elif e["event"] == "skipped":
             t["skipped"] = {"task": e["task"], "status": e["status"], "reason": e["reason"]}
+            t.update(e.get("out", {}))  # what it found before it was held back
         elif e["event"] == "failed" and (e.get("final", True) or e.get("rule")):
             t["failed"] = {"task": e["task"], "error": e.get("error", ""), "rule": e.get("rule")}
     return out

@@ -108,18 +108,22 @@ def run_many(cfg: Config, tickers: list[str], day: dt.date) -> dict[str, Forecas
     out: dict[str, Forecasted | Exception] = {}
     rows = []
     for ticker in tickers:
+        # the registry and the model store are the chunk's: their errors go up, and the
+        # task's retries take them (a store restarting); a ticker's own data is its own
+        name = registry.model_name(cfg, ticker)
+        if name not in prods:
+            prods[name] = registry.production_version(cfg, ticker)
+        if (prod := prods[name]) is None:
+            log.warning("%s: no production model, no forecast written", ticker)
+            out[ticker] = {"forecast": None}
+            continue
+        key = (prod.name, str(prod.version))
+        if key not in models:
+            models[key] = mlflow.pyfunc.load_model(version_uri(*key))
         try:
-            name = registry.model_name(cfg, ticker)
-            if name not in prods:
-                prods[name] = registry.production_version(cfg, ticker)
-            if (prod := prods[name]) is None:
-                log.warning("%s: no production model, no forecast written", ticker)
-                out[ticker] = {"forecast": None}
-                continue
-            key = (prod.name, str(prod.version))
-            if key not in models:
-                models[key] = mlflow.pyfunc.load_model(version_uri(*key))
             bars = store.read_adjusted(cfg, ticker, until=day).tail(cfg.serving.max_rows)
+            needed = getattr(models[key].unwrap_python_model(), "_needed", len(bars))
+            gap_in_window(bars.tail(needed), cfg.validation.calendar)
             dated = bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))
             row = forecast_row(ticker, *key, models[key].predict(dated).iloc[0])
             rows.append(row)
@@ -130,6 +134,22 @@ def run_many(cfg: Config, tickers: list[str], day: dt.date) -> dict[str, Forecas
     if rows:
         write_many(cfg, rows)
     return out
+
+
+def gap_in_window(bars: pd.DataFrame, calendar: str) -> None:
+    """Hold a ticker's forecast back for the day when a session is missing among the bars
+    the model reads: it would take the move over the gap for one session's return."""
+    from pipeline.data import gaps
+    from pipeline.data.validate import HELD_OUT, Skipped
+
+    cut = gaps.breaks(bars["Date"].to_numpy(), calendar)
+    if cut[1:].any():  # the first row's own move is not an input
+        day = bars["Date"].to_numpy()[1:][cut[1:]][-1]
+        raise Skipped(
+            HELD_OUT,
+            f"a session is missing before {pd.Timestamp(day):%Y-%m-%d}, inside the "
+            f"{len(bars)} bars the model reads: not forecast until that gap leaves them",
+        )
 
 
 def describe(cfg: Config, row: dict[str, Any]) -> str:

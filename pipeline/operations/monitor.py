@@ -206,9 +206,9 @@ def run_many(cfg: Config, tickers: list[str], day: dt.date) -> dict[str, Monitor
     out: dict[str, Monitored | Exception] = {}
     for ticker in tickers:
         name = registry.model_name(cfg, ticker)
+        if name not in prods:  # the registry's errors go up: the task's retries take them
+            prods[name] = registry.production_version(cfg, ticker)
         try:
-            if name not in prods:
-                prods[name] = registry.production_version(cfg, ticker)
             done[ticker] = assess(cfg, ticker, day, prods[name])
             out[ticker] = {"monitoring": done[ticker].summary}
         except Exception as exc:  # one ticker's problem is its own

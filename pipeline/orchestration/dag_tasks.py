@@ -122,8 +122,9 @@ def settle(
 
     who = {"task": name, "ticker": ticker}
     if isinstance(exc, Skipped):
+        kept = {k: exc.summary[k] for k in REPORTED if k in exc.summary}
         journal.record(cfg, dag_id, day, event="skipped", status=exc.status,
-                       reason=exc.reason, **who)  # fmt: skip
+                       reason=exc.reason, out=kept, **who)  # fmt: skip
         return None
     if isinstance(exc, ValidationFailed):
         journal.record(cfg, dag_id, day, event="failed", error=failed_rules(exc),

@@ -129,3 +129,34 @@ def test_a_price_an_order_of_magnitude_off_is_quarantined_alone(tmp_path: Path) 
     )["GOOG"]
     assert isinstance(out, dict), out
     assert _rows(local, "GOOG") == {(bars.loc[1000, "Date"], "price_off_neighbours")}
+
+
+def test_a_lasting_jump_holds_the_ticker_out_and_keeps_every_row(tmp_path: Path) -> None:
+    """A move beyond plausible that stays (a change of units, an unknown corporate action)
+    is not one bad row: no row is dropped, day after day, and the ticker is held out."""
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    bars = pd.read_csv(ingest.sample_path("GOOG")).drop(columns="Adj Close")
+    bars.loc[1000:, ["Open", "High", "Low", "Close"]] *= 3.3  # log move 1.19, no split ratio
+    bars.to_csv(landing / "GOOG.csv", index=False)
+    cfg = throwaway_config(tmp_path, source__kind="csv", source__csv_dir=str(landing))
+    for day in (dt.date(2013, 2, 28), dt.date(2013, 3, 1)):
+        out = _chunk_on(cfg, day, ["GOOG"])["GOOG"]
+        assert isinstance(out, validate.Skipped) and out.status == validate.HELD_OUT
+        assert f"{bars.loc[1000, 'Date']} (|log move| 1.2" in out.reason  # 1.19 + the day's move
+    assert len(store.read_curated(cfg, "GOOG")) == len(bars)  # nothing eroded
+    assert store.read_quarantined_rows(cfg, "GOOG").empty
+
+
+def test_a_stock_not_listed_yet_is_too_short_not_a_failure(tmp_path: Path) -> None:
+    cfg = throwaway_config(
+        tmp_path, source__kind="csv", source__csv_dir=str(_landing(tmp_path, ["APTV"]))
+    )
+    out = _chunk_on(cfg, dt.date(2017, 11, 1), ["APTV"])["APTV"]  # its first bar: 2017-12
+    assert isinstance(out, validate.Skipped) and out.status == validate.TOO_SHORT
+    assert "no bar yet" in out.reason
+
+
+def _chunk_on(cfg: Config, day: dt.date, tickers: list[str]) -> dict[str, object]:
+    raws = {t: ingest.run(cfg, t, day)["raw_path"] for t in tickers}
+    return dict(validate.run_chunk(cfg, day, raws, None))
