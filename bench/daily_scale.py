@@ -235,6 +235,17 @@ def slope(runs: dict[int, dict[str, Any]], key: str = "seconds") -> float | None
     return round((runs[hi][key] - runs[lo][key]) / (hi - lo), 3)
 
 
+def report(out: Any, root: Path, keep: bool, **figures: Any) -> None:
+    """The one JSON object a benchmark prints (with the machine and the day), then the
+    throw-away root removed unless it is to be kept."""
+    figures.update(
+        cpus=os.cpu_count(), date=dt.date.today().isoformat(), root=str(root) if keep else None
+    )
+    print(json.dumps(figures), file=out, flush=True)
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", type=int, default=[4, 64, 394])
@@ -250,31 +261,23 @@ def main() -> None:
     setup = prepare(root)
     runs = {n: quiet_day(root, n, in_process) for n in sizes}
     cli = {n: quiet_day(root, n, make_run) for n in cli_sizes}
-    print(
-        json.dumps(
-            {
-                "universe": UNIVERSE,
-                "quiet_day": D2.isoformat(),
-                "setup": setup,
-                "in_process": runs,
-                "make_run": cli,
-                "seconds_per_extra_ticker": {"in_process": slope(runs), "make_run": slope(cli)},
-                "cpu_seconds_per_extra_ticker": {
-                    "in_process": slope(runs, "cpu_seconds"),
-                    "make_run": slope(cli, "cpu_seconds"),
-                },
-                "aims_394": {"in_process_s": 60, "make_run_s": 120},
-                "chunk_size": load_config().chunk_size,
-                "cpus": os.cpu_count(),
-                "date": dt.date.today().isoformat(),
-                "root": str(root) if args.root else None,
-            }
-        ),
-        file=out,
-        flush=True,
+    report(
+        out,
+        root,
+        keep=args.root is not None,
+        universe=UNIVERSE,
+        quiet_day=D2.isoformat(),
+        setup=setup,
+        in_process=runs,
+        make_run=cli,
+        seconds_per_extra_ticker={"in_process": slope(runs), "make_run": slope(cli)},
+        cpu_seconds_per_extra_ticker={
+            "in_process": slope(runs, "cpu_seconds"),
+            "make_run": slope(cli, "cpu_seconds"),
+        },
+        aims_394={"in_process_s": 60, "make_run_s": 120},
+        chunk_size=load_config().chunk_size,
     )
-    if args.root is None:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
-import os
-import shutil
 import sqlite3
 import tempfile
 import time
@@ -143,34 +140,26 @@ def main() -> None:
         what: {"after": got, "before": {k: got[k] + swap[k] for k in got}}
         for what, got in totals.items()
     }
-    print(
-        json.dumps(
-            {
-                "universe": daily_scale.UNIVERSE,
-                "tickers": len(names),
-                "quiet_day": day.isoformat(),
-                "run": {"how": "airflow dags test", "seconds": seconds, "ok": rc == 0},
-                "statuses": daily_scale.statuses(day),
-                "setup": setup,
-                "raw_pulls_of_the_day": {
-                    "after_bounded": {"files": files, "bytes": pulled, "disk": pulled_disk},
-                    "before_full_history": {"files": len(names), "bytes": full, "disk": full_disk},
-                },
-                "growth_after": grew,
-                "growth_per_quiet_day": per_day,
-                "airflow_db_used_bytes_growth": db_after - db_before,
-                "log_returned_value_lines_bytes": log,
-                "aim_bytes": AIM_BYTES,
-                "cpus": os.cpu_count(),
-                "date": dt.date.today().isoformat(),
-                "root": str(root) if args.root else None,
-            }
-        ),
-        file=out,
-        flush=True,
+    daily_scale.report(
+        out,
+        root,
+        keep=args.root is not None,
+        universe=daily_scale.UNIVERSE,
+        tickers=len(names),
+        quiet_day=day.isoformat(),
+        run={"how": "airflow dags test", "seconds": seconds, "ok": rc == 0},
+        statuses=daily_scale.statuses(day),
+        setup=setup,
+        raw_pulls_of_the_day={
+            "after_bounded": {"files": files, "bytes": pulled, "disk": pulled_disk},
+            "before_full_history": {"files": len(names), "bytes": full, "disk": full_disk},
+        },
+        growth_after=grew,
+        growth_per_quiet_day=per_day,
+        airflow_db_used_bytes_growth=db_after - db_before,
+        log_returned_value_lines_bytes=log,
+        aim_bytes=AIM_BYTES,
     )
-    if args.root is None:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

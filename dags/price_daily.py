@@ -77,12 +77,12 @@ def price_daily() -> None:
     def report() -> dict[str, Any]:
         """The day's report, however each ticker's chain ended."""
         from pipeline.config import load_config
-        from pipeline.operations import daily
+        from pipeline.operations import daily, day_table
         from pipeline.orchestration.dates import run_day
 
         cfg, day = load_config(), run_day(get_current_context())
         rep = daily.report(cfg, day)
-        print(daily.table(rep))
+        print(day_table.table(rep))
         daily.housekeeping(cfg, day)
         return rep
 

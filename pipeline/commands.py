@@ -16,7 +16,7 @@ EXIT_USAGE = 2  # a bad argument, config or day
 
 
 def validate(args: argparse.Namespace) -> int:
-    from pipeline.data.validate import validate_file
+    from pipeline.data.suite import validate_file
 
     report = validate_file(args.path, load_config(args.config))
     if report.success:

@@ -9,6 +9,7 @@ the bars before each split in the terms of the shares after it.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +122,19 @@ def read_actions(path: Path) -> Splits:
 
 
 def load_splits(cfg: Config) -> Splits:
-    """The splits of `source.actions_file` per ticker (none when it is not set)."""
+    """The splits of `source.actions_file` per ticker (none when it is not set). Read once
+    per version of the file: every read of a ticker's bars asks for them."""
     if cfg.source.actions_file is None:
         return {}
-    return read_actions(cfg.resolve(cfg.source.actions_file))
+    path = cfg.resolve(cfg.source.actions_file)
+    try:
+        seen = path.stat()
+    except OSError:
+        return read_actions(path)  # its own error, naming the file
+    return _read_once(str(path), seen.st_mtime_ns, seen.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_once(path: str, mtime_ns: int, size: int) -> Splits:
+    del mtime_ns, size  # the cache key: a changed file is read again
+    return read_actions(Path(path))

@@ -70,3 +70,11 @@ def split_text(ratio: float) -> str:
     """2.0 -> '2:1'; 0.5 -> '1:2' (reverse); 1.5 -> '3:2'."""
     frac = Fraction(ratio).limit_denominator(20)
     return f"{frac.numerator}:{frac.denominator}"
+
+
+def split_days(bars: pd.DataFrame) -> list[tuple[pd.Timestamp, float]]:
+    """(day, ratio) of every day in `bars` that looks like an unadjusted split."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = apparent_splits(bars.reset_index(drop=True))
+    hit = ratios.notna().to_numpy()
+    return list(zip(bars["Date"][hit], ratios[hit], strict=True))

@@ -1,234 +1,39 @@
-"""Validate: run the GX suite in expectations/ over a pull merged into the curated table.
+"""Validate, the daily step: the rows a day brings, many tickers in one GX run.
 
-Only a candidate table that passes is published; a failing pull is quarantined
-with its report and the task fails, so nothing downstream runs on it.
+Per ticker, a failing newest bar (or an unreadable or stale pull) quarantines its day
+and nothing downstream runs on it; a failing older row is quarantined as that row and
+the ticker goes on; a ticker with a split-like day or a lasting jump nobody adjusted is
+held out, one with too short a history is too short. The suite's rules and its GX run
+are pipeline/data/suite.py's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from pipeline.config import PROJECT_ROOT, Config
+from pipeline.config import Config
 from pipeline.data import store
-from pipeline.data.bars import ADJUSTED, BarsError, Problem, read_bars_csv
-from pipeline.data.splits import apparent_splits, split_problem, split_text
+from pipeline.data.bars import BarsError, Problem, read_bars_csv
+from pipeline.data.splits import split_days, split_text
+from pipeline.data.suite import (
+    SUITE_PATH,
+    expected_session,
+    fmt,
+    row_expectations,
+    run_suite,
+    suite_params,
+    with_derived_columns,
+)
 from pipeline.orchestration.carry import Validated
-
-SUITE_PATH = PROJECT_ROOT / "expectations" / "ohlcv_bars.json"
-log = logging.getLogger(__name__)
 
 
 class ValidationFailed(RuntimeError):
     """Raised by run(): the message lists every failed rule with example rows."""
-
-
-@dataclass(frozen=True)
-class Report:
-    success: bool
-    failures: list[Problem]
-    checked: int
-    docs: str | None = None
-    details: list[dict[str, Any]] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return "\n".join(str(f) for f in self.failures)
-
-
-def load_suite_spec(daily: bool, path: Path = SUITE_PATH) -> dict[str, Any]:
-    spec = json.loads(path.read_text())
-    if not daily:
-        spec["expectations"] = [
-            e for e in spec["expectations"] if e.get("meta", {}).get("scope") != "daily"
-        ]
-    return spec
-
-
-def with_derived_columns(
-    bars: pd.DataFrame, adjusted: bool = False, max_move: float = 1.0
-) -> pd.DataFrame:
-    """Row-to-row rules need columns GX can test per row, computed from each row's
-    neighbours: `off_neighbours`, how far a close sits from both neighbours when it jumps
-    away and back (a spike: one bad row, not a move); `abs_log_return`, |log close-to-close
-    move| against the previous row that is not such a spike (so the row after a spike is
-    not blamed for it); `date_step_days`, days since the previous row; and the apparent
-    split ratio where the vendor gave no adjustment (an adjusted series has none: its
-    factor already took the split out)."""
-    with np.errstate(divide="ignore", invalid="ignore"):  # zero prices: positive_prices says so
-        splits = pd.Series(np.nan, index=bars.index) if adjusted else apparent_splits(bars)
-        log_c = np.log(bars["Close"].astype("float64"))
-        up, down = log_c - log_c.shift(), log_c.shift(-1) - log_c
-        reverts = np.sign(up) == -np.sign(down)
-        off = np.minimum(up.abs(), down.abs()).where(reverts)
-        spike = off > max_move
-        previous = log_c.where(~spike).ffill().shift()
-        moves = (log_c - previous).abs().where(~spike)
-    steps = bars["Date"].diff().dt.days
-    return bars.assign(
-        abs_log_return=moves, split_ratio=splits, off_neighbours=off, date_step_days=steps
-    )
-
-
-def expected_session(day: dt.date, calendar: str) -> pd.Timestamp:
-    """The session whose bar must be the newest on `day`: the day itself, or the last
-    session before it on weekends and exchange holidays."""
-    import exchange_calendars as xcals
-
-    cal = xcals.get_calendar(calendar, start="1990-01-01")
-    return pd.Timestamp(cal.date_to_session(pd.Timestamp(day), direction="previous")).tz_localize(
-        None
-    )
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, pd.Timestamp):
-        return f"{value:%Y-%m-%d}"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
-def _describe(result: Any, frame: pd.DataFrame) -> str:
-    res, kwargs = result.result or {}, result.expectation_config.kwargs
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        return f"could not evaluate: {result.exception_info.get('exception_message')}"
-    if "observed_value" in res:
-        bounds = {
-            k: kwargs.get(k)
-            for k in ("min_value", "max_value", "column_set")
-            if kwargs.get(k) is not None
-        }
-        what = kwargs.get("column", "table")
-        bounds = {k: _fmt(v) for k, v in bounds.items()}
-        return f"{what}: observed {_fmt(res['observed_value'])}, expected {bounds}"
-    cols = [c for c in (kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B")) if c]
-    idx = [i for i in res.get("partial_unexpected_index_list") or [] if i in frame.index][:3]
-    rows = [
-        f"row {i} "
-        + " ".join(
-            f"{c}={_fmt(frame.at[i, c])}"
-            for c in ["Date", *cols]
-            if c != "Date" or cols != ["Date"]
-        )
-        for i in idx
-    ]
-    if cols == ["Date"]:
-        rows = [f"row {i} Date={_fmt(frame.at[i, 'Date'])}" for i in idx]
-    count = res.get("unexpected_count", "?")
-    shown = "; ".join(rows)
-    return f"{count} row(s) in {'/'.join(cols)}" + (f", e.g. {shown}" if shown else "")
-
-
-def _problem(result: Any, frame: pd.DataFrame) -> Problem:
-    config = result.expectation_config
-    if config.meta.get("rule") == "unadjusted_split":
-        return split_problem(result, frame)
-    return Problem(
-        config.meta.get("rule", config.type), f"{config.type} {_describe(result, frame)}"
-    )
-
-
-def run_suite(
-    frame: pd.DataFrame,
-    expectations: list[dict[str, Any]],
-    params: dict[str, Any],
-    docs_dir: Path | None = None,
-    result_format: Literal["SUMMARY", "COMPLETE"] = "SUMMARY",
-) -> list[Any]:
-    """One GX checkpoint run of `expectations` over `frame` (with derived columns); with
-    docs_dir, also (re)build GX Data Docs there. Returns GX's per-expectation results."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # read at import: no calls home
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suite = ctx.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations))
-    batch = ctx.data_sources.add_pandas("bars").add_dataframe_asset("ohlcv")
-    vdef = ctx.validation_definitions.add(
-        gx.ValidationDefinition(
-            name="ohlcv", data=batch.add_batch_definition_whole_dataframe("all"), suite=suite
-        )
-    )
-    actions: list[Any] = []
-    if docs_dir is not None:
-        ctx.update_data_docs_site(
-            "local_site",
-            {
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-        actions.append(gx.checkpoint.UpdateDataDocsAction(name="data_docs"))
-    checkpoint = ctx.checkpoints.add(
-        gx.Checkpoint(
-            name="ohlcv",
-            validation_definitions=[vdef],
-            actions=actions,
-            result_format=result_format,
-        )
-    )
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
-    return list(next(iter(outcome.run_results.values())).results)
-
-
-SUITE_NAME = "ohlcv_bars"
-
-
-def validate_bars(
-    bars: pd.DataFrame,
-    params: dict[str, Any],
-    daily: bool,
-    docs_dir: Path | None = None,
-    adjusted: bool | None = None,
-) -> Report:
-    """Run the suite on typed bars. With docs_dir, also (re)build GX Data Docs there.
-    `adjusted` (default: what the bars say of themselves) switches the split rule off."""
-    if adjusted is None:
-        adjusted = bool(bars.attrs.get(ADJUSTED))
-    frame = with_derived_columns(bars.reset_index(drop=True), adjusted, params["max_abs_log_move"])
-    results = run_suite(frame, load_suite_spec(daily)["expectations"], params, docs_dir)
-    failures = [_problem(r, frame) for r in results if not r.success]
-    docs = str(docs_dir / "index.html") if docs_dir is not None else None
-    return Report(
-        success=not failures,
-        failures=failures,
-        checked=len(results),
-        docs=docs,
-        details=[r.to_json_dict() for r in results],
-    )
-
-
-def suite_params(cfg: Config, day: dt.date | None) -> dict[str, Any]:
-    params: dict[str, Any] = {
-        "max_abs_log_move": cfg.validation.max_abs_log_move,
-        "min_history_rows": cfg.validation.min_history_rows,
-    }
-    if day is not None:
-        params["expected_session"] = expected_session(day, cfg.validation.calendar)
-    return params
-
-
-def validate_file(path: str | Path, cfg: Config) -> Report:
-    """The `python -m pipeline validate` check: parse strictly, then the suite without freshness."""
-    try:
-        bars = read_bars_csv(path)
-    except BarsError as exc:
-        return Report(success=False, failures=exc.problems, checked=0)
-    return validate_bars(bars, suite_params(cfg, None), daily=False)
 
 
 class Skipped(RuntimeError):
@@ -242,18 +47,6 @@ class Skipped(RuntimeError):
 
 
 HELD_OUT, TOO_SHORT = "held_out", "too_short"
-# Judged per ticker over its whole series, not per row in the chunk's GX run
-TICKER_RULES = {"columns", "types", "min_history", "freshness", "unadjusted_split"}
-TABLE_TYPES = {"expect_column_values_to_be_unique", "expect_column_values_to_be_increasing"}
-
-
-def row_expectations() -> list[dict[str, Any]]:
-    """The suite's per-row rules: what a chunk of many tickers' new rows is checked with."""
-    return [
-        e
-        for e in load_suite_spec(daily=False)["expectations"]
-        if e["meta"].get("rule") not in TICKER_RULES and e["type"] not in TABLE_TYPES
-    ]
 
 
 @dataclass
@@ -362,7 +155,7 @@ def _check_rows(pending: list[Pending], params: dict[str, Any], docs_dir: Path |
     owner = {p.ticker: p for p in pending}
     for i in sorted(rules):
         row = frame.loc[i]
-        values = {c: _fmt(row[c]) for c in ("Open", "High", "Low", "Close", "Volume")}
+        values = {c: fmt(row[c]) for c in ("Open", "High", "Low", "Close", "Volume")}
         owner[row["ticker"]].bad_rows.append(
             {"Date": f"{row['Date']:%Y-%m-%d}", "rule": ", ".join(rules[i]), **values}
         )
@@ -384,9 +177,7 @@ def _conclude(
     expected = params_session(cfg, day)
     if not p.problems and expected is not None and newest != expected:
         p.problems = [
-            Problem(
-                "freshness", f"newest bar {_fmt(newest)}, expected the {_fmt(expected)} session"
-            )
+            Problem("freshness", f"newest bar {fmt(newest)}, expected the {fmt(expected)} session")
         ]
     on_newest = [r for r in p.bad_rows if newest is not None and r["Date"] == f"{newest:%Y-%m-%d}"]
     if on_newest:
@@ -435,25 +226,12 @@ def _conclude(
             "rows": len(clean),
         },
     }
-    if len(apparent := split_days(seen)):
-        shown = "; ".join(f"{d:%Y-%m-%d} (apparent {split_text(r)})" for d, r in apparent[:3])
-        raise Skipped(
-            HELD_OUT,
-            f"{len(apparent)} day(s) look like a split or share dividend the prices were not "
-            f"adjusted for: {shown}; held out of training and forecasting until an adjustment "
-            "source covers them (source.actions_file, see docs/configuration.md)",
-            summary,
-        )
-    jumps = [(d, m) for d, m in p.jumps if f"{d:%Y-%m-%d}" not in dropped]
-    if jumps:
-        shown = "; ".join(f"{d:%Y-%m-%d} (|log move| {m:.2f})" for d, m in jumps[:3])
-        raise Skipped(
-            HELD_OUT,
-            f"{len(jumps)} day(s) moved beyond validation.max_abs_log_move and stayed there: "
-            f"{shown}; held out of training and forecasting until an adjustment source "
-            "covers them (source.actions_file) or the data are corrected",
-            summary,
-        )
+    apparent = [(d, f"apparent {split_text(r)}") for d, r in split_days(seen)]
+    hold_out(
+        apparent, "look like a split or share dividend the prices were not adjusted for", summary
+    )
+    jumps = [(d, f"|log move| {m:.2f}") for d, m in p.jumps if f"{d:%Y-%m-%d}" not in dropped]
+    hold_out(jumps, "moved beyond validation.max_abs_log_move and stayed there", summary)
     if len(clean) < cfg.validation.min_history_rows:
         raise Skipped(
             TOO_SHORT,
@@ -464,12 +242,17 @@ def _conclude(
     return summary
 
 
-def split_days(bars: pd.DataFrame) -> list[tuple[pd.Timestamp, float]]:
-    """(day, ratio) of every day in `bars` that looks like an unadjusted split."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = apparent_splits(bars.reset_index(drop=True))
-    hit = ratios.notna().to_numpy()
-    return list(zip(bars["Date"][hit], ratios[hit], strict=True))
+def hold_out(days: list[tuple[pd.Timestamp, str]], what: str, summary: Validated) -> None:
+    """Skipped, held out, naming the days (and what each looks like), when there are any."""
+    if days:
+        shown = "; ".join(f"{d:%Y-%m-%d} ({note})" for d, note in days[:3])
+        raise Skipped(
+            HELD_OUT,
+            f"{len(days)} day(s) {what}: {shown}; held out of training and forecasting until "
+            "an adjustment source covers them (source.actions_file, see "
+            "docs/configuration.md) or the data are corrected",
+            summary,
+        )
 
 
 def params_session(cfg: Config, day: dt.date) -> pd.Timestamp | None:
@@ -505,21 +288,3 @@ def run(cfg: Config, ticker: str, day: dt.date, raw_path: str) -> Validated:
         raise out
     print(f"GX Data Docs: {docs_dir / 'index.html'}")
     return out
-
-
-def docs_index(docs_dir: Path) -> Path | None:
-    """A page linking every chunk's GX Data Docs site under `docs_dir` (each chunk of a
-    day is one GX run with its own site), or None when there are none."""
-    sites = sorted(docs_dir.glob("chunk-*/index.html"), key=lambda p: int(p.parent.name[6:]))
-    if not sites:
-        return None
-    links = "".join(
-        f'<li><a href="{s.relative_to(docs_dir)}">{s.parent.name}</a></li>' for s in sites
-    )
-    page = docs_dir / "index.html"
-    page.write_text(
-        "<!doctype html><meta charset='utf-8'><title>GX Data Docs</title>"
-        "<h1>GX Data Docs: the last run's validation, one site per chunk of tickers</h1>"
-        f"<ul>{links}</ul>"
-    )
-    return page

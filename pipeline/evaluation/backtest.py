@@ -57,11 +57,11 @@ class Series:
 def load_series(cfg: Config, ticker: str, end: dt.date) -> Series:
     """The ticker's bars from the configured source, as a run on `end` would see them:
     adjusted and validated by the same suite (a bad series is refused, not backtested)."""
-    from pipeline.data import ingest, validate
+    from pipeline.data import ingest, suite
     from pipeline.data.bars import coerce_bars
 
     bars = coerce_bars(ingest.pull(cfg, ticker, end, bounded=False))
-    report = validate.validate_bars(bars, validate.suite_params(cfg, None), daily=False)
+    report = suite.validate_bars(bars, suite.suite_params(cfg, None), daily=False)
     if not report.success:
         raise ValueError(f"{ticker}: the bars fail validation\n{report.summary()}")
     fc = cfg.features

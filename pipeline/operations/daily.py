@@ -20,9 +20,10 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.lifecycle import registry
 from pipeline.operations import journal
+from pipeline.operations.day_table import named
 from pipeline.orchestration.steps import DAILY, RETRAIN, RETRAIN_ASSET
 
-__all__ = ["DAILY", "RETRAIN", "RETRAIN_ASSET", "report", "table", "why"]
+__all__ = ["DAILY", "RETRAIN", "RETRAIN_ASSET", "report", "why"]
 REASONS = {
     "no_production": "no production model can serve it",
     "beatable": "production lost to naive on significantly many of the monitored days",
@@ -211,107 +212,11 @@ def why(retrain: dict[str, list[str]]) -> str:
     return "; ".join(f"{REASONS.get(r, r)} ({named(t)})" for r, t in by_reason.items())
 
 
-def named(tickers: list[str], shown: int = 12) -> str:
-    """'GOOG, IBM', or for many '388 tickers: A, AAL, ... (+376 more)'."""
-    if len(tickers) <= shown:
-        return ", ".join(tickers)
-    return f"{len(tickers)} tickers: {', '.join(tickers[:shown])} (+{len(tickers) - shown} more)"
-
-
-SUMMARY_ABOVE = 20  # tickers: above this, the console gets a summary, the file the table
-
-
-def table(rep: dict[str, Any], retrain_note: str = "") -> str:
-    """The report as a table a person reads at the end of `make run`."""
-    head = f"{'ticker':<8} {'last close':>10} {'forecast':>10} {'80 % interval':>21}"
-    head += f" {'model':>6}  status"
-    lines = [f"day {rep['day']}", head, "-" * len(head)]
-    lines += [row_line(t, r) for t, r in rep["tickers"].items()]
-    if retrain_note:
-        lines.append(f"retrain: {retrain_note}")
-    return "\n".join(lines)
-
-
-def row_line(ticker: str, r: dict[str, Any]) -> str:
-    def num(v: Any) -> str:
-        return f"{v:.2f}" if isinstance(v, int | float) else "-"
-
-    band = f"[{num(r['lower_80'])}, {num(r['upper_80'])}]" if r["lower_80"] else "-"
-    state = r["status"] + (f" ({r['error']})" if r["error"] else "")
-    state += f"; alerts: {', '.join(r['alerts'])}" if r["alerts"] else ""
-    if rows := r.get("quarantined_rows"):
-        state += f"; {rows} older row(s) quarantined"
-    if gaps := r.get("missing_sessions"):
-        state += f"; {gaps} missing session(s)"
-    version = f"v{r['model_version']}" if r["model_version"] else "-"
-    return (
-        f"{ticker:<8} {num(r['last_close']):>10} {num(r['forecast']):>10} {band:>21} "
-        f"{version:>6}  {state}"
-    )
-
-
-def summary(rep: dict[str, Any], retrain_note: str = "", worst: int = 10) -> str:
-    """A large universe's day in a screenful: counts by status, the tickers on which the
-    model has done worst against naive lately, and every ticker that did not get its
-    forecast, with its reason (the full table goes to a file: `table`)."""
-    rows = rep["tickers"]
-    counts: dict[str, int] = {}
-    for r in rows.values():
-        key = r["status"].split(" (")[0]
-        counts[key] = counts.get(key, 0) + 1
-    lines = [
-        f"day {rep['day']}: {len(rows)} tickers; "
-        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    ]
-    scored = sorted(
-        ((r["recent_ratio"], t) for t, r in rows.items() if r.get("recent_ratio") is not None),
-        reverse=True,
-    )
-    if scored:
-        shown = ", ".join(f"{t} {ratio:.2f}" for ratio, t in scored[:worst])
-        lines.append(f"worst recent MAE / naive's: {shown}")
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for t, r in rows.items():
-        if r["status"] != "forecast":
-            grouped.setdefault((r["status"], r["error"] or "-"), []).append(t)
-    for (state, why_not), names in grouped.items():
-        who = names[0] if len(names) == 1 else named(names)
-        lines.append(f"  {who} {state}: {why_not}")
-    row_notes = [
-        f"{t} {r['quarantined_rows']}" for t, r in rows.items() if r.get("quarantined_rows")
-    ]
-    if row_notes:
-        lines.append(f"older rows quarantined (ticker rows): {', '.join(row_notes)}")
-    gap_notes = [
-        f"{t} {r['missing_sessions']}" for t, r in rows.items() if r.get("missing_sessions")
-    ]
-    if gap_notes:
-        lines.append(f"missing sessions (ticker count): {', '.join(gap_notes)}")
-    if retrain_note:
-        lines.append(f"retrain: {retrain_note}")
-    return "\n".join(lines)
-
-
-def table_path(cfg: Config, day: dt.date) -> Path:
-    return cfg.layout.root / "reports" / "daily" / f"{day.isoformat()}.txt"
-
-
-def console(cfg: Config, rep: dict[str, Any], retrain_note: str = "") -> str:
-    """What `make run` prints at the end: the table, or for a large universe the summary,
-    with the full table written beside the report."""
-    full = table(rep, retrain_note)
-    if len(rep["tickers"]) <= SUMMARY_ABOVE:
-        return full
-    path = table_path(cfg, dt.date.fromisoformat(rep["day"]))
-    path.write_text(full + "\n")
-    return f"{summary(rep, retrain_note)}\nfull table: {path}"
-
-
 def housekeeping(cfg: Config, day: dt.date) -> None:
     """After the day's report: the index of the chunks' Data Docs, and old raw pulls and
     feature files compacted (pipeline/data/compaction.py)."""
-    from pipeline.data import compaction, validate
+    from pipeline.data import compaction, suite
 
-    if page := validate.docs_index(cfg.layout.data_docs()):
+    if page := suite.docs_index(cfg.layout.data_docs()):
         print(f"GX Data Docs: {page}")
     print(f"compaction: {compaction.compact(cfg, day)}")

@@ -50,27 +50,21 @@ def start_over(cfg: Config, dag_id: str, day: dt.date) -> None:
 
 
 def describe(event: dict[str, Any], since: float) -> str:
-    """One event as a progress line: seconds into the run, task, ticker, outcome."""
+    """One event as a progress line: seconds into the run, task, ticker (or chunk, with how
+    many tickers it started with and how many go on), outcome."""
     at = f"{event['t'] - since:7.1f}s"
-    if "chunk" in event:
-        return describe_chunk(event, at)
-    who = f"{event['task']:<10} {event.get('ticker', ''):<9}"
+    chunk = "chunk" in event
+    if chunk:
+        who = f"{event['task']:<10} chunk {event['chunk'] + 1}/{event['chunks']}"
+    else:
+        who = f"{event['task']:<10} {event.get('ticker', ''):<9}"
     if event["event"] == "skipped":
         return f"{at}  {event['status']:<6} {who}         {event.get('reason', '')}"
     if event["event"] == "start":
-        return f"{at}  start  {who}"
+        return f"{at}  start  {who}" + (f" ({event.get('tickers', 0)} tickers)" if chunk else "")
     took = f"{event.get('seconds', 0):6.1f}s"
     if event["event"] == "end":
-        return f"{at}  done   {who} {took}"
-    return f"{at}  FAILED {who} {took}  {event.get('error', '')}"
-
-
-def describe_chunk(event: dict[str, Any], at: str) -> str:
-    """A chunk's line: 'validate  chunk 2/4  97 of 99 tickers go on'."""
-    who = f"{event['task']:<10} chunk {event['chunk'] + 1}/{event['chunks']}"
-    if event["event"] == "start":
-        return f"{at}  start  {who} ({event.get('tickers', 0)} tickers)"
-    took = f"{event.get('seconds', 0):6.1f}s"
-    if event["event"] == "end":
-        return f"{at}  done   {who} {took}  {event.get('tickers', 0)} tickers go on"
+        return f"{at}  done   {who} {took}" + (
+            f"  {event.get('tickers', 0)} tickers go on" if chunk else ""
+        )
     return f"{at}  FAILED {who} {took}  {event.get('error', '')}"

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.lifecycle import registry
-from pipeline.operations import daily
+from pipeline.operations import daily, day_table
 from pipeline.orchestration.airflow_run import Runner, dag_test, ensure_airflow_db
 from pipeline.orchestration.dates import is_session
 
@@ -116,7 +116,7 @@ def run_day(cfg: Config, day: dt.date) -> int:
     out = one_day(cfg, day)
     if out.report is not None:
         print()
-        print(daily.console(cfg, out.report, out.retrain_note()))
+        print(day_table.console(cfg, out.report, out.retrain_note()))
         print(f"report: {daily.report_path(cfg, day)}; forecasts: {cfg.layout.forecasts_db()}")
         print(
             "next: `make serve` (REST on the production model), `make ui` (Airflow, MLflow, Optuna)"

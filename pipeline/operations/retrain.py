@@ -26,7 +26,7 @@ def plan(
     day: dt.date,
 ) -> dict[str, Any]:
     """{day, trigger, reasons {ticker: [reason]}, mode tune|refit} for this run."""
-    from pipeline.data.validate import expected_session
+    from pipeline.data.suite import expected_session
 
     reasons: dict[str, list[str]] = {}
     days: list[dt.date] = []

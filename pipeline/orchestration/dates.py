@@ -21,6 +21,6 @@ def run_day(context: Mapping[str, Any]) -> dt.date:
 def is_session(day: dt.date, calendar: str) -> bool:
     """Whether `day` is a trading session of the exchange calendar (not a weekend or an
     exchange holiday)."""
-    from pipeline.data.validate import expected_session
+    from pipeline.data.suite import expected_session
 
     return expected_session(day, calendar).date() == day

@@ -13,7 +13,7 @@ from pipeline.cli import build_parser, main
 from pipeline.commands import EXIT_REFUSED
 from pipeline.config import Config, throwaway_env
 from pipeline.data.ingest import sample_path
-from pipeline.data.validate import validate_file
+from pipeline.data.suite import validate_file
 
 FAIL_LINE = re.compile(r"^FAIL (?P<rule>[a-z_]+): (?P<detail>.+)$")
 

@@ -4,7 +4,7 @@ calendar (the DAG runs themselves: tests/integration/test_dag_run.py)."""
 import datetime as dt
 from types import SimpleNamespace
 
-from pipeline.operations import daily, journal, retrain
+from pipeline.operations import daily, day_table, journal, retrain
 from pipeline.operations.drift import input_drift, outside_share, psi
 
 DAY = dt.date(2013, 3, 1)
@@ -68,7 +68,7 @@ def test_the_report_says_per_ticker_what_happened_and_why_to_retrain(make_cfg) -
     assert rep["retrain"]["GOOG"] == ["no_production", "coverage_drift", "input_drift"]
     assert daily.failed_tickers(rep) == ["IBM"]
     assert daily.report_path(cfg, DAY).is_file()
-    text = daily.table(rep, "after the day")
+    text = day_table.table(rep, "after the day")
     assert "[420.00, 440.00]" in text and "quarantined (validation: high_is_highest)" in text
     assert "interval coverage drifted (GOOG)" in daily.why(rep["retrain"])
 

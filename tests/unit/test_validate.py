@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import Config
-from pipeline.data import ingest, store, validate
+from pipeline.data import ingest, store, suite, validate
 from pipeline.data.ingest import sample_path
 
 Corruption = Callable[[pd.DataFrame], pd.DataFrame]
@@ -82,27 +82,27 @@ def test_each_fault_is_rejected_by_name(
 ) -> None:
     corrupt, rule = CORRUPTIONS[fault]
     path = _write(corrupt(sample_bars.copy()), tmp_path / "bad.csv")
-    report = validate.validate_file(path, cfg)
+    report = suite.validate_file(path, cfg)
     assert not report.success
     assert rule in {f.rule for f in report.failures}, report.summary()
 
 
 def test_clean_file_passes_every_expectation_but_freshness(cfg: Config) -> None:
-    report = validate.validate_file(sample_path(), cfg)
+    report = suite.validate_file(sample_path(), cfg)
     assert report.success and not report.failures
-    suite = validate.load_suite_spec(daily=True)["expectations"]
-    assert report.checked == len(suite) - 1  # a file has no run day to be fresh for
+    expectations = suite.load_suite_spec(daily=True)["expectations"]
+    assert report.checked == len(expectations) - 1  # a file has no run day to be fresh for
 
 
 def test_unreadable_file_fails_before_the_suite(cfg: Config, tmp_path: Path) -> None:
-    report = validate.validate_file(tmp_path / "absent.csv", cfg)
+    report = suite.validate_file(tmp_path / "absent.csv", cfg)
     assert not report.success and report.checked == 0
     assert [f.rule for f in report.failures] == ["file"]
 
 
 def test_types_rule_catches_untyped_frame(cfg: Config, sample_bars: pd.DataFrame) -> None:
-    report = validate.validate_bars(
-        sample_bars.astype({"Volume": str}), validate.suite_params(cfg, None), daily=False
+    report = suite.validate_bars(
+        sample_bars.astype({"Volume": str}), suite.suite_params(cfg, None), daily=False
     )
     assert "types" in {f.rule for f in report.failures}
 
@@ -117,16 +117,16 @@ def test_types_rule_catches_untyped_frame(cfg: Config, sample_bars: pd.DataFrame
     ],
 )
 def test_expected_session_knows_weekends_and_holidays(day: str, session: str) -> None:
-    got = validate.expected_session(dt.date.fromisoformat(day), "XNYS")
+    got = suite.expected_session(dt.date.fromisoformat(day), "XNYS")
     assert got == pd.Timestamp(session)
 
 
 def test_freshness_fails_when_newest_bar_is_stale(cfg: Config, sample_bars: pd.DataFrame) -> None:
     stale = sample_bars[sample_bars["Date"] <= "2013-02-26"]
-    params = validate.suite_params(cfg, dt.date(2013, 3, 1))
-    report = validate.validate_bars(stale, params, daily=True)
+    params = suite.suite_params(cfg, dt.date(2013, 3, 1))
+    report = suite.validate_bars(stale, params, daily=True)
     assert [f.rule for f in report.failures] == ["freshness"]
-    assert validate.validate_bars(sample_bars, params, daily=True).success
+    assert suite.validate_bars(sample_bars, params, daily=True).success
 
 
 def test_daily_run_publishes_then_is_idempotent(cfg: Config) -> None:
@@ -168,7 +168,7 @@ UNIVERSE = sorted(p.stem for p in ingest.SAMPLE_DIR.glob("*.csv"))
 
 @pytest.mark.parametrize("ticker", UNIVERSE)
 def test_the_embedded_universe_passes_in_full_once_adjusted(cfg: Config, ticker: str) -> None:
-    report = validate.validate_file(ingest.sample_path(ticker), cfg)
+    report = suite.validate_file(ingest.sample_path(ticker), cfg)
     assert report.success, report.summary()
 
 
@@ -176,7 +176,7 @@ def test_a_split_without_adjustment_is_refused_naming_the_day_and_ratio(
     cfg: Config, tmp_path: Path
 ) -> None:
     raw = pd.read_csv(ingest.sample_path("MSFT")).drop(columns="Adj Close")
-    report = validate.validate_file(_write(raw, tmp_path / "MSFT.csv"), cfg)
+    report = suite.validate_file(_write(raw, tmp_path / "MSFT.csv"), cfg)
     assert [f.rule for f in report.failures] == ["unadjusted_split"]
     assert "2003-02-18 (apparent 2:1 split" in report.summary()
 
@@ -185,7 +185,7 @@ def test_a_real_crash_is_not_taken_for_a_split(cfg: Config, tmp_path: Path) -> N
     """AAPL fell 52 % on 2000-09-29: not a data error. Its two real 2:1 splits, unadjusted,
     are refused; the crash day is not among them."""
     raw = pd.read_csv(ingest.sample_path("AAPL")).drop(columns="Adj Close")
-    report = validate.validate_file(_write(raw, tmp_path / "AAPL.csv"), cfg)
+    report = suite.validate_file(_write(raw, tmp_path / "AAPL.csv"), cfg)
     text = report.summary()
     assert "2000-06-21 (apparent 2:1" in text and "2005-02-28 (apparent 2:1" in text
     assert "2000-09-29" not in text
