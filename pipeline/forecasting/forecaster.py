@@ -167,6 +167,11 @@ class PriceForecaster(PythonModel):
         row = self.active.forecast_next(model_input, version)
         return [row] if self.answers_as_records else pd.DataFrame([row])
 
+    @property
+    def needed_rows(self) -> int:
+        """The bars a forecast reads: its window and the features' warm-up."""
+        return int(self._needed)
+
     def registered_version(self) -> str:
         """The registry version of this model, looked up once by the run that logged it
         (the server's alias follower sets it instead); "unknown" when it cannot be told."""

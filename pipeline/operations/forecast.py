@@ -105,6 +105,7 @@ def run_many(cfg: Config, tickers: list[str], day: dt.date) -> dict[str, Forecas
 
     prods: dict[str, Any] = {}
     models: dict[tuple[str, str], Any] = {}
+    reads: dict[tuple[str, str], int] = {}  # the bars each model reads
     out: dict[str, Forecasted | Exception] = {}
     rows = []
     for ticker in tickers:
@@ -120,10 +121,10 @@ def run_many(cfg: Config, tickers: list[str], day: dt.date) -> dict[str, Forecas
         key = (prod.name, str(prod.version))
         if key not in models:
             models[key] = mlflow.pyfunc.load_model(version_uri(*key))
+            reads[key] = models[key].unwrap_python_model().needed_rows
         try:
             bars = store.read_adjusted(cfg, ticker, until=day).tail(cfg.serving.max_rows)
-            needed = getattr(models[key].unwrap_python_model(), "_needed", len(bars))
-            gap_in_window(bars.tail(needed), cfg.validation.calendar)
+            gap_in_window(bars.tail(reads[key]), cfg.validation.calendar)
             dated = bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))
             row = forecast_row(ticker, *key, models[key].predict(dated).iloc[0])
             rows.append(row)

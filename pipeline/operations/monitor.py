@@ -129,11 +129,9 @@ def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame, prod: Any) -> dict
     fc, mon = cfg.features, cfg.monitoring
     feats = make_features(bars, fc.volatility_window, fc.volume_window)
     end = dt.date.fromisoformat(prod.tags["first_test_date"])
-    return input_drift(feats, end, mon.drift_window, mon.drift_outside, _trained(cfg, prod))
-
-
-def _trained(cfg: Config, prod: Any) -> dt.date | None:
-    return registry.version_day(cfg, prod)
+    return input_drift(
+        feats, end, mon.drift_window, mon.drift_outside, registry.version_day(cfg, prod)
+    )
 
 
 @dataclass
