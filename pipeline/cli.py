@@ -25,10 +25,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import get_args
 
 from pipeline import commands
 from pipeline.commands import EXIT_USAGE
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, Universe
 from pipeline.layout import BadTicker, check_ticker
 from pipeline.lifecycle.reachability import TrackingUnreachable
 from pipeline.operations.runlock import Busy
@@ -119,8 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scope",
         choices=["ticker", "universe"],
-        default="ticker",
-        help="a network per ticker, or one for all of them (default: ticker)",
+        help="a network per ticker, or one for all of them (default: model.scope)",
+    )
+    p.add_argument(
+        "--universe",
+        choices=list(get_args(Universe)),
+        help="an embedded universe (default: pipeline.yaml's); its tickers unless --tickers",
+    )
+    p.add_argument(
+        "--report-from",
+        type=date_arg,
+        help="the final figure's first day: the summary's `periods` score the days before "
+        "it (where variants are compared) and from it apart",
     )
     p.add_argument(
         "--holdout",

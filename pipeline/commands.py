@@ -182,23 +182,27 @@ def mlflow_users() -> int:
 
 def backtest(args: argparse.Namespace) -> int:
     from pipeline.evaluation.backtest import Plan
-    from pipeline.evaluation.backtest_run import run
+    from pipeline.evaluation.backtest_run import printed, run
 
-    cfg = load_config(args.config)
+    environ = dict(os.environ)
+    if args.universe:  # the embedded universe's tickers (with `tickers: null`)
+        environ["PIPELINE__UNIVERSE"] = args.universe
+    cfg = load_config(args.config, environ)
     plan = Plan(
         tickers=args.tickers or cfg.tickers,
         start=args.start,
         end=args.end,
         refit_every=args.refit_every,
         tune=args.tune,
-        scope=args.scope,
+        scope=args.scope or cfg.model.scope,
         holdout=tuple(args.holdout or ()),
         production_params=args.production_params,
+        report_from=args.report_from,
     )
     try:
         summary = run(cfg, plan)
-    except ValueError as exc:  # a series that fails validation, a span with no session
+    except ValueError as exc:  # every series left out, a span with no session
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(summary, default=str))
+    print(json.dumps(printed(summary), default=str))
     return 0

@@ -91,7 +91,7 @@ def run_chunk(
                 pending.append(_prepare(cfg, t, day, Path(path), splits.get(t, []), params))
             except Exception as exc:  # e.g. an unreadable stored table: this ticker only
                 out[t] = exc
-        _check_rows(pending, params, docs_dir)
+        check_rows(pending, params, docs_dir)
         for p in pending:
             try:
                 out[p.ticker] = _conclude(cfg, p, day, splits.get(p.ticker, []), docs_dir)
@@ -130,14 +130,19 @@ def _prepare(
     derived = with_derived_columns(seen, adjusted=True, max_move=params["max_abs_log_move"])
     brought = p.merged["Date"].isin(pull["Date"]).to_numpy()
     p.checked = derived[brought].assign(ticker=ticker)
-    # a move beyond plausible that does not revert is not one bad row: a level shift (an
-    # unadjusted corporate action, a change of units) holds the ticker out, rows kept
-    big = (derived["abs_log_return"] > params["max_abs_log_move"]).to_numpy()
-    p.jumps = list(zip(derived["Date"][big], derived["abs_log_return"][big], strict=True))
+    p.jumps = big_moves(derived, params)
     return p
 
 
-def _check_rows(pending: list[Pending], params: dict[str, Any], docs_dir: Path | None) -> None:
+def big_moves(derived: pd.DataFrame, params: dict[str, Any]) -> list[tuple[pd.Timestamp, float]]:
+    """Days that moved beyond plausible (with_derived_columns' abs_log_return). One that does
+    not revert is not one bad row: a level shift (an unadjusted corporate action, a change
+    of units) holds the ticker out, rows kept."""
+    big = (derived["abs_log_return"] > params["max_abs_log_move"]).to_numpy()
+    return list(zip(derived["Date"][big], derived["abs_log_return"][big], strict=True))
+
+
+def check_rows(pending: list[Pending], params: dict[str, Any], docs_dir: Path | None) -> None:
     """One GX run over every ticker's new rows; each failing row goes back to its ticker."""
     frames = [p.checked for p in pending if not p.problems and len(p.checked)]
     if not frames:
@@ -226,20 +231,32 @@ def _conclude(
             "rows": len(clean),
         },
     }
+    judge(cfg, seen, p.jumps, dropped, summary)
+    return summary
+
+
+def judge(
+    cfg: Config,
+    seen: pd.DataFrame,
+    jumps: list[tuple[pd.Timestamp, float]],
+    dropped: set[str],
+    summary: Validated,
+) -> None:
+    """Skipped when clean bars (as adjusted) cannot be learnt from yet: a split-like day or
+    a lasting jump (held out), or too short a history."""
     apparent = [(d, f"apparent {split_text(r)}") for d, r in split_days(seen)]
     hold_out(
         apparent, "look like a split or share dividend the prices were not adjusted for", summary
     )
-    jumps = [(d, f"|log move| {m:.2f}") for d, m in p.jumps if f"{d:%Y-%m-%d}" not in dropped]
-    hold_out(jumps, "moved beyond validation.max_abs_log_move and stayed there", summary)
-    if len(clean) < cfg.validation.min_history_rows:
+    lasting = [(d, f"|log move| {m:.2f}") for d, m in jumps if f"{d:%Y-%m-%d}" not in dropped]
+    hold_out(lasting, "moved beyond validation.max_abs_log_move and stayed there", summary)
+    if len(seen) < cfg.validation.min_history_rows:
         raise Skipped(
             TOO_SHORT,
-            f"{len(clean)} valid sessions, {cfg.validation.min_history_rows} needed "
+            f"{len(seen)} valid sessions, {cfg.validation.min_history_rows} needed "
             "(validation.min_history_rows); it joins once it has them",
             summary,
         )
-    return summary
 
 
 def hold_out(days: list[tuple[pd.Timestamp, str]], what: str, summary: Validated) -> None:

@@ -42,6 +42,7 @@ class Plan:
     # were tuned on data after most refit points (hyperparameter look-ahead), so opt-in
     production_params: bool = False
     min_train_rows: int = 250  # a series forecasts only once it has this much history
+    report_from: dt.date | None = None  # the final figure's first day (earlier: tuning)
 
 
 @dataclass(frozen=True)
@@ -54,20 +55,46 @@ class Series:
     bar_of: np.ndarray
 
 
-def load_series(cfg: Config, ticker: str, end: dt.date) -> Series:
-    """The ticker's bars from the configured source, as a run on `end` would see them:
-    adjusted and validated by the same suite (a bad series is refused, not backtested)."""
-    from pipeline.data import ingest, suite
-    from pipeline.data.bars import coerce_bars
+def load_universe(
+    cfg: Config, tickers: list[str], end: dt.date
+) -> tuple[list[Series], dict[str, str]]:
+    """The tickers' whole histories from the configured source, as a run on `end` would
+    see them: screened by the daily step's rules in one GX run (a failing row left out, a
+    ticker it would hold out or find too short left out with the reason: the second value),
+    adjusted by the corporate-actions file, features broken at missing sessions."""
+    from pipeline.data import history, ingest
+    from pipeline.data.bars import BarsError, coerce_bars
 
-    bars = coerce_bars(ingest.pull(cfg, ticker, end, bounded=False))
-    report = suite.validate_bars(bars, suite.suite_params(cfg, None), daily=False)
-    if not report.success:
-        raise ValueError(f"{ticker}: the bars fail validation\n{report.summary()}")
+    histories, left_out = {}, {}
+    for ticker in tickers:
+        try:
+            raw = ingest.pull(cfg, ticker, end, bounded=False)
+            # an empty field is a missing value, as when a stored pull is read back
+            histories[ticker] = coerce_bars(raw.mask(raw == ""))
+        except (BarsError, OSError) as exc:
+            left_out[ticker] = f"unreadable: {exc}"[:300]
+    series = []
+    for ticker, screened in history.screen(cfg, histories).items():
+        if screened.bars is None:
+            left_out[ticker] = screened.left_out
+        else:
+            series.append(make_series(cfg, ticker, screened.bars))
+    return series, left_out
+
+
+def load_series(cfg: Config, ticker: str, end: dt.date) -> Series:
+    """One ticker's series (load_universe), or ValueError saying why it is left out."""
+    series, left_out = load_universe(cfg, [ticker], end)
+    if left_out:
+        raise ValueError(f"{ticker}: {left_out[ticker]}")
+    return series[0]
+
+
+def make_series(cfg: Config, ticker: str, bars: pd.DataFrame) -> Series:
     fc = cfg.features
-    feats = make_features(bars, fc.volatility_window, fc.volume_window)
+    feats = make_features(bars, fc.volatility_window, fc.volume_window, cfg.validation.calendar)
     bar_of = pd.Index(bars["Date"]).get_indexer(pd.DatetimeIndex(feats["Date"]))
-    return Series(ticker, bars, feats, bar_of)
+    return Series(ticker, bars.reset_index(drop=True), feats, bar_of)
 
 
 def refit_points(series: Series, plan: Plan) -> list[tuple[int, int]]:
@@ -106,7 +133,15 @@ def refit_splits(feats: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
     a..b-1 are forecast, later rows are not seen: they are labelled live and never used."""
     split = np.full(len(feats), "live", dtype=object)
     split[:a], split[a:b] = "train", "test"
+    # a row before missing sessions has no one-session target: never trained on (a test
+    # row of that kind is forecast, then dropped with its unknown outcome: `known`)
+    split[:a][feats[TARGET].iloc[:a].isna().to_numpy()] = "live"
     return feats.assign(split=split)
+
+
+def known(days: pd.DataFrame) -> pd.DataFrame:
+    """The sessions whose outcome is a one-session move (not one over missing sessions)."""
+    return days[days["actual"].notna()].reset_index(drop=True)
 
 
 def model_forecast(
@@ -230,7 +265,7 @@ def run_ticker(
         step()
     if not frames:
         return pd.DataFrame()
-    return adaptive(pd.concat(frames, ignore_index=True), *calibration(cfg))
+    return adaptive(known(pd.concat(frames, ignore_index=True)), *calibration(cfg))
 
 
 def calibration(cfg: Config) -> tuple[float, int]:
@@ -312,4 +347,4 @@ def run_universe(
         step()
     if not frames:
         return pd.DataFrame()
-    return adaptive(pd.concat(frames, ignore_index=True), *calibration(cfg))
+    return adaptive(known(pd.concat(frames, ignore_index=True)), *calibration(cfg))

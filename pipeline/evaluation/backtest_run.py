@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
@@ -22,6 +23,7 @@ from pipeline.forecasting.model import LSTMParams
 from pipeline.lifecycle import tracking
 
 log = logging.getLogger(__name__)
+PER_TICKER_METRICS = 20  # more tickers than this: per-ticker scores in per_ticker.csv only
 
 
 def production_params(cfg: Config, key: str) -> tuple[LSTMParams, int] | None:
@@ -43,8 +45,11 @@ def tuning_frame(cfg: Config, blocks: list[backtest.Block]) -> pd.DataFrame:
     frames = []
     for s, a, _ in blocks:
         feats = s.feats.iloc[:a].assign(ticker=s.ticker)
-        n_val = max(1, round(len(feats) * cfg.features.val_fraction))
-        frames.append(feats.assign(split=["train"] * (len(feats) - n_val) + ["val"] * n_val))
+        labelled = feats["target"].notna().to_numpy()  # not a move over missing sessions
+        n_val = max(1, round(int(labelled.sum()) * cfg.features.val_fraction))
+        split = np.full(len(feats), "live", dtype=object)
+        split[labelled] = ["train"] * (int(labelled.sum()) - n_val) + ["val"] * n_val
+        frames.append(feats.assign(split=split))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -78,10 +83,15 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
 
     started = time.perf_counter()
     end = plan.end or dt.date.today()
-    series = [backtest.load_series(cfg, t, end) for t in plan.tickers]
+    series, left_out = backtest.load_universe(cfg, plan.tickers, end)
+    if left_out:
+        log.warning("%d ticker(s) left out of the backtest: %s", len(left_out), left_out)
+    if not series:
+        raise ValueError(f"every ticker is left out: {left_out}")
     mc = tracking.client(cfg)
     exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_backtest")
-    parent = mc.create_run(exp, run_name=f"backtest-{'-'.join(plan.tickers)}").info.run_id
+    named = "-".join(plan.tickers) if len(plan.tickers) <= 5 else f"{len(plan.tickers)}-tickers"
+    parent = mc.create_run(exp, run_name=f"backtest-{named}").info.run_id
     tracking.log_batch(
         mc,
         parent,
@@ -139,9 +149,10 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
         days = pd.concat(tables, ignore_index=True)
     if days.empty:
         raise ValueError(f"no session to forecast between {plan.start} and {end}")
-    summary = backtest_scores.summarize(days)
+    summary = backtest_scores.summarize(days, plan.report_from)
     summary.update(
-        tickers=plan.tickers,
+        tickers=[s.ticker for s in series],
+        left_out=left_out,
         start=f"{days['as_of'].min():%Y-%m-%d}",
         end=f"{days['as_of'].max():%Y-%m-%d}",
         refit_every=plan.refit_every,
@@ -164,14 +175,21 @@ def log_to_mlflow(cfg: Config, run_id: str, days: pd.DataFrame, summary: dict[st
     from pipeline.evaluation.plots import pyplot
 
     mc = tracking.client(cfg)
+    # per-ticker scores as metrics only for a few tickers (the table artifact has them
+    # all): hundreds of tickers' would be tens of thousands of metrics in the UI
+    scopes = [("pooled", summary["pooled"])]
+    if len(summary["per_ticker"]) <= PER_TICKER_METRICS:
+        scopes += list(summary["per_ticker"].items())
     metrics = {
         f"{scope}_{f}_{k}": v
-        for scope, per in [("pooled", summary["pooled"]), *summary["per_ticker"].items()]
+        for scope, per in scopes
         for f, scores in per.items()
         for k, v in scores.items()
     }
     for base, dm in summary["dm_pooled"].items():
         metrics.update({f"pooled_dm_vs_{base}_{k}": v for k, v in dm.items()})
+    for base, wins in summary["ticker_wins"].items():
+        metrics.update({f"ticker_wins_vs_{base}_{k}": v for k, v in wins.items()})
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
@@ -183,9 +201,10 @@ def log_to_mlflow(cfg: Config, run_id: str, days: pd.DataFrame, summary: dict[st
     (where / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     days.to_csv(where / "sessions.csv", index=False, date_format="%Y-%m-%d")
     mc.log_artifact(run_id, str(where / "summary.json"), "backtest")
-    by_year = backtest_scores.coverage_by_year(backtest_scores.with_losses(days))
-    by_year.to_csv(where / "coverage_by_year.csv", index=False)
-    for name in ("sessions.csv", "coverage_by_year.csv"):
+    scored = backtest_scores.with_losses(days)
+    backtest_scores.coverage_by_year(scored).to_csv(where / "coverage_by_year.csv", index=False)
+    backtest_scores.ticker_table(scored).to_csv(where / "per_ticker.csv")
+    for name in ("sessions.csv", "coverage_by_year.csv", "per_ticker.csv"):
         mc.log_artifact(run_id, str(where / name), "backtest")
     for name, fig in backtest_scores.plots(days).items():
         fig.savefig(where / name.split("/")[-1])
@@ -193,3 +212,12 @@ def log_to_mlflow(cfg: Config, run_id: str, days: pd.DataFrame, summary: dict[st
         pyplot().close(fig)
     mc.set_terminated(run_id, "FINISHED")
     summary["artifacts"] = str(where)
+
+
+def printed(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the command prints it: for more than PER_TICKER_METRICS tickers,
+    without the per-ticker sections (summary.json and per_ticker.csv hold them)."""
+    if len(summary["per_ticker"]) <= PER_TICKER_METRICS:
+        return summary
+    per_ticker = ("sessions", "per_ticker", "dm_per_ticker")
+    return {k: v for k, v in summary.items() if k not in per_ticker}

@@ -78,40 +78,130 @@ def dm_against_baselines(days: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 def coverage_by_year(days: pd.DataFrame) -> pd.DataFrame:
-    """80 % coverage per ticker, calendar year and forecaster, with Kupiec's p-value."""
+    """Coverage per ticker, calendar year and forecaster at each level, with Kupiec's
+    p-value (a calibrated forecaster is rejected at 1 % in about 1 % of ticker-years)."""
     rows = []
     for (ticker, year), group in days.groupby([days["ticker"], days["as_of"].dt.year]):
         for f in present(group):
-            hits = group[f"{f}_hit_80"].to_numpy()
-            rows.append(
-                {
-                    "ticker": ticker,
-                    "year": int(year),
-                    "forecaster": f,
-                    "sessions": len(hits),
-                    "coverage_80": float(hits.mean()),
-                    "kupiec_pvalue_80": kupiec(hits, 0.8)[1],
-                }
-            )
+            row: dict[str, Any] = {"ticker": ticker, "year": int(year), "forecaster": f}
+            row["sessions"] = len(group)
+            for level in LEVELS:
+                pct = round(level * 100)
+                hits = group[f"{f}_hit_{pct}"].to_numpy()
+                row[f"coverage_{pct}"] = float(hits.mean())
+                row[f"kupiec_pvalue_{pct}"] = kupiec(hits, level)[1]
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
-def summarize(days: pd.DataFrame) -> dict[str, Any]:
+def kupiec_rejections(by_year: pd.DataFrame, alpha: float = 0.01) -> dict[str, dict[str, float]]:
+    """Per level and forecaster: the share of ticker-years whose coverage Kupiec rejects."""
+    return {
+        str(round(level * 100)): {
+            str(f): float((g[f"kupiec_pvalue_{round(level * 100)}"] < alpha).mean())
+            for f, g in by_year.groupby("forecaster", sort=False)
+        }
+        for level in LEVELS
+    }
+
+
+def ticker_table(days: pd.DataFrame) -> pd.DataFrame:
+    """Per ticker: sessions and each forecaster's mean 80 % interval score and coverage."""
+    names = present(days)
+    cols = [f"{f}_is_80" for f in names] + [
+        f"{f}_hit_{round(lv * 100)}" for f in names for lv in LEVELS
+    ]
+    table = days.groupby("ticker")[cols].mean()
+    return table.assign(sessions=days.groupby("ticker").size())
+
+
+def ticker_wins(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per baseline: on how many tickers the model's mean 80 % interval score is lower,
+    with a two-sided sign test (no better, no worse: each ticker a coin flip). Tickers'
+    scores share market days, so the p-value is a guide, not exact."""
+    from scipy.stats import binomtest
+
+    out = {}
+    for base in (b for b in BASELINES if f"{b}_is_80" in table):
+        diff = (table["model_is_80"] - table[f"{base}_is_80"]).to_numpy()
+        ahead, n = int((diff < 0).sum()), int((diff != 0).sum())
+        out[base] = {
+            "tickers": n,
+            "model_ahead": ahead,
+            "share": ahead / n if n else float("nan"),
+            "sign_test_pvalue": float(binomtest(ahead, n).pvalue) if n else 1.0,
+        }
+    return out
+
+
+def ratio_quantiles(table: pd.DataFrame, base: str = "har") -> dict[str, float]:
+    """Quantiles over tickers of the model's mean 80 % interval score / the baseline's."""
+    ratio = table["model_is_80"] / table[f"{base}_is_80"]
+    return {f"p{q}": float(ratio.quantile(q / 100)) for q in (5, 25, 50, 75, 95)}
+
+
+def headline(days: pd.DataFrame) -> dict[str, Any]:
+    """What a reviewer reads first, for days already with_losses: pooled scores, the panel
+    DM against each baseline, ticker wins with their sign tests, the spread of per-ticker
+    ratios to HAR, the share of ticker-years Kupiec rejects at 1 %."""
+    table = ticker_table(days)
+    return {
+        "first": f"{days['as_of'].min():%Y-%m-%d}",
+        "last": f"{days['as_of'].max():%Y-%m-%d}",
+        "tickers": len(table),
+        "ticker_sessions": len(days),
+        "pooled": scores(days),
+        "dm_pooled": dm_against_baselines(days),
+        "ticker_wins": ticker_wins(table),
+        "ratio_to_har": ratio_quantiles(table) if "har_is_80" in table else {},
+        "kupiec_1pct_rejected_share": kupiec_rejections(coverage_by_year(days)),
+    }
+
+
+def summarize(days: pd.DataFrame, report_from: Any = None) -> dict[str, Any]:
+    """The headline, per-ticker scores and DM; with `report_from`, the headline again for
+    the days before it (where variants are compared) and from it (the final figure)."""
     days = with_losses(days)
-    per_ticker = {t: scores(g) for t, g in days.groupby("ticker")}
     by_year = coverage_by_year(days)
     rejected = by_year[by_year["kupiec_pvalue_80"] < 0.01]
-    return {
-        "sessions": {t: len(g) for t, g in days.groupby("ticker")},
-        "pooled": scores(days),
-        "per_ticker": per_ticker,
-        "dm_pooled": dm_against_baselines(days),
-        "dm_per_ticker": {t: dm_against_baselines(g) for t, g in days.groupby("ticker")},
-        "ticker_years_rejected_by_kupiec_1pct": {
+    out = headline(days)
+    out.update(
+        sessions={t: len(g) for t, g in days.groupby("ticker")},
+        per_ticker={t: scores(g) for t, g in days.groupby("ticker")},
+        dm_per_ticker={t: dm_against_baselines(g) for t, g in days.groupby("ticker")},
+        ticker_years_rejected_by_kupiec_1pct={
             f: int((rejected["forecaster"] == f).sum()) for f in present(days)
         },
-        "ticker_years": int(len(by_year) / len(present(days))),
-    }
+        ticker_years=int(len(by_year) / len(present(days))),
+    )
+    if report_from is not None:
+        cut = days["as_of"] >= pd.Timestamp(report_from)
+        out["periods"] = {
+            name: headline(part)
+            for name, part in (("before", days[~cut]), ("final", days[cut]))
+            if len(part)
+        }
+    return out
+
+
+def ratio_plot(days: pd.DataFrame) -> Any:
+    """The distribution over tickers of the model's 80 % interval score / HAR's."""
+    from pipeline.evaluation.plots import pyplot
+
+    table = ticker_table(with_losses(days))
+    ratio = table["model_is_80"] / table["har_is_80"]
+    fig, ax = pyplot().subplots(figsize=(8, 4))
+    ax.hist(ratio, bins=min(60, max(10, len(ratio) // 5)), color="tab:blue", alpha=0.8)
+    ax.axvline(1.0, color="black", lw=0.8, ls="--")
+    ax.axvline(float(ratio.median()), color="tab:red", lw=1, label=f"median {ratio.median():.3f}")
+    ahead = float((ratio < 1).mean())
+    ax.set_title(
+        f"Per ticker: model / HAR 80 % interval score ({len(ratio)} tickers, "
+        f"model ahead on {ahead:.0%}; < 1 is better)"
+    )
+    ax.legend()
+    fig.tight_layout()
+    return fig
 
 
 def plots(days: pd.DataFrame) -> dict[str, Any]:
@@ -153,4 +243,6 @@ def plots(days: pd.DataFrame) -> dict[str, Any]:
     ax.legend()
     fig.tight_layout()
     figures["plots/backtest_fan.png"] = fig
+    if "har_is_80" in days:
+        figures["plots/backtest_ratio_to_har.png"] = ratio_plot(days)
     return figures

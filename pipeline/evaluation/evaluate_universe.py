@@ -46,6 +46,8 @@ PER_TICKER = (  # what the evaluation (and so the gate) keeps of each member's s
     "model_coverage_80",
     "model_mase",
     "test_days",
+    "interval_dm_stat",  # the model's 80 % interval score against naive's on its test days
+    "interval_dm_pvalue",
 )
 MIN_HISTORY = 250  # sessions before a member's test days, for its baselines to be fitted on
 PER_TICKER_ARTIFACT = "evaluation/per_ticker.csv"

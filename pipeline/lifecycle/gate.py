@@ -80,31 +80,68 @@ def point_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
 
 def ticker_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
     """A model judged on several tickers together must not lose to the naive interval on
-    any one of them by more than `gate.ticker_tolerance` (a pooled win can hide one). The
-    reason names the worst, and how many others lose (of hundreds, a few names)."""
-    losing = []
-    for ticker, scores in (ev.get("tickers") or {}).items():
-        score, naive = scores.get("model_interval_score_80"), scores.get("naive_interval_score_80")
-        if score is None or naive is None:
-            continue
-        if score > naive * (1 + gate.ticker_tolerance):
-            losing.append((score / naive, ticker, score, naive))
+    any one of them (a pooled win can hide one): refused where its 80 % interval score is
+    worse than naive's by more than `gate.ticker_tolerance` *and* significantly so, after
+    controlling the false-discovery rate over the universe's tickers (Benjamini-Hochberg
+    at `gate.significance` on one-sided Diebold-Mariano p-values). Of hundreds of tickers,
+    some trail naive by chance alone: a rule on each one's mean would refuse a model equal
+    to naive everywhere. Evidence without per-ticker p-values (versions evaluated before
+    they were kept) is judged on the means alone. The reason names the worst and counts."""
+    rows = [
+        (t, s["model_interval_score_80"], s["naive_interval_score_80"], _worse_pvalue(s))
+        for t, s in (ev.get("tickers") or {}).items()
+        if s.get("model_interval_score_80") is not None
+        and s.get("naive_interval_score_80") is not None
+    ]
+    if not rows:
+        return None
+    tested = all(p is not None for *_, p in rows)
+    adjusted = _fdr([p for *_, p in rows]) if tested else [0.0] * len(rows)
+    losing = sorted(
+        (
+            (score / naive, ticker, score, naive, q)
+            for (ticker, score, naive, _), q in zip(rows, adjusted, strict=True)
+            if score > naive * (1 + gate.ticker_tolerance) and q < gate.significance
+        ),
+        reverse=True,
+    )
     if not losing:
         return None
-    losing.sort(reverse=True)
-    _, ticker, score, naive = losing[0]
-    others = [t for _, t, _, _ in losing[1:]]
+    _, ticker, score, naive, q = losing[0]
+    others = [t for _, t, *_ in losing[1:]]
     more = (
-        f"; {len(others)} more of the {len(ev['tickers'])} tickers too "
+        f"; {len(others)} more of the {len(rows)} tickers too "
         f"({', '.join(others[:SHOWN_TICKERS])}{', ...' if len(others) > SHOWN_TICKERS else ''})"
         if others
+        else ""
+    )
+    significant = (
+        f", significantly (FDR-adjusted p = {q:.2g} < {gate.significance} over "
+        f"{len(rows)} tickers, Benjamini-Hochberg)"
+        if tested
         else ""
     )
     return (
         f"ticker rule: on {ticker} the 80 % interval score {score:.4f} is worse than "
         f"the naive interval's ({naive:.4f}) by more than "
-        f"{gate.ticker_tolerance:.0%} (registry.ticker_tolerance){more}"
+        f"{gate.ticker_tolerance:.0%} (registry.ticker_tolerance){significant}{more}"
     )
+
+
+def _worse_pvalue(scores: dict[str, Any]) -> float | None:
+    """One-sided p-value of "the model's interval score is worse than naive's" from the
+    two-sided Diebold-Mariano test the evidence holds, or None when it holds none."""
+    stat, pvalue = scores.get("interval_dm_stat"), scores.get("interval_dm_pvalue")
+    if stat is None or pvalue is None:
+        return None
+    return float(pvalue) / 2 if stat > 0 else 1 - float(pvalue) / 2
+
+
+def _fdr(pvalues: list[float | None]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (scipy's false_discovery_control)."""
+    from scipy.stats import false_discovery_control
+
+    return [float(q) for q in false_discovery_control([p or 0.0 for p in pvalues], method="bh")]
 
 
 def best_baseline(ev: dict[str, Any]) -> tuple[str, float] | None:
@@ -125,6 +162,15 @@ def interval_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
         return (
             f"interval rule: 80 % interval score {score:.4f} is worse than the best "
             f"baseline's, {BASELINE_NAMES[name]} ({limit:.4f}), on the same days"
+            f"{_dm_text(ev, name)}"
+        )
+    worse = _worse_pvalue(_dm_against(ev, name))
+    if worse is not None and score > limit and worse < gate.significance:
+        return (
+            f"interval rule: 80 % interval score {score:.4f} is significantly worse than the "
+            f"best baseline's, {BASELINE_NAMES[name]} ({limit:.4f}): one-sided "
+            f"Diebold-Mariano p = {worse:.2g} < {gate.significance}, within "
+            "registry.interval_tolerance or not"
         )
     cover = ev["model_coverage_80"]
     if abs(cover - 0.8) > gate.coverage_tolerance:
@@ -143,8 +189,26 @@ def earned_by(ev: dict[str, Any]) -> str:
         return point
     return (
         f"{point}; 80 % interval score {score:.4f} <= the best baseline's, "
-        f"{BASELINE_NAMES[best[0]]} ({best[1]:.4f})"
+        f"{BASELINE_NAMES[best[0]]} ({best[1]:.4f}){_dm_text(ev, best[0])}"
     )
+
+
+def _dm_against(ev: dict[str, Any], baseline: str) -> dict[str, Any]:
+    """The evidence's Diebold-Mariano test of the model's 80 % interval score against
+    `baseline` (for a universe: on per-session means over tickers, the panel test)."""
+    name = "" if baseline == "naive" else f"{baseline}_"
+    return {
+        "interval_dm_stat": ev.get(f"interval_dm_{name}stat"),
+        "interval_dm_pvalue": ev.get(f"interval_dm_{name}pvalue"),
+    }
+
+
+def _dm_text(ev: dict[str, Any], baseline: str) -> str:
+    dm = _dm_against(ev, baseline)
+    if dm["interval_dm_pvalue"] is None:
+        return ""
+    panel = "panel " if ev.get("tickers") else ""
+    return f" ({panel}DM p = {float(dm['interval_dm_pvalue']):.2g})"
 
 
 def data_refusal(ev: dict[str, Any], production_tags: dict[str, str], version: str) -> str | None:

@@ -75,8 +75,8 @@ def test_a_tiny_backtest_on_a_csv_source_end_to_end(
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    argv = ["backtest", "--tickers", "GOOG", "IBM", "--start", "2012-12-03"]
-    assert cli.main([*argv, "--refit-every", "30"]) == 0
+    argv = ["backtest", "--tickers", "GOOG", "IBM", "--start", "2012-12-03", "--scope", "ticker"]
+    assert cli.main([*argv, "--refit-every", "30", "--report-from", "2013-01-15"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["sessions"] == {"GOOG": 60, "IBM": 60}  # 2012-12-03 .. 2013-02-28
     assert summary["refits"] == 4 and summary["tickers"] == ["GOOG", "IBM"]
@@ -85,6 +85,15 @@ def test_a_tiny_backtest_on_a_csv_source_end_to_end(
         assert 0.5 < scope["har"]["coverage_80"] <= 1 and scope["model"]["mase"] > 0
     assert set(summary["dm_pooled"]) == set(FORECASTERS) - {"model"}
     assert all(p["source"] == "tuned at refit" for p in summary["params"].values())
+    # the index-scale view: ticker wins with a sign test, ratios to HAR, Kupiec per ticker-year
+    wins = summary["ticker_wins"]["har"]
+    assert wins["tickers"] == 2 and 0 <= wins["model_ahead"] <= 2
+    assert 0 < wins["sign_test_pvalue"] <= 1
+    assert summary["ratio_to_har"]["p5"] <= summary["ratio_to_har"]["p95"]
+    assert set(summary["kupiec_1pct_rejected_share"]) == {"80", "95"}
+    before, final = summary["periods"]["before"], summary["periods"]["final"]
+    assert before["last"] < "2013-01-15" <= final["first"]
+    assert before["ticker_sessions"] + final["ticker_sessions"] == 120
     cfg: Config = load_config(environ=env)
     run = tracking.client(cfg).get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED" and "pooled_har_interval_score_80" in run.data.metrics
@@ -96,6 +105,8 @@ def test_a_tiny_backtest_on_a_csv_source_end_to_end(
         "backtest_fan.png",
         "backtest_coverage_by_year.png",
         "backtest_score_over_time.png",
+        "backtest_ratio_to_har.png",
+        "per_ticker.csv",
     }
     # the adaptive widths moved the model's intervals (and HAR's), not its point forecast
     days = pd.read_csv(where / "sessions.csv")

@@ -160,3 +160,28 @@ def test_a_stock_not_listed_yet_is_too_short_not_a_failure(tmp_path: Path) -> No
 def _chunk_on(cfg: Config, day: dt.date, tickers: list[str]) -> dict[str, object]:
     raws = {t: ingest.run(cfg, t, day)["raw_path"] for t in tickers}
     return dict(validate.run_chunk(cfg, day, raws, None))
+
+
+def test_a_backtest_reads_whole_histories_by_the_same_rules(day) -> None:  # type: ignore[no-untyped-def]
+    """history.screen (one GX run over whole histories, what the backtest reads) leaves out
+    the rows and tickers the daily step quarantines or holds out, with the same reasons."""
+    from pipeline.evaluation import backtest
+
+    cfg, _ = day
+    series, left_out = backtest.load_universe(cfg, DEFECTIVE, DAY)
+    assert left_out["DISCA"].startswith("held_out: 1 day(s) look like a split")
+    assert "2014-08-07 (apparent 2:1)" in left_out["DISCA"]
+    assert left_out["APTV"].startswith("too_short: ")
+    kept = {s.ticker: s for s in series}
+    assert set(kept) == {"AOS", "DHR", "O", "UA"}
+    for ticker in ("DHR", "AOS"):  # the same rows as the daily step's quarantine, no more
+        dropped = {d for d, _ in _rows(cfg, ticker)}
+        dates = set(kept[ticker].bars["Date"].dt.strftime("%Y-%m-%d"))
+        assert not dropped & dates
+        assert len(dates) + len(dropped) == len(store.read_curated(cfg, ticker)) + len(dropped)
+    # a move over missing sessions is no input and no target in the backtest either
+    bars, feats = kept["DHR"].bars, kept["DHR"].feats
+    cut = gaps.breaks(bars["Date"].to_numpy(), cfg.validation.calendar)
+    assert cut.sum() >= 5 and not set(bars["Date"][cut]) & set(feats["Date"])
+    labelled = set(feats.dropna(subset=[features.TARGET])["Date"])
+    assert not set(bars["Date"].shift()[cut]) & labelled
