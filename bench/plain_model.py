@@ -1,6 +1,7 @@
 """The comparisons for bench.serving: the same network and preprocessing on the compiled
-tf.function instead of LiteRT, and with one Keras `model.predict` call per request; and
-the floor: a pyfunc that does nothing but answer a constant."""
+tf.function instead of LiteRT, through LiteRT one call a window (as requests went before
+their windows were batched), and with one Keras `model.predict` call per request; and the
+floor: a pyfunc that does nothing but answer a constant."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from pipeline.forecasting.forecaster import PriceForecaster
+from pipeline.forecasting.lite import MAX_BATCH
 
 
 class Constant(PythonModel):
@@ -33,8 +35,19 @@ class CompiledTF(PriceForecaster):
         super().load(keras_path, spec_path, None)
 
 
+class PerWindow(PriceForecaster):
+    """The project's pyfunc with a request's windows sent through LiteRT one call each, as
+    before they were batched (through the same, unrolled flatbuffer)."""
+
+    def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
+        super().load(keras_path, spec_path, lite_path)
+        self.use_network(self._network, 1)
+
+
 class PredictPerRequest(PriceForecaster):
+    """The same network through one Keras `model.predict` a request (all its windows)."""
+
     def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
         super().load(keras_path, spec_path, None)
         net = self.net
-        self._one = lambda x: net.predict(x, verbose=0)
+        self.use_network(lambda x: net.predict(x, verbose=0), MAX_BATCH)

@@ -2,12 +2,13 @@
 
     .venv/bin/python -m bench.serving [--requests 300] [--seconds 30] [--rows 250]
 
-Trains one network (default parameters, a few epochs) and logs four pyfuncs: the
-project's PriceForecaster (served through LiteRT), CompiledTF (the same pyfunc on the
-compiled tf.function, as versions without the LiteRT conversion are served),
-PredictPerRequest (the same network, keras model.predict per call) and the floor,
-Constant (a pyfunc that answers a constant: what the server and MLflow's request
-handling cost by themselves).
+Trains one network (default parameters, a few epochs) and logs five pyfuncs: the
+project's PriceForecaster (served through LiteRT, a request's windows in one call),
+PerWindow (the same through LiteRT one call a window, as before the batching),
+CompiledTF (the same pyfunc on the compiled tf.function, as versions without the LiteRT
+conversion are served), PredictPerRequest (the same network, keras model.predict per
+call) and the floor, Constant (a pyfunc that answers a constant: what the server and
+MLflow's request handling cost by themselves).
 Each is served by the project's scoring server (`python -m pipeline.serving.server`,
 max_in_flight raised to the top concurrency) and sent the same body of the newest
 `--rows` raw daily bars. Measured in one run, alternating between the servers: p50/p99
@@ -51,8 +52,8 @@ def free_port() -> int:
 
 
 def log_all(tmp: str) -> tuple[dict[str, str], Any, Any]:
-    """The four pyfuncs, logged to a throw-away store: name -> model URI."""
-    from bench.plain_model import CompiledTF, Constant, PredictPerRequest
+    """The five pyfuncs, logged to a throw-away store: name -> model URI."""
+    from bench.plain_model import CompiledTF, Constant, PerWindow, PredictPerRequest
 
     cfg = throwaway_config(Path(tmp), serving__max_in_flight=8)  # concurrency 8: no 503s
     bars, feats = sample_features()
@@ -62,6 +63,7 @@ def log_all(tmp: str) -> tuple[dict[str, str], Any, Any]:
     uris = {}
     variants = (
         ("project", None),
+        ("project_per_window", PerWindow()),
         ("project_compiled_tf", CompiledTF()),
         ("model_predict", PredictPerRequest()),
     )
@@ -207,7 +209,7 @@ def main() -> None:
             out["concurrency_8_workers_1"] = measure(urls, body, 8, args.requests, args.seconds)
         finally:
             stop_all(servers)
-        two = {k: v for k, v in uris.items() if k != "model_predict"}
+        two = {k: v for k, v in uris.items() if k not in ("model_predict", "project_per_window")}
         servers, urls = serve_all(two, cfg, tmp, workers=2)
         try:
             out["concurrency_8_workers_2"] = measure(urls, body, 8, args.requests, args.seconds)
@@ -216,6 +218,9 @@ def main() -> None:
     c1 = out["concurrency_1"]
     out["project_over_floor_p50"] = round(c1["project"]["p50_ms"] / c1["floor"]["p50_ms"], 2)
     out["project_over_floor_p99"] = round(c1["project"]["p99_ms"] / c1["floor"]["p99_ms"], 2)
+    out["project_per_window_over_floor_p50"] = round(
+        c1["project_per_window"]["p50_ms"] / c1["floor"]["p50_ms"], 2
+    )
     out["project_compiled_tf_over_floor_p50"] = round(
         c1["project_compiled_tf"]["p50_ms"] / c1["floor"]["p50_ms"], 2
     )

@@ -9,9 +9,12 @@ A request is checked whole by pipeline/forecasting/request.py (columns, types, d
 order, prices), in Arrow and NumPy when it is well formed (pandas only to word a refusal),
 and only its newest window + warm-up rows go through the features. In a server each NumPy
 call costs about 10 us (the caches go cold between requests), so the request path makes few.
-The network runs in LiteRT (pipeline.forecasting.lite; about 0.05 ms a window for one layer
-on a 2-core CPU), or, for versions logged without its conversion, as a compiled tf.function
-(about 0.3 ms), instead of keras' `model.predict` (about 50 ms a call).
+The network runs in LiteRT (pipeline.forecasting.lite), or, for versions logged without
+its conversion, as a compiled tf.function, instead of keras' `model.predict` (about 50 ms a
+call). A request's windows (its newest, and the earlier sessions it carries, forecast again
+for the adaptive widths) go through it in one call: a 250-row request took 8.5 ms in-process
+one call a window and takes about 1.4 ms (TensorFlow: 37 ms, now 2-3 ms); see lite.py for
+the choice and docs/benchmarks.md for the served figures.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc.model import PythonModel
+from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.data.features import (
     COLUMN,
@@ -39,12 +43,14 @@ from pipeline.data.features import (
 from pipeline.forecasting import conformal
 from pipeline.forecasting.intervals import LEVELS, STUDENT_T_DF, Forecast, distribution, z_value
 from pipeline.forecasting.lite import (  # no TensorFlow: that loads only if needed
+    MAX_BATCH,
     LiteNetwork,
     Network,
+    Padded,
     compiled,
 )
 from pipeline.forecasting.request import TOO_EXTREME, BadInput, finite_price, request_arrays
-from pipeline.forecasting.spec import lookup_version, min_rows
+from pipeline.forecasting.spec import lookup_version, min_rows, most_windows
 
 LOG_RET = COLUMN["log_ret"]
 PREDICT_CHUNK = 32_768  # windows gathered at once for evaluation: 60 x 11 floats each, 86 MB
@@ -83,14 +89,28 @@ class PriceForecaster(PythonModel):
         maybe_follow(self)  # only when serving with PIPELINE_FOLLOW_MODEL set
 
     def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
-        """Read the spec and ready the network for one window at a time: in LiteRT when the
-        version carries its conversion (TensorFlow is then not even imported: loaded, it
-        slows every request of the process by about 0.8 ms), else compiled by TensorFlow."""
+        """Read the spec and ready the network for a request's windows, all in one call: in
+        LiteRT when the version carries its conversion (TensorFlow is then not even
+        imported: loaded, it slows every request of the process by about 0.8 ms; a version
+        converted before the batch was left open goes one call a window), else compiled by
+        TensorFlow for one window and for a request's most (lite.Padded)."""
+        self.load_spec(spec_path)
+        self._keras_path = keras_path
+        shape = (1, self._window, len(self._columns))
+        if lite_path is not None:
+            self.runtime = "litert"
+            self.use_network(LiteNetwork(lite_path.read_bytes()), MAX_BATCH)
+            return
+        self.runtime, batch = "tensorflow", min(most_windows(self.spec), MAX_BATCH)
+        one = compiled(self.net, shape)
+        many = compiled(self.net, (batch, *shape[1:])) if batch > 1 else one
+        self.use_network(Padded(one, many, batch), batch)
+
+    def load_spec(self, spec_path: Path) -> None:
+        """Read the version's spec: what every request needs from it, read once."""
         self.spec = json.loads(spec_path.read_text())
         self.x_scaler = Scaler(np.array(self.spec["x_mean"]), np.array(self.spec["x_scale"]))
         self.y_scaler = Scaler(np.array(self.spec["y_mean"]), np.array(self.spec["y_scale"]))
-        self._keras_path = keras_path
-        # what every request needs from the spec, read once
         self._needed, self._window = min_rows(self.spec), int(self.spec["window"])
         self._max_rows = int(self.spec.get("max_rows", 5000))
         self._windows = int(self.spec["vol_window"]), int(self.spec["volume_window"])
@@ -99,18 +119,19 @@ class PriceForecaster(PythonModel):
         self._base = self.spec.get("base", {"kind": "trailing"})
         calibration = self.spec.get("conformal") or {}  # versions logged before: none
         self._conformal = float(calibration.get("step", 0.0)), int(calibration.get("lookback", 0))
-        shape = (1, self._window, len(self._columns))
-        self._one: Network
-        if lite_path is not None:
-            self.runtime, self._one = "litert", LiteNetwork(lite_path.read_bytes())
-        else:
-            self.runtime, self._one = "tensorflow", compiled(self.net, shape)
-        self._one(np.zeros(shape, dtype=np.float32))  # warm: the first call allocates
         self._calendar: Any = None
         self._sessions: dict[np.datetime64, str] = {}
         self.df = float(self.spec.get("distribution", {}).get("df", STUDENT_T_DF))
         self.active: PriceForecaster = self  # replaced by a newer version when following
         self.served_version = ""
+
+    def use_network(self, network: Network, batch: int) -> None:
+        """Forecast through `network`, which takes up to `batch` windows a call: a request's
+        windows go in calls of that many (one call for all of them, at a batch of at least
+        the version's lookback + 1)."""
+        self._network, self.batch = network, batch
+        for n in {1, min(batch, most_windows(self.spec))}:  # warm: a first call allocates
+            network(np.zeros((n, self._window, len(self._columns)), dtype=np.float32))
 
     @functools.cached_property
     def net(self) -> Any:
@@ -199,9 +220,9 @@ class PriceForecaster(PythonModel):
             past, scaled, base = 0, scaled[-window:], base[-1:]
         if not (np.isfinite(scaled).all() and np.isfinite(base).all()):
             raise BadInput(TOO_EXTREME)
-        x = scaled.astype(np.float32)
-        raw = [self._one(x[None, i : i + window]) for i in range(past + 1)]
-        loc, scale = self._distribution(np.concatenate(raw), base)
+        # the past + 1 windows, newest last, through the network together
+        windows = sliding_window_view(scaled.astype(np.float32), window, axis=0)
+        loc, scale = self._distribution(self._forecast_windows(windows.transpose(0, 2, 1)), base)
         close, ret, sd = float(ohlcv[-1, 3]), float(loc[-1]), float(scale[-1])
         if not abs(ret) < 700:  # a return no market makes (or NaN)
             raise BadInput(TOO_EXTREME)
@@ -224,6 +245,14 @@ class PriceForecaster(PythonModel):
         row["scale"] = sd if known else None
         row["model_version"] = version
         return row
+
+    def _forecast_windows(self, windows: np.ndarray) -> np.ndarray:
+        """The network's raw output for (n, window, features) windows, `batch` a call."""
+        if len(windows) <= self.batch:
+            return self._network(windows)
+        return np.concatenate(
+            [self._network(windows[i : i + self.batch]) for i in range(0, len(windows), self.batch)]
+        )
 
     def forecast_all(self, bars: pd.DataFrame, since: Any = None) -> pd.DataFrame:
         """A forecast made at every close that has a full window (for evaluation); with

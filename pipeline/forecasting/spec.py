@@ -3,7 +3,8 @@
 Written at training (`preprocessing_spec`, logged as the version's preprocessing.json)
 and read back by the pyfunc (pipeline/forecasting/forecaster.py): the windows, the
 scalers, the base scale's fit, the adaptive widths' settings; from it, the rows a
-request needs and the registered version its run id names.
+request needs, the most windows it goes through the network with, and the registered
+version its run id names.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ def min_rows(spec: dict[str, Any]) -> int:
     """Rows a request needs: the feature warm-up plus one window."""
     warm = (int(spec["vol_window"]), int(spec["volume_window"]), int(spec.get("har_window", 0)))
     return int(spec["window"]) + max(warm)
+
+
+def most_windows(spec: dict[str, Any]) -> int:
+    """Windows a request sends through the network at most: its newest, and the lookback's
+    sessions before it forecast again for the adaptive widths (none without them, step 0)."""
+    calibration = spec.get("conformal") or {}  # versions logged before: none
+    if float(calibration.get("step", 0.0)) <= 0:
+        return 1
+    return 1 + max(0, int(calibration.get("lookback", 0)))
 
 
 def lookup_version(run_id: str | None) -> str:

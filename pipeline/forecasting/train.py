@@ -88,12 +88,15 @@ def request_signature(example: pd.DataFrame, output: pd.DataFrame) -> Any:
 
 def write_lite(model: keras.Model, window: int, path: Path) -> bool:
     """The network converted for LiteRT (forecasting/lite.py) at `path`, if the conversion
-    works and agrees with Keras within lite.TOLERANCE; else nothing, and TensorFlow serves it."""
-    shape = (1, window, len(FEATURES))
+    works and agrees with Keras within lite.TOLERANCE, a window at a time and a request's
+    windows at once; else nothing, and TensorFlow serves it."""
     try:
         flatbuffer = lite.convert(model, window, len(FEATURES))
-        gap = lite.largest_difference(
-            lite.LiteNetwork(flatbuffer), lambda x: np.asarray(model(x, training=False)), shape
+        converted = lite.LiteNetwork(flatbuffer)
+        keras_answer = lambda x: np.asarray(model(x, training=False))  # noqa: E731
+        gap = max(
+            lite.largest_difference(converted, keras_answer, (n, window, len(FEATURES)), tries)
+            for n, tries in ((1, 8), (lite.MAX_BATCH, 2))
         )
     except Exception:  # an unconvertible layer: still a good model, served by TensorFlow
         log.warning("LiteRT conversion failed; TensorFlow will serve it", exc_info=True)
