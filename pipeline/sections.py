@@ -132,6 +132,10 @@ class RegistryConfig(_Section):
     # on any one ticker its 80 % interval score is worse than naive's by more than this.
     ticker_tolerance: float = Field(default=0.02, ge=0, lt=1)
     production_tolerance: float = Field(default=0.0, ge=0, lt=1)
+    # With no production model, a version the gate refuses is not the end of the day's
+    # forecasts: HAR is put to the gate too, and the best of the two serves, tagged as a
+    # fallback when neither passed (pipeline/lifecycle/fallback.py). false: none serves.
+    serve_fallback: bool = True
     # Versions never promoted are deleted (with their artifacts) by the retrain once their
     # run day is this many days old (pipeline/lifecycle/retention.py); null keeps every version.
     keep_unpromoted_days: int | None = Field(default=30, ge=0)

@@ -35,6 +35,8 @@ def production_params(cfg: Config, key: str) -> tuple[LSTMParams, int] | None:
     version = registry.version_by_alias(cfg, name, registry.PRODUCTION)
     if version is None or "params" not in version.tags:
         return None
+    if version.tags.get(registry.FORECASTER_TAG, "lstm") != "lstm":  # HAR serves: no LSTM's
+        return None
     params = LSTMParams.from_dict(json.loads(version.tags["params"]))
     run = tracking.client(cfg).get_run(version.tags["run_id"])
     return params, int(run.data.params.get("epochs", cfg.tune.max_epochs))

@@ -89,6 +89,11 @@ class Forecast:
         return np.asarray(self.scale**2)
 
 
+# softplus(b) + MIN_MULTIPLIER = 1 at b = log(exp(1 - MIN_MULTIPLIER) - 1): the head's bias
+# that makes an untrained network's multiplier 1 (model.py; the HAR forecaster's head)
+UNIT_MULTIPLIER_BIAS = math.log(math.expm1(1 - MIN_MULTIPLIER))
+
+
 def distribution(raw: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The network's raw output [location, raw multiplier] and the base scale ->
     (location, Student-t scale); the head is built in pipeline/forecasting/model.py."""

@@ -23,12 +23,10 @@ from pipeline.forecasting.intervals import (
     MIN_MULTIPLIER,
     STUDENT_T_DF,
     T_SCALE_PER_STD,
+    UNIT_MULTIPLIER_BIAS,
     distribution,
 )
 
-# softplus(b) + MIN_MULTIPLIER = 1 at b = log(exp(1 - MIN_MULTIPLIER) - 1): an untrained
-# net's multiplier is 1
-UNIT_MULTIPLIER_BIAS = math.log(math.expm1(1 - MIN_MULTIPLIER))
 DF = STUDENT_T_DF
 __all__ = ["MIN_MULTIPLIER", "T_SCALE_PER_STD", "distribution"]
 _T_LOG_NORM = math.lgamma(DF / 2) - math.lgamma((DF + 1) / 2) + 0.5 * math.log(DF * math.pi)

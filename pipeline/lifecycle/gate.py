@@ -24,7 +24,9 @@ BASELINE_NAMES = {"naive": "naive", "ewma": "EWMA", "har": "HAR", "garch": "GJR-
 SHOWN_TICKERS = 5  # a refusal names at most this many more tickers (a universe has hundreds)
 
 
-def decide(ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool = False) -> Decision:
+def decide(
+    ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool | str = False
+) -> Decision:
     """The promotion gate, rule by rule; the reason names the rule (and the baseline).
 
     1. point: the point forecast is not significantly worse than naive (Diebold-Mariano
@@ -43,11 +45,13 @@ def decide(ev: dict[str, Any], gate: RegistryConfig, production_beatable: bool =
     prod_mae = ev.get("production_mae")
     if prod_mae is None:
         return Decision(True, f"{earned}; no production model yet")
-    if production_beatable:
-        return Decision(
-            True,
-            f"{earned}; production v{ev.get('production_version')} has been losing to naive lately",
+    if production_beatable:  # True: monitoring's alarm; a text: why else
+        why = (
+            production_beatable
+            if isinstance(production_beatable, str)
+            else "has been losing to naive lately"
         )
+        return Decision(True, f"{earned}; production v{ev.get('production_version')} {why}")
     if ev["model_mae"] > prod_mae * (1 + gate.production_tolerance):
         return Decision(
             False,

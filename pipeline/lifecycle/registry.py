@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 CANDIDATE, PRODUCTION = "candidate", "production"
 EVIDENCE = "evidence"  # complete; incomplete on a version that older code left half tagged
 BEATABLE_TAG = "production_beatable"  # set by monitoring when production loses to naive
+FALLBACK_TAG = "fallback"  # on a version serving though it failed the gate: why (fallback.py)
+FORECASTER_TAG = "forecaster"  # lstm | har: what a version forecasts with
 
 
 class PromotionRefused(RuntimeError):
@@ -227,7 +229,14 @@ def promote_if_better(
     decision = (
         Decision(False, stale)
         if stale
-        else decide(evaluation, cfg.registry, is_production_beatable(cfg, ticker))
+        else decide(
+            evaluation,
+            cfg.registry,
+            # a fallback serves only until a version passes the gate (lifecycle/fallback.py)
+            "is a fallback that did not pass the gate"
+            if prod is not None and prod.tags.get(FALLBACK_TAG)
+            else is_production_beatable(cfg, ticker),
+        )
     )
     name = model_name(cfg, ticker)
     mc = tracking.client(cfg)

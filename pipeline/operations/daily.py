@@ -131,6 +131,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
     retrain: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
     served: dict[str, bool] = {}
+    labels: dict[tuple[str, str], str] = {}
     for ticker in cfg.tickers:
         outcome = outcomes.get(ticker, {"ran": [], "failed": None})
         row = outcome.get("forecast") or {}
@@ -146,6 +147,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             "lower_80": row.get("lower_80"),
             "upper_80": row.get("upper_80"),
             "model_version": row.get("model_version"),
+            "forecaster": forecaster(cfg, row, labels),
             "alerts": [r for r in asked if r != "no_production"],
             "drift_outside_max": monitoring.get("drift_outside_max"),
             "recent_ratio": recent_ratio(monitoring),
@@ -174,6 +176,28 @@ def unserved(cfg: Config, ticker: str, seen: dict[str, str]) -> str:
             else "no model has been trained for it yet"
         )
     return seen[name]
+
+
+def forecaster(cfg: Config, row: dict[str, Any], seen: dict[tuple[str, str], str]) -> str | None:
+    """What the version that forecast a row forecasts with (its `forecaster` tag: LSTM,
+    HAR), and `fallback` where it serves without having passed the gate; looked up once per
+    version (`seen`). None for no forecast."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.lifecycle import tracking
+
+    name, version = row.get("model_name"), row.get("model_version")
+    if not name or not version:
+        return None
+    key = (str(name), str(version))
+    if key not in seen:
+        try:
+            tags = tracking.client(cfg).get_model_version(*key).tags
+        except MlflowException:  # deleted since: the row still says which version
+            tags = {}
+        kind = tags.get(registry.FORECASTER_TAG, "lstm").upper()
+        seen[key] = f"{kind} fallback" if tags.get(registry.FALLBACK_TAG) else kind
+    return seen[key]
 
 
 def recent_ratio(monitoring: dict[str, Any]) -> float | None:

@@ -23,7 +23,7 @@ SUMMARY_ABOVE = 20  # tickers: above this, the console gets a summary, the file 
 def table(rep: dict[str, Any], retrain_note: str = "") -> str:
     """The report as a table a person reads at the end of `make run`."""
     head = f"{'ticker':<8} {'last close':>10} {'forecast':>10} {'80 % interval':>21}"
-    head += f" {'model':>6}  status"
+    head += f" {'model':>16}  status"
     lines = [f"day {rep['day']}", head, "-" * len(head)]
     lines += [row_line(t, r) for t, r in rep["tickers"].items()]
     if retrain_note:
@@ -42,11 +42,19 @@ def row_line(ticker: str, r: dict[str, Any]) -> str:
         state += f"; {rows} older row(s) quarantined"
     if gaps := r.get("missing_sessions"):
         state += f"; {gaps} missing session(s)"
-    version = f"v{r['model_version']}" if r["model_version"] else "-"
+    version = served_by(r) or "-"
     return (
         f"{ticker:<8} {num(r['last_close']):>10} {num(r['forecast']):>10} {band:>21} "
-        f"{version:>6}  {state}"
+        f"{version:>16}  {state}"
     )
+
+
+def served_by(r: dict[str, Any]) -> str | None:
+    """The version that forecast a ticker and what it forecasts with: `v3 LSTM`,
+    `v2 HAR fallback` (lifecycle/fallback.py); None when none did."""
+    if not r.get("model_version"):
+        return None
+    return f"v{r['model_version']} {r.get('forecaster') or ''}".strip()
 
 
 def summary(rep: dict[str, Any], retrain_note: str = "", worst: int = 10) -> str:
@@ -62,6 +70,12 @@ def summary(rep: dict[str, Any], retrain_note: str = "", worst: int = 10) -> str
         f"day {rep['day']}: {len(rows)} tickers; "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     ]
+    served: dict[str, int] = {}
+    for r in rows.values():
+        if who := served_by(r):
+            served[who] = served.get(who, 0) + 1
+    if served:
+        lines.append("forecast by: " + ", ".join(f"{who} ({n})" for who, n in served.items()))
     scored = sorted(
         ((r["recent_ratio"], t) for t, r in rows.items() if r.get("recent_ratio") is not None),
         reverse=True,

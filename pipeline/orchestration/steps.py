@@ -139,14 +139,31 @@ def register(cfg: Config, c: Carry) -> Registered:
     from pipeline.lifecycle import registry as step
 
     evidence = step.evidence(c["evaluation"], c["fingerprint"], c["params"], c["validation"])
+    evidence[step.FORECASTER_TAG] = "lstm"
     version = step.register(cfg, c["ticker"], c["model_uri"], c["parent_run_id"], evidence)
     return {"version": version}
 
 
 def promote(cfg: Config, c: Carry) -> Promoted:
+    """The gate on the new version; on a state with no production model, the best of it
+    and HAR serves when the gate refuses it (lifecycle/fallback.py)."""
+    from pipeline.lifecycle import fallback, registry
     from pipeline.lifecycle import promotion as step
 
     summary = step.run(cfg, c["ticker"], c["version"], c["evaluation"], c["parent_run_id"])
+    served = fallback.serve_best(
+        cfg,
+        c["ticker"],
+        run_day(c),
+        c["features_path"],
+        summary,
+        c["evaluation"],
+        lambda ev: registry.evidence(ev, c["fingerprint"], {"kind": "har"}, c["validation"]),
+        c["parent_run_id"],
+    )
+    if served is not None:
+        summary["production_version"] = served["production_version"]
+        summary["fallback"] = served
     return {"promotion": summary}
 
 

@@ -56,7 +56,8 @@ def _cycle(cfg: Config, prepared: Carry, run_id: str) -> dict[str, Any]:
 def test_gate_promotion_rollback_and_served_model(
     tiny_cfg: Callable[..., Config], prepared: Carry
 ) -> None:
-    strict = tiny_cfg(registry__naive_margin=0.5)  # demands MASE < 0.5: no model gets that
+    # demands MASE < 0.5: no model gets that; and no fallback (test_fallback.py has it)
+    strict = tiny_cfg(registry__naive_margin=0.5, registry__serve_fallback=False)
     name = registry.model_name(strict, "GOOG")
 
     # 1. worse than the bar: registered as candidate, not promoted, production unchanged

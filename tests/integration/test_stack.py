@@ -210,7 +210,10 @@ def test_parallel_tuning_survives_a_worker_killed_mid_trial(up: Stack) -> None:
     )
     finished = [r for r in children if r.data.tags.get("trial_state") != "STALE"]
     assert sorted(int(r.data.tags["trial_number"]) for r in finished) == sorted(numbers)
-    assert mc.get_model_version_by_alias("price_lstm_GOOG", "candidate").version == "1"
+    lstm = mc.get_model_version("price_lstm_GOOG", "1")  # the LSTM this retrain trained
+    assert lstm.tags["forecaster"] == "lstm" and lstm.tags["run_id"] == parent[0].info.run_id
+    # refused or not, production serves from now on (a fallback when the gate refused it)
+    assert mc.get_model_version_by_alias("price_lstm_GOOG", "production") is not None
 
     # the daily DAG on the same stack: each ticker's chain on the Celery workers, the report
     daily_id = "stack_test_daily"
