@@ -200,11 +200,13 @@ class ModelConfig(_Section):
     range-based variance, fitted on the training rows) or `trailing` (the trailing std of
     log returns: the naive interval). conformal_*: adaptive conformal widths
     (pipeline/forecasting/conformal.py) over the model's misses in the `conformal_lookback` sessions
-    before each forecast; step 0 turns them off."""
+    before each forecast; step 0 turns them off. combine_har: the network's distribution
+    combined with HAR's (fitted on the same training rows), before the adaptive widths."""
 
     scope: Literal["universe", "ticker"] = "universe"
     base: Literal["har", "trailing"] = "trailing"
-    conformal_step: float = Field(default=0.05, ge=0.0, le=1.0)
+    combine_har: bool = True
+    conformal_step: float = Field(default=0.01, ge=0.0, le=1.0)
     conformal_lookback: int = Field(default=250, ge=0, le=2000)
 
 

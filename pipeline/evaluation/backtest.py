@@ -153,11 +153,12 @@ def model_forecast(
     seed: int,
     base: str = "trailing",
     windows_per_epoch: int | None = None,
+    combine: bool = False,
 ) -> Forecast:
     """Train on the rows before a (scalers fitted on them only), forecast rows a..b-1."""
     blocks = [(series, a, b)]
     return pooled_forecasts(
-        blocks, params, epochs, seed, base, windows_per_epoch=windows_per_epoch
+        blocks, params, epochs, seed, base, windows_per_epoch=windows_per_epoch, combine=combine
     )[series.ticker]
 
 
@@ -172,12 +173,13 @@ def pooled_forecasts(
     base: str = "trailing",
     forecast_only: frozenset[str] = frozenset(),
     windows_per_epoch: int | None = None,
+    combine: bool = False,
 ) -> dict[str, Forecast]:
     """One network trained on every series' rows before its block (scalers and base fitted
     on those rows, pooled; windows within each series; `windows_per_epoch` sampled windows
     an epoch, as in the pipeline), forecasting each block. Series in `forecast_only` are
     forecast but never trained on (a cold start)."""
-    from pipeline.forecasting.train import fit_final
+    from pipeline.forecasting.train import fit_final, har_fit
 
     frames = []
     for s, a, b in blocks:
@@ -189,6 +191,7 @@ def pooled_forecasts(
         frames.append(split.assign(ticker=s.ticker))
     feats = pd.concat(frames, ignore_index=True)
     net, prep = fit_final(params, feats, epochs, seed, base, windows_per_epoch)
+    har = har_fit(feats) if combine else None  # as the served version carries it
     test, _ = prep.windows("test")
     raw = np.asarray(net.predict(test, batch_size=1024, verbose=0), dtype="float64")
     out, at = {}, 0
@@ -198,6 +201,9 @@ def pooled_forecasts(
         matrix = s.feats[FEATURES].to_numpy(dtype="float64")[a:b]
         loc, scale = intervals.distribution(rows, base_scale(matrix, prep.base))
         loc = prep.y_scaler.inverse(loc.reshape(-1, 1))[:, 0]
+        if har is not None:
+            drift = float(prep.y_scaler.mean[0])
+            loc, scale = intervals.combine_with_har(loc, scale, base_scale(matrix, har), drift)
         last = s.feats["Close"].to_numpy()[a:b]
         out[s.ticker] = Forecast(last, loc, scale, intervals.STUDENT_T_DF)
     return out
@@ -259,7 +265,15 @@ def run_ticker(
     for a, b in refit_points(series, plan):
         params, epochs = params_for(series, a)
         model = model_forecast(
-            series, a, b, params, epochs, cfg.tune.seed, cfg.model.base, cfg.tune.windows_per_epoch
+            series,
+            a,
+            b,
+            params,
+            epochs,
+            cfg.tune.seed,
+            cfg.model.base,
+            cfg.tune.windows_per_epoch,
+            cfg.model.combine_har,
         )
         frames.append(block_sessions(series, a, b, model))
         step()
@@ -342,6 +356,7 @@ def run_universe(
             cfg.model.base,
             forecast_only,
             cfg.tune.windows_per_epoch,
+            cfg.model.combine_har,
         )
         frames += [block_sessions(s, a, b, model[s.ticker]) for s, a, b in blocks]
         step()

@@ -41,7 +41,14 @@ from pipeline.data.features import (
     make_features,
 )
 from pipeline.forecasting import conformal
-from pipeline.forecasting.intervals import LEVELS, STUDENT_T_DF, Forecast, distribution, z_value
+from pipeline.forecasting.intervals import (
+    LEVELS,
+    STUDENT_T_DF,
+    Forecast,
+    combine_with_har,
+    distribution,
+    z_value,
+)
 from pipeline.forecasting.lite import (  # no TensorFlow: that loads only if needed
     MAX_BATCH,
     LiteNetwork,
@@ -117,6 +124,7 @@ class PriceForecaster(PythonModel):
         # a version logged by older code names fewer features: take those, in its order
         self._columns = [FEATURES.index(f) for f in self.spec["features"]]
         self._base = self.spec.get("base", {"kind": "trailing"})
+        self._har = self.spec.get("combine")  # HAR's fit, when combined with it (else None)
         calibration = self.spec.get("conformal") or {}  # versions logged before: none
         self._conformal = float(calibration.get("step", 0.0)), int(calibration.get("lookback", 0))
         self._calendar: Any = None
@@ -165,10 +173,11 @@ class PriceForecaster(PythonModel):
         return feats, self.x_scaler.transform(feats[columns].to_numpy(dtype="float64"))
 
     def _distribution(
-        self, raw: np.ndarray, volatility: np.ndarray
+        self, raw: np.ndarray, volatility: np.ndarray, har: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The network's output and the trailing volatility (the base scale, already in
-        log-return units) -> location and scale of the next log return.
+        """The network's output and the base scale (already in log-return units) ->
+        location and scale of the next log return; combined with HAR's where the version
+        says so (`har`: HAR's std forecast for the same rows, intervals.combine_with_har).
 
         A version logged before the distributional head has one output: a point forecast,
         whose scale is unknown (NaN).
@@ -177,7 +186,14 @@ class PriceForecaster(PythonModel):
         if raw.ndim == 2 and raw.shape[1] == 1:
             return self.y_scaler.inverse(raw)[:, 0], np.full(len(raw), np.nan)
         loc, scale = distribution(raw, volatility)
-        return self.y_scaler.inverse(loc.reshape(-1, 1))[:, 0], scale
+        loc = self.y_scaler.inverse(loc.reshape(-1, 1))[:, 0]
+        if har is None:
+            return loc, scale
+        return combine_with_har(loc, scale, har, float(self.y_scaler.mean[0]))
+
+    def _har_std(self, matrix: np.ndarray) -> np.ndarray | None:
+        """HAR's std forecast per row of a FEATURES matrix, for a version combined with it."""
+        return base_scale(matrix, self._har) if self._har else None
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: Any = None
@@ -214,15 +230,20 @@ class PriceForecaster(PythonModel):
             matrix, _ = feature_matrix(days[-rows:], ohlcv[-rows:], *self._windows)
             scaled = self.x_scaler.transform(matrix[-window - past :, self._columns])
             base = base_scale(matrix[-past - 1 :], self._base)  # HAR's forecast or trailing std
+            har = self._har_std(matrix[-past - 1 :])
+            if har is not None:  # one check covers both
+                base = np.column_stack([base, har])
         if past and not (np.isfinite(scaled).all() and np.isfinite(base).all()):
             # an extreme bar among the earlier sessions only: forecast without the widths'
             # correction rather than refuse a request that used to be answered
             past, scaled, base = 0, scaled[-window:], base[-1:]
         if not (np.isfinite(scaled).all() and np.isfinite(base).all()):
             raise BadInput(TOO_EXTREME)
+        base, har = (base[:, 0], base[:, 1]) if base.ndim == 2 else (base, None)
         # the past + 1 windows, newest last, through the network together
         windows = sliding_window_view(scaled.astype(np.float32), window, axis=0)
-        loc, scale = self._distribution(self._forecast_windows(windows.transpose(0, 2, 1)), base)
+        raw = self._forecast_windows(windows.transpose(0, 2, 1))
+        loc, scale = self._distribution(raw, base, har)
         close, ret, sd = float(ohlcv[-1, 3]), float(loc[-1]), float(scale[-1])
         if not abs(ret) < 700:  # a return no market makes (or NaN)
             raise BadInput(TOO_EXTREME)
@@ -302,8 +323,8 @@ class PriceForecaster(PythonModel):
 
     def _table(self, feats: pd.DataFrame, idx: np.ndarray, raw: np.ndarray) -> pd.DataFrame:
         """The forecasts made at rows `idx` of `feats` from the network's output `raw`."""
-        base = base_scale(feats[FEATURES].to_numpy(dtype="float64")[idx], self._base)
-        loc, scale = self._distribution(raw, base)
+        matrix = feats[FEATURES].to_numpy(dtype="float64")[idx]
+        loc, scale = self._distribution(raw, base_scale(matrix, self._base), self._har_std(matrix))
         close = feats["Close"].to_numpy()[idx]
         # adaptive widths from this model's misses on the sessions before each: exactly
         # what a request carrying those sessions gets

@@ -102,6 +102,18 @@ def distribution(raw: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndar
     return raw[:, 0], np.asarray(base, dtype="float64") * T_SCALE_PER_STD * multiplier
 
 
+def combine_with_har(
+    loc: np.ndarray, scale: np.ndarray, har_std: np.ndarray, drift: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """An equal-weight combination of the network's Student-t and HAR's (HAR's forecast of
+    the return's std as a Student-t scale of the same df, around the training-mean return
+    `drift`): locations averaged, scales combined geometrically. Every central interval's
+    half-width is then the geometric mean of the two forecasters'. On 394 stocks the
+    combination beat HAR where neither network nor HAR alone did (docs/benchmarks.md)."""
+    har = np.asarray(har_std, dtype="float64") * T_SCALE_PER_STD
+    return (np.asarray(loc) + drift) / 2, np.sqrt(np.asarray(scale, dtype="float64") * har)
+
+
 def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
     return float(np.mean((actual >= lower) & (actual <= upper)))
 

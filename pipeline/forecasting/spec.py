@@ -26,9 +26,11 @@ def preprocessing_spec(
     run_id: str | None = None,
     base: dict[str, Any] | None = None,
     calibration: dict[str, Any] | None = None,
+    combine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the pyfunc needs besides the network: windows, scalers, the base scale's fit,
-    the adaptive conformal widths' settings (none: the intervals as the network gives them)."""
+    the adaptive conformal widths' settings (none: the intervals as the network gives them),
+    and HAR's fit where the forecast is combined with HAR's (intervals.combine_with_har)."""
     base = base or {"kind": "trailing"}
     return {
         "run_id": run_id,  # the run that logged it: its registered version can be looked up
@@ -46,6 +48,7 @@ def preprocessing_spec(
         "base": base,
         "har_window": HAR_WINDOWS[-1],
         "conformal": calibration,
+        "combine": combine,  # HAR's fit the forecast is combined with (None: not combined)
     }
 
 

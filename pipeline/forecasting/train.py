@@ -22,7 +22,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.data import store
-from pipeline.data.features import FEATURES, prepare
+from pipeline.data.features import FEATURES, fit_har_base, prepare
 from pipeline.forecasting import conformal, lite
 from pipeline.forecasting.forecaster import OUTPUT_COLUMNS, PriceForecaster
 from pipeline.forecasting.model import LSTMParams, build_model
@@ -65,6 +65,12 @@ def fit_final(
     batches = WindowBatches(prep, rows, params.batch_size, windows_per_epoch or len(rows), seed)
     model.fit(batches, epochs=max(1, epochs), verbose=0, shuffle=False)
     return model, prep
+
+
+def har_fit(feats: pd.DataFrame) -> dict[str, Any]:
+    """HAR fitted on the training rows (pooled over a universe's members): what a version
+    combined with HAR carries (intervals.combine_with_har)."""
+    return fit_har_base(feats, (feats["split"] == "train").to_numpy())
 
 
 def input_example(bars: pd.DataFrame, rows: int) -> pd.DataFrame:
@@ -123,8 +129,10 @@ def log_forecaster(
     bars: pd.DataFrame,
     parent_id: str,
     python_model: PriceForecaster | None = None,
+    combine: dict[str, Any] | None = None,
 ) -> str:
-    """Log the pyfunc (network + preprocessing) to the run; return its model URI."""
+    """Log the pyfunc (network + preprocessing; `combine`: HAR's fit it is combined with)
+    to the run; return its model URI."""
     import mlflow
 
     fc = cfg.features
@@ -139,6 +147,7 @@ def log_forecaster(
         parent_id,
         prep.base,
         conformal.spec(cfg.model.conformal_step, cfg.model.conformal_lookback),
+        combine,
     )
     with tempfile.TemporaryDirectory() as tmp:
         keras_path, spec_path = Path(tmp) / "network.keras", Path(tmp) / "preprocessing.json"
@@ -204,5 +213,6 @@ def run(
             **{f"validation.{k}": v for k, v in validation.items()},
         },
     )
-    model_uri = log_forecaster(cfg, model, prep, bars, parent_run_id)
+    combine = har_fit(feats) if cfg.model.combine_har else None
+    model_uri = log_forecaster(cfg, model, prep, bars, parent_run_id, combine=combine)
     return {"model_uri": model_uri, "params": params.as_dict(), "fingerprint": fingerprint}

@@ -1,6 +1,7 @@
 """The logged pyfunc's own logic: request checks, its preprocessing spec, and its forecast."""
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.data.features import FEATURES, Scaler, assign_splits, make_features, prepare
+from pipeline.data.features import (
+    FEATURES,
+    Scaler,
+    assign_splits,
+    base_scale,
+    make_features,
+    prepare,
+)
 from pipeline.forecasting.forecaster import OUTPUT_COLUMNS, PriceForecaster
 from pipeline.forecasting.model import T_SCALE_PER_STD, LSTMParams, build_model
 from pipeline.forecasting.request import TOO_EXTREME, BadInput, check_bars, request_arrays, shown
@@ -411,3 +419,32 @@ def test_a_version_logged_before_the_subpackages_still_unpickles() -> None:
     old = Path(__file__).parents[1] / "fixtures" / "flat_layout_python_model.pkl"
     assert b"pipeline.forecaster" in old.read_bytes()  # the flat layout's module path
     assert type(cloudpickle.loads(old.read_bytes())) is PriceForecaster
+
+
+def test_a_version_combined_with_har_serves_the_geometric_mean_of_the_two_scales(
+    tmp_path, sample_bars: pd.DataFrame
+) -> None:
+    """Trailing base, untrained head, combined with HAR: the served scale is
+    sqrt(network's * HAR's), both computed from the request, and a request's answer is the
+    evaluation's forecast for the same day (forecast_all: what the backtest scores)."""
+    from pipeline.forecasting.train import har_fit
+
+    bars = sample_bars.tail(400).reset_index(drop=True)
+    feats = make_features(bars, 5, 5)
+    feats["split"] = assign_splits(feats, 0.2, 0.2)
+    prep = prepare(feats, window=5, base="trailing")
+    build_model(LSTMParams(units=4, window=5), len(FEATURES)).save(tmp_path / "network.keras")
+    plain = preprocessing_spec(5, 5, 5, prep.x_scaler, prep.y_scaler, "XNYS", 500, None, prep.base)
+    served = {}
+    for name, combine in (("plain", None), ("combined", har_fit(feats))):
+        spec = {**plain, "combine": combine}
+        (tmp_path / f"{name}.json").write_text(json.dumps(spec))
+        model = PriceForecaster()
+        model.load(tmp_path / "network.keras", tmp_path / f"{name}.json")
+        served[name] = model.predict(None, bars.tail(40)).iloc[0]
+        evaluated = model.forecast_all(bars.tail(40).reset_index(drop=True)).iloc[-1]
+        assert evaluated["scale"] == pytest.approx(served[name]["scale"], rel=1e-6)
+    har = base_scale(feats[FEATURES].to_numpy()[-1:], har_fit(feats))[0] * T_SCALE_PER_STD
+    want = math.sqrt(served["plain"]["scale"] * har)
+    assert served["combined"]["scale"] == pytest.approx(want, rel=1e-6)
+    assert served["combined"]["scale"] != pytest.approx(served["plain"]["scale"], rel=1e-3)
