@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.evaluation import backtest, backtest_scores
+from pipeline.evaluation import backtest, backtest_scores, backtest_series
 from pipeline.forecasting.model import LSTMParams
 from pipeline.lifecycle import tracking
 
@@ -85,7 +85,7 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
 
     started = time.perf_counter()
     end = plan.end or dt.date.today()
-    series, left_out = backtest.load_universe(cfg, plan.tickers, end)
+    series, left_out = backtest_series.load_universe(cfg, plan.tickers, end)
     if left_out:
         log.warning("%d ticker(s) left out of the backtest: %s", len(left_out), left_out)
     if not series:

@@ -11,19 +11,19 @@ import pytest
 from pipeline import cli
 from pipeline.config import Config, load_config, throwaway_env
 from pipeline.data import ingest
-from pipeline.evaluation import backtest
+from pipeline.evaluation import backtest, backtest_series
 from pipeline.evaluation.backtest_scores import FORECASTERS
 from pipeline.lifecycle import tracking
 from tests.helpers import TINY_BUDGET
 
 
 @pytest.fixture(scope="module")
-def msft(tmp_path_factory: pytest.TempPathFactory) -> backtest.Series:
+def msft(tmp_path_factory: pytest.TempPathFactory) -> backtest_series.Series:
     cfg = load_config(environ=throwaway_env(tmp_path_factory.mktemp("bt")))
-    return backtest.load_series(cfg, "MSFT", dt.date(2013, 3, 1))
+    return backtest_series.load_series(cfg, "MSFT", dt.date(2013, 3, 1))
 
 
-def test_blocks_partition_the_span_every_n_sessions(msft: backtest.Series) -> None:
+def test_blocks_partition_the_span_every_n_sessions(msft: backtest_series.Series) -> None:
     plan = backtest.Plan(["MSFT"], start=dt.date(2012, 1, 3), refit_every=20)
     blocks = backtest.refit_points(msft, plan)
     dates = msft.feats["Date"]
@@ -33,7 +33,7 @@ def test_blocks_partition_the_span_every_n_sessions(msft: backtest.Series) -> No
     assert dates.iloc[blocks[-1][1] - 1] == pd.Timestamp("2013-02-28")  # the last with a target
 
 
-def test_a_refit_trains_only_on_rows_whose_targets_are_known(msft: backtest.Series) -> None:
+def test_a_refit_trains_only_on_rows_whose_targets_are_known(msft: backtest_series.Series) -> None:
     feats = backtest.refit_splits(msft.feats, 2000, 2063)
     assert (feats["split"].iloc[:2000] == "train").all()
     assert (feats["split"].iloc[2000:2063] == "test").all()
@@ -45,13 +45,13 @@ def test_a_refit_trains_only_on_rows_whose_targets_are_known(msft: backtest.Seri
     )
 
 
-def test_baselines_at_a_refit_do_not_see_later_bars(msft: backtest.Series) -> None:
+def test_baselines_at_a_refit_do_not_see_later_bars(msft: backtest_series.Series) -> None:
     a, b = 2000, 2063
     base = backtest.baseline_forecasts(msft, a, b)
     later = msft.bar_of[a] + 1
     bars = msft.bars.copy()
     bars.loc[later:, ["Open", "High", "Low", "Close"]] *= 1.7
-    shaken = backtest.Series("MSFT", bars, msft.feats, msft.bar_of)
+    shaken = backtest_series.Series("MSFT", bars, msft.feats, msft.bar_of)
     again = backtest.baseline_forecasts(shaken, a, b)
     for name, forecast in base.items():
         assert again[name].scale[0] == pytest.approx(forecast.scale[0]), name

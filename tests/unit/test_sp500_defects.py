@@ -165,10 +165,10 @@ def _chunk_on(cfg: Config, day: dt.date, tickers: list[str]) -> dict[str, object
 def test_a_backtest_reads_whole_histories_by_the_same_rules(day) -> None:  # type: ignore[no-untyped-def]
     """history.screen (one GX run over whole histories, what the backtest reads) leaves out
     the rows and tickers the daily step quarantines or holds out, with the same reasons."""
-    from pipeline.evaluation import backtest
+    from pipeline.evaluation import backtest_series
 
     cfg, _ = day
-    series, left_out = backtest.load_universe(cfg, DEFECTIVE, DAY)
+    series, left_out = backtest_series.load_universe(cfg, DEFECTIVE, DAY)
     assert left_out["DISCA"].startswith("held_out: 1 day(s) look like a split")
     assert "2014-08-07 (apparent 2:1)" in left_out["DISCA"]
     assert left_out["APTV"].startswith("too_short: ")

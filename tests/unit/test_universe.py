@@ -10,7 +10,7 @@ import pytest
 from pipeline.config import load_config, throwaway_env
 from pipeline.data import universe
 from pipeline.data.features import assign_splits, make_features
-from pipeline.evaluation import backtest
+from pipeline.evaluation import backtest, backtest_series
 from pipeline.forecasting.model import LSTMParams
 from pipeline.lifecycle import registry
 from tests.helpers import random_walk_bars
@@ -78,8 +78,8 @@ def test_universe_is_not_a_ticker(tmp_path: Path) -> None:
 def test_a_ticker_never_trained_on_is_forecast_the_same_way(tmp_path: Path) -> None:
     """Cold start: trained on GOOG only, the network forecasts MSFT from MSFT's own bars."""
     cfg = load_config(environ=throwaway_env(tmp_path))
-    goog = backtest.load_series(cfg, "GOOG", dt.date(2013, 3, 1))
-    msft = backtest.load_series(cfg, "MSFT", dt.date(2013, 3, 1))
+    goog = backtest_series.load_series(cfg, "GOOG", dt.date(2013, 3, 1))
+    msft = backtest_series.load_series(cfg, "MSFT", dt.date(2013, 3, 1))
     blocks = []
     for s in (goog, msft):
         a = int(np.searchsorted(s.feats["Date"].to_numpy(), np.datetime64("2012-06-01")))
