@@ -37,6 +37,8 @@ def production_params(cfg: Config, key: str) -> tuple[LSTMParams, int] | None:
         return None
     if version.tags.get(registry.FORECASTER_TAG, "lstm") != "lstm":  # HAR serves: no LSTM's
         return None
+    if version.tags.get(registry.FALLBACK_TAG):  # an LSTM the gate refused: tune again
+        return None
     params = LSTMParams.from_dict(json.loads(version.tags["params"]))
     run = tracking.client(cfg).get_run(version.tags["run_id"])
     return params, int(run.data.params.get("epochs", cfg.tune.max_epochs))

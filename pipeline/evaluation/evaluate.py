@@ -70,7 +70,7 @@ def diebold_mariano_losses(
     mean = d.mean()
     gamma = [np.mean((d[k:] - mean) * (d[: n - k] - mean)) for k in range(horizon)]
     var = (gamma[0] + 2 * sum(gamma[1:])) / n
-    if n < 3 or var <= 0:
+    if n < 3 or not var > 0:  # also NaN: a loss that is not a number on some day
         return 0.0, 1.0
     hln = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
     stat = hln * mean / math.sqrt(var)

@@ -8,6 +8,7 @@ Pure functions of the evidence and the config's `registry` section.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +100,13 @@ def ticker_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
     ]
     if not rows:
         return None
-    tested = all(p is not None for *_, p in rows)
-    adjusted = _fdr([p for *_, p in rows]) if tested else [0.0] * len(rows)
+    # each ticker on its own evidence: with p-values, FDR-adjusted over those that have
+    # them; without (a version evaluated before they were kept), on its mean alone
+    with_p = [i for i, (*_, p) in enumerate(rows) if p is not None]
+    adjusted = [0.0] * len(rows)
+    for i, q in zip(with_p, _fdr([rows[i][3] for i in with_p]), strict=True):
+        adjusted[i] = q
+    tested = len(with_p) == len(rows)
     losing = sorted(
         (
             (score / naive, ticker, score, naive, q)
@@ -138,13 +144,18 @@ def _worse_pvalue(scores: dict[str, Any]) -> float | None:
     stat, pvalue = scores.get("interval_dm_stat"), scores.get("interval_dm_pvalue")
     if stat is None or pvalue is None:
         return None
-    return float(pvalue) / 2 if stat > 0 else 1 - float(pvalue) / 2
+    stat, pvalue = float(stat), float(pvalue)
+    if not (math.isfinite(stat) and 0 <= pvalue <= 1):  # no test could be made: no evidence
+        return 1.0
+    return pvalue / 2 if stat > 0 else 1 - pvalue / 2
 
 
 def _fdr(pvalues: list[float | None]) -> list[float]:
     """Benjamini-Hochberg adjusted p-values (scipy's false_discovery_control)."""
     from scipy.stats import false_discovery_control
 
+    if not pvalues:
+        return []
     return [float(q) for q in false_discovery_control([p or 0.0 for p in pvalues], method="bh")]
 
 

@@ -158,7 +158,8 @@ def promote(
         ev = reevaluate(cfg, ticker, version)
         from pipeline.data.universe import model_key
 
-        beatable = registry.is_production_beatable(cfg, model_key(cfg, ticker))
+        prod = registry.production_version(cfg, ticker)
+        beatable = registry.production_beatable(cfg, model_key(cfg, ticker), prod)
         decision = decide(ev, cfg.registry, beatable)
         if not decision.promote:
             raise PromotionRefused(f"refused: {decision.reason} (use --force to override)")

@@ -81,6 +81,15 @@ def beatable_tags(cfg: Config, ticker: str) -> list[str]:
     return [k for k, v in model.tags.items() if k.startswith(BEATABLE_TAG) and v == "true"]
 
 
+def production_beatable(cfg: Config, ticker: str, prod: ModelVersion | None) -> bool | str:
+    """What the gate is told of production `prod` (gate.decide): why any version that
+    passes the other rules may replace it (a fallback never earned its place), or whether
+    monitoring says it keeps losing."""
+    if prod is not None and prod.tags.get(FALLBACK_TAG):
+        return "is a fallback that did not pass the gate"
+    return is_production_beatable(cfg, ticker)
+
+
 def is_production_beatable(cfg: Config, ticker: str) -> bool:
     """Monitoring says production keeps losing: on `ticker`, or, asked for the universe
     model itself, on any of its tickers."""
@@ -229,14 +238,7 @@ def promote_if_better(
     decision = (
         Decision(False, stale)
         if stale
-        else decide(
-            evaluation,
-            cfg.registry,
-            # a fallback serves only until a version passes the gate (lifecycle/fallback.py)
-            "is a fallback that did not pass the gate"
-            if prod is not None and prod.tags.get(FALLBACK_TAG)
-            else is_production_beatable(cfg, ticker),
-        )
+        else decide(evaluation, cfg.registry, production_beatable(cfg, ticker, prod))
     )
     name = model_name(cfg, ticker)
     mc = tracking.client(cfg)

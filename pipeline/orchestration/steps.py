@@ -162,8 +162,8 @@ def promote(cfg: Config, c: Carry) -> Promoted:
         c["parent_run_id"],
     )
     if served is not None:
-        summary["production_version"] = served["production_version"]
-        summary["fallback"] = served
+        summary["production_version"] = served.get("production_version")
+        summary["fallback"] = served  # what serves, and why; or why nothing could
     return {"promotion": summary}
 
 

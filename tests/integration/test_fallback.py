@@ -16,7 +16,7 @@ import pytest
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.layout import version_uri
-from pipeline.lifecycle import audit, registry, tracking
+from pipeline.lifecycle import audit, fallback, registry, tracking
 from pipeline.operations import daily, forecast
 from pipeline.orchestration.carry import Carry
 
@@ -47,6 +47,16 @@ def test_a_refused_first_lstm_leaves_the_best_forecaster_serving(
     assert 0.95 < ratio < 1.05
     trail = audit.audit_trail(strict, "GOOG")
     assert trail[-1]["action"] == "promote" and trail[-1]["reason"].startswith("fallback: ")
+    assert [(e["action"], e["to_version"]) for e in trail[:-1]] == [
+        ("refused", "1"),
+        ("refused", "2"),
+    ]
+    # HAR's run is the pipeline run's child, dated as it is (retention, monitoring read it);
+    # a retried step finds it rather than logging and registering HAR again
+    assert registry.version_day(strict, har) == DAY
+    assert fallback.har_run(strict, "GOOG", DAY, out["run_id"]) == har.tags["run_id"]
+    parent = mc.get_run(out["run_id"]).data.tags["promotion"]
+    assert parent.startswith("not promoted; fallback: ")
 
     # HAR answers as the LSTM does: the same columns, bands around the close
     model = mlflow.pyfunc.load_model(version_uri(name, "2"))
