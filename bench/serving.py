@@ -36,7 +36,7 @@ from bench.common import sample_features
 from pipeline.config import throwaway_config
 from pipeline.data import store
 from pipeline.forecasting.model import LSTMParams
-from pipeline.forecasting.train import fit_final, log_forecaster
+from pipeline.forecasting.train import fit_final, har_fit, log_forecaster
 from pipeline.lifecycle import tracking
 from pipeline.serving.production import serve_command
 
@@ -69,7 +69,8 @@ def log_all(tmp: str) -> tuple[dict[str, str], Any, Any]:
     )
     for name, pyfunc in variants:
         run = mc.create_run(tracking.experiment_id(cfg), run_name=f"serving-bench-{name}")
-        uris[name] = log_forecaster(cfg, model, prep, bars, run.info.run_id, pyfunc)
+        combine = har_fit(feats) if cfg.model.combine_har else None  # as train.run logs it
+        uris[name] = log_forecaster(cfg, model, prep, bars, run.info.run_id, pyfunc, combine)
     with mlflow.start_run(experiment_id=tracking.experiment_id(cfg), run_name="floor"):
         uris["floor"] = mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
     return uris, cfg, bars
