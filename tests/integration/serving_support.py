@@ -84,7 +84,10 @@ def serving_store(factory: pytest.TempPathFactory, versions: int = 1) -> Path:
     while _SHARED["versions"] < versions:
         seed = _SHARED["versions"] + 1
         # naive_margin 0.5: no version passes the gate by itself; v1 is promoted by hand
-        cfg = throwaway_config(root, TINY, registry__naive_margin=0.5, tune__seed=seed)
+        # (and no HAR fallback: the versions here are the seeds' LSTMs)
+        cfg = throwaway_config(
+            root, TINY, registry__naive_margin=0.5, registry__serve_fallback=False, tune__seed=seed
+        )
         model_half(cfg, _SHARED["prepared"], f"serve-{seed}")
         if seed == 1:
             promotion.promote(cfg, "GOOG", "1", "serve v1", "test", force=True)
