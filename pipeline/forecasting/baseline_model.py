@@ -64,13 +64,13 @@ def log_har(cfg: Config, ticker: str, day: dt.date, features_path: str, run_id: 
 
     from pipeline.data import store, universe
     from pipeline.data.features import prepare
-    from pipeline.forecasting import conformal
-    from pipeline.forecasting.spec import min_rows, preprocessing_spec
+    from pipeline.forecasting.spec import min_rows
     from pipeline.forecasting.train import (
         PIP_REQUIREMENTS,
         code_copy,
         input_example,
         request_signature,
+        version_spec,
     )
 
     feats = pd.read_parquet(features_path)
@@ -79,19 +79,7 @@ def log_har(cfg: Config, ticker: str, day: dt.date, features_path: str, run_id: 
     else:
         bars = store.read_adjusted(cfg, ticker, until=day)
     prep = prepare(feats, WINDOW, "har")
-    fc = cfg.features
-    spec = preprocessing_spec(
-        WINDOW,
-        fc.volatility_window,
-        fc.volume_window,
-        prep.x_scaler,
-        prep.y_scaler,
-        cfg.validation.calendar,
-        cfg.serving.max_rows,
-        run_id,
-        prep.base,
-        conformal.spec(cfg.model.conformal_step, cfg.model.conformal_lookback),
-    )
+    spec = version_spec(cfg, prep, run_id)
     spec["forecaster"] = "har"
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "preprocessing.json"

@@ -67,6 +67,27 @@ def fit_final(
     return model, prep
 
 
+def version_spec(
+    cfg: Config, prep: Any, run_id: str, combine: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The preprocessing spec a version logged by `run_id` carries (spec.py), from the
+    prepared data and the config."""
+    fc = cfg.features
+    return preprocessing_spec(
+        prep.window,
+        fc.volatility_window,
+        fc.volume_window,
+        prep.x_scaler,
+        prep.y_scaler,
+        cfg.validation.calendar,
+        cfg.serving.max_rows,
+        run_id,
+        prep.base,
+        conformal.spec(cfg.model.conformal_step, cfg.model.conformal_lookback),
+        combine,
+    )
+
+
 def har_fit(feats: pd.DataFrame) -> dict[str, Any]:
     """HAR fitted on the training rows (pooled over a universe's members): what a version
     combined with HAR carries (intervals.combine_with_har)."""
@@ -135,20 +156,7 @@ def log_forecaster(
     to the run; return its model URI."""
     import mlflow
 
-    fc = cfg.features
-    spec = preprocessing_spec(
-        prep.window,
-        fc.volatility_window,
-        fc.volume_window,
-        prep.x_scaler,
-        prep.y_scaler,
-        cfg.validation.calendar,
-        cfg.serving.max_rows,
-        parent_id,
-        prep.base,
-        conformal.spec(cfg.model.conformal_step, cfg.model.conformal_lookback),
-        combine,
-    )
+    spec = version_spec(cfg, prep, parent_id, combine)
     with tempfile.TemporaryDirectory() as tmp:
         keras_path, spec_path = Path(tmp) / "network.keras", Path(tmp) / "preprocessing.json"
         model.save(keras_path)

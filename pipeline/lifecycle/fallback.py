@@ -23,7 +23,6 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.lifecycle import registry, tracking
-from pipeline.lifecycle.audit import record
 from pipeline.lifecycle.gate import decide
 from pipeline.lifecycle.registry import FALLBACK_TAG, FORECASTER_TAG
 
@@ -109,24 +108,12 @@ def _gate_har(
             cfg, ticker, uri, run_id, {**evidence_of(ev), FORECASTER_TAG: "har"}
         )
     decision = decide(ev, cfg.registry)
-    mc.set_model_version_tag(name, version, "gate", "passed" if decision.promote else "refused")
-    mc.set_model_version_tag(name, version, "gate_reason", decision.reason)
     lstm = str(refused["version"])
     actor = f"pipeline run {refused.get('run_id') or run_id}"
+    registry.record_verdict(cfg, ticker, version, decision, actor, run_id)
     if decision.promote:
         chosen, reason = version, f"HAR: {decision.reason} (LSTM v{lstm} refused)"
     else:
-        record(
-            cfg,
-            {
-                "action": "refused",
-                "model": name,
-                "to_version": version,
-                "reason": decision.reason,
-                "actor": actor,
-                "run_id": run_id,
-            },
-        )
         har_score = ev["model_interval_score_80"]
         lstm_score = lstm_evidence["model_interval_score_80"]
         chosen = version if har_score <= lstm_score else lstm

@@ -227,6 +227,20 @@ def move_production(
     return event
 
 
+def record_verdict(
+    cfg: Config, ticker: str, version: str, decision: Decision, actor: str, run_id: str
+) -> None:
+    """The gate's verdict on `version`, kept on it (tags `gate`, `gate_reason`), and a
+    refusal in the audit trail as every move is."""
+    name = model_name(cfg, ticker)
+    mc = tracking.client(cfg)
+    mc.set_model_version_tag(name, version, "gate", "passed" if decision.promote else "refused")
+    mc.set_model_version_tag(name, version, "gate_reason", decision.reason)
+    if not decision.promote:
+        event = {"action": "refused", "model": name, "to_version": version}
+        record(cfg, {**event, "reason": decision.reason, "actor": actor, "run_id": run_id})
+
+
 def promote_if_better(
     cfg: Config, ticker: str, version: str, evaluation: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
@@ -241,36 +255,15 @@ def promote_if_better(
         else decide(evaluation, cfg.registry, production_beatable(cfg, ticker, prod))
     )
     name = model_name(cfg, ticker)
-    mc = tracking.client(cfg)
-    mc.set_model_version_tag(name, version, "gate", "passed" if decision.promote else "refused")
-    mc.set_model_version_tag(name, version, "gate_reason", decision.reason)
-    mc.set_tag(
+    record_verdict(cfg, ticker, version, decision, f"pipeline run {run_id}", run_id)
+    tracking.client(cfg).set_tag(
         run_id,
         "promotion",
         ("promoted: " if decision.promote else "not promoted: ") + decision.reason,
     )
     if decision.promote:
-        move_production(
-            cfg,
-            ticker,
-            version,
-            "promote",
-            decision.reason,
-            actor=f"pipeline run {run_id}",
-            run_id=run_id,
-        )
-    else:
-        record(
-            cfg,
-            {
-                "action": "refused",
-                "model": name,
-                "to_version": version,
-                "reason": decision.reason,
-                "actor": f"pipeline run {run_id}",
-                "run_id": run_id,
-            },
-        )
+        actor = f"pipeline run {run_id}"
+        move_production(cfg, ticker, version, "promote", decision.reason, actor, run_id=run_id)
     current = production_version(cfg, ticker)
     return {
         "model_name": name,
