@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.evaluation import backtest, backtest_scores, backtest_series
+from pipeline.evaluation import backtest, backtest_scores, backtest_series, backtest_universe
 from pipeline.forecasting.model import LSTMParams
 from pipeline.lifecycle import tracking
 
@@ -124,9 +124,9 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
         return params, epochs
 
     if plan.scope == "universe":
-        refits = backtest.universe_blocks(series, plan)
+        refits = backtest_universe.universe_blocks(series, plan)
         with tqdm(total=len(refits), desc="backtest refits", unit="refit", file=sys.stderr) as bar:
-            days = backtest.run_universe(
+            days = backtest_universe.run_universe(
                 cfg,
                 series,
                 plan,

@@ -57,6 +57,7 @@ from pipeline.forecasting.lite import (  # no TensorFlow: that loads only if nee
     compiled,
 )
 from pipeline.forecasting.request import TOO_EXTREME, BadInput, finite_price, request_arrays
+from pipeline.forecasting.sessions import NextSession
 from pipeline.forecasting.spec import lookup_version, min_rows, most_windows
 
 LOG_RET = COLUMN["log_ret"]
@@ -127,8 +128,7 @@ class PriceForecaster(PythonModel):
         self._har = self.spec.get("combine")  # HAR's fit, when combined with it (else None)
         calibration = self.spec.get("conformal") or {}  # versions logged before: none
         self._conformal = float(calibration.get("step", 0.0)), int(calibration.get("lookback", 0))
-        self._calendar: Any = None
-        self._sessions: dict[np.datetime64, str] = {}
+        self._next_session = NextSession(self.spec["calendar"])
         self.df = float(self.spec.get("distribution", {}).get("df", STUDENT_T_DF))
         self.active: PriceForecaster = self  # replaced by a newer version when following
         self.served_version = ""
@@ -148,23 +148,6 @@ class PriceForecaster(PythonModel):
         import keras
 
         return keras.models.load_model(self._keras_path, compile=False)
-
-    def _next_session(self, day: np.datetime64) -> str:
-        if day not in self._sessions:  # the same few days are asked again and again
-            if len(self._sessions) > 10_000:
-                self._sessions.clear()
-            self._sessions[day] = self._lookup_next_session(pd.Timestamp(day))
-        return self._sessions[day]
-
-    def _lookup_next_session(self, day: pd.Timestamp) -> str:
-        import exchange_calendars as xcals
-
-        if self._calendar is None:
-            self._calendar = xcals.get_calendar(self.spec["calendar"], start="1990-01-01")
-        try:
-            return f"{self._calendar.next_session(day):%Y-%m-%d}"
-        except (ValueError, KeyError):  # a date the calendar does not know: next weekday
-            return f"{day + pd.offsets.BDay(1):%Y-%m-%d}"
 
     def _features(self, bars: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """Features exactly as in training, and their scaled matrix (train-fitted scaler)."""
