@@ -12,7 +12,7 @@ UV_PIN := $(shell grep -m1 '^uv==' requirements.lock)
 # (relative URLs and paths resolve against the project root, see pipeline/config.py)
 UNIVERSE ?= default
 ifneq ($(UNIVERSE),default)
-UNIVERSE_TARGETS := run replay serve ui
+UNIVERSE_TARGETS := run replay serve ui report
 $(UNIVERSE_TARGETS): export PIPELINE__UNIVERSE := $(UNIVERSE)
 $(UNIVERSE_TARGETS): export PIPELINE__STATE_DIR := state/$(UNIVERSE)
 $(UNIVERSE_TARGETS): export AIRFLOW_HOME := $(CURDIR)/state/$(UNIVERSE)/airflow
@@ -38,7 +38,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 TICKER ?= GOOG
 PYTEST_WORKERS ?= 2
-.PHONY: help install hooks run replay serve ui stack stack-down stack-status test backtest bench bench-scaleout lint fmt clean
+.PHONY: help install hooks run replay report serve ui stack stack-down stack-status test backtest bench bench-scaleout browser lint fmt clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -53,6 +53,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check $(UV_PIN)
 	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	rm -rf price_pipeline.egg-info  # the build's leftover: from the project root it would register the plugin twice
 	touch $@
 
 install: $(STAMP) ## create .venv from requirements.lock (exact versions, via uv)
@@ -67,6 +68,9 @@ FROM ?= 2012-12-03
 TO ?= 2013-03-01
 replay: $(STAMP) ## the schedule day after day on the embedded data (FROM=, TO=; UNIVERSE=sp500; one JSON line)
 	$(BIN)/python -m pipeline replay --from $(FROM) --to $(TO)
+
+report: $(STAMP) ## write a day's report page from its stored forecasts (DATE=; UNIVERSE=sp500)
+	$(BIN)/python -m pipeline report $(DATE)
 
 WORKERS ?= 1
 serve: $(STAMP) ## serve the production model (the universe's, any ticker) over REST (follows the alias; WORKERS=N; UNIVERSE=sp500)
@@ -98,8 +102,17 @@ bench: $(STAMP) ## accuracy, tuning and serving benchmarks (JSON under state/ben
 	$(BIN)/python -m bench.tuning | tee state/bench/tuning.json
 	$(BIN)/python -m bench.serving | tee state/bench/serving.json
 
-test: $(STAMP) ## run the whole test suite (two workers; `make test PYTEST_WORKERS=0` runs it in one process)
+test: $(STAMP) browser ## run the whole test suite (two workers; `make test PYTEST_WORKERS=0` runs it in one process)
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# The report page's test opens it in Debian's Chromium, installed here where it is missing
+APT := $(if $(filter 0,$(shell id -u)),,sudo) apt-get
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { echo "installing Debian's chromium for the report page's browser test"; \
+	    $(APT) install -y -qq chromium >/dev/null || \
+	    { $(APT) update -qq && $(APT) install -y -qq chromium >/dev/null; } || \
+	    { echo "could not install chromium: apt-get install chromium, then make test"; exit 1; }; }
 
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check pipeline dags tests bench

@@ -79,10 +79,12 @@ def price_daily() -> None:
         from pipeline.config import load_config
         from pipeline.operations import daily, day_table
         from pipeline.orchestration.dates import run_day
+        from pipeline.reporting import page
 
         cfg, day = load_config(), run_day(get_current_context())
         rep = daily.report(cfg, day)
         print(day_table.table(rep))
+        print(f"report page: {page.write(cfg, day)}")
         daily.housekeeping(cfg, day)
         return rep
 

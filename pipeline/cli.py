@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.daily)
 
     p = sub.add_parser(
+        "report",
+        help="write a day's report page (state/reports/daily/DAY.html) from its stored "
+        "report and forecasts; prints its path (exit 2 when the day has no report)",
+    )
+    p.add_argument("date", type=date_arg, help="a day that has run, YYYY-MM-DD")
+    p.set_defaults(func=commands.report)
+
+    p = sub.add_parser(
         "replay", help="run the schedule day after day on the data (daily, retrains, weekly)"
     )
     p.add_argument("--from", dest="start", required=True, type=date_arg, help="first day")

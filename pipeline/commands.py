@@ -49,6 +49,22 @@ def daily(args: argparse.Namespace) -> int:
         return run_day(cfg, args.date)
 
 
+def report(args: argparse.Namespace) -> int:
+    from pipeline.operations.daily import report_path
+    from pipeline.reporting import page
+
+    cfg = load_config(args.config)
+    if not report_path(cfg, args.date).exists():
+        print(
+            f"no report for {args.date} under {cfg.layout.root}: run that day first "
+            f"(make run DATE={args.date})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    print(page.write(cfg, args.date))
+    return 0
+
+
 def replay(args: argparse.Namespace) -> int:
     from pipeline.operations.replay import main
 

@@ -146,6 +146,8 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             "forecast": row.get("forecast_close"),
             "lower_80": row.get("lower_80"),
             "upper_80": row.get("upper_80"),
+            "lower_95": row.get("lower_95"),
+            "upper_95": row.get("upper_95"),
             "model_version": row.get("model_version"),
             "forecaster": forecaster(cfg, row, labels),
             "alerts": [r for r in asked if r != "no_production"],

@@ -118,6 +118,8 @@ def run_day(cfg: Config, day: dt.date) -> int:
         print()
         print(day_table.console(cfg, out.report, out.retrain_note()))
         print(f"report: {daily.report_path(cfg, day)}; forecasts: {cfg.layout.forecasts_db()}")
+        if (page := daily.report_path(cfg, day).with_suffix(".html")).exists():
+            print(f"report page: {page} (in the Airflow UI too: `make ui`, Forecast reports)")
         print(
             "next: `make serve` (REST on the production model), `make ui` (Airflow, MLflow, Optuna)"
         )

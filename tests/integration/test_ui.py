@@ -3,6 +3,7 @@ and SIGTERM stops everything."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from pipeline.config import throwaway_env
+from pipeline.deployment.ui import airflow_login
 
 from .serving_support import free_port
 
@@ -32,6 +35,37 @@ def _listening(procs: list[psutil.Process]) -> dict[int, set[str]]:
             if c.status == psutil.CONN_LISTEN:
                 out.setdefault(c.laddr.port, set()).add(c.laddr.ip)
     return out
+
+
+def check_report_plugin(airflow: str, env: dict[str, str], home: Path) -> None:
+    """The report pages in Airflow's API server: refused to anyone not logged in, served
+    to a logged-in user (an API token, or the UI's session cookie), listed in the UI."""
+    pages = Path(env["PIPELINE__STATE_DIR"]) / "reports" / "daily"
+    pages.mkdir(parents=True, exist_ok=True)
+    (pages / "2013-03-01.html").write_text("<p>the day's page</p>")
+    reports = f"{airflow}/forecast-reports"
+    assert requests.get(f"{reports}/", timeout=30).status_code == 401  # anonymous
+    forged = {"Authorization": "Bearer not-a-token"}
+    assert requests.get(f"{reports}/day/2013-03-01", headers=forged, timeout=30).status_code in (
+        401,
+        403,
+    )
+    password = json.loads(airflow_login(home))["admin"]
+    login = requests.post(
+        f"{airflow}/auth/token", json={"username": "admin", "password": password}, timeout=30
+    )
+    token = login.json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    index = requests.get(f"{reports}/", headers=auth, timeout=30)
+    assert index.status_code == 200 and 'href="day/2013-03-01"' in index.text
+    day = requests.get(f"{reports}/day/2013-03-01", cookies={"_token": token}, timeout=30)
+    assert day.status_code == 200 and day.text == "<p>the day's page</p>"
+    assert requests.get(f"{reports}/day/..%2Fx", headers=auth, timeout=30).status_code == 404
+    unknown = requests.get(f"{reports}/run/price_daily/manual__x", headers=auth, timeout=30)
+    assert unknown.status_code == 404 and "no run" in unknown.text
+    plugins = requests.get(f"{airflow}/api/v2/plugins", headers=auth, timeout=30).json()
+    ours = next(p for p in plugins["plugins"] if p["name"] == "forecast_reports")
+    assert {v["destination"] for v in ours["external_views"]} == {"nav", "dag_run"}
 
 
 def test_dashboards_bind_localhost_and_sigterm_stops_them_all(
@@ -61,6 +95,7 @@ def test_dashboards_bind_localhost_and_sigterm_stops_them_all(
             time.sleep(1)
         for name, port in ports.items():
             assert listening.get(port) == {"127.0.0.1"}, (name, listening)
+        check_report_plugin(f"http://127.0.0.1:{ports['airflow']}", env, airflow_db)
         # its scheduler runs the DAGs: `make run` on the same state is refused, not raced
         run = subprocess.run(
             [sys.executable, "-m", "pipeline", "daily", "2013-03-01"],
