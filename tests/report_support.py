@@ -26,6 +26,7 @@ from pipeline.reporting.page_data import WINDOW
 DAY = dt.date(2013, 3, 1)
 TICKERS = ("AAPL", "GOOG", "IBM", "MSFT")
 SESSIONS = 70  # forecasts made on the last 70 sessions up to DAY
+NEXT_SESSION = {"2013-03-01": "2013-03-04", "2018-02-07": "2018-02-08"}
 
 
 def har_bands(bars: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -52,12 +53,12 @@ def forecasts_for(ticker: str, bars: pd.DataFrame, widen: float) -> list[dict[st
             {
                 "ticker": ticker,
                 "as_of": dates[i],
-                "for_date": dates[i + 1] if i + 1 < len(dates) else "2013-03-04",
+                "for_date": dates[i + 1] if i + 1 < len(dates) else NEXT_SESSION.get(dates[i], ""),
                 "model_name": "price_lstm_universe",
                 "model_version": "3",
                 "forecast_close": float(close[i]),
                 "naive_close": float(close[i]),
-                "created_at": "2013-03-01T22:00:00",
+                "created_at": f"{dates[-1]}T22:00:00",
                 "lower_80": mid80 - widen * (mid80 - lo80[i]),
                 "upper_80": mid80 + widen * (hi80[i] - mid80),
                 "lower_95": mid95 - widen * (mid95 - lo95[i]),
@@ -67,14 +68,19 @@ def forecasts_for(ticker: str, bars: pd.DataFrame, widen: float) -> list[dict[st
     return rows
 
 
-def report_state(root: Path) -> tuple[Config, dict[str, object]]:
-    """The state (see the module docstring) and the day's JSON report."""
+def report_state(
+    root: Path, tickers_: tuple[str, ...] = TICKERS, universe: str = "default", day: dt.date = DAY
+) -> tuple[Config, dict[str, object]]:
+    """The state (see the module docstring) and the day's JSON report; bench.report_page
+    builds the same for the S&P 500's stocks (universe sp500)."""
     cfg = throwaway_config(root)
     tickers: dict[str, dict[str, object]] = {}
-    for ticker in TICKERS:
-        bars = read_bars_csv(sample_path(ticker))
-        bars = bars[bars["Date"] <= pd.Timestamp(DAY)].reset_index(drop=True)
-        store.publish_curated(cfg, ticker, bars, bars.iloc[:0], DAY)
+    for ticker in tickers_:
+        bars = read_bars_csv(sample_path(ticker, universe))
+        bars = bars[bars["Date"] <= pd.Timestamp(day)].dropna().reset_index(drop=True)
+        if len(bars) < SESSIONS + WINDOW + 30:
+            continue  # listed too late for a fitted HAR
+        store.publish_curated(cfg, ticker, bars, bars.iloc[:0], day)
         if ticker == "MSFT":
             tickers[ticker] = quarantined_entry()
             continue
@@ -98,7 +104,11 @@ def report_state(root: Path) -> tuple[Config, dict[str, object]]:
             "quarantined": [],
             "missing_sessions": 0,
         }
-    rep = {"day": DAY.isoformat(), "tickers": tickers, "retrain": {"AAPL": ["coverage_drift"]}}
+    rep: dict[str, object] = {
+        "day": day.isoformat(),
+        "tickers": tickers,
+        "retrain": {"AAPL": ["coverage_drift"]},
+    }
     daily.write(cfg, rep)
     return cfg, rep
 

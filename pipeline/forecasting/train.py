@@ -221,6 +221,7 @@ def run(
             **{f"validation.{k}": v for k, v in validation.items()},
         },
     )
+    tracking.log_training_data(mc, parent_run_id, feats, features_path, f"features {day}")
     combine = har_fit(feats) if cfg.model.combine_har else None
     model_uri = log_forecaster(cfg, model, prep, bars, parent_run_id, combine=combine)
     return {"model_uri": model_uri, "params": params.as_dict(), "fingerprint": fingerprint}

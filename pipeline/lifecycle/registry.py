@@ -1,6 +1,7 @@
 """Registry: one registered model per ticker (`<prefix>_<TICKER>`), aliases not stages.
 
-Every run registers a version with alias `candidate` and its evidence as tags.
+Every run registers a version with alias `candidate`: its evidence in full as the run's
+artifact, a glance at it and what the code reads back as the version's tags.
 `production` moves only through promote()/rollback(), which apply the gate
 (unless forced) and write an audit event: a run in the `<experiment>_audit`
 experiment, so the trail lives in the tracking store next to the models.
@@ -27,6 +28,23 @@ EVIDENCE = "evidence"  # complete; incomplete on a version that older code left 
 BEATABLE_TAG = "production_beatable"  # set by monitoring when production loses to naive
 FALLBACK_TAG = "fallback"  # on a version serving though it failed the gate: why (fallback.py)
 FORECASTER_TAG = "forecaster"  # lstm | har: what a version forecasts with
+EVIDENCE_ARTIFACT = "evaluation/evidence.json"  # a version's full evidence, in its run
+# What a version carries as tags besides the glance (glance()): what the code reads back
+# (the gate, monitoring, the backtest, the run summary) and where the rest is
+KEPT_TAGS = (
+    FORECASTER_TAG,
+    "model_mase",
+    "dm_pvalue",
+    "model_interval_score_80",
+    "best_baseline",
+    "first_test_date",
+    "last_test_date",
+    "tickers_scored",
+    "tickers_left_out",
+    "per_ticker",
+    "params",
+    "code_version",
+)
 
 
 class PromotionRefused(RuntimeError):
@@ -116,7 +134,9 @@ def register(
         mc.get_registered_model(name)
     except MlflowException:
         mc.create_registered_model(name, description=f"Next-day close forecaster: {ticker}")
-    tags = {"run_id": run_id, **{k: tracking.tag_value(v) for k, v in evidence.items()}}
+    # the full evidence as the run's artifact; the version keeps what a person reads
+    mc.log_dict(run_id, evidence, EVIDENCE_ARTIFACT)
+    tags = {"run_id": run_id, **version_tags(evidence)}
     tags[EVIDENCE] = "complete"  # last: set one by one, it is the seal
     left = [
         v
@@ -137,20 +157,49 @@ def register(
     return version
 
 
+def version_tags(evidence: dict[str, Any]) -> dict[str, str]:
+    """A version's tags: a glance at why it should be trusted, what the code reads back,
+    and where the rest is (every figure: the run's `test_*` metrics, which MLflow's run
+    comparison lines up side by side; all of it: EVIDENCE_ARTIFACT)."""
+    kept = {k: evidence[k] for k in KEPT_TAGS if evidence.get(k) is not None}
+    kept["evidence_file"] = EVIDENCE_ARTIFACT
+    return {k: tracking.tag_value(v) for k, v in {**kept, **glance(evidence)}.items()}
+
+
+def glance(evidence: dict[str, Any]) -> dict[str, str]:
+    """The model against the best baseline and its coverage, in words."""
+    out = {}
+    best = evidence.get("best_baseline")
+    mine, theirs = (
+        evidence.get("model_interval_score_80"),
+        evidence.get(f"{best}_interval_score_80"),
+    )
+    if best and mine is not None and theirs:
+        key = "interval_dm_pvalue" if best == "naive" else f"interval_dm_{best}_pvalue"
+        p = evidence.get(key)
+        said = f", DM p = {float(p):.2g}" if p is not None else ""
+        out["vs_best_baseline"] = (
+            f"{float(mine) / float(theirs):.3f} x {best.upper()}'s 80 % interval score{said}"
+        )
+    if (c80 := evidence.get("model_coverage_80")) is not None:
+        c95 = evidence.get("model_coverage_95")
+        rest = f", 95 %: {100 * float(c95):.1f} %" if c95 is not None else ""
+        out["coverage"] = f"80 %: {100 * float(c80):.1f} %{rest}"
+    return out
+
+
 def evidence(
     evaluation: dict[str, Any],
     fingerprint: dict[str, Any],
     params: dict[str, Any],
     validation: dict[str, Any],
 ) -> dict[str, Any]:
-    """What a registered version carries as tags: why anyone should trust it.
+    """A version's evidence: why anyone should trust it (register() keeps it whole as the
+    run's EVIDENCE_ARTIFACT and a glance at it as the version's tags, version_tags()).
 
-    Pooled figures only, about 75 tags whatever the universe's size: a universe model's
-    per-ticker results (`tickers` in the evaluation) are never tags (MLflow takes 100
-    tags a call, and a version's tags are read whole by every registry listing); the
-    version says how many tickers were scored and where each one's results are, the
-    run's `evaluation/per_ticker.csv`. Long values (a list of hundreds of members) are cut
-    to tracking.TAG_CHARS with their digest."""
+    Pooled figures only, whatever the universe's size: a universe model's per-ticker
+    results (`tickers` in the evaluation) are the run's `evaluation/per_ticker.csv`; the
+    evidence says how many tickers were scored and where each one's results are."""
     keys = [
         k
         for k in evaluation

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -221,3 +222,14 @@ def fingerprint(bars: Any, tickers: list[str]) -> dict[str, Any]:
         "last_date": f"{bars['Date'].max():%Y-%m-%d}",
         "sha256": digest,
     }
+
+
+def log_training_data(mc: MlflowClient, run_id: str, feats: Any, path: str, name: str) -> None:
+    """The features a model was trained on as the run's dataset input (MLflow's runs list
+    shows it in its Dataset column: name, digest, rows), its source the features file."""
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    data = from_pandas(feats, source=Path(path).resolve().as_uri(), name=name)
+    context = InputTag("mlflow.data.context", "training")
+    mc.log_inputs(run_id, datasets=[DatasetInput(data._to_mlflow_entity(), tags=[context])])

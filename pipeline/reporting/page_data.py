@@ -12,6 +12,7 @@ drift as its location, as in the backtest. Interval scores are in % of the close
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
@@ -41,10 +42,11 @@ def gather(cfg: Config, day: dt.date) -> dict[str, Any]:
     when the day has no report (it has not run on this state)."""
     rep = json.loads(daily.report_path(cfg, day).read_text())
     table = stored_forecasts(cfg, day)
+    by_ticker = dict(iter(table.groupby("ticker", sort=False)))
     tickers, scored = {}, []
     for ticker, row in rep["tickers"].items():
         bars = store.read_curated(cfg, ticker, until=day)
-        mine = table[table["ticker"] == ticker]
+        mine = by_ticker.get(ticker, table.iloc[:0])
         fan, scores = ticker_fan(bars, mine, rep["day"])
         tickers[ticker] = {**row, "fan": fan, "vs_har": ratio(scores)}
         scored.append(scores)
@@ -108,8 +110,9 @@ def scores_against_har(bars: pd.DataFrame, forecasts: pd.DataFrame, first: int) 
         actual, done["lower_80"].to_numpy(float), done["upper_80"].to_numpy(float), 0.8
     )
     har = np.full(len(done), np.nan)
-    if first >= MIN_HAR_ROWS:
-        har = har_interval_score(bars, first, at, last, actual)
+    if first >= MIN_HAR_ROWS:  # (too few usable bars before the window: no HAR to compare)
+        with contextlib.suppress(ValueError):
+            har = har_interval_score(bars, first, at, last, actual)
     return pd.DataFrame(
         {
             "for_date": done["for_date"].to_numpy(),

@@ -82,6 +82,11 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     version = mc.get_model_version_by_alias("price_lstm_universe", "production")
     run = mc.get_run(version.tags["run_id"])
     assert run.info.status == "FINISHED" and "test_model_mase" in run.data.metrics
+    # the registry page's glance, the data the model saw as the run's dataset input
+    assert len(version.tags) <= 20 and {"vs_best_baseline", "coverage", "gate"} <= set(version.tags)
+    seen = run.inputs.dataset_inputs
+    assert [d.dataset.name for d in seen] == ["features 2013-01-02"]
+    assert [t.value for t in seen[0].tags] == ["training"]
     per_ticker = pd.read_csv(mc.download_artifacts(run.info.run_id, PER_TICKER_ARTIFACT))
     assert set(per_ticker["ticker"]) == {"GOOG", "IBM", "MSFT"}  # any number of tickers
     assert {"model_interval_score_80", "naive_interval_score_80"} <= set(per_ticker.columns)
@@ -125,6 +130,8 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     assert pd.read_parquet(state / "curated" / "MSFT.parquet").equals(curated)
     report = json.loads((state / "reports" / "daily" / "2013-03-01.json").read_text())
     assert report["tickers"]["MSFT"]["status"] == "quarantined"
+    page = state / "reports" / "daily" / "2013-03-01.html"  # the day's page, written and named
+    assert f"report page: {page}" in out and '"MSFT":{"status":"quarantined"' in page.read_text()
     assert "high_is_highest" in report["tickers"]["MSFT"]["error"]
     # exactly one request, for the whole day, with its reasons; one retrain, a refit
     events = _asset_events(airflow_db)[before:]
