@@ -1,6 +1,8 @@
 """The audit trail of `production`: every move (promote, rollback) and every gate refusal,
 as a run in the `<experiment>_audit` experiment, so the trail lives in the tracking store
-next to the models; with who asked (--actor) and who really ran it (account, host, DAG run).
+next to the models (the registered model names that experiment, AUDIT_TAG, so its trail
+is still found after `tracking.experiment` is renamed); with who asked (--actor) and who
+really ran it (account, host, DAG run).
 
 A move's event is written first, pending, and closed once the alias moved: production
 never moves without a record, and an interrupted move is settled by the next one.
@@ -8,6 +10,7 @@ never moves without a record, and an interrupted move is settled by the next one
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import logging
@@ -16,10 +19,13 @@ import pwd
 import socket
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+
 from pipeline.config import Config
 from pipeline.lifecycle import tracking
 
 log = logging.getLogger(__name__)
+AUDIT_TAG = "audit_experiment"  # on a registered model: the experiment its trail is kept in
 
 
 def record(cfg: Config, event: dict[str, Any], pending: bool = False) -> str:
@@ -28,7 +34,10 @@ def record(cfg: Config, event: dict[str, Any], pending: bool = False) -> str:
     A `pending` event stays RUNNING until `settle` or its writer closes it: the trail tells
     an attempted move from a done one."""
     mc = tracking.client(cfg)
-    exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_audit")
+    where = f"{cfg.tracking.experiment}_audit"
+    exp = tracking.experiment_id(cfg, where)
+    with contextlib.suppress(MlflowException):  # the model names where its trail is kept
+        mc.set_registered_model_tag(event["model"], AUDIT_TAG, where)
     event = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **event}
     run = mc.create_run(
         exp,
@@ -62,15 +71,19 @@ AUDIT_KEYS = (
 def _audit_runs(cfg: Config, ticker: str) -> list[Any]:
     """Every audit run of the ticker's model, oldest first, all pages of them."""
     mc = tracking.client(cfg)
-    exp = mc.get_experiment_by_name(f"{cfg.tracking.experiment}_audit")
-    if exp is None:
+    name = _model_name(cfg, ticker)
+    places = {f"{cfg.tracking.experiment}_audit"}
+    with contextlib.suppress(MlflowException):  # no model yet: no trail elsewhere either
+        places.add(mc.get_registered_model(name).tags.get(AUDIT_TAG, ""))
+    found = [e for p in sorted(places) if p and (e := mc.get_experiment_by_name(p))]
+    if not found:
         return []
     runs: list[Any] = []
     token = None
     while True:
         page = mc.search_runs(
-            [exp.experiment_id],
-            f"tags.model = '{_model_name(cfg, ticker)}'",
+            [e.experiment_id for e in found],
+            f"tags.model = '{name}'",
             order_by=["attributes.start_time ASC"],
             max_results=1000,
             page_token=token,

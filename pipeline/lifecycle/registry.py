@@ -28,6 +28,9 @@ EVIDENCE = "evidence"  # complete; incomplete on a version that older code left 
 BEATABLE_TAG = "production_beatable"  # set by monitoring when production loses to naive
 FALLBACK_TAG = "fallback"  # on a version serving though it failed the gate: why (fallback.py)
 FORECASTER_TAG = "forecaster"  # lstm | har: what a version forecasts with
+# On every version production ever pointed at (set before the alias moves): what retention
+# never deletes, found in the registry itself, wherever the audit trail is kept
+WAS_PRODUCTION = "was_production"
 EVIDENCE_ARTIFACT = "evaluation/evidence.json"  # a version's full evidence, in its run
 # What a version carries as tags besides the glance (glance()): what the code reads back
 # (the gate, monitoring, the backtest, the run summary) and where the rest is
@@ -268,12 +271,19 @@ def move_production(
     # moves without a record
     settle(cfg, ticker)
     audit_run = record(cfg, event, pending=True)
+    for ever in (before, mc.get_model_version(name, version)):  # rollback targets, for good
+        if ever is not None and WAS_PRODUCTION not in ever.tags:
+            mc.set_model_version_tag(name, str(ever.version), WAS_PRODUCTION, event_time())
     mc.set_registered_model_alias(name, PRODUCTION, version)
     mc.set_model_version_tag(name, version, "promoted_reason", reason)
     for tag in beatable_tags(cfg, ticker):  # a new production model starts with a clean slate
         mc.delete_registered_model_tag(name, tag)
     mc.set_terminated(audit_run)
     return event
+
+
+def event_time() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def record_verdict(

@@ -2,10 +2,11 @@
 
 Every retrain registers a version; most are never promoted. A version is deleted, with
 its logged model's artifacts, when its run day is more than `registry.keep_unpromoted_days`
-before the retrain's day, unless it is production or the candidate, or a promote or
-rollback event names it (whatever was ever production, so the previous production stays
-and every move in the audit trail keeps its version). Its MLflow run (metrics, evaluation, plots)
-stays, for comparisons in the UI; its Optuna study belongs to the retraining that tuned.
+before the retrain's day, unless it is production or the candidate, or was ever production
+(marked on the version itself, so the previous production stays and every rollback target
+and every move in the audit trail keeps its version, whatever the experiment is called).
+Its MLflow run (metrics, evaluation, plots) stays, for comparisons in the UI; its Optuna
+study belongs to the retraining that tuned.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ log = logging.getLogger(__name__)
 MOVES = ("promote", "rollback")  # audit events that pointed production somewhere
 
 
-def protected(cfg: Config, name: str, key: str) -> set[str]:
-    """Versions that stay whatever their age: aliased, or ever production (named by a
-    promote or rollback event: the previous production among them). A gate's refusal is
-    an audit event too, but about a version never promoted: the event stays in the trail
-    (with its reason and run) when the version goes."""
+def protected(cfg: Config, name: str, key: str, versions: list[Any]) -> set[str]:
+    """Versions that stay whatever their age: aliased, or ever production (marked so on
+    the version when it moved there, registry.WAS_PRODUCTION; versions moved before the
+    mark existed are named by a promote or rollback event of the audit trail, wherever it
+    is kept). A gate's refusal is an audit event too, but about a version never promoted:
+    the event stays in the trail (with its reason and run) when the version goes."""
     mc = tracking.client(cfg)
     keep = set(mc.get_registered_model(name).aliases.values())
+    keep |= {str(v.version) for v in versions if registry.WAS_PRODUCTION in v.tags}
     for event in audit.audit_trail(cfg, key):
         if event.get("action") in MOVES:
             keep |= {event[k] for k in ("from_version", "to_version") if event.get(k)}
@@ -81,7 +84,7 @@ def tidy(cfg: Config, key: str, day: dt.date) -> dict[str, Any]:
         return {"deleted": [], "freed_bytes": 0}
     if keep_days is None or not versions:
         return {"deleted": [], "freed_bytes": 0}
-    keep = protected(cfg, name, key)
+    keep = protected(cfg, name, key, versions)
     doomed = [
         v
         for v in versions

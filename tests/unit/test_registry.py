@@ -281,7 +281,11 @@ def interrupted_move(ticker: str, step: str, store: Config) -> None:
     register_versions(store, ticker, 2)
     registry.move_production(store, ticker, "1", "promote", "first", "me")
 
-    def stop(*_: object, **__: object) -> None:
+    real = getattr(MlflowClient, step)
+
+    def stop(self: MlflowClient, *args: object, **kw: object) -> None:
+        if registry.WAS_PRODUCTION in args:  # the mark, set before the alias moves
+            return real(self, *args, **kw)  # type: ignore[no-any-return]
         raise Interrupted(step)
 
     with pytest.MonkeyPatch.context() as m, pytest.raises(Interrupted):
@@ -459,6 +463,35 @@ def test_old_unpromoted_versions_are_deleted_with_their_artifacts(store: Config)
     assert [e["to_version"] for e in audit.audit_trail(store, "TIDY")] == ["1", "2", "3"]
     # what is left is production, audited or the candidate: it stays, however old
     assert retention.tidy(store, "TIDY", dt.date(2014, 3, 1))["deleted"] == []
+
+
+def test_retention_keeps_every_rollback_target_after_the_experiment_is_renamed(
+    store: Config,
+) -> None:
+    """What was ever production is marked on the version itself: a retention under a
+    renamed `tracking.experiment` (its `_audit` experiment new and empty) deletes none of
+    it, and the trail, where the model says it is kept, still names the rollback target."""
+    from pipeline.lifecycle import retention
+
+    mc = tracking.client(store)
+    name = registry.model_name(store, "RENAME")
+    mc.create_registered_model(name)
+    exp = tracking.experiment_id(store, store.tracking.experiment)
+    for i in range(3):  # all of them old
+        run_id = tracking.parent_run(store, "RENAME", dt.date(2013, 1, 2 + i), f"rename-{i}")
+        model = mc.create_logged_model(exp, name=f"r{i}", source_run_id=run_id)
+        mc.create_model_version(name, f"models:/{model.model_id}", run_id, model_id=model.model_id)
+    registry.move_production(store, "RENAME", "1", "promote", "first", "test")
+    registry.move_production(store, "RENAME", "2", "promote", "better", "test")
+    renamed = store.model_copy(
+        update={"tracking": store.tracking.model_copy(update={"experiment": "renamed"})}
+    )
+    assert mc.get_experiment_by_name("renamed_audit") is None
+    out = retention.tidy(renamed, "RENAME", dt.date(2014, 3, 1))
+    assert out["deleted"] == ["3"]  # never production: it goes
+    left = {str(v.version): v.tags for v in mc.search_model_versions(f"name = '{name}'")}
+    assert set(left) == {"1", "2"} and all(registry.WAS_PRODUCTION in t for t in left.values())
+    assert promotion.previous_production(renamed, "RENAME") == "1"
 
 
 def test_a_run_for_an_older_day_never_replaces_newer_production(store: Config) -> None:
