@@ -17,11 +17,14 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task, task_group
 
+from pipeline.orchestration import stop
 from pipeline.orchestration.steps import DAILY, DAILY_STEPS, RETRAIN_ASSET
 
 # The first retry waits Airflow's [core] default_task_retry_delay (300 s unless the
 # deployment says otherwise: docker-compose.yaml, `stack.task_retry_delay_s`), then doubles.
 RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
+# and no task starts once `make run` / `make replay` was asked to stop (orchestration/stop.py)
+DEFAULTS = {**RETRIES, "pre_execute": stop.check}
 RETRAIN_REQUEST = Asset(RETRAIN_ASSET)
 Carry = dict[str, Any]
 
@@ -43,7 +46,7 @@ def step_task(name: str) -> Any:
     start_date=pendulum.datetime(2000, 1, 1, tz="America/New_York"),  # replays of old data
     catchup=False,
     max_active_runs=1,
-    default_args=RETRIES,
+    default_args=DEFAULTS,
     tags=["forecasting"],
     doc_md=__doc__,
 )

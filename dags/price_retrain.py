@@ -28,9 +28,12 @@ from airflow.sdk import (
     task,
 )
 
+from pipeline.orchestration import stop
 from pipeline.orchestration.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS, RETRAIN, RETRAIN_ASSET
 
 RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
+# and no task starts once `make run` / `make replay` was asked to stop (orchestration/stop.py)
+DEFAULTS = {**RETRIES, "pre_execute": stop.check}
 Carry = dict[str, Any]
 
 
@@ -64,7 +67,7 @@ def chunk_task(name: str) -> Any:
     start_date=pendulum.datetime(2000, 1, 1, tz="America/New_York"),
     catchup=False,
     max_active_runs=1,
-    default_args=RETRIES,
+    default_args=DEFAULTS,
     tags=["forecasting", "training"],
     doc_md=__doc__,
 )

@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.operations import daily, journal, operate
 from pipeline.operations.forecast import read_forecasts
+from pipeline.orchestration import stop
 from pipeline.orchestration.airflow_run import ensure_airflow_db, in_process
 
 
@@ -82,6 +83,10 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
     for day in days:
         t0 = time.monotonic()
         out = operate.one_day(cfg, day, progress=False, runner=in_process)
+        if stop.asked(cfg):
+            print(f"{day}  stopped ({stop.asked(cfg)})", flush=True)
+            stopped_at = day.isoformat()
+            break
         if day in weekly:  # the Saturday cron
             operate.retrain(cfg, day, out, "weekly", {"mode": "tune"}, False, in_process)
         retrains += out.retrains
@@ -146,8 +151,11 @@ def main(cfg: Config, start: dt.date, end: dt.date) -> int:
         )
         return 2
     ensure_airflow_db()
-    summary = replay(cfg, start, end)
+    with stop.on_signals(cfg):  # Ctrl-C, SIGTERM: no task starts, no day follows
+        summary = replay(cfg, start, end)
     print(json.dumps(summary, default=str))
+    if code := stop.exit_code(cfg):
+        return code
     if summary["stopped_at"]:
         return 2
     return 1 if summary["not_forecast"] else 0

@@ -36,6 +36,9 @@ def hold(cfg: Config, what: str) -> Iterator[None]:
             raise Busy(f"refused: {describe(holder)} holds {root} (one run at a time)") from None
         since = dt.datetime.now().isoformat(timespec="seconds")
         holder.write_text(json.dumps({"pid": os.getpid(), "what": what, "since": since}))
+        from pipeline.orchestration import stop
+
+        stop.clear(cfg)  # a stop asked of an earlier run is not this one's
         try:
             yield
         finally:

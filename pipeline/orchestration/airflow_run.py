@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline.config import PROJECT_ROOT, Config
 from pipeline.operations import journal
+from pipeline.orchestration import stop
 
 DAGS = PROJECT_ROOT / "dags"
 
@@ -50,7 +51,7 @@ def dag_test(
         print(f"{dag_id} for {day} (Airflow's log: {log_path})", flush=True)
     began = time.time()
     seen = 0
-    with log_path.open("w") as out, stop_on_signals() as stopped:
+    with log_path.open("w") as out, stop_on_signals(cfg) as stopped:
         # its own session: a stop reaches every process it starts (task runners included)
         proc = subprocess.Popen(
             cmd,
@@ -111,16 +112,23 @@ def ensure_airflow_db() -> None:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[list[int]]:
+def stop_on_signals(cfg: Config) -> Iterator[list[int]]:
     """While in the block, SIGTERM and SIGINT are noted (the list gets the signal) instead
-    of killing this process mid-way: the caller stops what it started, then returns."""
+    of killing this process mid-way, and the stop is asked at once (stop.ask: no task
+    starts from then on); the caller stops what it started, then returns."""
     got: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield got
         return
+
+    def note(signum: int, _frame: object) -> None:
+        if not got:
+            stop.ask(cfg, signum)
+        got.append(signum)
+
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     for sig in previous:
-        signal.signal(sig, lambda signum, _frame: got.append(signum))
+        signal.signal(sig, note)
     try:
         yield got
     finally:
@@ -178,6 +186,8 @@ def in_process(
         os.dup2(out.fileno(), 2)
         try:
             run = _dag_bag().get_dag(dag_id).test(logical_date=when, run_conf=conf)
+        except KeyboardInterrupt:  # a stop (stop.on_signals): nothing more of this run
+            run = None
         except Exception as exc:
             print(f"{dag_id} for {day} raised {type(exc).__name__}: {exc}", flush=True)
             run = None
@@ -188,6 +198,9 @@ def in_process(
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+    if code := stop.exit_code(cfg):
+        print(f"stopped {dag_id} for {day} ({stop.asked(cfg)}).", flush=True)
+        return code
     ok = run is not None and str(getattr(run, "state", "")) in ("success", "DagRunState.SUCCESS")
     if not ok:
         print(f"{dag_id} FAILED for {day}; see {log_path}")

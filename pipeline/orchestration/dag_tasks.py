@@ -28,7 +28,7 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
     from pipeline.config import load_config
     from pipeline.data.validate import ValidationFailed
     from pipeline.operations import journal
-    from pipeline.orchestration import steps
+    from pipeline.orchestration import steps, stop
 
     cfg = load_config()
     ti = get_current_context()["ti"]
@@ -42,7 +42,8 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
                        error=error, **extra, **who)  # fmt: skip
 
     try:
-        out = dict(steps.advance(cfg, name, c, final))  # type: ignore[arg-type]
+        with stop.interrupted(cfg):
+            out = dict(steps.advance(cfg, name, c, final))  # type: ignore[arg-type]
     except ValidationFailed as exc:  # bad data: retrying cannot help
         failed(failed_rules(exc), rule="quarantined")
         if keep_stored:
@@ -75,10 +76,13 @@ def advance_chunk(dag_id: str, name: str, chunk: Carry, keep_stored: bool = Fals
     from airflow.sdk import get_current_context
 
     from pipeline.config import load_config
+    from pipeline.orchestration import stop
 
     ti = get_current_context()["ti"]
     final = ti.try_number > ti.max_tries
-    return chunk_step(load_config(), dag_id, name, chunk, keep_stored, final)
+    cfg = load_config()
+    with stop.interrupted(cfg):
+        return chunk_step(cfg, dag_id, name, chunk, keep_stored, final)
 
 
 def chunk_step(

@@ -43,3 +43,73 @@ def test_sigterm_to_make_run_stops_every_process_it_started(
     time.sleep(3)  # nothing registers after the command returned
     cfg = load_config(environ=env)
     assert tracking.client(cfg).search_registered_models() == []
+
+
+def _wait_for_start(events: Path, task: str, proc: subprocess.Popen[str], limit_s: float) -> None:
+    """Until the journal says `task` started (the run is under way there)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        lines = events.read_text().splitlines() if events.exists() else []
+        if any('"event": "start"' in ln and f'"task": "{task}"' in ln for ln in lines):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{task} never started")
+
+
+def _started_after(events: Path, when: float) -> list[str]:
+    import json
+
+    seen = [json.loads(ln) for ln in events.read_text().splitlines() if ln.strip()]
+    return [e["task"] for e in seen if e["event"] == "start" and e["t"] > when]
+
+
+@pytest.mark.parametrize(
+    ("command", "task", "signum"),
+    [
+        (["replay", "--from", "2013-01-02", "--to", "2013-01-04"], "tune", signal.SIGTERM),
+        (["daily", "2013-01-02"], "train", signal.SIGINT),  # `make run`, Ctrl-C
+    ],
+    ids=["replay-sigterm-in-tune", "run-ctrl-c-in-train"],
+)
+def test_a_stop_stops_at_once_and_nothing_starts_or_registers_after_it(
+    airflow_db: Path, tmp_path: Path, command: list[str], task: str, signum: int
+) -> None:
+    """A stop during the retrain is not an Airflow retry: the run ends within seconds,
+    no task starts after the signal (no register, no promote), the lock is free."""
+    import sys
+
+    from pipeline.operations import runlock
+
+    state = tmp_path / "state"
+    env = {**os.environ, **store_env(tmp_path), "PIPELINE__STATE_DIR": str(state)}
+    env["AIRFLOW_HOME"] = str(airflow_db)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    events = state / "runs" / "2013-01-02" / "price_retrain.jsonl"
+    _wait_for_start(events, task, proc, limit_s=300)
+    signalled = time.time()
+    proc.send_signal(signum)
+    try:
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    took = time.time() - signalled
+    print(f"{command[0]} stopped {took:.1f} s after {signal.Signals(signum).name}")
+    out = proc.stdout.read() if proc.stdout else ""
+    assert rc == 128 + signum, out[-3000:]
+    assert took < 15, f"{took:.1f} s to stop (aim: 5 s)"  # room for a loaded machine
+    time.sleep(3)  # nothing starts, nothing registers, after the command returned
+    assert _started_after(events, signalled) == []
+    cfg = load_config(environ=env)
+    assert tracking.client(cfg).search_registered_models() == []
+    assert not (state / "runs" / "2013-01-03").exists()  # no day after the stopped one
+    with runlock.hold(cfg, "the next run"):  # the lock went with the run
+        pass
