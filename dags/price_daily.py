@@ -18,6 +18,7 @@ import pendulum
 from airflow.sdk import Asset, dag, get_current_context, task, task_group
 
 from pipeline.orchestration import stop
+from pipeline.orchestration.failures import classified
 from pipeline.orchestration.steps import DAILY, DAILY_STEPS, RETRAIN_ASSET
 
 # The first retry waits Airflow's [core] default_task_retry_delay (300 s unless the
@@ -52,6 +53,7 @@ def step_task(name: str) -> Any:
 )
 def price_daily() -> None:
     @task
+    @classified(DAILY)
     def tickers() -> list[Carry]:
         """One starting carry per chunk of the configured tickers, for this run's day."""
         from airflow.sdk.exceptions import AirflowSkipException
@@ -77,6 +79,7 @@ def price_daily() -> None:
         return out
 
     @task(trigger_rule="all_done")
+    @classified(DAILY)
     def report() -> dict[str, Any]:
         """The day's report, however each ticker's chain ended."""
         from pipeline.config import load_config
@@ -92,6 +95,7 @@ def price_daily() -> None:
         return rep
 
     @task(outlets=[RETRAIN_REQUEST])
+    @classified(DAILY)
     def request_retrain(rep: dict[str, Any]) -> dict[str, Any]:
         """One event for the whole day (not one per mapped task), or skipped."""
         from airflow.sdk.exceptions import AirflowSkipException
@@ -106,6 +110,7 @@ def price_daily() -> None:
         return extra
 
     @task(trigger_rule="all_done")
+    @classified(DAILY)
     def all_tickers_ok(rep: dict[str, Any]) -> None:
         """Fail the run (after the report and the event) if any ticker failed."""
         from airflow.sdk.exceptions import AirflowFailException

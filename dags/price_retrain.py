@@ -29,6 +29,7 @@ from airflow.sdk import (
 )
 
 from pipeline.orchestration import stop
+from pipeline.orchestration.failures import classified
 from pipeline.orchestration.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS, RETRAIN, RETRAIN_ASSET
 
 RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
@@ -73,6 +74,7 @@ def chunk_task(name: str) -> Any:
 )
 def price_retrain() -> None:
     @task
+    @classified(RETRAIN)
     def plan() -> dict[str, Any]:
         """Why this run, for which day, tune or refit (pipeline/operations/retrain.py)."""
         from pipeline.config import load_config
@@ -89,6 +91,7 @@ def price_retrain() -> None:
         return p
 
     @task
+    @classified(RETRAIN)
     def tickers(p: dict[str, Any]) -> list[Carry]:
         from pipeline.config import load_config
         from pipeline.orchestration import chunks
@@ -98,6 +101,7 @@ def price_retrain() -> None:
         return chunks.start(cfg.tickers, day, run_id, cfg.chunk_size, retrain=p)
 
     @task
+    @classified(RETRAIN)
     def tune_workers() -> list[int]:
         from pipeline.config import load_config
 
@@ -110,11 +114,13 @@ def price_retrain() -> None:
         return advance(RETRAIN, FAN_OUT, {**c, "worker": worker})
 
     @task
+    @classified(RETRAIN)
     def per_model(done: list[Carry]) -> list[Carry]:
         """The fanned-out step ran as model x worker; go on with one carry per model."""
         return list({c["ticker"]: c for c in done}.values())
 
     @task
+    @classified(RETRAIN)
     def models(data: list[Carry]) -> list[Carry]:
         """What the model half runs on: the pooled universe, or each ticker; the tickers
         left out, with their reasons, go to the retrain's report."""

@@ -67,4 +67,6 @@ def describe(event: dict[str, Any], since: float) -> str:
         return f"{at}  done   {who} {took}" + (
             f"  {event.get('tickers', 0)} tickers go on" if chunk else ""
         )
+    if event["event"] == "retrying":  # the error already says "retrying in about N s"
+        return f"{at}  RETRY  {who} {took}  {event.get('error', '')}"
     return f"{at}  FAILED {who} {took}  {event.get('error', '')}"

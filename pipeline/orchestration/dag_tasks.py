@@ -6,7 +6,6 @@ functions: these run in a task, not when a DAG file is parsed.
 
 from __future__ import annotations
 
-import errno
 import time
 from typing import Any
 
@@ -28,9 +27,9 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
     from pipeline.config import load_config
     from pipeline.data.validate import ValidationFailed
     from pipeline.operations import journal
-    from pipeline.orchestration import steps, stop
+    from pipeline.orchestration import failures, steps, stop
 
-    cfg = load_config()
+    cfg = config_or_fail(load_config)
     ti = get_current_context()["ti"]
     final = ti.try_number > ti.max_tries  # no retry left: a failure closes the MLflow run
     day, who = steps.run_day(c), {"task": name, "ticker": c.get("ticker", "")}  # type: ignore[arg-type]
@@ -51,16 +50,14 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
             return {**c, "validation": {"passed": False, "quarantined": True, "rows": 0}}
         close_parent(cfg, name, c)
         raise AirflowFailException(str(exc)) from exc
-    except OSError as exc:
-        if exc.errno not in PERMANENT:
-            failed(first_line(exc), final=final)
-            raise  # the task's retries: a network blip, a restarting server
-        failed(permanent_line(exc), final=True)
-        close_parent(cfg, name, c)
-        raise AirflowFailException(permanent_line(exc)) from exc
     except Exception as exc:
-        failed(first_line(exc), final=final)
-        raise
+        retry, line = failures.decide(exc, ti)
+        print(line, flush=True)
+        failed(line, final=not retry)
+        if retry:
+            raise  # the task's retries: a network blip, a restarting server
+        close_parent(cfg, name, c)
+        raise AirflowFailException(line) from exc
     kept = {k: out[k] for k in REPORTED if k in out and k not in c}
     journal.record(cfg, dag_id, day, event="end", seconds=time.monotonic() - began, out=kept, **who)
     return out
@@ -74,23 +71,30 @@ def advance_chunk(dag_id: str, name: str, chunk: Carry, keep_stored: bool = Fals
     alone; the chunk goes on with the rest. Only an error of the chunk as a whole (a
     store that cannot be reached) fails the task, for its retries."""
     from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
 
     from pipeline.config import load_config
-    from pipeline.orchestration import stop
+    from pipeline.orchestration import failures, stop
 
     ti = get_current_context()["ti"]
-    final = ti.try_number > ti.max_tries
-    cfg = load_config()
+    cfg = config_or_fail(load_config)
     with stop.interrupted(cfg):
-        return chunk_step(cfg, dag_id, name, chunk, keep_stored, final)
+        try:
+            return chunk_step(cfg, dag_id, name, chunk, keep_stored, ti)
+        except Exception as exc:  # the chunk as a whole (journalled by chunk_step)
+            retry, line = failures.decide(exc, ti)
+            if retry:
+                raise
+            raise AirflowFailException(line) from exc
 
 
 def chunk_step(
-    cfg: Any, dag_id: str, name: str, chunk: Carry, keep_stored: bool, final: bool = True
+    cfg: Any, dag_id: str, name: str, chunk: Carry, keep_stored: bool, ti: Any = None
 ) -> Carry:
-    """advance_chunk's work, outside Airflow: `final` says whether a retry will follow."""
+    """advance_chunk's work, outside Airflow: `ti` (the task instance) says whether a
+    failure of the chunk as a whole is retried (failures.decide); without it, none is."""
     from pipeline.operations import journal
-    from pipeline.orchestration import chunks
+    from pipeline.orchestration import chunks, failures
 
     day = chunks.day_of(chunk)
     who = {"task": name, "chunk": chunk["chunk"], "chunks": chunk["chunks"]}
@@ -99,8 +103,11 @@ def chunk_step(
     try:
         outcomes = chunks.run(cfg, name, chunk)
     except Exception as exc:
-        journal.record(cfg, dag_id, day, event="failed", seconds=time.monotonic() - began,
-                       error=first_line(exc), final=final, **who)  # fmt: skip
+        retry, line = failures.decide(exc, ti) if ti is not None else (False, first_line(exc))
+        print(line, flush=True)
+        journal.record(cfg, dag_id, day, event="retrying" if retry else "failed",
+                       seconds=time.monotonic() - began, error=line, final=not retry,
+                       **who)  # fmt: skip
         raise
     going: dict[str, Carry] = {}
     outs: dict[str, dict[str, Any]] = {}
@@ -137,19 +144,25 @@ def settle(
             print(f"{ticker}: the day's pull is quarantined; going on with stored bars")
             return {"validation": {"passed": False, "quarantined": True, "rows": 0}}
         return None
-    permanent = isinstance(exc, OSError) and exc.errno in PERMANENT
-    error = permanent_line(exc) if permanent else first_line(exc)  # type: ignore[arg-type]
-    journal.record(cfg, dag_id, day, event="failed", error=error, final=True, **who)
+    from pipeline.orchestration.failures import reason
+
+    journal.record(cfg, dag_id, day, event="failed", error=reason(exc), final=True, **who)
     return None
 
 
-# Errors a retry cannot heal: fail the task at once, with one line that says so.
-PERMANENT = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+def config_or_fail(load: Any) -> Any:
+    """The config, or the task fails at once: a config made invalid while a run is under
+    way is not healed by waiting."""
+    from airflow.sdk.exceptions import AirflowFailException
 
+    from pipeline.orchestration.failures import reason
 
-def permanent_line(exc: OSError) -> str:
-    where = f" {exc.filename}" if exc.filename else ""
-    return f"cannot write{where}: {exc.strerror or exc} (not retried: no retry can fix this)"
+    try:
+        return load()
+    except Exception as exc:
+        line = f"config: {reason(exc)} (not retried: no retry can fix this)"
+        print(line, flush=True)
+        raise AirflowFailException(line) from exc
 
 
 def close_parent(cfg: Any, name: str, c: Carry) -> None:

@@ -71,9 +71,11 @@ def check(context: Any = None) -> None:
     """The DAGs' pre_execute: a task does not start once a stop is asked (no retry)."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from pipeline.orchestration.dag_tasks import config_or_fail
+
     if _HANDLER and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _HANDLER[-1])
-    if why := asked(load_config()):
+    if why := asked(config_or_fail(load_config)):  # a config broken mid-run: fails at once
         raise AirflowFailException(f"not started: the run was stopped ({why})")
 
 
