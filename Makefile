@@ -123,5 +123,5 @@ fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format pipeline dags tests bench
 	$(BIN)/ruff check --fix pipeline dags tests bench
 
-clean: ## remove run-time state (state/, mlruns/ content, every UNIVERSE's); keeps .venv
-	rm -rf state && find mlruns -mindepth 1 ! -name README.md -exec rm -rf {} +
+clean: $(STAMP) ## remove run-time state (state/, mlruns/ content, every UNIVERSE's) unless a run holds it; keeps .venv
+	$(BIN)/python -m pipeline clean

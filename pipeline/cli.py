@@ -191,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up", "down", "status", "mlflow-users"])
     p.set_defaults(func=commands.stack)
 
+    p = sub.add_parser(
+        "clean",
+        help="remove run-time state (state/, mlruns/ content) unless a run holds it (exit 2)",
+    )
+    p.set_defaults(func=commands.clean)
+
     p = sub.add_parser("audit", help="print the promotion/rollback trail as JSON lines")
     p.add_argument("--ticker", default="GOOG", type=ticker_arg)
     p.set_defaults(func=commands.audit)

@@ -65,6 +65,13 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def clean(args: argparse.Namespace) -> int:
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.operations import runlock
+
+    return runlock.clean([PROJECT_ROOT / "state", PROJECT_ROOT / "mlruns"])
+
+
 def replay(args: argparse.Namespace) -> int:
     from pipeline.operations.replay import main
 
