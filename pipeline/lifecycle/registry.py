@@ -9,8 +9,11 @@ experiment, so the trail lives in the tracking store next to the models.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
@@ -78,6 +81,44 @@ def version_day(cfg: Config, version: Any) -> dt.date | None:
     except (KeyError, MlflowException):
         return None
     return dt.date.fromisoformat(day) if day else None
+
+
+REGISTRY_LOCK_WAIT_S = 120  # a promotion waits this long for a retention (or another move)
+
+
+@contextlib.contextmanager
+def changing(cfg: Config) -> Iterator[None]:
+    """The registry's one lock: promotion, rollback and retention change it one at a time
+    (a move racing a retention's deletion could point production at a deleted version).
+    A file lock beside a SQLite tracking store (every state on it shares it), else in the
+    state; a holder that died lets go with its process."""
+    import fcntl
+    import time
+
+    uri = cfg.tracking_uri
+    where = (
+        Path(uri.removeprefix("sqlite:///") + ".registry.lock")
+        if uri.startswith("sqlite:///")
+        else cfg.layout.root / "registry.lock"
+    )
+    where.parent.mkdir(parents=True, exist_ok=True)
+    with where.open("a") as handle:
+        deadline = time.monotonic() + REGISTRY_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise PromotionRefused(
+                        f"the registry stayed busy {REGISTRY_LOCK_WAIT_S} s (another move or "
+                        f"a retention holds {where}); try again"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def production_version(cfg: Config, ticker: str) -> ModelVersion | None:
@@ -251,8 +292,27 @@ def move_production(
     forced: bool = False,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Point `production` at `version` and write the audit event (returned)."""
+    """Point `production` at `version` and write the audit event (returned), under the
+    registry's lock; a version gone meanwhile (a retention) is refused, not a traceback."""
+    with changing(cfg):
+        return _move_production(cfg, ticker, version, action, reason, actor, forced, run_id)
+
+
+def _move_production(
+    cfg: Config,
+    ticker: str,
+    version: str,
+    action: str,
+    reason: str,
+    actor: str,
+    forced: bool,
+    run_id: str | None,
+) -> dict[str, Any]:
     name = model_name(cfg, ticker)
+    try:
+        target = tracking.client(cfg).get_model_version(name, version)
+    except MlflowException:
+        raise PromotionRefused(f"{name} has no version {version} (any more)") from None
     before = production_version(cfg, ticker)
     mc = tracking.client(cfg)
     event = {
@@ -271,7 +331,7 @@ def move_production(
     # moves without a record
     settle(cfg, ticker)
     audit_run = record(cfg, event, pending=True)
-    for ever in (before, mc.get_model_version(name, version)):  # rollback targets, for good
+    for ever in (before, target):  # rollback targets, for good
         if ever is not None and WAS_PRODUCTION not in ever.tags:
             mc.set_model_version_tag(name, str(ever.version), WAS_PRODUCTION, event_time())
     mc.set_registered_model_alias(name, PRODUCTION, version)

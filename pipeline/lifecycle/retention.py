@@ -74,16 +74,28 @@ def delete_version(cfg: Config, version: Any, shared: set[str]) -> int:
 
 
 def tidy(cfg: Config, key: str, day: dt.date) -> dict[str, Any]:
-    """Delete `key`'s model's old unpromoted versions (see the module docstring)."""
+    """Delete `key`'s model's old unpromoted versions (see the module docstring), under the
+    registry's lock (no promotion or rollback moves meanwhile), aliases checked again as
+    each version goes."""
     keep_days = cfg.registry.keep_unpromoted_days
+    if keep_days is None:
+        return {"deleted": [], "freed_bytes": 0}
     name = registry.model_name(cfg, key)
     mc = tracking.client(cfg)
-    try:
-        versions = mc.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return {"deleted": [], "freed_bytes": 0}
-    if keep_days is None or not versions:
-        return {"deleted": [], "freed_bytes": 0}
+    with registry.changing(cfg):
+        try:
+            versions = mc.search_model_versions(f"name = '{name}'")
+        except MlflowException:
+            return {"deleted": [], "freed_bytes": 0}
+        if not versions:
+            return {"deleted": [], "freed_bytes": 0}
+        return _tidy(cfg, key, day, name, versions, keep_days)
+
+
+def _tidy(
+    cfg: Config, key: str, day: dt.date, name: str, versions: list[Any], keep_days: int
+) -> dict[str, Any]:
+    mc = tracking.client(cfg)
     keep = protected(cfg, name, key, versions)
     doomed = [
         v
@@ -97,6 +109,8 @@ def tidy(cfg: Config, key: str, day: dt.date) -> dict[str, Any]:
     shared = {m for v in versions if str(v.version) not in gone if (m := logged_model_id(v))}
     deleted, freed = [], 0
     for v in doomed:
+        if str(v.version) in set(mc.get_registered_model(name).aliases.values()):
+            continue  # aliased since the list was read: it stays (checked as it goes)
         freed += delete_version(cfg, v, shared)
         deleted.append(str(v.version))
     if deleted:

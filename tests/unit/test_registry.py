@@ -532,3 +532,38 @@ def test_a_retried_register_finishes_the_version_its_interrupted_try_left(store:
     retrained = mc.get_model_version(registry.model_name(store, "OTHER"), "1").source
     assert registry.register(store, "RETRY", retrained, run_id, {"model_mase": 0.5}) == "4"
     assert mc.get_model_version(name, "3").tags[registry.EVIDENCE] == "incomplete"
+
+
+def test_a_promotion_racing_a_retention_waits_and_is_refused_cleanly(
+    store: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retention deleting an old version while someone promotes it: the promotion waits
+    for the registry's lock, then is refused with a reason; production is never pointed at
+    a deleted version (nor deleted with it)."""
+    import threading
+
+    from pipeline.lifecycle import retention
+
+    register_versions(store, "RACE", 3)  # all from 2013-03-01: old by 2014
+    registry.move_production(store, "RACE", "1", "promote", "first", "test")
+    real = retention.delete_version
+    deleting = threading.Event()
+
+    def slow_delete(cfg: Config, version: object, shared: set[str]) -> int:
+        deleting.set()
+        time.sleep(1.0)  # the window a promotion raced into
+        return real(cfg, version, shared)
+
+    monkeypatch.setattr(retention, "delete_version", slow_delete)
+    tidied: dict[str, object] = {}
+    tidy = threading.Thread(
+        target=lambda: tidied.update(retention.tidy(store, "RACE", dt.date(2014, 3, 1)))
+    )
+    tidy.start()
+    assert deleting.wait(30)
+    with pytest.raises(registry.PromotionRefused, match="has no version 2"):
+        registry.move_production(store, "RACE", "2", "promote", "racing", "ops")
+    tidy.join(30)
+    assert tidied["deleted"] == ["2", "3"]
+    production = registry.production_version(store, "RACE")
+    assert production is not None and str(production.version) == "1"

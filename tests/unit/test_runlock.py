@@ -42,13 +42,17 @@ def test_another_state_on_the_same_stores_is_refused_too(tmp_path, monkeypatch) 
     second = throwaway_config(tmp_path / "b", env=shared)  # a state of its own
     assert second.layout.root != first.layout.root
     with runlock.hold(first, "pipeline daily 2013-03-01"):
-        with pytest.raises(runlock.Busy, match="holds Airflow's metadata DB"):
-            with runlock.hold(throwaway_config(tmp_path / "c"), "one Airflow home"):
-                pass  # pragma: no cover
+        with (
+            pytest.raises(runlock.Busy, match="holds Airflow's metadata DB"),
+            runlock.hold(throwaway_config(tmp_path / "c"), "one Airflow home"),
+        ):
+            pass  # pragma: no cover
         monkeypatch.delenv("AIRFLOW_HOME")  # Airflow's homes apart: the tracking store shared
-        with pytest.raises(runlock.Busy, match="pid .* holds the tracking store"):
-            with runlock.hold(second, "pipeline daily 2013-03-01"):
-                pass  # pragma: no cover
+        with (
+            pytest.raises(runlock.Busy, match=r"pid .* holds the tracking store"),
+            runlock.hold(second, "pipeline daily 2013-03-01"),
+        ):
+            pass  # pragma: no cover
         with runlock.hold(throwaway_config(tmp_path / "d"), "its own stores"):
             pass
 
