@@ -192,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.stack)
 
     p = sub.add_parser(
+        "doctor",
+        help="close what runs that died left open (Airflow DAG runs, MLflow runs); says what",
+    )
+    p.set_defaults(func=commands.doctor)
+
+    p = sub.add_parser(
         "clean",
         help="remove run-time state (state/, mlruns/ content) unless a run holds it (exit 2)",
     )

@@ -65,6 +65,21 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace) -> int:
+    from pipeline.operations import runlock
+    from pipeline.operations.orphans import close_orphans
+    from pipeline.orchestration.airflow_run import ensure_airflow_db
+
+    cfg = load_config(args.config)
+    with runlock.hold(cfg, "pipeline doctor"):  # no run alive: whatever is open is dead
+        ensure_airflow_db()
+        closed = close_orphans(cfg)
+    for line in closed:
+        print(f"closed: {line}")
+    print(f"{len(closed)} left open by runs that died, closed" if closed else "nothing to close")
+    return 0
+
+
 def clean(args: argparse.Namespace) -> int:
     from pipeline.config import PROJECT_ROOT
     from pipeline.operations import runlock

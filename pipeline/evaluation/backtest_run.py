@@ -83,7 +83,6 @@ def tune_on_history(cfg: Config, feats: pd.DataFrame, parent_id: str) -> tuple[L
 
 
 def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
-    from tqdm import tqdm
 
     started = time.perf_counter()
     end = plan.end or dt.date.today()
@@ -96,6 +95,26 @@ def run(cfg: Config, plan: backtest.Plan) -> dict[str, Any]:
     exp = tracking.experiment_id(cfg, f"{cfg.tracking.experiment}_backtest")
     named = "-".join(plan.tickers) if len(plan.tickers) <= 5 else f"{len(plan.tickers)}-tickers"
     parent = mc.create_run(exp, run_name=f"backtest-{named}").info.run_id
+    try:
+        return _run(cfg, plan, series, left_out, parent, started, end)
+    except BaseException as exc:  # Ctrl-C, an impossible span: the run ends, FAILED, saying why
+        mc.set_tag(parent, "failed", f"{type(exc).__name__}: {exc}"[:500])
+        mc.set_terminated(parent, "FAILED")
+        raise
+
+
+def _run(
+    cfg: Config,
+    plan: backtest.Plan,
+    series: list[Any],
+    left_out: dict[str, str],
+    parent: str,
+    started: float,
+    end: dt.date,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    mc = tracking.client(cfg)
     tracking.log_batch(
         mc,
         parent,

@@ -104,6 +104,14 @@ def day_problem(cfg: Config, day: dt.date, today: dt.date | None = None) -> str 
     return None
 
 
+def say_closed(cfg: Config) -> None:
+    """Close what dead runs left open (their DAG runs, MLflow runs), saying so."""
+    from pipeline.operations.orphans import close_orphans
+
+    for line in close_orphans(cfg):
+        print(f"closed, left open by a run that died: {line}", flush=True)
+
+
 def run_day(cfg: Config, day: dt.date) -> int:
     """`make run`: one day with progress, then the day's table."""
     if problem := day_problem(cfg, day):
@@ -113,6 +121,7 @@ def run_day(cfg: Config, day: dt.date) -> int:
         print(f"{day} is not a {cfg.validation.calendar} session: nothing to do")
         return 0
     ensure_airflow_db()
+    say_closed(cfg)
     out = one_day(cfg, day)
     if out.report is not None:
         print()

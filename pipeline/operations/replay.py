@@ -151,6 +151,7 @@ def main(cfg: Config, start: dt.date, end: dt.date) -> int:
         )
         return 2
     ensure_airflow_db()
+    operate.say_closed(cfg)
     with stop.on_signals(cfg):  # Ctrl-C, SIGTERM: no task starts, no day follows
         summary = replay(cfg, start, end)
     print(json.dumps(summary, default=str))

@@ -113,3 +113,53 @@ def test_a_stop_stops_at_once_and_nothing_starts_or_registers_after_it(
     assert not (state / "runs" / "2013-01-03").exists()  # no day after the stopped one
     with runlock.hold(cfg, "the next run"):  # the lock went with the run
         pass
+
+
+def test_what_a_killed_run_left_open_is_closed_and_said(airflow_db: Path, tmp_path: Path) -> None:
+    """SIGKILL (no clean-up at all) leaves the retrain's DAG run `running` and its MLflow
+    runs RUNNING; `doctor` (as the next run does first) closes them and says so."""
+    import sys
+
+    from mlflow.entities import ViewType
+
+    state = tmp_path / "state"
+    env = {**os.environ, **store_env(tmp_path), "PIPELINE__STATE_DIR": str(state)}
+    env["AIRFLOW_HOME"] = str(airflow_db)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "daily", "2013-01-02"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    _wait_for_start(state / "runs" / "2013-01-02" / "price_retrain.jsonl", "tune", run, 300)
+    time.sleep(2)  # its trials under way
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(timeout=30)
+    cfg = load_config(environ=env)
+    mc = tracking.client(cfg)
+    ids = [e.experiment_id for e in mc.search_experiments(view_type=ViewType.ALL)]
+    assert mc.search_runs(ids, "attributes.status = 'RUNNING'")  # left open
+    doctor = subprocess.run(
+        [sys.executable, "-m", "pipeline", "doctor"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert doctor.returncode == 0, doctor.stderr[-2000:]
+    assert "closed: Airflow: price_retrain run" in doctor.stdout, doctor.stdout
+    assert "closed: MLflow: run " in doctor.stdout
+    assert mc.search_runs(ids, "attributes.status = 'RUNNING'") == []
+    again = subprocess.run(
+        [sys.executable, "-m", "pipeline", "doctor"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.stdout.strip().endswith("nothing to close"), again.stdout

@@ -115,6 +115,23 @@ def test_a_tiny_backtest_on_a_csv_source_end_to_end(
         assert np.allclose(days[f"{name}_forecast_close"], days[f"{raw}_forecast_close"])
 
 
+def test_a_backtest_that_cannot_run_closes_its_mlflow_run_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An impossible span (or a Ctrl-C) does not leave the backtest's run RUNNING."""
+    from mlflow.entities import ViewType
+
+    env = {**throwaway_env(tmp_path), **TINY_BUDGET}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    argv = ["backtest", "--tickers", "GOOG", "--start", "2014-06-02", "--scope", "ticker"]
+    assert cli.main(argv) == 1  # the data end in 2013: "no session to forecast"
+    mc = tracking.client(load_config(environ=env))
+    ids = [e.experiment_id for e in mc.search_experiments(view_type=ViewType.ALL)]
+    runs = mc.search_runs(ids, "tags.kind = 'backtest'")
+    assert [r.info.status for r in runs] == ["FAILED"] and runs[0].data.tags["failed"]
+
+
 def test_adaptive_widths_run_per_ticker_across_refits_without_look_ahead() -> None:
     rng = np.random.default_rng(3)
     n = 300
