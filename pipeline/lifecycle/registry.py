@@ -180,7 +180,7 @@ def register(
         mc.create_registered_model(name, description=f"Next-day close forecaster: {ticker}")
     # the full evidence as the run's artifact; the version keeps what a person reads
     mc.log_dict(run_id, evidence, EVIDENCE_ARTIFACT)
-    tags = {"run_id": run_id, **version_tags(evidence)}
+    tags = {**version_tags(evidence), "run_id": run_id}  # the glance first on the page
     tags[EVIDENCE] = "complete"  # last: set one by one, it is the seal
     left = [
         v
@@ -207,7 +207,7 @@ def version_tags(evidence: dict[str, Any]) -> dict[str, str]:
     comparison lines up side by side; all of it: EVIDENCE_ARTIFACT)."""
     kept = {k: evidence[k] for k in KEPT_TAGS if evidence.get(k) is not None}
     kept["evidence_file"] = EVIDENCE_ARTIFACT
-    return {k: tracking.tag_value(v) for k, v in {**kept, **glance(evidence)}.items()}
+    return {k: tracking.tag_value(v) for k, v in {**glance(evidence), **kept}.items()}
 
 
 def glance(evidence: dict[str, Any]) -> dict[str, str]:
