@@ -149,7 +149,19 @@ def promote(args: argparse.Namespace) -> int:
 def audit(args: argparse.Namespace) -> int:
     from pipeline.lifecycle.audit import audit_trail
 
-    for event in audit_trail(load_config(args.config), args.ticker):
+    cfg = load_config(args.config)
+    trail = audit_trail(cfg, args.ticker)
+    if not trail:  # a mistyped store or ticker would otherwise print nothing at all
+        from pipeline.lifecycle.registry import model_name
+
+        print(
+            f"no audit trail for {model_name(cfg, args.ticker)} in {cfg.tracking_uri} "
+            f"(experiment {cfg.tracking.experiment}_audit): nothing was ever promoted, "
+            "rolled back or refused there; is this the store you meant?",
+            file=sys.stderr,
+        )
+        return 1
+    for event in trail:
         print(json.dumps(event))
     return 0
 

@@ -34,6 +34,20 @@ class ValidationConfig(_Section):
     calendar: str = "XNYS"
     check_freshness: bool = True
 
+    @field_validator("calendar")
+    @classmethod
+    def known_calendar(cls, name: str) -> str:
+        """An exchange calendar exchange_calendars knows (XNYS, XLON, ...), not a typo that
+        would surface as a traceback in the middle of a run."""
+        from exchange_calendars import get_calendar_names
+
+        known = get_calendar_names(include_aliases=True)
+        if name not in known:
+            near = [k for k in known if k[:2] == name[:2]][:8]
+            hint = f" (like {', '.join(near)})" if near else ""
+            raise ValueError(f"unknown exchange calendar {name!r}; use its ISO MIC code{hint}")
+        return name
+
 
 class RetentionConfig(_Section):
     """How many days (counted back from the run day) old state is kept before

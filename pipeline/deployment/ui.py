@@ -74,7 +74,10 @@ def environment(cfg: Config) -> dict[str, str]:
 
 
 def airflow_login(home: Path, wait_s: float = 60) -> str:
-    """Airflow standalone writes the generated admin password to a file on first start."""
+    """The admin's password, which Airflow standalone generates on first start (in a JSON
+    file of user -> password, or a plain one in older versions)."""
+    import json
+
     deadline = time.monotonic() + wait_s
     for name in ("simple_auth_manager_passwords.json.generated", "standalone_admin_password.txt"):
         path = home / name
@@ -82,7 +85,12 @@ def airflow_login(home: Path, wait_s: float = 60) -> str:
             time.sleep(1)
         if path.exists():
             path.chmod(0o600)  # Airflow writes it world-readable
-            return path.read_text().strip()
+            text = path.read_text().strip()
+            try:
+                users = json.loads(text)
+            except ValueError:
+                return text
+            return str(users.get("admin", text)) if isinstance(users, dict) else text
     return f"see {home} (the password file appears once Airflow has started)"
 
 
@@ -122,7 +130,7 @@ def run(cfg: Config) -> int:
                 )  # own group: stop takes all
                 print(f"{name:8s} {url}   (log: {logs / f'ui-{name}.log'})", flush=True)
             home = Path(os.environ.get("AIRFLOW_HOME", cfg.layout.airflow_home()))
-            print(f"airflow login (user admin): {airflow_login(home)}", flush=True)
+            print(f"airflow login: user admin, password {airflow_login(home)}", flush=True)
             print("Ctrl-C stops all three.", flush=True)
             while not (exited := [n for n, p in procs.items() if p.poll() is not None]):
                 time.sleep(1)

@@ -37,7 +37,9 @@ def decide(
     2. intervals, where the model earns promotion: its 80 % interval score is at least as
        good as the best baseline's (naive, EWMA, HAR, GJR-GARCH-t) on the same days, and
        its 80 % coverage is within `gate.coverage_tolerance` of nominal;
-    3. production: no worse than the model in production on the same days.
+    3. production: no worse than the model in production on the same days (MAE within
+       `gate.production_tolerance`); a model whose figures are production's own (the
+       same model again: equal to the last digits, not to the four shown) does not move it.
     """
     refused = point_refusal(ev, gate) or interval_refusal(ev, gate) or ticker_refusal(ev, gate)
     if refused:
@@ -59,11 +61,25 @@ def decide(
             f"production rule: MAE {ev['model_mae']:.4f} is worse than production v"
             f"{ev.get('production_version')} ({prod_mae:.4f}) on the same days",
         )
+    mine, theirs = ev.get("model_interval_score_80"), ev.get("production_interval_score_80")
+    same_intervals = mine is None or theirs is None or math.isclose(mine, theirs, rel_tol=1e-9)
+    if math.isclose(ev["model_mae"], prod_mae, rel_tol=1e-9) and same_intervals:
+        return Decision(
+            False,
+            f"production rule: no better than production v{ev.get('production_version')} "
+            f"on the same days (MAE {ev['model_mae']:.6g} against {prod_mae:.6g}, 80 % "
+            f"interval score {_num(mine)} against {_num(theirs)}): nothing gained by a move",
+        )
     return Decision(
         True,
         f"{earned}; no worse than production v{ev.get('production_version')} "
-        f"(MAE {ev['model_mae']:.4f} <= {prod_mae:.4f}) on the same days",
+        f"(MAE {ev['model_mae']:.6g} against {prod_mae:.6g}, 80 % interval score "
+        f"{_num(mine)} against {_num(theirs)}) on the same days",
     )
+
+
+def _num(value: Any) -> str:
+    return "unknown" if value is None else f"{float(value):.6g}"
 
 
 def point_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:

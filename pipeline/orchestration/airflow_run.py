@@ -30,7 +30,8 @@ from pipeline.orchestration import stop
 
 DAGS = PROJECT_ROOT / "dags"
 
-_SIGNALS = ("ERROR", "Traceback", "Error:", "FAIL ", "ValidationFailed", "GX Data Docs")
+_SIGNALS = ("ERROR", "Traceback", "Error:", "FAIL ", "ValidationFailed", "GX Data Docs",
+            "not retried", "retrying in", "not started: the run was stopped")  # fmt: skip
 
 
 def dag_test(
@@ -221,6 +222,8 @@ AIRFLOW_DEFAULTS = {
     "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
     "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+    # TensorFlow's C++ start-up lines (oneDNN, CPU features) on every command's stderr
+    "TF_CPP_MIN_LOG_LEVEL": "2",
 }
 
 

@@ -3,7 +3,6 @@ and SIGTERM stops everything."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -50,7 +49,7 @@ def check_report_plugin(airflow: str, env: dict[str, str], home: Path) -> None:
         401,
         403,
     )
-    password = json.loads(airflow_login(home))["admin"]
+    password = airflow_login(home)  # the password itself, not Airflow's JSON file
     login = requests.post(
         f"{airflow}/auth/token", json={"username": "admin", "password": password}, timeout=30
     )

@@ -567,3 +567,15 @@ def test_a_promotion_racing_a_retention_waits_and_is_refused_cleanly(
     assert tidied["deleted"] == ["2", "3"]
     production = registry.production_version(store, "RACE")
     assert production is not None and str(production.version) == "1"
+
+
+def test_the_same_model_again_does_not_replace_production() -> None:
+    """Its figures are production's own on the same days: equal, not merely within the
+    four digits a reason shows; a model better by less than those digits still moves it."""
+    same = {"model_mase": 0.9, "model_mae": 6.4, "production_mae": 6.4, "production_version": "3"}
+    same |= {"model_interval_score_80": 5.0, "production_interval_score_80": 5.0}
+    refused = decide(same, gate())
+    assert not refused.promote and "no better than production v3" in refused.reason
+    sharper = {**same, "model_interval_score_80": 4.99999}  # below the shown digits
+    assert decide(sharper, gate()).promote
+    assert decide({**same, "model_mae": 6.39999}, gate()).promote

@@ -29,7 +29,7 @@ def test_airflow_login_reads_the_generated_password(tmp_path: Path) -> None:
     (tmp_path / "standalone_admin_password.txt").write_text("old-style\n")
     assert ui.airflow_login(tmp_path, wait_s=0) == "old-style"
     (tmp_path / "simple_auth_manager_passwords.json.generated").write_text('{"admin": "s3cret"}\n')
-    assert ui.airflow_login(tmp_path, wait_s=0) == '{"admin": "s3cret"}'
+    assert ui.airflow_login(tmp_path, wait_s=0) == "s3cret"  # the password, not raw JSON
     for name in ("standalone_admin_password.txt", "simple_auth_manager_passwords.json.generated"):
         assert (tmp_path / name).stat().st_mode & 0o077 == 0, name  # private once read
 
