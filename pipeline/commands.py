@@ -191,9 +191,11 @@ def ui(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     with runlock.hold(cfg, "pipeline ui (its scheduler runs the DAGs)"):
+        from pipeline.operations.operate import say_closed
         from pipeline.orchestration.airflow_run import ensure_airflow_db
 
         ensure_airflow_db()
+        say_closed(cfg)  # a dead run's DAG run would hold back its DAG (max_active_runs=1)
         return run(cfg)
 
 
