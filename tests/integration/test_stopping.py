@@ -69,8 +69,9 @@ def _started_after(events: Path, when: float) -> list[str]:
     [
         (["replay", "--from", "2013-01-02", "--to", "2013-01-04"], "tune", signal.SIGTERM),
         (["daily", "2013-01-02"], "train", signal.SIGINT),  # `make run`, Ctrl-C
+        (["daily", "2013-01-02"], "evaluate", signal.SIGTERM),  # just before `register`
     ],
-    ids=["replay-sigterm-in-tune", "run-ctrl-c-in-train"],
+    ids=["replay-sigterm-in-tune", "run-ctrl-c-in-train", "run-sigterm-before-register"],
 )
 def test_a_stop_stops_at_once_and_nothing_starts_or_registers_after_it(
     airflow_db: Path, tmp_path: Path, command: list[str], task: str, signum: int
