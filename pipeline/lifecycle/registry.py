@@ -43,6 +43,8 @@ KEPT_TAGS = (
     "dm_pvalue",
     "model_interval_score_80",
     "best_baseline",
+    "production_version",  # the version it was compared with, on the same days
+    "production_mae",
     "first_test_date",
     "last_test_date",
     "tickers_scored",

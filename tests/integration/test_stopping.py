@@ -136,13 +136,19 @@ def test_what_a_killed_run_left_open_is_closed_and_said(airflow_db: Path, tmp_pa
         start_new_session=True,
     )
     _wait_for_start(state / "runs" / "2013-01-02" / "price_retrain.jsonl", "tune", run, 300)
-    time.sleep(2)  # its trials under way
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait(timeout=30)
     cfg = load_config(environ=env)
     mc = tracking.client(cfg)
-    ids = [e.experiment_id for e in mc.search_experiments(view_type=ViewType.ALL)]
-    assert mc.search_runs(ids, "attributes.status = 'RUNNING'")  # left open
+
+    def running() -> list[object]:
+        ids = [e.experiment_id for e in mc.search_experiments(view_type=ViewType.ALL)]
+        return list(mc.search_runs(ids, "attributes.status = 'RUNNING'"))
+
+    deadline = time.monotonic() + 120
+    while not running() and time.monotonic() < deadline:  # its MLflow run under way
+        time.sleep(0.5)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait(timeout=30)
+    assert running()  # left open
     doctor = subprocess.run(
         [sys.executable, "-m", "pipeline", "doctor"],
         cwd=ROOT,
@@ -154,7 +160,7 @@ def test_what_a_killed_run_left_open_is_closed_and_said(airflow_db: Path, tmp_pa
     assert doctor.returncode == 0, doctor.stderr[-2000:]
     assert "closed: Airflow: price_retrain run" in doctor.stdout, doctor.stdout
     assert "closed: MLflow: run " in doctor.stdout
-    assert mc.search_runs(ids, "attributes.status = 'RUNNING'") == []
+    assert running() == []
     again = subprocess.run(
         [sys.executable, "-m", "pipeline", "doctor"],
         cwd=ROOT,

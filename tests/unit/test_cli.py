@@ -84,8 +84,9 @@ def test_refused_moves_are_exit_3(
     assert "has no version 1" in capsys.readouterr().err
     assert main(["serve", "--ticker", "GOOG"]) == EXIT_REFUSED
     assert "no production model for GOOG" in capsys.readouterr().err
-    assert main(["audit", "--ticker", "GOOG"]) == 0
-    assert capsys.readouterr().out == ""  # nothing was moved
+    assert main(["audit", "--ticker", "GOOG"]) == 1  # nothing was moved: said, not silence
+    said = capsys.readouterr()
+    assert said.out == "" and "no audit trail for price_lstm_universe" in said.err
 
 
 def test_parser_knows_every_command() -> None:
