@@ -188,6 +188,7 @@ def in_process(
         try:
             run = _dag_bag().get_dag(dag_id).test(logical_date=when, run_conf=conf)
         except KeyboardInterrupt:  # a stop (stop.on_signals): nothing more of this run
+            stop.calm()
             run = None
         except Exception as exc:
             print(f"{dag_id} for {day} raised {type(exc).__name__}: {exc}", flush=True)

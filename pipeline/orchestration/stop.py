@@ -11,6 +11,7 @@ when it starts, under the run lock, so a stop is never carried into the next run
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import datetime as dt
 import json
@@ -107,15 +108,49 @@ def on_signals(cfg: Config) -> Iterator[list[int]]:
             return
         got.append(signum)
         ask(cfg, signum)
+        nudge_until_calm()
         raise KeyboardInterrupt
 
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    for sig in previous:
-        signal.signal(sig, stop)
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGUSR1, _nudge)
     _HANDLER.append(stop)
     try:
         yield got
     finally:
+        calm()
         _HANDLER.remove(stop)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+NUDGE_S = 0.2
+_NUDGING: list[threading.Event] = []
+
+
+def _nudge(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def nudge_until_calm() -> None:
+    """Interrupt the main thread again every NUDGE_S until calm(): a task catches the
+    first interruption, and Airflow's dag.test would otherwise poll on, a second at a
+    time, until every later task had failed on the marker. (A thread and SIGUSR1's
+    handler, simulated by interrupt_main: Airflow owns SIGALRM for its import timeouts.)"""
+    done = threading.Event()
+    _NUDGING.append(done)
+
+    def nudge() -> None:
+        while not done.wait(NUDGE_S):
+            _thread.interrupt_main(signal.SIGUSR1)
+
+    threading.Thread(target=nudge, name="stop-nudge", daemon=True).start()
+
+
+def calm() -> None:
+    """No more nudges (the in-process run has let go), and none still on its way."""
+    while _NUDGING:
+        _NUDGING.pop().set()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
