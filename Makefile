@@ -114,10 +114,11 @@ browser:
 	    { $(APT) update -qq && $(APT) install -y -qq chromium >/dev/null; } || \
 	    { echo "could not install chromium: apt-get install chromium, then make test"; exit 1; }; }
 
-lint: $(STAMP) ## ruff + mypy
+lint: $(STAMP) ## ruff + mypy + the import layers
 	$(BIN)/ruff check pipeline dags tests bench
 	$(BIN)/ruff format --check pipeline dags tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache  # one-way layers: .importlinter, docs/layout.md
 
 fmt: $(STAMP) ## format the code
 	$(BIN)/ruff format pipeline dags tests bench

@@ -39,8 +39,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pipeline.config import embedded_tickers, load_config, throwaway_env
-from pipeline.operations import journal
-from pipeline.orchestration import airflow_run
+from pipeline.orchestration import airflow_run, journal
 from pipeline.orchestration.steps import DAILY, RETRAIN
 
 UNIVERSE = "sp500"

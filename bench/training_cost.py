@@ -35,10 +35,10 @@ from typing import Any, cast
 import pandas as pd
 
 from bench.common import sample_features
+from pipeline.carry import Carry
 from pipeline.config import PROJECT_ROOT, throwaway_config
 from pipeline.data import store
 from pipeline.orchestration import steps
-from pipeline.orchestration.carry import Carry
 
 SHARED_SP500 = PROJECT_ROOT.parent / "shared" / "data" / "sp500"
 EMBEDDED_SP500 = PROJECT_ROOT / "pipeline" / "data" / "samples" / "sp500"

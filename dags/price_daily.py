@@ -59,8 +59,7 @@ def price_daily() -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from pipeline.config import load_config
-        from pipeline.operations import journal
-        from pipeline.orchestration import chunks
+        from pipeline.orchestration import chunks, journal
         from pipeline.orchestration.dates import is_session, run_day
 
         ctx = get_current_context()

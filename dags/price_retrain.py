@@ -78,7 +78,8 @@ def price_retrain() -> None:
     def plan() -> dict[str, Any]:
         """Why this run, for which day, tune or refit (pipeline/operations/retrain.py)."""
         from pipeline.config import load_config
-        from pipeline.operations import journal, retrain
+        from pipeline.operations import retrain
+        from pipeline.orchestration import journal
         from pipeline.orchestration.dates import run_day
 
         ctx = get_current_context()

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.carry import Featured
 from pipeline.config import Config
 from pipeline.data import gaps, store
 from pipeline.data.bars import NUMBER_COLUMNS
-from pipeline.orchestration.carry import Featured
 
 # The day's range says more about risk than the close-to-close path: rv_d, rv_w, rv_m are
 # the logs of the 1-, 5- and 22-session mean of the range-based variance (squared overnight

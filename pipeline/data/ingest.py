@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.carry import Ingested
 from pipeline.config import EMBEDDED, SAMPLES_DIR, Config, embedded_tickers
 from pipeline.data import store
 from pipeline.data.bars import ADJ_CLOSE, COLUMNS, parse_dates, read_csv_text
 from pipeline.layout import check_ticker
-from pipeline.orchestration.carry import Ingested
 
 HistoryFn = Callable[[str, dt.date, dt.date], pd.DataFrame]
 

@@ -17,8 +17,8 @@ import json
 import numpy as np
 import pandas as pd
 
+from pipeline.carry import Carry
 from pipeline.config import Config
-from pipeline.orchestration.carry import Carry
 
 UNIVERSE = "universe"  # the model key (and registered-model suffix) of the universe model
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.carry import Validated
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.data.bars import BarsError, Problem, read_bars_csv
@@ -29,7 +30,6 @@ from pipeline.data.suite import (
     suite_params,
     with_derived_columns,
 )
-from pipeline.orchestration.carry import Validated
 
 
 class ValidationFailed(RuntimeError):

@@ -1,11 +1,11 @@
 """The day's report: per ticker what happened, and whether the model must be retrained.
 
-Built from the daily DAG's journal (pipeline/operations/journal.py) after every ticker's chain has
-ended, however it ended. Retraining is asked for, with the tickers and reasons, when a
-configured ticker has no production model that can serve it, when monitoring says
-production lost to naive significantly (a sign test over the monitoring window) or
-its interval coverage drifted, or when the
-model's inputs drifted (pipeline/operations/drift.py); evidence a retrain of the last
+Built from the daily DAG's journal (pipeline/orchestration/journal.py) after every
+ticker's chain has ended, however it ended. Retraining is asked for, with the tickers
+and reasons, when a configured ticker has no production model that can serve it, when
+monitoring says production lost to naive significantly (a sign test over the monitoring
+window) or its interval coverage drifted, or when the model's inputs drifted
+(pipeline/operations/drift.py); evidence a retrain of the last
 `monitoring.retrain_cooldown_days` already answered is not asked again. Written to
 state/reports/daily/<day>.json.
 """
@@ -19,8 +19,8 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.lifecycle import registry
-from pipeline.operations import journal
 from pipeline.operations.day_table import named
+from pipeline.orchestration import journal
 from pipeline.orchestration.steps import DAILY, RETRAIN, RETRAIN_ASSET
 
 __all__ = ["DAILY", "RETRAIN", "RETRAIN_ASSET", "report", "why"]

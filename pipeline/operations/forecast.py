@@ -15,11 +15,11 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.carry import Forecasted
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.layout import version_uri
 from pipeline.lifecycle import registry
-from pipeline.orchestration.carry import Forecasted
 
 log = logging.getLogger(__name__)
 SCHEMA = """

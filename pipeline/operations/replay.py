@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.operations import daily, journal, operate
+from pipeline.operations import daily, operate
 from pipeline.operations.forecast import read_forecasts
-from pipeline.orchestration import stop
+from pipeline.orchestration import journal, stop
 from pipeline.orchestration.airflow_run import ensure_airflow_db, in_process
 
 

@@ -100,8 +100,8 @@ def record_left_out(cfg: Config, day: str, going: Sequence[Mapping[str, Any]]) -
     """The configured tickers this retrain goes on without, each with its reason (from the
     retrain's journal: skipped, quarantined with no stored bars, failed), kept with the
     day's retrain plan and printed; the universe's model is trained on the rest."""
-    from pipeline.operations import journal
     from pipeline.operations.daily import RETRAIN, reason, ticker_outcomes
+    from pipeline.orchestration import journal
 
     when = dt.date.fromisoformat(day)
     outcomes = ticker_outcomes(journal.read(cfg, RETRAIN, when))

@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import PROJECT_ROOT, Config
-from pipeline.operations import journal
-from pipeline.orchestration import stop
+from pipeline.orchestration import journal, stop
 
 DAGS = PROJECT_ROOT / "dags"
 

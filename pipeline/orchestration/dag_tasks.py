@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-Carry = dict[str, Any]  # pipeline.orchestration.carry.Carry, as XCom hands it over
+Carry = dict[str, Any]  # pipeline.carry.Carry, as XCom hands it over
 
 # What a step's journal line keeps of what it returned (the day's report reads them).
 REPORTED = ("forecast", "monitoring", "quarantine_dir", "version", "promotion", "tidied",
@@ -26,8 +26,7 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
 
     from pipeline.config import load_config
     from pipeline.data.validate import ValidationFailed
-    from pipeline.operations import journal
-    from pipeline.orchestration import failures, steps, stop
+    from pipeline.orchestration import failures, journal, steps, stop
 
     cfg = config_or_fail(load_config)
     ti = get_current_context()["ti"]
@@ -93,8 +92,7 @@ def chunk_step(
 ) -> Carry:
     """advance_chunk's work, outside Airflow: `ti` (the task instance) says whether a
     failure of the chunk as a whole is retried (failures.decide); without it, none is."""
-    from pipeline.operations import journal
-    from pipeline.orchestration import chunks, failures
+    from pipeline.orchestration import chunks, failures, journal
 
     day = chunks.day_of(chunk)
     who = {"task": name, "chunk": chunk["chunk"], "chunks": chunk["chunks"]}
@@ -129,7 +127,7 @@ def settle(
 ) -> Carry | None:
     """Journal one ticker's exception; the keys it goes on with, or None (it stops here)."""
     from pipeline.data.validate import Skipped, ValidationFailed
-    from pipeline.operations import journal
+    from pipeline.orchestration import journal
 
     who = {"task": name, "ticker": ticker}
     if isinstance(exc, Skipped):

@@ -120,7 +120,7 @@ def _journal(dag_id: str, ctx: Any, task: str, line: str, retry: bool) -> None:
     import contextlib
 
     from pipeline.config import load_config
-    from pipeline.operations import journal
+    from pipeline.orchestration import journal
     from pipeline.orchestration.dates import run_day
 
     with contextlib.suppress(Exception):  # a config or state that cannot be used: the log has it

@@ -1,7 +1,7 @@
 """The daily sequence, written once.
 
 Each step's adapter takes the config and the carry and returns only the keys it
-adds (its TypedDict in pipeline/orchestration/carry.py). The DAG makes one task per name in
+adds (its TypedDict in pipeline/carry.py). The DAG makes one task per name in
 SEQUENCE, in that order (tune fanned out over `tune.workers` tasks sharing one
 study); `python -m pipeline run` loops over the same adapters in-process.
 Step modules are imported inside the adapters: importing this module stays
@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from pipeline.orchestration.carry import (
+from pipeline.carry import (
     Carry,
     Evaluated,
     Featured,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from pipeline.carry import Carry
 from pipeline.config import Config, throwaway_config, throwaway_env
 from pipeline.orchestration import steps
-from pipeline.orchestration.carry import Carry
 from tests.helpers import TINY_BUDGET
 
 DAY = dt.date(2013, 3, 1)

@@ -18,8 +18,8 @@ from pipeline.config import load_config
 from pipeline.data.ingest import sample_path
 from pipeline.evaluation.evaluate_universe import PER_TICKER_ARTIFACT
 from pipeline.lifecycle import tracking
-from pipeline.operations import forecast, journal
-from pipeline.orchestration import steps
+from pipeline.operations import forecast
+from pipeline.orchestration import journal, steps
 
 from .conftest import store_env
 

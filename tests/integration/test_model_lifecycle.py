@@ -12,6 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from pipeline.carry import Carry
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.forecasting.request import BadInput
@@ -19,7 +20,6 @@ from pipeline.layout import alias_uri
 from pipeline.lifecycle import audit, promotion, registry, tracking
 from pipeline.lifecycle.registry import PromotionRefused
 from pipeline.orchestration import steps
-from pipeline.orchestration.carry import Carry
 
 from .conftest import model_half
 

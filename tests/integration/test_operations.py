@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from pipeline.carry import Carry
 from pipeline.config import Config, throwaway_config
 from pipeline.data import ingest, validate
 from pipeline.lifecycle import audit, promotion, registry, tracking
 from pipeline.operations import forecast, monitor
 from pipeline.orchestration import steps
-from pipeline.orchestration.carry import Carry
 
 from .conftest import TINY, store_env
 

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 import optuna
 import pytest
 
+from pipeline.carry import Carry
 from pipeline.config import Config
 from pipeline.lifecycle import tracking
 from pipeline.orchestration import steps
-from pipeline.orchestration.carry import Carry
 
 pytestmark = pytest.mark.slow
 SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"

@@ -8,8 +8,8 @@ import pandas as pd
 
 from pipeline.config import Config, throwaway_config
 from pipeline.data.ingest import sample_path
-from pipeline.operations import daily, journal, retrain
-from pipeline.orchestration import chunks, steps
+from pipeline.operations import daily, retrain
+from pipeline.orchestration import chunks, journal, steps
 from pipeline.orchestration.dag_tasks import chunk_step
 
 DAY = dt.date(2013, 3, 1)

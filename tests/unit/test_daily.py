@@ -4,8 +4,9 @@ calendar (the DAG runs themselves: tests/integration/test_dag_run.py)."""
 import datetime as dt
 from types import SimpleNamespace
 
-from pipeline.operations import daily, day_table, journal, retrain
+from pipeline.operations import daily, day_table, retrain
 from pipeline.operations.drift import input_drift, outside_share, psi
+from pipeline.orchestration import journal
 
 DAY = dt.date(2013, 3, 1)
 

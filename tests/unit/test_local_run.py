@@ -6,10 +6,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from pipeline.carry import Carry
 from pipeline.config import Config
 from pipeline.data import validate
 from pipeline.orchestration import local_run, steps
-from pipeline.orchestration.carry import Carry
 
 
 def test_throwaway_data_keeps_files_and_study_under_tmp(cfg: Config, tmp_path: Path) -> None:

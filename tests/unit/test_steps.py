@@ -67,7 +67,7 @@ def test_advance_adds_only_the_steps_keys(cfg: Config) -> None:
 def test_importing_the_sequence_stays_cheap() -> None:
     heavy = ["tensorflow", "keras", "mlflow", "optuna", "great_expectations", "pandas"]
     code = (
-        "import sys, json, pipeline.orchestration.steps, pipeline.orchestration.carry; "
+        "import sys, json, pipeline.orchestration.steps, pipeline.carry; "
         f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
     )
     out = subprocess.run(
