@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.forecasting.intervals import Forecast
+from pipeline.forecasting.intervals import LEVELS, Forecast, crps, interval_score, nll
 
 VARIANCE_FLOOR = 1e-12  # keeps log(variance) finite on flat bars and zero returns
 HAR_WINDOWS = (1, 5, 22)  # day, week, month (sessions)
@@ -217,3 +217,25 @@ def garch_forecast(
         sigma, mu, nu = gjr_garch_sigma(returns, fit_rows)
     t_scale = sigma[at] * math.sqrt((nu - 2) / nu)  # arch's t has unit variance
     return Forecast(last, np.full(len(at), mu), t_scale, df=nu)
+
+
+def scores(actual: np.ndarray, forecast: Forecast, prefix: str) -> dict[str, float]:
+    """Coverage (with Kupiec's and Christoffersen's p-values) and the mean interval score at
+    every level, CRPS, QLIKE, and NLL where the distribution has a density."""
+    r = np.log(actual / forecast.last_close)
+    out: dict[str, float] = {}
+    for level in LEVELS:
+        lower, upper = forecast.interval(level)
+        pct = round(level * 100)
+        inside = (actual >= lower) & (actual <= upper)
+        out[f"{prefix}coverage_{pct}"] = float(np.mean(inside))
+        out[f"{prefix}kupiec_pvalue_{pct}"] = kupiec(inside, level)[1]
+        out[f"{prefix}christoffersen_pvalue_{pct}"] = christoffersen(inside)[1]
+        out[f"{prefix}interval_score_{pct}"] = float(
+            np.mean(interval_score(actual, lower, upper, level))
+        )
+    out[f"{prefix}crps"] = float(np.mean(crps(r, forecast)))
+    out[f"{prefix}qlike"] = float(np.mean(qlike(r - forecast.loc, forecast.variance())))
+    if forecast.empirical is None:
+        out[f"{prefix}nll"] = nll(r, forecast.loc, forecast.scale, forecast.df)
+    return out

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Config
+from pipeline.evaluation.baselines import scores
 from pipeline.evaluation.plots import plot_fan, plot_forecasts, plot_pit, pyplot
 from pipeline.forecasting import conformal, intervals
 from pipeline.forecasting.intervals import Forecast
@@ -154,7 +155,7 @@ def compare_intervals(
         of["production_"] = _forecast(days, production)
     out: dict[str, Any] = {}
     for prefix, forecast in of.items():
-        out.update(intervals.scores(actual, forecast, prefix))
+        out.update(scores(actual, forecast, prefix))
     per_day = {p: intervals.interval_score(actual, *f.interval(0.8), 0.8) for p, f in of.items()}
     for prefix in base:
         name = "" if prefix == "naive_" else prefix  # interval_dm_* is vs naive: a contract

@@ -213,27 +213,3 @@ def ewma_std(returns: np.ndarray, lam: float = EWMA_LAMBDA, seed: int = NAIVE_WI
         var = lam * var + (1 - lam) * returns[t] ** 2
         out[t] = math.sqrt(var)
     return out
-
-
-def scores(actual: np.ndarray, forecast: Forecast, prefix: str) -> dict[str, float]:
-    """Coverage (with Kupiec's and Christoffersen's p-values) and the mean interval score at
-    every level, CRPS, QLIKE, and NLL where the distribution has a density."""
-    from pipeline.evaluation.baselines import christoffersen, kupiec, qlike
-
-    r = np.log(actual / forecast.last_close)
-    out: dict[str, float] = {}
-    for level in LEVELS:
-        lower, upper = forecast.interval(level)
-        pct = round(level * 100)
-        inside = (actual >= lower) & (actual <= upper)
-        out[f"{prefix}coverage_{pct}"] = float(np.mean(inside))
-        out[f"{prefix}kupiec_pvalue_{pct}"] = kupiec(inside, level)[1]
-        out[f"{prefix}christoffersen_pvalue_{pct}"] = christoffersen(inside)[1]
-        out[f"{prefix}interval_score_{pct}"] = float(
-            np.mean(interval_score(actual, lower, upper, level))
-        )
-    out[f"{prefix}crps"] = float(np.mean(crps(r, forecast)))
-    out[f"{prefix}qlike"] = float(np.mean(qlike(r - forecast.loc, forecast.variance())))
-    if forecast.empirical is None:
-        out[f"{prefix}nll"] = nll(r, forecast.loc, forecast.scale, forecast.df)
-    return out

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from pipeline.evaluation.baselines import scores
 from pipeline.forecasting import intervals
 from pipeline.forecasting.intervals import Forecast
 
@@ -101,7 +102,7 @@ def test_scores_names_and_a_calibrated_forecast_covers_its_level() -> None:
     last = np.full(n, 100.0)
     r = rng.normal(0.001, 0.02, n)
     f = Forecast(last, np.full(n, 0.001), np.full(n, 0.02))
-    got = intervals.scores(last * np.exp(r), f, "model_")
+    got = scores(last * np.exp(r), f, "model_")
     assert set(got) == {
         "model_coverage_80",
         "model_coverage_95",
@@ -115,7 +116,7 @@ def test_scores_names_and_a_calibrated_forecast_covers_its_level() -> None:
     assert got["model_coverage_80"] == pytest.approx(0.8, abs=0.01)
     assert got["model_coverage_95"] == pytest.approx(0.95, abs=0.01)
     # too narrow an interval covers less and scores worse
-    narrow = intervals.scores(last * np.exp(r), Forecast(last, f.loc, f.scale / 2), "n_")
+    narrow = scores(last * np.exp(r), Forecast(last, f.loc, f.scale / 2), "n_")
     assert narrow["n_coverage_80"] < 0.6
     assert narrow["n_interval_score_80"] > got["model_interval_score_80"]
 
@@ -140,4 +141,4 @@ def test_an_empirical_forecast_takes_its_interval_from_the_sample_quantiles() ->
     assert upper[0] == pytest.approx(100 * np.exp(half))
     assert lower[0] == pytest.approx(100 * np.exp(-half))
     assert f.variance()[0] == pytest.approx(0.02**2 * np.mean(z**2))
-    assert "model_nll" not in intervals.scores(np.array([101.0]), f, "model_")  # no density
+    assert "model_nll" not in scores(np.array([101.0]), f, "model_")  # no density
