@@ -42,9 +42,6 @@ class HarForecaster(PriceForecaster):
         self.load_spec(Path(context.artifacts["preprocessing"]))
         self.runtime = "har"
         self.use_network(head, batch=1_000_000)
-        from pipeline.serving.production import maybe_follow
-
-        maybe_follow(self)  # only when serving with PIPELINE_FOLLOW_MODEL set
 
     def load_har(self, spec_path: Path) -> HarForecaster:
         """Ready from a spec file (what load_context does, without MLflow)."""

@@ -92,9 +92,6 @@ class PriceForecaster(PythonModel):
             Path(context.artifacts["preprocessing"]),
             Path(lite) if lite else None,
         )
-        from pipeline.serving.production import maybe_follow
-
-        maybe_follow(self)  # only when serving with PIPELINE_FOLLOW_MODEL set
 
     def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
         """Read the spec and ready the network for a request's windows, all in one call: in

@@ -63,7 +63,23 @@ def create_app() -> Guard:
 
     settings = settings_from_env()
     model = mlflow.pyfunc.load_model(os.environ[MODEL_ENV])
+    follow(model)
     return build_app(model, settings, exit_watchdog=True)
+
+
+def follow(model: Any) -> None:
+    """The alias follower for a forecaster this server was started to follow (the server
+    starts it, not the model: a model loaded anywhere else never polls the registry)."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.serving.production import maybe_follow
+
+    try:
+        python_model = model.unwrap_python_model()
+    except (MlflowException, AttributeError):  # another flavour: nothing to swap
+        return
+    if hasattr(python_model, "active"):
+        maybe_follow(python_model)  # only with PIPELINE_FOLLOW_MODEL set (serve_command)
 
 
 def main() -> None:
