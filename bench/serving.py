@@ -33,11 +33,11 @@ import numpy as np
 import requests
 
 from bench.common import sample_features
+from pipeline import tracking
 from pipeline.config import throwaway_config
 from pipeline.data import store
 from pipeline.forecasting.model import LSTMParams
 from pipeline.forecasting.train import fit_final, har_fit, log_forecaster
-from pipeline.lifecycle import tracking
 from pipeline.serving.production import serve_command
 
 ROUNDS = 3

@@ -117,7 +117,8 @@ def timed_steps(cfg: Any, carry: dict[str, Any], names: list[str]) -> dict[str, 
 def make_production(cfg: Any, carry: dict[str, Any]) -> None:
     """Register the weekly retrain's model and point `production` at it (no gate: the
     refit after it is to be timed as it runs in service, against a production model)."""
-    from pipeline.lifecycle import registry, tracking
+    from pipeline import tracking
+    from pipeline.lifecycle import registry
 
     carry.update(steps.advance(cfg, "register", cast(Carry, carry)))
     name = registry.model_name(cfg, "universe")
@@ -185,7 +186,7 @@ def large_universe(folder: Path, refit_only: dict[str, Any] | None, epochs: int)
             params, epochs = carry["best_params"], carry["best_epoch"]
         else:
             params = refit_only
-        from pipeline.lifecycle import tracking
+        from pipeline import tracking
 
         refit: dict[str, Any] = dict(steps.start("universe", day, "bench-refit"))
         refit["features_path"], refit["validation"] = str(path), {}

@@ -31,8 +31,8 @@ from pipeline import commands
 from pipeline.commands import EXIT_USAGE
 from pipeline.config import ConfigError, Universe
 from pipeline.layout import BadTicker, check_ticker
-from pipeline.lifecycle.reachability import TrackingUnreachable
 from pipeline.operations.runlock import Busy
+from pipeline.reachability import TrackingUnreachable
 
 
 def date_arg(value: str) -> dt.date:

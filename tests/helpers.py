@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from pipeline import tracking
 from pipeline.config import Config
-from pipeline.lifecycle import registry, tracking
+from pipeline.lifecycle import registry
 
 # A tiny model budget, as environment variables: real Optuna, Keras and MLflow, seconds
 # per trial.

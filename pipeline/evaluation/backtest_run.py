@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import tracking
 from pipeline.config import Config
 from pipeline.evaluation import backtest, backtest_scores, backtest_series, backtest_universe
 from pipeline.forecasting.model import LSTMParams
-from pipeline.lifecycle import tracking
 
 log = logging.getLogger(__name__)
 PER_TICKER_METRICS = 20  # more tickers than this: per-ticker scores in per_ticker.csv only

@@ -238,8 +238,9 @@ def evaluate_models(
 def run(
     cfg: Config, ticker: str, day: dt.date, features_path: str, model_uri: str, parent_run_id: str
 ) -> dict[str, Any]:
+    from pipeline import tracking
     from pipeline.data import store, universe
-    from pipeline.lifecycle import registry, tracking
+    from pipeline.lifecycle import registry
 
     feats = pd.read_parquet(features_path)
     production = registry.production_version(cfg, ticker)

@@ -205,8 +205,8 @@ def run_pooled(
     """The universe model's evaluation, logged like a ticker's: the pooled figures as
     metrics, the per-ticker results and the per-day table as artifacts (written whole, so
     a retried step replaces them)."""
+    from pipeline import tracking
     from pipeline.evaluation.plots import pyplot
-    from pipeline.lifecycle import tracking
 
     found = score_universe(cfg, feats, day, model_uri, prod_uri)
     result, sessions = found.result, found.sessions

@@ -19,10 +19,10 @@ from typing import Any
 import optuna
 import psutil
 
+from pipeline import tracking
 from pipeline.carry import Selected
 from pipeline.config import Config
 from pipeline.layout import ensure_sqlite_dir
-from pipeline.lifecycle import tracking
 
 log = logging.getLogger(__name__)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)

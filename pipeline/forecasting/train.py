@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from pipeline import tracking
 from pipeline.carry import Trained
 from pipeline.config import Config
 from pipeline.data import store
@@ -29,7 +30,6 @@ from pipeline.forecasting.forecaster import OUTPUT_COLUMNS, PriceForecaster
 from pipeline.forecasting.model import LSTMParams, build_model
 from pipeline.forecasting.sampling import WindowBatches
 from pipeline.forecasting.spec import min_rows, preprocessing_spec
-from pipeline.lifecycle import tracking
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ import keras
 import optuna
 import pandas as pd
 
+from pipeline import tracking
 from pipeline.config import Config
 from pipeline.data.features import FEATURES, Prepared, prepare
 from pipeline.forecasting.model import LSTMParams, build_model
@@ -32,7 +33,6 @@ from pipeline.forecasting.study import (
     stop_after_failures,
     within_budget,
 )
-from pipeline.lifecycle import tracking
 from pipeline.sections import SearchSpace
 
 log = logging.getLogger(__name__)

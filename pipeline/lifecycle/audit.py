@@ -21,8 +21,8 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
+from pipeline import tracking
 from pipeline.config import Config
-from pipeline.lifecycle import tracking
 
 log = logging.getLogger(__name__)
 AUDIT_TAG = "audit_experiment"  # on a registered model: the experiment its trail is kept in

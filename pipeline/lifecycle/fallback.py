@@ -21,8 +21,9 @@ import datetime as dt
 import logging
 from typing import Any
 
+from pipeline import tracking
 from pipeline.config import Config
-from pipeline.lifecycle import registry, tracking
+from pipeline.lifecycle import registry
 from pipeline.lifecycle.gate import decide
 from pipeline.lifecycle.registry import FALLBACK_TAG, FORECASTER_TAG
 

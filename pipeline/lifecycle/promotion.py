@@ -15,11 +15,12 @@ from typing import Any
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from pipeline import tracking
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.evaluation import evaluate
 from pipeline.layout import version_uri
-from pipeline.lifecycle import audit, registry, tracking
+from pipeline.lifecycle import audit, registry
 from pipeline.lifecycle.gate import decide
 from pipeline.lifecycle.registry import PromotionRefused
 

@@ -19,9 +19,9 @@ from typing import Any
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from pipeline import tracking
 from pipeline.config import Config
 from pipeline.layout import check_ticker
-from pipeline.lifecycle import tracking
 from pipeline.lifecycle.audit import identity, record, settle
 from pipeline.lifecycle.gate import Decision, data_refusal, decide
 

@@ -20,8 +20,9 @@ from urllib.parse import unquote, urlparse
 
 from mlflow.exceptions import MlflowException
 
+from pipeline import tracking
 from pipeline.config import Config
-from pipeline.lifecycle import audit, registry, tracking
+from pipeline.lifecycle import audit, registry
 
 log = logging.getLogger(__name__)
 

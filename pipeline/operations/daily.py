@@ -186,7 +186,7 @@ def forecaster(cfg: Config, row: dict[str, Any], seen: dict[tuple[str, str], str
     version (`seen`). None for no forecast."""
     from mlflow.exceptions import MlflowException
 
-    from pipeline.lifecycle import tracking
+    from pipeline import tracking
 
     name, version = row.get("model_name"), row.get("model_version")
     if not name or not version:

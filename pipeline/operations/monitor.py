@@ -26,10 +26,11 @@ import pandas as pd
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
+from pipeline import tracking
 from pipeline.carry import Monitored
 from pipeline.config import Config
 from pipeline.data import store
-from pipeline.lifecycle import registry, tracking
+from pipeline.lifecycle import registry
 from pipeline.operations.forecast import connect, read_forecasts
 
 log = logging.getLogger(__name__)

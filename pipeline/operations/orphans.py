@@ -63,7 +63,7 @@ def _mlflow_runs(cfg: Config) -> list[str]:
     from mlflow.entities import ViewType
     from mlflow.exceptions import MlflowException
 
-    from pipeline.lifecycle import tracking
+    from pipeline import tracking
 
     mc = tracking.client(cfg)
     audit = f"{cfg.tracking.experiment}_audit"

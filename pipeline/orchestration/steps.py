@@ -80,8 +80,8 @@ def tune(cfg: Config, c: Carry) -> Tuned:
     retrain that refits (pipeline/operations/retrain.py) runs no trials."""
     import json
 
+    from pipeline import tracking
     from pipeline.forecasting import tune as step
-    from pipeline.lifecycle import tracking
 
     parent = tracking.parent_run(cfg, c["ticker"], run_day(c), c["pipeline_run_id"])
     if plan := c.get("retrain"):
@@ -222,7 +222,7 @@ def advance(cfg: Config, name: str, c: Carry, final: bool = True) -> Carry:
 
 def abandon(cfg: Config, name: str, c: Carry) -> None:
     """After step `name` failed for good: close the ticker's open MLflow run as FAILED."""
-    from pipeline.lifecycle import tracking
+    from pipeline import tracking
 
     tracking.close_failed_parent(cfg, c["ticker"], c["pipeline_run_id"], name)
 

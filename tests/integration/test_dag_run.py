@@ -14,10 +14,10 @@ import optuna
 import pandas as pd
 import pytest
 
+from pipeline import tracking
 from pipeline.config import load_config
 from pipeline.data.ingest import sample_path
 from pipeline.evaluation.evaluate_universe import PER_TICKER_ARTIFACT
-from pipeline.lifecycle import tracking
 from pipeline.operations import forecast
 from pipeline.orchestration import journal, steps
 

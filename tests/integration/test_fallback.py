@@ -15,11 +15,12 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from pipeline import tracking
 from pipeline.carry import Carry
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.layout import version_uri
-from pipeline.lifecycle import audit, fallback, registry, tracking
+from pipeline.lifecycle import audit, fallback, registry
 from pipeline.operations import daily, forecast
 
 from .conftest import DAY, model_half

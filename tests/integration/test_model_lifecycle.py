@@ -12,12 +12,13 @@ import optuna
 import pandas as pd
 import pytest
 
+from pipeline import tracking
 from pipeline.carry import Carry
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.forecasting.request import BadInput
 from pipeline.layout import alias_uri
-from pipeline.lifecycle import audit, promotion, registry, tracking
+from pipeline.lifecycle import audit, promotion, registry
 from pipeline.lifecycle.registry import PromotionRefused
 from pipeline.orchestration import steps
 

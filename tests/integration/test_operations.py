@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from pipeline import tracking
 from pipeline.carry import Carry
 from pipeline.config import Config, throwaway_config
 from pipeline.data import ingest, validate
-from pipeline.lifecycle import audit, promotion, registry, tracking
+from pipeline.lifecycle import audit, promotion, registry
 from pipeline.operations import forecast, monitor
 from pipeline.orchestration import steps
 

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 import optuna
 import pytest
 
+from pipeline import tracking
 from pipeline.carry import Carry
 from pipeline.config import Config
-from pipeline.lifecycle import tracking
 from pipeline.orchestration import steps
 
 pytestmark = pytest.mark.slow

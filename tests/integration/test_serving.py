@@ -175,7 +175,7 @@ def test_served_model_follows_the_production_alias(served: dict[str, Any]) -> No
 
 def test_in_process_answers_name_their_registered_version(served: dict[str, Any]) -> None:
     """Loaded by alias or by version, outside the server, the answer names the version."""
-    from pipeline.lifecycle import tracking
+    from pipeline import tracking
 
     tracking.client(served["cfg"])  # the store's URIs, as a user would set them
     prod = str(registry.production_version(served["cfg"], "GOOG").version)

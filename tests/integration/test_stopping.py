@@ -9,8 +9,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pipeline import tracking
 from pipeline.config import load_config
-from pipeline.lifecycle import tracking
 
 from .conftest import store_env
 

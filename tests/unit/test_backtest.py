@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import cli
+from pipeline import cli, tracking
 from pipeline.config import Config, load_config, throwaway_env
 from pipeline.data import ingest
 from pipeline.evaluation import backtest, backtest_series
 from pipeline.evaluation.backtest_scores import FORECASTERS
-from pipeline.lifecycle import tracking
 from tests.helpers import TINY_BUDGET
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import tracking
 from pipeline.config import Config, throwaway_config
 from pipeline.data import store
 from pipeline.data.features import FEATURES, assign_splits, make_features, prepare
@@ -18,7 +19,6 @@ from pipeline.evaluation import evaluate_universe as ev
 from pipeline.forecasting.forecaster import PriceForecaster
 from pipeline.forecasting.model import LSTMParams, build_model
 from pipeline.forecasting.spec import preprocessing_spec
-from pipeline.lifecycle import tracking
 from tests.helpers import random_walk_bars
 
 START = {"AAA": "2019-01-01", "BBB": "2019-03-01", "NEW": "2020-03-02"}

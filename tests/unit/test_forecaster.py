@@ -357,8 +357,8 @@ def test_the_pyfunc_forecasts_or_refuses_any_table(forecaster, frame: pd.DataFra
 
 
 def test_lookup_version_says_unknown_when_it_cannot_tell(cfg) -> None:
+    from pipeline import tracking
     from pipeline.forecasting.spec import lookup_version
-    from pipeline.lifecycle import tracking
 
     assert lookup_version(None) == "unknown"  # a model logged without its run id
     tracking.client(cfg)  # an empty registry: no version from that run

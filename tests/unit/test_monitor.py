@@ -4,9 +4,10 @@ import itertools
 import pandas as pd
 import pytest
 
+from pipeline import tracking
 from pipeline.config import Config
 from pipeline.data import store
-from pipeline.lifecycle import registry, tracking
+from pipeline.lifecycle import registry
 from pipeline.operations import forecast, monitor
 
 

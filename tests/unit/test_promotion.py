@@ -4,8 +4,9 @@ import datetime as dt
 
 import pytest
 
+from pipeline import tracking
 from pipeline.config import Config, throwaway_config
-from pipeline.lifecycle import audit, promotion, registry, tracking
+from pipeline.lifecycle import audit, promotion, registry
 from pipeline.lifecycle.registry import PromotionRefused
 from tests.helpers import register_versions
 

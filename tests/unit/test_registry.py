@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from pipeline import tracking
 from pipeline.config import Config, throwaway_config
-from pipeline.lifecycle import audit, promotion, registry, tracking
+from pipeline.lifecycle import audit, promotion, registry
 from pipeline.lifecycle.gate import decide
 from pipeline.sections import RegistryConfig
 from tests.helpers import register_versions

@@ -4,8 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from pipeline import tracking
 from pipeline.layout import alias_uri
-from pipeline.lifecycle import registry, tracking
+from pipeline.lifecycle import registry
 from pipeline.serving import production
 from tests.helpers import register_versions
 

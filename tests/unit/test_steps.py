@@ -80,7 +80,7 @@ def test_a_failed_step_closes_the_runs_open_mlflow_run(cfg: Config) -> None:
     """A step that fails for good must not leave the day's parent run RUNNING forever."""
     import pytest
 
-    from pipeline.lifecycle import tracking
+    from pipeline import tracking
 
     parent = tracking.parent_run(cfg, "GOOG", DAY, "run-fails")
     other = tracking.parent_run(cfg, "GOOG", DAY - dt.timedelta(days=1), "run-goes-on")
@@ -95,7 +95,7 @@ def test_a_failed_step_closes_the_runs_open_mlflow_run(cfg: Config) -> None:
 
 
 def test_a_rerun_of_a_day_closes_what_an_interrupted_run_left_open(cfg: Config) -> None:
-    from pipeline.lifecycle import tracking
+    from pipeline import tracking
 
     stale = tracking.parent_run(cfg, "GOOG", DAY, "run-killed")  # its process died mid-way
     fresh = tracking.parent_run(cfg, "GOOG", DAY, "run-again")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import tracking
 from pipeline.config import Config, throwaway_config
-from pipeline.lifecycle import tracking
 
 DAY = dt.date(2013, 3, 1)
 

@@ -8,6 +8,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from pipeline import tracking
 from pipeline.config import Config
 from pipeline.data.features import Prepared, assign_splits, make_features, prepare
 from pipeline.forecasting import sampling, tune
@@ -23,7 +24,6 @@ from pipeline.forecasting.study import (
     within_budget,
 )
 from pipeline.forecasting.tune import suggest_params
-from pipeline.lifecycle import tracking
 from pipeline.sections import SearchSpace
 from tests.helpers import random_walk_bars
 

@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from pipeline.config import PROJECT_ROOT, Config
 from pipeline.layout import ensure_sqlite_dir
-from pipeline.lifecycle.reachability import ensure_reachable
+from pipeline.reachability import ensure_reachable
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
