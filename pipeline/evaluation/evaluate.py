@@ -236,14 +236,20 @@ def evaluate_models(
 
 
 def run(
-    cfg: Config, ticker: str, day: dt.date, features_path: str, model_uri: str, parent_run_id: str
+    cfg: Config,
+    ticker: str,
+    day: dt.date,
+    features_path: str,
+    model_uri: str,
+    parent_run_id: str,
+    production: Any,
 ) -> dict[str, Any]:
+    """The model (and `production`, the registered version in production the caller looked
+    up, or None) against every baseline on the test days, logged to the parent run."""
     from pipeline import tracking
     from pipeline.data import store, universe
-    from pipeline.lifecycle import registry
 
     feats = pd.read_parquet(features_path)
-    production = registry.production_version(cfg, ticker)
     prod_uri = version_uri(production.name, production.version) if production else None
     if universe.is_pooled(feats):
         from pipeline.evaluation.evaluate_universe import run_pooled

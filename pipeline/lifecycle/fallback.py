@@ -101,7 +101,8 @@ def _gate_har(
         uri = str(earlier[0].source)
     else:
         uri = baseline_model.log_har(cfg, ticker, day, features_path, run_id)
-    ev = evaluate.run(cfg, ticker, day, features_path, uri, run_id)
+    production = registry.production_version(cfg, ticker)
+    ev = evaluate.run(cfg, ticker, day, features_path, uri, run_id, production)
     if earlier:
         version = str(earlier[0].version)
     else:

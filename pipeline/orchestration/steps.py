@@ -128,9 +128,17 @@ def train(cfg: Config, c: Carry) -> Trained:
 
 def evaluate(cfg: Config, c: Carry) -> Evaluated:
     from pipeline.evaluation import evaluate as step
+    from pipeline.lifecycle.registry import production_version
 
+    production = production_version(cfg, c["ticker"])  # compared with on the same days
     ev = step.run(
-        cfg, c["ticker"], run_day(c), c["features_path"], c["model_uri"], c["parent_run_id"]
+        cfg,
+        c["ticker"],
+        run_day(c),
+        c["features_path"],
+        c["model_uri"],
+        c["parent_run_id"],
+        production,
     )
     return {"evaluation": ev}
 
