@@ -23,6 +23,8 @@ from pipeline import tracking
 from pipeline.config import Config
 from pipeline.layout import check_ticker
 from pipeline.lifecycle.audit import identity, record, settle
+from pipeline.lifecycle.evidence import EVIDENCE_ARTIFACT, version_tags
+from pipeline.lifecycle.evidence import FORECASTER_TAG as FORECASTER_TAG  # a registry tag too
 from pipeline.lifecycle.gate import Decision, data_refusal, decide
 
 log = logging.getLogger(__name__)
@@ -30,29 +32,9 @@ CANDIDATE, PRODUCTION = "candidate", "production"
 EVIDENCE = "evidence"  # complete; incomplete on a version that older code left half tagged
 BEATABLE_TAG = "production_beatable"  # set by monitoring when production loses to naive
 FALLBACK_TAG = "fallback"  # on a version serving though it failed the gate: why (fallback.py)
-FORECASTER_TAG = "forecaster"  # lstm | har: what a version forecasts with
 # On every version production ever pointed at (set before the alias moves): what retention
 # never deletes, found in the registry itself, wherever the audit trail is kept
 WAS_PRODUCTION = "was_production"
-EVIDENCE_ARTIFACT = "evaluation/evidence.json"  # a version's full evidence, in its run
-# What a version carries as tags besides the glance (glance()): what the code reads back
-# (the gate, monitoring, the backtest, the run summary) and where the rest is
-KEPT_TAGS = (
-    FORECASTER_TAG,
-    "model_mase",
-    "dm_pvalue",
-    "model_interval_score_80",
-    "best_baseline",
-    "production_version",  # the version it was compared with, on the same days
-    "production_mae",
-    "first_test_date",
-    "last_test_date",
-    "tickers_scored",
-    "tickers_left_out",
-    "per_ticker",
-    "params",
-    "code_version",
-)
 
 
 class PromotionRefused(RuntimeError):
@@ -203,87 +185,6 @@ def register(
     return version
 
 
-def version_tags(evidence: dict[str, Any]) -> dict[str, str]:
-    """A version's tags: a glance at why it should be trusted, what the code reads back,
-    and where the rest is (every figure: the run's `test_*` metrics, which MLflow's run
-    comparison lines up side by side; all of it: EVIDENCE_ARTIFACT)."""
-    kept = {k: evidence[k] for k in KEPT_TAGS if evidence.get(k) is not None}
-    kept["evidence_file"] = EVIDENCE_ARTIFACT
-    return {k: tracking.tag_value(v) for k, v in {**glance(evidence), **kept}.items()}
-
-
-def glance(evidence: dict[str, Any]) -> dict[str, str]:
-    """The model against the best baseline and its coverage, in words."""
-    out = {}
-    best = evidence.get("best_baseline")
-    mine, theirs = (
-        evidence.get("model_interval_score_80"),
-        evidence.get(f"{best}_interval_score_80"),
-    )
-    if best and mine is not None and theirs:
-        key = "interval_dm_pvalue" if best == "naive" else f"interval_dm_{best}_pvalue"
-        p = evidence.get(key)
-        said = f", DM p = {float(p):.2g}" if p is not None else ""
-        out["vs_best_baseline"] = (
-            f"{float(mine) / float(theirs):.3f} x {best.upper()}'s 80 % interval score{said}"
-        )
-    if (c80 := evidence.get("model_coverage_80")) is not None:
-        c95 = evidence.get("model_coverage_95")
-        rest = f", 95 %: {100 * float(c95):.1f} %" if c95 is not None else ""
-        out["coverage"] = f"80 %: {100 * float(c80):.1f} %{rest}"
-    return out
-
-
-def evidence(
-    evaluation: dict[str, Any],
-    fingerprint: dict[str, Any],
-    params: dict[str, Any],
-    validation: dict[str, Any],
-) -> dict[str, Any]:
-    """A version's evidence: why anyone should trust it (register() keeps it whole as the
-    run's EVIDENCE_ARTIFACT and a glance at it as the version's tags, version_tags()).
-
-    Pooled figures only, whatever the universe's size: a universe model's per-ticker
-    results (`tickers` in the evaluation) are the run's `evaluation/per_ticker.csv`; the
-    evidence says how many tickers were scored and where each one's results are."""
-    keys = [
-        k
-        for k in evaluation
-        if k.startswith(
-            (
-                "model_",
-                "naive_",
-                "ewma_",
-                "har_",
-                "garch_",
-                "production_",
-                "dm_",
-                "interval_dm_",
-                "best_baseline",
-            )
-        )
-    ]
-    per_ticker = {}
-    if "tickers" in evaluation:  # a universe model's
-        from pipeline.evaluation.evaluate_universe import PER_TICKER_ARTIFACT
-
-        per_ticker = {
-            "tickers_scored": len(evaluation["tickers"]),
-            "tickers_left_out": len(evaluation.get("tickers_left_out") or {}),
-            "per_ticker": PER_TICKER_ARTIFACT,
-        }
-    return {
-        **{k: evaluation[k] for k in keys},
-        **per_ticker,
-        "first_test_date": evaluation["first_test_date"],
-        "last_test_date": evaluation["last_test_date"],
-        "data_fingerprint": fingerprint,
-        "validation": validation,
-        "params": params,
-        "code_version": tracking.code_version(),
-    }
-
-
 def move_production(
     cfg: Config,
     ticker: str,
@@ -297,51 +198,38 @@ def move_production(
     """Point `production` at `version` and write the audit event (returned), under the
     registry's lock; a version gone meanwhile (a retention) is refused, not a traceback."""
     with changing(cfg):
-        return _move_production(cfg, ticker, version, action, reason, actor, forced, run_id)
-
-
-def _move_production(
-    cfg: Config,
-    ticker: str,
-    version: str,
-    action: str,
-    reason: str,
-    actor: str,
-    forced: bool,
-    run_id: str | None,
-) -> dict[str, Any]:
-    name = model_name(cfg, ticker)
-    try:
-        target = tracking.client(cfg).get_model_version(name, version)
-    except MlflowException:
-        raise PromotionRefused(f"{name} has no version {version} (any more)") from None
-    before = production_version(cfg, ticker)
-    mc = tracking.client(cfg)
-    event = {
-        "action": action,
-        "model": name,
-        "from_version": str(before.version) if before else None,
-        "to_version": version,
-        "reason": reason,
-        "actor": actor,  # who the caller says asked (--actor), kept next to who really ran it
-        "forced": forced,
-        "run_id": run_id,
-        **identity(),
-    }
-    # the record first, pending, and closed once the alias moved: interrupted in between,
-    # the trail says what was attempted and the next move settles it; production never
-    # moves without a record
-    settle(cfg, ticker)
-    audit_run = record(cfg, event, pending=True)
-    for ever in (before, target):  # rollback targets, for good
-        if ever is not None and WAS_PRODUCTION not in ever.tags:
-            mc.set_model_version_tag(name, str(ever.version), WAS_PRODUCTION, event_time())
-    mc.set_registered_model_alias(name, PRODUCTION, version)
-    mc.set_model_version_tag(name, version, "promoted_reason", reason)
-    for tag in beatable_tags(cfg, ticker):  # a new production model starts with a clean slate
-        mc.delete_registered_model_tag(name, tag)
-    mc.set_terminated(audit_run)
-    return event
+        name = model_name(cfg, ticker)
+        try:
+            target = tracking.client(cfg).get_model_version(name, version)
+        except MlflowException:
+            raise PromotionRefused(f"{name} has no version {version} (any more)") from None
+        before = production_version(cfg, ticker)
+        mc = tracking.client(cfg)
+        event = {
+            "action": action,
+            "model": name,
+            "from_version": str(before.version) if before else None,
+            "to_version": version,
+            "reason": reason,
+            "actor": actor,  # who the caller says asked (--actor), kept next to who really ran it
+            "forced": forced,
+            "run_id": run_id,
+            **identity(),
+        }
+        # the record first, pending, and closed once the alias moved: interrupted in between,
+        # the trail says what was attempted and the next move settles it; production never
+        # moves without a record
+        settle(cfg, ticker)
+        audit_run = record(cfg, event, pending=True)
+        for ever in (before, target):  # rollback targets, for good
+            if ever is not None and WAS_PRODUCTION not in ever.tags:
+                mc.set_model_version_tag(name, str(ever.version), WAS_PRODUCTION, event_time())
+        mc.set_registered_model_alias(name, PRODUCTION, version)
+        mc.set_model_version_tag(name, version, "promoted_reason", reason)
+        for tag in beatable_tags(cfg, ticker):  # a new production model starts with a clean slate
+            mc.delete_registered_model_tag(name, tag)
+        mc.set_terminated(audit_run)
+        return event
 
 
 def event_time() -> str:

@@ -144,18 +144,18 @@ def evaluate(cfg: Config, c: Carry) -> Evaluated:
 
 
 def register(cfg: Config, c: Carry) -> Registered:
-    from pipeline.lifecycle import registry as step
+    from pipeline.lifecycle import evidence, registry
 
-    evidence = step.evidence(c["evaluation"], c["fingerprint"], c["params"], c["validation"])
-    evidence[step.FORECASTER_TAG] = "lstm"
-    version = step.register(cfg, c["ticker"], c["model_uri"], c["parent_run_id"], evidence)
+    found = evidence.collect(c["evaluation"], c["fingerprint"], c["params"], c["validation"])
+    found[evidence.FORECASTER_TAG] = "lstm"
+    version = registry.register(cfg, c["ticker"], c["model_uri"], c["parent_run_id"], found)
     return {"version": version}
 
 
 def promote(cfg: Config, c: Carry) -> Promoted:
     """The gate on the new version; on a state with no production model, the best of it
     and HAR serves when the gate refuses it (lifecycle/fallback.py)."""
-    from pipeline.lifecycle import fallback, registry
+    from pipeline.lifecycle import evidence, fallback
     from pipeline.lifecycle import promotion as step
 
     summary = step.run(cfg, c["ticker"], c["version"], c["evaluation"], c["parent_run_id"])
@@ -166,7 +166,7 @@ def promote(cfg: Config, c: Carry) -> Promoted:
         c["features_path"],
         summary,
         c["evaluation"],
-        lambda ev: registry.evidence(ev, c["fingerprint"], {"kind": "har"}, c["validation"]),
+        lambda ev: evidence.collect(ev, c["fingerprint"], {"kind": "har"}, c["validation"]),
         c["parent_run_id"],
     )
     if served is not None:

@@ -5,15 +5,13 @@ retries (about 25 minutes of silence before)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from .conftest import store_env
-from .test_stopping import ROOT, _wait_for_start
+from .test_stopping import ROOT, _wait_for_start, start_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +29,7 @@ def test_a_config_broken_mid_run_fails_the_run_at_once_saying_why(
         "PIPELINE_CONFIG": str(config),
         "AIRFLOW_HOME": str(airflow_db),
     }
-    run = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "daily", "2013-01-02"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    run = start_pipeline(env, "daily", "2013-01-02")
     _wait_for_start(state / "runs" / "2013-01-02" / "price_retrain.jsonl", "tune", run, 300)
     config.write_text(config.read_text().replace("  n_trials:", "  n_trial:"))  # a typo
     broken = time.monotonic()

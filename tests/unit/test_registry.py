@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from pipeline import tracking
 from pipeline.config import Config, throwaway_config
-from pipeline.lifecycle import audit, promotion, registry
+from pipeline.lifecycle import audit, evidence, promotion, registry
 from pipeline.lifecycle.gate import decide
 from pipeline.sections import RegistryConfig
 from tests.helpers import register_versions
@@ -91,7 +91,7 @@ def test_evidence_keeps_scores_and_adds_provenance() -> None:
     }
     fingerprint, params = {"rows": 2148}, {"units": 4}
     validation = {"passed": True, "checked": 27}
-    ev = registry.evidence(evaluation, fingerprint, params, validation)
+    ev = evidence.collect(evaluation, fingerprint, params, validation)
     assert set(ev) == {
         "model_mae",
         "naive_mase",
@@ -128,7 +128,7 @@ def test_a_universe_of_hundreds_registers_pooled_tags_only(store: Config) -> Non
         "tickers_left_out": {"NEW": "100 sessions before its test days"},
     }
     validation = {"passed": True, "members": tickers * 3}  # a list longer than a tag takes
-    ev = registry.evidence(evaluation, {"tickers": ",".join(tickers)}, {"units": 4}, validation)
+    ev = evidence.collect(evaluation, {"tickers": ",".join(tickers)}, {"units": 4}, validation)
     assert "tickers" not in ev and not [k for k in ev if "T001" in k]
     assert ev["tickers_scored"] == 394 and ev["tickers_left_out"] == 1
     assert ev["per_ticker"] == "evaluation/per_ticker.csv"
