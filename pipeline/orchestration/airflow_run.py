@@ -59,6 +59,7 @@ def dag_test(
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),
             start_new_session=True,
+            preexec_fn=_killed_with_parent,  # a prctl only, before the exec
         )
         while True:
             done = proc.poll() is not None
@@ -227,18 +228,24 @@ AIRFLOW_DEFAULTS = {
 }
 
 
-def stop_with_parent() -> None:
-    """Linux: get SIGTERM when the parent dies. `make run` stopped by SIGTERM (what kill,
+def stop_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Linux: get `signum` when the parent dies. `make run` stopped by SIGTERM (what kill,
     timeout and supervisors send) exits without passing it on; this way the run hears it
     and stops what it started."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
-    import signal
 
     pr_set_pdeathsig = 1
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, int(signum))
+
+
+def _killed_with_parent() -> None:
+    """`airflow dags test`'s own: killed outright with its parent. Its task runner ignores
+    SIGTERM, so a parent killed without a chance to stop it (SIGKILL) would leave it
+    training and writing, with the run lock gone with the parent."""
+    stop_with_parent(signal.SIGKILL)
 
 
 def dag_test_command(cfg: Config, dag_id: str, day: dt.date) -> int:

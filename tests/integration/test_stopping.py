@@ -3,8 +3,10 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -45,6 +47,30 @@ def test_sigterm_to_make_run_stops_every_process_it_started(
     assert tracking.client(cfg).search_registered_models() == []
 
 
+def start_pipeline(env: dict[str, str], *argv: str, **popen: Any) -> subprocess.Popen[str]:
+    """`python -m pipeline ARGV` in the background, its output (both streams) piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
+
+
+def run_pipeline(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def _wait_for_start(events: Path, task: str, proc: subprocess.Popen[str], limit_s: float) -> None:
     """Until the journal says `task` started (the run is under way there)."""
     deadline = time.monotonic() + limit_s
@@ -78,21 +104,13 @@ def test_a_stop_stops_at_once_and_nothing_starts_or_registers_after_it(
 ) -> None:
     """A stop during the retrain is not an Airflow retry: the run ends within seconds,
     no task starts after the signal (no register, no promote), the lock is free."""
-    import sys
 
     from pipeline.operations import runlock
 
     state = tmp_path / "state"
     env = {**os.environ, **store_env(tmp_path), "PIPELINE__STATE_DIR": str(state)}
     env["AIRFLOW_HOME"] = str(airflow_db)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", *command],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_pipeline(env, *command)
     events = state / "runs" / "2013-01-02" / "price_retrain.jsonl"
     _wait_for_start(events, task, proc, limit_s=300)
     signalled = time.time()
@@ -119,22 +137,13 @@ def test_a_stop_stops_at_once_and_nothing_starts_or_registers_after_it(
 def test_what_a_killed_run_left_open_is_closed_and_said(airflow_db: Path, tmp_path: Path) -> None:
     """SIGKILL (no clean-up at all) leaves the retrain's DAG run `running` and its MLflow
     runs RUNNING; `doctor` (as the next run does first) closes them and says so."""
-    import sys
 
     from mlflow.entities import ViewType
 
     state = tmp_path / "state"
     env = {**os.environ, **store_env(tmp_path), "PIPELINE__STATE_DIR": str(state)}
     env["AIRFLOW_HOME"] = str(airflow_db)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "daily", "2013-01-02"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    run = start_pipeline(env, "daily", "2013-01-02", start_new_session=True)
     _wait_for_start(state / "runs" / "2013-01-02" / "price_retrain.jsonl", "tune", run, 300)
     cfg = load_config(environ=env)
     mc = tracking.client(cfg)
@@ -149,24 +158,10 @@ def test_what_a_killed_run_left_open_is_closed_and_said(airflow_db: Path, tmp_pa
     os.killpg(run.pid, signal.SIGKILL)
     run.wait(timeout=30)
     assert running()  # left open
-    doctor = subprocess.run(
-        [sys.executable, "-m", "pipeline", "doctor"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    doctor = run_pipeline(env, "doctor")
     assert doctor.returncode == 0, doctor.stderr[-2000:]
     assert "closed: Airflow: price_retrain run" in doctor.stdout, doctor.stdout
     assert "closed: MLflow: run " in doctor.stdout
     assert running() == []
-    again = subprocess.run(
-        [sys.executable, "-m", "pipeline", "doctor"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    again = run_pipeline(env, "doctor")
     assert again.stdout.strip().endswith("nothing to close"), again.stdout
