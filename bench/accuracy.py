@@ -27,7 +27,7 @@ import pandas as pd
 
 from bench.common import sample_features, timed
 from pipeline.config import throwaway_config
-from pipeline.evaluation import evaluate
+from pipeline.evaluation import evaluate, statistics
 
 
 def tutorial_forecasts(feats: pd.DataFrame, window: int = 60, seed: int = 42) -> np.ndarray:
@@ -115,7 +115,7 @@ def point_report(days: pd.DataFrame, forecasts: dict[str, np.ndarray]) -> dict[s
     out = {}
     for name, forecast in forecasts.items():
         scores = evaluate.score(actual, forecast, last).as_dict()
-        dm, p = evaluate.diebold_mariano(forecast - actual, last - actual)
+        dm, p = statistics.diebold_mariano(forecast - actual, last - actual)
         out[name] = {
             **{k: round(v, 4) for k, v in scores.items()},
             "dm_stat_vs_naive": round(dm, 3),

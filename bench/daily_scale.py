@@ -40,7 +40,7 @@ from typing import Any, TextIO
 
 from pipeline.config import embedded_tickers, load_config, throwaway_env
 from pipeline.orchestration import airflow_run, journal
-from pipeline.orchestration.steps import DAILY, RETRAIN
+from pipeline.schedule import DAILY, RETRAIN
 
 UNIVERSE = "sp500"
 D0, D1, D2 = dt.date(2018, 2, 1), dt.date(2018, 2, 2), dt.date(2018, 2, 5)

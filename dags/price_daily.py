@@ -19,7 +19,8 @@ from airflow.sdk import Asset, dag, get_current_context, task, task_group
 
 from pipeline.orchestration import stop
 from pipeline.orchestration.failures import classified
-from pipeline.orchestration.steps import DAILY, DAILY_STEPS, RETRAIN_ASSET
+from pipeline.orchestration.steps import DAILY_STEPS
+from pipeline.schedule import DAILY, RETRAIN_ASSET
 
 # The first retry waits Airflow's [core] default_task_retry_delay (300 s unless the
 # deployment says otherwise: docker-compose.yaml, `stack.task_retry_delay_s`), then doubles.
@@ -99,7 +100,7 @@ def price_daily() -> None:
         """One event for the whole day (not one per mapped task), or skipped."""
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from pipeline.operations.daily import why
+        from pipeline.schedule import why
 
         if not rep["retrain"]:
             raise AirflowSkipException("no retrain needed")

@@ -30,7 +30,8 @@ from airflow.sdk import (
 
 from pipeline.orchestration import stop
 from pipeline.orchestration.failures import classified
-from pipeline.orchestration.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS, RETRAIN, RETRAIN_ASSET
+from pipeline.orchestration.steps import DATA_STEPS, FAN_OUT, MODEL_STEPS
+from pipeline.schedule import RETRAIN, RETRAIN_ASSET
 
 RETRIES = {"retries": 2, "retry_exponential_backoff": True, "max_retry_delay": timedelta(hours=1)}
 # and no task starts once `make run` / `make replay` was asked to stop (orchestration/stop.py)

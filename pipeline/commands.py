@@ -148,14 +148,14 @@ def promote(args: argparse.Namespace) -> int:
 
 def audit(args: argparse.Namespace) -> int:
     from pipeline.lifecycle.audit import audit_trail
+    from pipeline.lifecycle.registry import model_name
 
     cfg = load_config(args.config)
-    trail = audit_trail(cfg, args.ticker)
+    name = model_name(cfg, args.ticker)
+    trail = audit_trail(cfg, name)
     if not trail:  # a mistyped store or ticker would otherwise print nothing at all
-        from pipeline.lifecycle.registry import model_name
-
         print(
-            f"no audit trail for {model_name(cfg, args.ticker)} in {cfg.tracking_uri} "
+            f"no audit trail for {name} in {cfg.tracking_uri} "
             f"(experiment {cfg.tracking.experiment}_audit): nothing was ever promoted, "
             "rolled back or refused there; is this the store you meant?",
             file=sys.stderr,
@@ -235,20 +235,27 @@ def mlflow_users() -> int:
 def backtest(args: argparse.Namespace) -> int:
     from pipeline.evaluation.backtest import Plan
     from pipeline.evaluation.backtest_run import printed, run
+    from pipeline.forecasting.model import LSTMParams
+    from pipeline.lifecycle.tuned import production_params
 
     environ = dict(os.environ)
     if args.universe:  # the embedded universe's tickers (with `tickers: null`)
         environ["PIPELINE__UNIVERSE"] = args.universe
     cfg = load_config(args.config, environ)
+    tickers, scope = args.tickers or cfg.tickers, args.scope or cfg.model.scope
+    known = {}  # --production-params: each model's production version's, where it has one
+    for key in (["universe"] if scope == "universe" else tickers) if args.production_params else []:
+        if found := production_params(cfg, key):
+            known[key] = LSTMParams.from_dict(found[0]), found[1]
     plan = Plan(
-        tickers=args.tickers or cfg.tickers,
+        tickers=tickers,
         start=args.start,
         end=args.end,
         refit_every=args.refit_every,
         tune=args.tune,
-        scope=args.scope or cfg.model.scope,
+        scope=scope,
         holdout=tuple(args.holdout or ()),
-        production_params=args.production_params,
+        known_params=known,
         report_from=args.report_from,
     )
     try:

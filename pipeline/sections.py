@@ -159,7 +159,7 @@ class RegistryConfig(_Section):
 
 class MonitoringConfig(_Section):
     """window_days: realised forecasts the rolling checks use. drift_*: the input drift
-    check (pipeline/operations/drift.py): the recent sessions it looks at, and the share of them
+    check (pipeline/monitoring/drift.py): the recent sessions it looks at, and the share of them
     outside the training range of an input that fires it."""
 
     window_days: int = Field(default=5, ge=1)

@@ -1,7 +1,7 @@
 """A state with 70 sessions of stored forecasts, for the report page's tests.
 
 Real curated bars (the embedded four stocks, up to DAY), forecasts written and realised
-by the pipeline's own code (operations.forecast, operations.monitor), and the day's
+by the pipeline's own code (monitoring.forecast, monitoring.monitor), and the day's
 JSON report: AAPL, GOOG and IBM forecast, MSFT's day quarantined with a quarantined row.
 GOOG's bands are exactly HAR's (the page's HAR: fitted on the bars before its 60-session
 window), so its score against HAR is 1; IBM's are twice as wide as HAR's.
@@ -20,7 +20,8 @@ from pipeline.data import store
 from pipeline.data.bars import read_bars_csv
 from pipeline.data.ingest import sample_path
 from pipeline.evaluation.baselines import har_fit, har_sigma, range_variance
-from pipeline.operations import daily, forecast, monitor
+from pipeline.monitoring import forecast, monitor
+from pipeline.operations import daily
 from pipeline.reporting.page_data import WINDOW
 
 DAY = dt.date(2013, 3, 1)

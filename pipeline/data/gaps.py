@@ -5,7 +5,7 @@ bar after such a hole moves over several sessions, and taken as one session's re
 would teach the model a false volatility. These are reported per ticker, training
 features (pipeline/data/features.py) start afresh after a gap instead of bridging it, and
 the daily forecast holds back a ticker whose input bars span one
-(pipeline/operations/forecast.py). The served model does not check its requests yet.
+(pipeline/monitoring/forecast.py). The served model does not check its requests yet.
 """
 
 from __future__ import annotations

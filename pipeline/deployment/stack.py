@@ -36,7 +36,7 @@ from pipeline.deployment.processes import (
     tail,
     wait_ready,
 )
-from pipeline.orchestration.steps import DAILY, RETRAIN
+from pipeline.schedule import DAILY, RETRAIN
 
 
 def _bin(name: str) -> str:

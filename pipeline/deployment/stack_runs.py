@@ -23,7 +23,7 @@ from typing import Any
 from pipeline.config import Config, load_config
 from pipeline.deployment import deploy
 from pipeline.deployment.processes import sigterm_unwinds
-from pipeline.orchestration.steps import RETRAIN
+from pipeline.schedule import RETRAIN
 
 DONE = ("success", "failed")
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from pipeline.data.features import FEATURES, TARGET, base_scale
 from pipeline.evaluation.backtest_series import Series
 from pipeline.forecasting import conformal, intervals
 from pipeline.forecasting.intervals import LEVELS, Forecast
+
+if TYPE_CHECKING:
+    from pipeline.forecasting.model import LSTMParams
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,10 @@ class Plan:
     tune: bool = False  # tune at every refit point (else reuse tuned parameters)
     scope: str = "ticker"  # ticker: a network per ticker; universe: one for all of them
     holdout: tuple[str, ...] = ()  # universe: tickers forecast but never trained on
-    # the production version's tuned parameters instead of tuning at the first refit: they
-    # were tuned on data after most refit points (hyperparameter look-ahead), so opt-in
-    production_params: bool = False
+    # parameters and epochs to use instead of tuning at the first refit, per model key (a
+    # ticker, or `universe`): the production version's with --production-params, tuned on
+    # data after most refit points (hyperparameter look-ahead), so opt-in
+    known_params: Mapping[str, tuple[LSTMParams, int]] = field(default_factory=dict)
     min_train_rows: int = 250  # a series forecasts only once it has this much history
     report_from: dt.date | None = None  # the final figure's first day (earlier: tuning)
 
@@ -179,7 +183,7 @@ def baseline_forecasts(series: Series, a: int, b: int) -> dict[str, Forecast]:
 
 def losses(days: pd.DataFrame, name: str, f: Forecast) -> dict[str, np.ndarray]:
     """Per day: the forecaster's intervals, CRPS and QLIKE (what the scores are made of)."""
-    from pipeline.evaluation.baselines import qlike
+    from pipeline.evaluation.statistics import qlike
 
     actual = days["actual"].to_numpy()
     r = np.log(actual / f.last_close)

@@ -20,28 +20,11 @@ import pandas as pd
 from pipeline import tracking
 from pipeline.config import Config
 from pipeline.evaluation import backtest, backtest_scores, backtest_series, backtest_universe
+from pipeline.evaluation.evaluate_run import log_evaluation
 from pipeline.forecasting.model import LSTMParams
 
 log = logging.getLogger(__name__)
 PER_TICKER_METRICS = 20  # more tickers than this: per-ticker scores in per_ticker.csv only
-
-
-def production_params(cfg: Config, key: str) -> tuple[LSTMParams, int] | None:
-    """The tuned parameters and epoch count of the production version of `key`'s own model
-    (a ticker's, or `universe`), if there is one."""
-    from pipeline.lifecycle import registry
-
-    name = f"{cfg.registry.model_prefix}_{key}"
-    version = registry.version_by_alias(cfg, name, registry.PRODUCTION)
-    if version is None or "params" not in version.tags:
-        return None
-    if version.tags.get(registry.FORECASTER_TAG, "lstm") != "lstm":  # HAR serves: no LSTM's
-        return None
-    if version.tags.get(registry.FALLBACK_TAG):  # an LSTM the gate refused: tune again
-        return None
-    params = LSTMParams.from_dict(json.loads(version.tags["params"]))
-    run = tracking.client(cfg).get_run(version.tags["run_id"])
-    return params, int(run.data.params.get("epochs", cfg.tune.max_epochs))
 
 
 def tuning_frame(cfg: Config, blocks: list[backtest.Block]) -> pd.DataFrame:
@@ -135,7 +118,7 @@ def _run(
     def params_for(key: str, blocks: list[backtest.Block]) -> tuple[LSTMParams, int]:
         if not plan.tune and key in chosen:
             return chosen[key]["params"], chosen[key]["epochs"]
-        found = production_params(cfg, key) if plan.production_params and not plan.tune else None
+        found = plan.known_params.get(key) if not plan.tune else None
         source = "production version" if found else "tuned at refit"
         trained_on = [b for b in blocks if b[0].ticker not in plan.holdout]
         params, epochs = found or tune_on_history(cfg, tuning_frame(cfg, trained_on), parent)
@@ -195,9 +178,7 @@ def _run(
 
 
 def log_to_mlflow(cfg: Config, run_id: str, days: pd.DataFrame, summary: dict[str, Any]) -> None:
-    from pipeline.evaluation.plots import pyplot
-
-    mc = tracking.client(cfg)
+    """The backtest's figures on its run, and its tables in state/backtests/<run id>/ too."""
     # per-ticker scores as metrics only for a few tickers (the table artifact has them
     # all): hundreds of tickers' would be tens of thousands of metrics in the UI
     scopes = [("pooled", summary["pooled"])]
@@ -213,27 +194,20 @@ def log_to_mlflow(cfg: Config, run_id: str, days: pd.DataFrame, summary: dict[st
         metrics.update({f"pooled_dm_vs_{base}_{k}": v for k, v in dm.items()})
     for base, wins in summary["ticker_wins"].items():
         metrics.update({f"ticker_wins_vs_{base}_{k}": v for k, v in wins.items()})
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-    for i in range(0, len(batch), 1000):  # the tracking API's batch limit
-        mc.log_batch(run_id, metrics=batch[i : i + 1000])
     where = cfg.layout.root / "backtests" / run_id
     where.mkdir(parents=True, exist_ok=True)
     (where / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     days.to_csv(where / "sessions.csv", index=False, date_format="%Y-%m-%d")
-    mc.log_artifact(run_id, str(where / "summary.json"), "backtest")
     scored = backtest_scores.with_losses(days)
     backtest_scores.coverage_by_year(scored).to_csv(where / "coverage_by_year.csv", index=False)
     backtest_scores.ticker_table(scored).to_csv(where / "per_ticker.csv")
-    for name in ("sessions.csv", "coverage_by_year.csv", "per_ticker.csv"):
-        mc.log_artifact(run_id, str(where / name), "backtest")
-    for name, fig in backtest_scores.plots(days).items():
+    figures = backtest_scores.plots(days)
+    for name, fig in figures.items():
         fig.savefig(where / name.split("/")[-1])
-        mc.log_figure(run_id, fig, name)
-        pyplot().close(fig)
-    mc.set_terminated(run_id, "FINISHED")
+    tables = ("summary.json", "sessions.csv", "coverage_by_year.csv", "per_ticker.csv")
+    files = {str(where / name): "backtest" for name in tables}
+    log_evaluation(cfg, run_id, metrics, figures, files=files)
+    tracking.client(cfg).set_terminated(run_id, "FINISHED")
     summary["artifacts"] = str(where)
 
 

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation.baselines import christoffersen, kupiec
-from pipeline.evaluation.evaluate import diebold_mariano_losses
+from pipeline.evaluation.statistics import christoffersen, diebold_mariano_losses, kupiec
 from pipeline.forecasting.intervals import LEVELS, interval_score
 
 # model_raw: the model's intervals before the adaptive conformal widths; har_aci: HAR with them

@@ -7,7 +7,6 @@ counts a "no change" forecast as half right (naive therefore scores 0.5).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Config
-from pipeline.evaluation.baselines import scores
-from pipeline.evaluation.plots import plot_fan, plot_forecasts, plot_pit, pyplot
+from pipeline.evaluation import baselines as classical
+from pipeline.evaluation.statistics import diebold_mariano, diebold_mariano_losses, scores
 from pipeline.forecasting import conformal, intervals
 from pipeline.forecasting.intervals import Forecast
-from pipeline.layout import version_uri
 
 
 @dataclass(frozen=True)
@@ -48,34 +45,6 @@ def score(actual: np.ndarray, forecast: np.ndarray, last: np.ndarray) -> Scores:
         mase=mae / naive_mae if naive_mae > 0 else math.inf,
         directional_accuracy=float(np.mean(hits)),
     )
-
-
-def diebold_mariano(
-    e_model: np.ndarray, e_base: np.ndarray, horizon: int = 1
-) -> tuple[float, float]:
-    """DM test on squared errors with the Harvey-Leybourne-Newbold correction.
-
-    Negative statistic: the model's errors are smaller. Two-sided p-value from t(n-1).
-    """
-    return diebold_mariano_losses(e_model**2, e_base**2, horizon)
-
-
-def diebold_mariano_losses(
-    loss_model: np.ndarray, loss_base: np.ndarray, horizon: int = 1
-) -> tuple[float, float]:
-    """DM test on any per-day losses (squared errors, interval scores), HLN-corrected."""
-    from scipy import stats
-
-    d = loss_model - loss_base
-    n = len(d)
-    mean = d.mean()
-    gamma = [np.mean((d[k:] - mean) * (d[: n - k] - mean)) for k in range(horizon)]
-    var = (gamma[0] + 2 * sum(gamma[1:])) / n
-    if n < 3 or not var > 0:  # also NaN: a loss that is not a number on some day
-        return 0.0, 1.0
-    hln = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
-    stat = hln * mean / math.sqrt(var)
-    return float(stat), float(2 * stats.t.sf(abs(stat), df=n - 1))
 
 
 def test_days(feats: pd.DataFrame) -> pd.DataFrame:
@@ -118,8 +87,6 @@ def baselines(days: pd.DataFrame, bars: pd.DataFrame, feats: pd.DataFrame) -> di
     EWMA (RiskMetrics 0.94), HAR on range-based variance and GJR-GARCH-t, the last two
     fitted once, on the days before the test period (what the model's final fit sees),
     and run forward over the test days with those parameters (no refit per day)."""
-    from pipeline.evaluation import baselines as classical
-
     closes = bars["Close"].to_numpy(dtype="float64")
     returns = np.diff(np.log(closes))  # returns[j]: from bar j to bar j + 1
     bar_of = pd.Index(bars["Date"]).get_indexer(pd.DatetimeIndex(days["as_of"]))
@@ -150,9 +117,9 @@ def compare_intervals(
     baseline (and production when it has intervals) on the same days; Diebold-Mariano of
     the model's 80 % interval score against each baseline's; the best baseline by it."""
     actual = days["actual"].to_numpy()
-    of = {"model_": _forecast(days, model), **base}
+    of = {"model_": calibrated(days, model), **base}
     if production is not None and has_distribution(production):
-        of["production_"] = _forecast(days, production)
+        of["production_"] = calibrated(days, production)
     out: dict[str, Any] = {}
     for prefix, forecast in of.items():
         out.update(scores(actual, forecast, prefix))
@@ -166,7 +133,7 @@ def compare_intervals(
     return out
 
 
-def _forecast(days: pd.DataFrame, aligned: pd.DataFrame) -> Forecast:
+def calibrated(days: pd.DataFrame, aligned: pd.DataFrame) -> Forecast:
     """A model's forecasts on `days`, with the adaptive conformal widths its version carries
     run over these days only: from the first test day on, as the version serves after its
     training, on sessions it never trained on (none for versions logged before them)."""
@@ -219,7 +186,7 @@ def evaluate_models(
     if has_distribution(model):
         base = baselines(days, bars, feats)
         result.update(compare_intervals(days, model, production, base))
-        fc = _forecast(days, model)
+        fc = calibrated(days, model)
         for level in intervals.LEVELS:
             lower, upper = fc.interval(level)
             pct = round(level * 100)
@@ -233,58 +200,3 @@ def evaluate_models(
             **{f"{p}upper_80": base[p].interval(0.8)[1] for p in BASELINES},
         )
     return result, table
-
-
-def run(
-    cfg: Config,
-    ticker: str,
-    day: dt.date,
-    features_path: str,
-    model_uri: str,
-    parent_run_id: str,
-    production: Any,
-) -> dict[str, Any]:
-    """The model (and `production`, the registered version in production the caller looked
-    up, or None) against every baseline on the test days, logged to the parent run."""
-    from pipeline import tracking
-    from pipeline.data import store, universe
-
-    feats = pd.read_parquet(features_path)
-    prod_uri = version_uri(production.name, production.version) if production else None
-    if universe.is_pooled(feats):
-        from pipeline.evaluation.evaluate_universe import run_pooled
-
-        return run_pooled(cfg, feats, day, model_uri, prod_uri, parent_run_id)
-    bars = store.read_adjusted(cfg, ticker, until=day)
-    result, table = evaluate_models(bars, feats, model_uri, prod_uri)
-    result["production_version"] = str(production.version) if production else None
-    mc = tracking.client(cfg)
-    mc.log_batch(
-        parent_run_id,
-        metrics=[
-            _metric(f"test_{k}", v)
-            for k, v in result.items()
-            if isinstance(v, float) and math.isfinite(v)
-        ],
-    )
-    figures = {"plots/test_forecasts.png": plot_forecasts(table)}
-    if "pit" in table:
-        figures["plots/test_fan.png"] = plot_fan(table)
-        figures["plots/test_pit.png"] = plot_pit(table)
-    for name, fig in figures.items():
-        mc.log_figure(parent_run_id, fig, name)
-        pyplot().close(fig)  # pyplot keeps every figure until closed
-    mc.log_table(
-        parent_run_id,
-        table.assign(as_of=table["as_of"].astype(str), for_date=table["for_date"].astype(str)),
-        "evaluation/test_days.json",
-    )
-    return result
-
-
-def _metric(key: str, value: float) -> Any:
-    import time
-
-    from mlflow.entities import Metric
-
-    return Metric(key, value, int(time.time() * 1000), 0)

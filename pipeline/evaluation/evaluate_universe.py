@@ -27,7 +27,6 @@ and named in `tickers_left_out` with the reason.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +37,7 @@ from pipeline.config import Config
 from pipeline.data import universe
 from pipeline.evaluation import backtest_scores, evaluate
 from pipeline.evaluation.backtest import losses
+from pipeline.evaluation.statistics import diebold_mariano_losses
 
 PER_TICKER = (  # what the evaluation (and so the gate) keeps of each member's scores
     "model_interval_score_80",
@@ -73,7 +73,7 @@ def member_sessions(
     )
     base = evaluate.baselines(days, bars, feats)
     result.update(evaluate.compare_intervals(days, fc, prod, base))
-    every = {"model": evaluate._forecast(days, fc), **{k.rstrip("_"): f for k, f in base.items()}}
+    every = {"model": evaluate.calibrated(days, fc), **{k.rstrip("_"): f for k, f in base.items()}}
     cols: dict[str, np.ndarray] = {}
     for name, forecast in every.items():
         cols.update(losses(days, name, forecast))
@@ -123,7 +123,7 @@ def pooled_evidence(
     loss = ((sessions["model_forecast_close"] - actual) / last) ** 2
     naive_loss = ((last - actual) / last) ** 2
     daily = (loss - naive_loss).groupby(sessions["as_of"]).mean().to_numpy()
-    out["dm_stat"], out["dm_pvalue"] = evaluate.diebold_mariano_losses(daily, np.zeros(len(daily)))
+    out["dm_stat"], out["dm_pvalue"] = diebold_mariano_losses(daily, np.zeros(len(daily)))
     for base, dm in backtest_scores.dm_against_baselines(days).items():
         name = "" if base == "naive" else f"{base}_"
         out[f"interval_dm_{name}stat"], out[f"interval_dm_{name}pvalue"] = dm["stat"], dm["pvalue"]
@@ -192,31 +192,3 @@ def evaluate_universe(
     """Pooled evidence, and the per-day table (every member's test days)."""
     found = score_universe(cfg, feats, day, model_uri, production_uri)
     return found.result, found.sessions
-
-
-def run_pooled(
-    cfg: Config,
-    feats: pd.DataFrame,
-    day: dt.date,
-    model_uri: str,
-    prod_uri: str | None,
-    parent_run_id: str,
-) -> dict[str, Any]:
-    """The universe model's evaluation, logged like a ticker's: the pooled figures as
-    metrics, the per-ticker results and the per-day table as artifacts (written whole, so
-    a retried step replaces them)."""
-    from pipeline import tracking
-    from pipeline.evaluation.plots import pyplot
-
-    found = score_universe(cfg, feats, day, model_uri, prod_uri)
-    result, sessions = found.result, found.sessions
-    result["production_version"] = prod_uri.rsplit("/", 1)[-1] if prod_uri else None
-    mc = tracking.client(cfg)
-    pooled = {k: v for k, v in result.items() if isinstance(v, float) and math.isfinite(v)}
-    tracking.log_metrics(mc, parent_run_id, {f"test_{k}": v for k, v in pooled.items()})
-    mc.log_text(parent_run_id, found.per_ticker.to_csv(index=False), PER_TICKER_ARTIFACT)
-    for name, fig in backtest_scores.plots(sessions).items():
-        mc.log_figure(parent_run_id, fig, name.replace("backtest_", "test_"))
-        pyplot().close(fig)
-    tracking.log_frame(mc, parent_run_id, sessions, SESSIONS_ARTIFACT)
-    return result

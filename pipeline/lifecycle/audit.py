@@ -68,10 +68,9 @@ AUDIT_KEYS = (
 )
 
 
-def _audit_runs(cfg: Config, ticker: str) -> list[Any]:
-    """Every audit run of the ticker's model, oldest first, all pages of them."""
+def _audit_runs(cfg: Config, name: str) -> list[Any]:
+    """Every audit run of registered model `name`, oldest first, all pages of them."""
     mc = tracking.client(cfg)
-    name = _model_name(cfg, ticker)
     places = {f"{cfg.tracking.experiment}_audit"}
     with contextlib.suppress(MlflowException):  # no model yet: no trail elsewhere either
         places.add(mc.get_registered_model(name).tags.get(AUDIT_TAG, ""))
@@ -94,24 +93,23 @@ def _audit_runs(cfg: Config, ticker: str) -> list[Any]:
             return runs
 
 
-def audit_trail(cfg: Config, ticker: str) -> list[dict[str, str]]:
+def audit_trail(cfg: Config, name: str) -> list[dict[str, str]]:
+    """The moves and refusals of registered model `name` (registry.model_name), oldest first."""
     return [
         {
             **{k: r.data.tags[k] for k in AUDIT_KEYS if k in r.data.tags},
             "state": AUDIT_STATES.get(r.info.status, r.info.status.lower()),
         }
-        for r in _audit_runs(cfg, ticker)
+        for r in _audit_runs(cfg, name)
     ]
 
 
-def settle(cfg: Config, ticker: str) -> None:
-    """Close the moves an interrupted writer left pending: done if production points where
-    the event says (the alias moved, the close did not), otherwise not applied."""
+def settle(cfg: Config, name: str, prod: Any) -> None:
+    """Close the moves an interrupted writer left pending on model `name`: done if `prod`
+    (its production version now, or None) is where the event says (the alias moved, the
+    close did not), otherwise not applied."""
     mc = tracking.client(cfg)
-    from pipeline.lifecycle.registry import production_version
-
-    prod = production_version(cfg, ticker)
-    for run in _audit_runs(cfg, ticker):
+    for run in _audit_runs(cfg, name):
         if run.info.status == "RUNNING":
             moved = prod is not None and run.data.tags.get("to_version") == str(prod.version)
             mc.set_terminated(run.info.run_id, "FINISHED" if moved else "FAILED")
@@ -147,9 +145,3 @@ def default_actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def _model_name(cfg: Config, ticker: str) -> str:
-    from pipeline.lifecycle.registry import model_name  # the registry moves; this records
-
-    return model_name(cfg, ticker)

@@ -91,7 +91,7 @@ def _gate_har(
     evidence_of: Any,
     run_id: str,
 ) -> dict[str, Any]:
-    from pipeline.evaluation import evaluate
+    from pipeline.evaluation import evaluate_run
     from pipeline.forecasting import baseline_model
 
     mc = tracking.client(cfg)
@@ -102,7 +102,7 @@ def _gate_har(
     else:
         uri = baseline_model.log_har(cfg, ticker, day, features_path, run_id)
     production = registry.production_version(cfg, ticker)
-    ev = evaluate.run(cfg, ticker, day, features_path, uri, run_id, production)
+    ev = evaluate_run.run(cfg, ticker, day, features_path, uri, run_id, production)
     if earlier:
         version = str(earlier[0].version)
     else:

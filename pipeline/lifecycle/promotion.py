@@ -173,7 +173,7 @@ def previous_production(cfg: Config, ticker: str) -> str | None:
     current = registry.production_version(cfg, ticker)
     if current is None:
         return None
-    for event in reversed(audit.audit_trail(cfg, ticker)):
+    for event in reversed(audit.audit_trail(cfg, current.name)):
         applied = event.get("state") != "not applied"  # pending: production may have moved
         if (
             applied

@@ -219,7 +219,7 @@ def move_production(
         # the record first, pending, and closed once the alias moved: interrupted in between,
         # the trail says what was attempted and the next move settles it; production never
         # moves without a record
-        settle(cfg, ticker)
+        settle(cfg, name, before)
         audit_run = record(cfg, event, pending=True)
         for ever in (before, target):  # rollback targets, for good
             if ever is not None and WAS_PRODUCTION not in ever.tags:

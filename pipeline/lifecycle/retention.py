@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MOVES = ("promote", "rollback")  # audit events that pointed production somewhere
 
 
-def protected(cfg: Config, name: str, key: str, versions: list[Any]) -> set[str]:
+def protected(cfg: Config, name: str, versions: list[Any]) -> set[str]:
     """Versions that stay whatever their age: aliased, or ever production (marked so on
     the version when it moved there, registry.WAS_PRODUCTION; versions moved before the
     mark existed are named by a promote or rollback event of the audit trail, wherever it
@@ -39,7 +39,7 @@ def protected(cfg: Config, name: str, key: str, versions: list[Any]) -> set[str]
     mc = tracking.client(cfg)
     keep = set(mc.get_registered_model(name).aliases.values())
     keep |= {str(v.version) for v in versions if registry.WAS_PRODUCTION in v.tags}
-    for event in audit.audit_trail(cfg, key):
+    for event in audit.audit_trail(cfg, name):
         if event.get("action") in MOVES:
             keep |= {event[k] for k in ("from_version", "to_version") if event.get(k)}
     return {str(v) for v in keep}
@@ -97,7 +97,7 @@ def _tidy(
     cfg: Config, key: str, day: dt.date, name: str, versions: list[Any], keep_days: int
 ) -> dict[str, Any]:
     mc = tracking.client(cfg)
-    keep = protected(cfg, name, key, versions)
+    keep = protected(cfg, name, versions)
     doomed = [
         v
         for v in versions

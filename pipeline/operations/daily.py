@@ -5,7 +5,7 @@ ticker's chain has ended, however it ended. Retraining is asked for, with the ti
 and reasons, when a configured ticker has no production model that can serve it, when
 monitoring says production lost to naive significantly (a sign test over the monitoring
 window) or its interval coverage drifted, or when the model's inputs drifted
-(pipeline/operations/drift.py); evidence a retrain of the last
+(pipeline/monitoring/drift.py); evidence a retrain of the last
 `monitoring.retrain_cooldown_days` already answered is not asked again. Written to
 state/reports/daily/<day>.json.
 """
@@ -19,80 +19,9 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.lifecycle import registry
-from pipeline.operations.day_table import named
 from pipeline.orchestration import journal
-from pipeline.orchestration.steps import DAILY, RETRAIN, RETRAIN_ASSET
-
-__all__ = ["DAILY", "RETRAIN", "RETRAIN_ASSET", "report", "why"]
-REASONS = {
-    "no_production": "no production model can serve it",
-    "beatable": "production lost to naive on significantly many of the monitored days",
-    "coverage_drift": "interval coverage drifted",
-    "input_drift": "inputs outside the training range",
-}
-
-
-def ticker_outcomes(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per ticker, from the tasks' journal lines: what each step returned for it, and what
-    failed or skipped it. A chunk's lines (pipeline/orchestration/dag_tasks.py) name no
-    ticker: its end line holds every ticker's output, its failures one line each."""
-    out: dict[str, dict[str, Any]] = {}
-
-    def entry(ticker: str) -> dict[str, Any]:
-        return out.setdefault(ticker, {"ran": [], "failed": None, "skipped": None})
-
-    for e in events:
-        if "chunk" in e:  # a chunk's start, end or failure as a whole
-            for ticker, kept in (e.get("outs") or {}).items() if e["event"] == "end" else ():
-                t = entry(ticker)
-                if (t["failed"] or {}).get("task") == e["task"]:
-                    t["failed"] = None  # a retry ran again: its outcome counts
-                t["ran"].append(e["task"])
-                t.update(kept)
-            continue
-        t = entry(e.get("ticker", ""))
-        if (t["failed"] or {}).get("task") == e["task"] and e["event"] in ("start", "end"):
-            t["failed"] = None  # a retry (or a cleared task) ran again: its outcome counts
-        if e["event"] == "end":
-            t["ran"].append(e["task"])
-            t.update(e.get("out", {}))
-        elif e["event"] == "skipped":
-            t["skipped"] = {"task": e["task"], "status": e["status"], "reason": e["reason"]}
-            t.update(e.get("out", {}))  # what it found before it was held back
-        elif e["event"] == "failed" and (e.get("final", True) or e.get("rule")):
-            t["failed"] = {"task": e["task"], "error": e.get("error", ""), "rule": e.get("rule")}
-    return out
-
-
-# Statuses that are a ticker's normal state, not a failure of the day
-SETTLED = ("forecast", "no model", "held_out", "too_short")
-
-
-def status(outcome: dict[str, Any]) -> str:
-    failed = outcome.get("failed")
-    if failed and failed.get("rule") == "quarantined":
-        return "quarantined"
-    if failed:
-        return f"failed at {failed['task']}"
-    if skipped := outcome.get("skipped"):
-        return str(skipped["status"])
-    if "forecast" not in outcome["ran"]:
-        return "incomplete"
-    return "forecast" if outcome.get("forecast") else "no model"
-
-
-def reason(outcome: dict[str, Any]) -> str | None:
-    """Why a ticker did not get its forecast, in one line (None when it did)."""
-    failed, skipped = outcome.get("failed"), outcome.get("skipped")
-    if failed and skipped:  # the retrain: its pull quarantined, then nothing to go on with
-        return f"{failed.get('error')}; then {skipped['reason']}"
-    if failed:
-        return str(failed.get("error") or "")
-    if skipped:
-        return str(skipped["reason"])
-    if "forecast" not in outcome["ran"]:
-        return "its chain did not finish (see the run's log)"
-    return None
+from pipeline.orchestration.journal import SETTLED, reason, status, ticker_outcomes
+from pipeline.schedule import DAILY
 
 
 def retrain_reasons(
@@ -227,15 +156,6 @@ def failed_tickers(rep: dict[str, Any]) -> list[str]:
     (its chain did not run, or a task died without a word). Held out and too short are
     statuses a ticker stays in until its data change, not failures of the day."""
     return [t for t, r in rep["tickers"].items() if r["status"] not in SETTLED]
-
-
-def why(retrain: dict[str, list[str]]) -> str:
-    """Reasons in words, with their tickers: 'inputs outside the training range (GOOG, IBM)'."""
-    by_reason: dict[str, list[str]] = {}
-    for ticker, reasons in retrain.items():
-        for r in reasons:
-            by_reason.setdefault(r, []).append(ticker)
-    return "; ".join(f"{REASONS.get(r, r)} ({named(t)})" for r, t in by_reason.items())
 
 
 def housekeeping(cfg: Config, day: dt.date) -> None:

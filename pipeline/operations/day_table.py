@@ -8,14 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
-
-
-def named(tickers: list[str], shown: int = 12) -> str:
-    """'GOOG, IBM', or for many '388 tickers: A, AAL, ... (+376 more)'."""
-    if len(tickers) <= shown:
-        return ", ".join(tickers)
-    return f"{len(tickers)} tickers: {', '.join(tickers[:shown])} (+{len(tickers) - shown} more)"
-
+from pipeline.schedule import named
 
 SUMMARY_ABOVE = 20  # tickers: above this, the console gets a summary, the file the table
 

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import schedule
 from pipeline.config import Config
 from pipeline.lifecycle import registry
 from pipeline.operations import daily, day_table
@@ -38,7 +39,7 @@ class Day:
 
     def retrain_note(self) -> str:
         return "; ".join(
-            f"{r['when']}: {daily.why(r['reasons'])} ({r['mode']})" for r in self.retrains
+            f"{r['when']}: {schedule.why(r['reasons'])} ({r['mode']})" for r in self.retrains
         )
 
 
@@ -52,7 +53,7 @@ def retrain(
     runner: Runner = dag_test,
 ) -> bool:
     """The retrain DAG for `day` as its schedule would run it; recorded in `out`."""
-    rc = runner(cfg, daily.RETRAIN, day, {"day": day.isoformat(), **conf}, progress)
+    rc = runner(cfg, schedule.RETRAIN, day, {"day": day.isoformat(), **conf}, progress)
     if rc >= 128:  # stopped by a signal
         out.rc = rc
     mode = conf.get("mode") or ("refit" if conf.get("reasons") else "tune")
@@ -70,7 +71,7 @@ def one_day(cfg: Config, day: dt.date, progress: bool = True, runner: Runner = d
             out.rc = out.rc or 2
             return out
     daily.report_path(cfg, day).unlink(missing_ok=True)  # only this run's report counts
-    rc = runner(cfg, daily.DAILY, day, None, progress)
+    rc = runner(cfg, schedule.DAILY, day, None, progress)
     if rc >= 128:  # stopped by a signal: nothing more runs
         out.rc = rc
         return out

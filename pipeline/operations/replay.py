@@ -20,9 +20,10 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline import schedule
 from pipeline.config import Config
+from pipeline.monitoring.forecast import read_forecasts
 from pipeline.operations import daily, operate
-from pipeline.operations.forecast import read_forecasts
 from pipeline.orchestration import journal, stop
 from pipeline.orchestration.airflow_run import ensure_airflow_db, in_process
 
@@ -90,7 +91,7 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
         if day in weekly:  # the Saturday cron
             operate.retrain(cfg, day, out, "weekly", {"mode": "tune"}, False, in_process)
         retrains += out.retrains
-        for e in journal.read(cfg, daily.RETRAIN, day):
+        for e in journal.read(cfg, schedule.RETRAIN, day):
             if e["task"] == "tidy" and e["event"] == "end" and "tidied" in e.get("out", {}):
                 tidied["versions_deleted"] += len(e["out"]["tidied"]["deleted"])
                 tidied["freed_bytes"] += int(e["out"]["tidied"]["freed_bytes"])
@@ -103,7 +104,7 @@ def replay(cfg: Config, start: dt.date, end: dt.date) -> dict[str, Any]:
         settled.update(counts)
         note = "; ".join(
             f"retrain {r['when']} ({r['mode']})"
-            + (f": {daily.why(r['reasons'])}" if r["reasons"] else "")
+            + (f": {schedule.why(r['reasons'])}" if r["reasons"] else "")
             for r in out.retrains
         )
         others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "forecast")

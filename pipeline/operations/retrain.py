@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline import schedule
 from pipeline.config import Config
+from pipeline.orchestration import journal
+from pipeline.schedule import RETRAIN
 
 WEEKLY = "weekly"
 
@@ -55,21 +58,10 @@ def merge(into: dict[str, list[str]], more: Mapping[str, Any]) -> None:
         known += [str(w) for w in why if str(w) not in known]
 
 
-def tuned_params(cfg: Config, key: str) -> tuple[dict[str, Any], int] | None:
-    """The last tuned parameters of `key`'s model (the universe's, or a ticker's): those
-    of its production version, with the epochs it was trained for."""
-    from pipeline.evaluation.backtest_run import production_params
-
-    found = production_params(cfg, key)
-    return (found[0].as_dict(), found[1]) if found else None
-
-
 def summary(p: Mapping[str, Any]) -> str:
     """'weekly (tunes)' or 'evidence (refit): GOOG: inputs outside the training range'."""
-    from pipeline.operations.daily import why
-
     head = f"{p['trigger']} ({'tunes' if p['mode'] == 'tune' else 'refits'})"
-    return f"{head}: {why(p['reasons'])}" if p["reasons"] else head
+    return f"{head}: {schedule.why(p['reasons'])}" if p["reasons"] else head
 
 
 def plans_path(cfg: Config, day: dt.date) -> Path:
@@ -100,14 +92,12 @@ def record_left_out(cfg: Config, day: str, going: Sequence[Mapping[str, Any]]) -
     """The configured tickers this retrain goes on without, each with its reason (from the
     retrain's journal: skipped, quarantined with no stored bars, failed), kept with the
     day's retrain plan and printed; the universe's model is trained on the rest."""
-    from pipeline.operations.daily import RETRAIN, reason, ticker_outcomes
-    from pipeline.orchestration import journal
-
     when = dt.date.fromisoformat(day)
-    outcomes = ticker_outcomes(journal.read(cfg, RETRAIN, when))
+    outcomes = journal.ticker_outcomes(journal.read(cfg, RETRAIN, when))
     names = {c["ticker"] for c in going}
     left = {
-        t: reason(outcomes.get(t, {"ran": [], "failed": None})) or "its data steps did not finish"
+        t: journal.reason(outcomes.get(t, {"ran": [], "failed": None}))
+        or "its data steps did not finish"
         for t in cfg.tickers
         if t not in names
     }

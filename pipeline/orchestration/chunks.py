@@ -85,13 +85,13 @@ def validate(cfg: Config, chunk: Chunk) -> Outcomes:
 
 
 def monitor(cfg: Config, chunk: Chunk) -> Outcomes:
-    from pipeline.operations import monitor as step
+    from pipeline.monitoring import monitor as step
 
     return dict(step.run_many(cfg, list(chunk["members"]), day_of(chunk)))
 
 
 def forecast(cfg: Config, chunk: Chunk) -> Outcomes:
-    from pipeline.operations import forecast as step
+    from pipeline.monitoring import forecast as step
 
     return dict(step.run_many(cfg, list(chunk["members"]), day_of(chunk)))
 

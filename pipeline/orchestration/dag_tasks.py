@@ -28,7 +28,7 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
     from pipeline.data.validate import ValidationFailed
     from pipeline.orchestration import failures, journal, steps, stop
 
-    cfg = config_or_fail(load_config)
+    cfg = failures.config_or_fail(load_config)
     ti = get_current_context()["ti"]
     final = ti.try_number > ti.max_tries  # no retry left: a failure closes the MLflow run
     day, who = steps.run_day(c), {"task": name, "ticker": c.get("ticker", "")}  # type: ignore[arg-type]
@@ -76,7 +76,7 @@ def advance_chunk(dag_id: str, name: str, chunk: Carry, keep_stored: bool = Fals
     from pipeline.orchestration import failures, stop
 
     ti = get_current_context()["ti"]
-    cfg = config_or_fail(load_config)
+    cfg = failures.config_or_fail(load_config)
     with stop.interrupted(cfg):
         try:
             return chunk_step(cfg, dag_id, name, chunk, keep_stored, ti)
@@ -146,21 +146,6 @@ def settle(
 
     journal.record(cfg, dag_id, day, event="failed", error=reason(exc), final=True, **who)
     return None
-
-
-def config_or_fail(load: Any) -> Any:
-    """The config, or the task fails at once: a config made invalid while a run is under
-    way is not healed by waiting."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from pipeline.orchestration.failures import reason
-
-    try:
-        return load()
-    except Exception as exc:
-        line = f"config: {reason(exc)} (not retried: no retry can fix this)"
-        print(line, flush=True)
-        raise AirflowFailException(line) from exc
 
 
 def close_parent(cfg: Any, name: str, c: Carry) -> None:

@@ -127,3 +127,16 @@ def _journal(dag_id: str, ctx: Any, task: str, line: str, retry: bool) -> None:
         event = "retrying" if retry else "failed"
         journal.record(load_config(), dag_id, run_day(ctx), event=event, task=task, error=line,
                        final=not retry)  # fmt: skip
+
+
+def config_or_fail(load: Any) -> Any:
+    """The config, or the task fails at once: a config made invalid while a run is under
+    way is not healed by waiting."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        return load()
+    except Exception as exc:
+        line = f"config: {reason(exc)} (not retried: no retry can fix this)"
+        print(line, flush=True)
+        raise AirflowFailException(line) from exc

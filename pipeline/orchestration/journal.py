@@ -70,3 +70,66 @@ def describe(event: dict[str, Any], since: float) -> str:
     if event["event"] == "retrying":  # the error already says "retrying in about N s"
         return f"{at}  RETRY  {who} {took}  {event.get('error', '')}"
     return f"{at}  FAILED {who} {took}  {event.get('error', '')}"
+
+
+def ticker_outcomes(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per ticker, from the tasks' journal lines: what each step returned for it, and what
+    failed or skipped it. A chunk's lines (pipeline/orchestration/dag_tasks.py) name no
+    ticker: its end line holds every ticker's output, its failures one line each."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def entry(ticker: str) -> dict[str, Any]:
+        return out.setdefault(ticker, {"ran": [], "failed": None, "skipped": None})
+
+    for e in events:
+        if "chunk" in e:  # a chunk's start, end or failure as a whole
+            for ticker, kept in (e.get("outs") or {}).items() if e["event"] == "end" else ():
+                t = entry(ticker)
+                if (t["failed"] or {}).get("task") == e["task"]:
+                    t["failed"] = None  # a retry ran again: its outcome counts
+                t["ran"].append(e["task"])
+                t.update(kept)
+            continue
+        t = entry(e.get("ticker", ""))
+        if (t["failed"] or {}).get("task") == e["task"] and e["event"] in ("start", "end"):
+            t["failed"] = None  # a retry (or a cleared task) ran again: its outcome counts
+        if e["event"] == "end":
+            t["ran"].append(e["task"])
+            t.update(e.get("out", {}))
+        elif e["event"] == "skipped":
+            t["skipped"] = {"task": e["task"], "status": e["status"], "reason": e["reason"]}
+            t.update(e.get("out", {}))  # what it found before it was held back
+        elif e["event"] == "failed" and (e.get("final", True) or e.get("rule")):
+            t["failed"] = {"task": e["task"], "error": e.get("error", ""), "rule": e.get("rule")}
+    return out
+
+
+# Statuses that are a ticker's normal state, not a failure of the day
+SETTLED = ("forecast", "no model", "held_out", "too_short")
+
+
+def status(outcome: dict[str, Any]) -> str:
+    failed = outcome.get("failed")
+    if failed and failed.get("rule") == "quarantined":
+        return "quarantined"
+    if failed:
+        return f"failed at {failed['task']}"
+    if skipped := outcome.get("skipped"):
+        return str(skipped["status"])
+    if "forecast" not in outcome["ran"]:
+        return "incomplete"
+    return "forecast" if outcome.get("forecast") else "no model"
+
+
+def reason(outcome: dict[str, Any]) -> str | None:
+    """Why a ticker did not get its forecast, in one line (None when it did)."""
+    failed, skipped = outcome.get("failed"), outcome.get("skipped")
+    if failed and skipped:  # the retrain: its pull quarantined, then nothing to go on with
+        return f"{failed.get('error')}; then {skipped['reason']}"
+    if failed:
+        return str(failed.get("error") or "")
+    if skipped:
+        return str(skipped["reason"])
+    if "forecast" not in outcome["ran"]:
+        return "its chain did not finish (see the run's log)"
+    return None

@@ -64,7 +64,7 @@ def validate(cfg: Config, c: Carry) -> Validated:
 
 
 def monitor(cfg: Config, c: Carry) -> Monitored:
-    from pipeline.operations import monitor as step
+    from pipeline.monitoring import monitor as step
 
     return step.run(cfg, c["ticker"], run_day(c))
 
@@ -96,11 +96,12 @@ def tune(cfg: Config, c: Carry) -> Tuned:
 
 def refit_params(cfg: Config, c: Carry) -> tuple[dict[str, Any], int] | None:
     """The last tuned parameters when this run refits with them (else None: it tunes)."""
-    from pipeline.operations import retrain
+    from pipeline.data.universe import model_key
+    from pipeline.lifecycle.tuned import production_params
 
     if (c.get("retrain") or {}).get("mode") != "refit":
         return None
-    return retrain.tuned_params(cfg, c["ticker"])
+    return production_params(cfg, model_key(cfg, c["ticker"]))
 
 
 def best(cfg: Config, c: Carry) -> Selected:
@@ -127,7 +128,7 @@ def train(cfg: Config, c: Carry) -> Trained:
 
 
 def evaluate(cfg: Config, c: Carry) -> Evaluated:
-    from pipeline.evaluation import evaluate as step
+    from pipeline.evaluation import evaluate_run as step
     from pipeline.lifecycle.registry import production_version
 
     production = production_version(cfg, c["ticker"])  # compared with on the same days
@@ -182,7 +183,7 @@ def tidy(cfg: Config, c: Carry) -> Tidied:
 
 
 def forecast(cfg: Config, c: Carry) -> Forecasted:
-    from pipeline.operations import forecast as step
+    from pipeline.monitoring import forecast as step
 
     return step.run(cfg, c["ticker"], run_day(c))
 
@@ -202,9 +203,6 @@ STEPS: dict[str, Step] = {
     "tidy": tidy,
     "forecast": forecast,
 }
-DAILY = "price_daily"  # the DAGs' ids, and the asset that joins them
-RETRAIN = "price_retrain"
-RETRAIN_ASSET = "price_retrain_request"  # emitted by the daily report when a retrain is due
 SEQUENCE: tuple[str, ...] = tuple(STEPS)  # the in-process runner's order (`pipeline run`)
 DAILY_STEPS = ("ingest", "validate", "monitor", "forecast")  # price_daily, per ticker
 DATA_STEPS = ("ingest", "validate", "features")  # price_retrain, per ticker

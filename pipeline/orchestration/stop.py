@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config, load_config
+from pipeline.orchestration.failures import config_or_fail
 
 
 class Stopped(Exception):
@@ -71,8 +72,6 @@ _HANDLER: list[Any] = []
 def check(context: Any = None) -> None:
     """The DAGs' pre_execute: a task does not start once a stop is asked (no retry)."""
     from airflow.sdk.exceptions import AirflowFailException
-
-    from pipeline.orchestration.dag_tasks import config_or_fail
 
     if _HANDLER and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _HANDLER[-1])

@@ -1,7 +1,7 @@
 """What the day's report page shows, gathered from what the day stored.
 
 Read only: the day's JSON report (pipeline/operations/daily.py), the forecasts table
-(pipeline/operations/forecast.py: every forecast with its bands and, once the session
+(pipeline/monitoring/forecast.py: every forecast with its bands and, once the session
 came, the realised close) and the curated bars. Per ticker the last WINDOW sessions'
 closes and the bands the model gave for them; per session across tickers the realised
 coverage at 80 % and 95 % and the model's 80 % interval score against HAR's on the same
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import schedule
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.evaluation.baselines import har_fit, har_sigma, range_variance
@@ -54,7 +55,7 @@ def gather(cfg: Config, day: dt.date) -> dict[str, Any]:
         "day": rep["day"],
         "session": rep.get("session", True),
         "retrain": rep.get("retrain", {}),
-        "retrain_why": daily.why(rep.get("retrain", {})),
+        "retrain_why": schedule.why(rep.get("retrain", {})),
         "tickers": tickers,
         "health": health(pd.concat(scored) if scored else pd.DataFrame()),
     }

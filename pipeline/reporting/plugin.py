@@ -27,8 +27,9 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from pipeline.schedule import DAILY
+
 PREFIX = "/forecast-reports"
-DAILY_DAG = "price_daily"  # pipeline.orchestration.steps.DAILY (kept light: no import)
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -86,8 +87,8 @@ def run_page(dag_id: str, run_id: str) -> RedirectResponse:
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    if dag_id != DAILY_DAG:
-        raise HTTPException(404, f"only {DAILY_DAG} runs have a report page")
+    if dag_id != DAILY:
+        raise HTTPException(404, f"only {DAILY} runs have a report page")
     with create_session() as session:
         run = session.query(DagRun).filter_by(dag_id=dag_id, run_id=run_id).one_or_none()
         if run is None:

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pipeline.sections import ServingConfig
+from pipeline.serving import follower
 from pipeline.serving.answers import Reasons, mlflow_reason
 from pipeline.serving.bodies import (
     CSV,
@@ -136,10 +137,8 @@ class Guard:
                     "send fewer rows (the model uses only the most recent ones)",
                 )
         if path != INVOCATIONS:
-            from pipeline.serving import production
-
-            if path == "/health" and production.stale:  # the registry moved to what we cannot load
-                raise Refused(503, "MODEL_STALE", production.stale)
+            if path == "/health" and follower.stale:  # the registry moved to what we cannot load
+                raise Refused(503, "MODEL_STALE", follower.stale)
             await self.scoring_app(scope, receive, send)
             return
         mime = content_type_of(_header(scope, b"content-type") or "")

@@ -39,6 +39,7 @@ from typing import Any
 
 from pipeline.sections import ServingConfig
 from pipeline.serving.answers import answer_as_records
+from pipeline.serving.follower import maybe_follow
 from pipeline.serving.guard import Guard
 
 MODEL_ENV = "PIPELINE_SERVE_MODEL"  # the model URI each worker loads
@@ -71,8 +72,6 @@ def follow(model: Any) -> None:
     """The alias follower for a forecaster this server was started to follow (the server
     starts it, not the model: a model loaded anywhere else never polls the registry)."""
     from mlflow.exceptions import MlflowException
-
-    from pipeline.serving.production import maybe_follow
 
     try:
         python_model = model.unwrap_python_model()

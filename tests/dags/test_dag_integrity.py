@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from pipeline import schedule
 from pipeline.orchestration import steps
 
 DAGS = Path(__file__).parents[2] / "dags"
@@ -27,15 +28,15 @@ def step_order(dag: Any) -> list[str]:
 
 
 def test_dags_load_without_errors(bag: Any) -> None:
-    for dag_id in (steps.DAILY, steps.RETRAIN, "model_promotion"):
+    for dag_id in (schedule.DAILY, schedule.RETRAIN, "model_promotion"):
         assert bag.get_dag(dag_id) is not None, dag_id
-    for dag_id in (steps.DAILY, steps.RETRAIN):
+    for dag_id in (schedule.DAILY, schedule.RETRAIN):
         dag = bag.get_dag(dag_id)
         assert dag.default_args["retries"] >= 1 and dag.default_args["retry_exponential_backoff"]
 
 
 def test_the_daily_dag_runs_each_chunks_chain_on_its_own_then_reports(bag: Any) -> None:
-    dag = bag.get_dag(steps.DAILY)
+    dag = bag.get_dag(schedule.DAILY)
     chain = [f"chunk.{name}" for name in steps.DAILY_STEPS]
     for a, b in itertools.pairwise(chain):  # within a chunk's group, in order
         assert dag.get_task(b).upstream_task_ids == {a}, (a, b)
@@ -43,7 +44,7 @@ def test_the_daily_dag_runs_each_chunks_chain_on_its_own_then_reports(bag: Any) 
     assert report.trigger_rule == "all_done" and chain[-1] in report.upstream_task_ids
     # one event for the day, from one unmapped task, on the asset the retrain DAG waits for
     signal = dag.get_task("request_retrain")
-    assert [o.name for o in signal.outlets] == [steps.RETRAIN_ASSET]
+    assert [o.name for o in signal.outlets] == [schedule.RETRAIN_ASSET]
     assert dag.get_task("all_tickers_ok").trigger_rule == "all_done"
 
 
@@ -51,11 +52,11 @@ def test_the_retrain_dag_runs_weekly_or_on_the_daily_request(bag: Any) -> None:
     import pendulum
     from airflow.timetables.base import DataInterval, TimeRestriction
 
-    dag = bag.get_dag(steps.RETRAIN)
+    dag = bag.get_dag(schedule.RETRAIN)
     from airflow.serialization.encoders import coerce_to_core_timetable
 
     assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
-    assert dag.timetable.asset_condition.name == steps.RETRAIN_ASSET
+    assert dag.timetable.asset_condition.name == schedule.RETRAIN_ASSET
     timetable = coerce_to_core_timetable(dag.timetable)  # what the scheduler runs
     # the calendar half: once a week, Saturday 06:00 New York
     friday = pendulum.datetime(2013, 3, 1, 18, tz="America/New_York")
@@ -76,7 +77,7 @@ def test_the_retrain_dag_runs_weekly_or_on_the_daily_request(bag: Any) -> None:
 def test_the_retrain_dag_runs_the_model_steps_in_order(bag: Any) -> None:
     """The retrain DAG and `python -m pipeline run` take their order from
     pipeline/orchestration/steps.py."""
-    dag = bag.get_dag(steps.RETRAIN)
+    dag = bag.get_dag(schedule.RETRAIN)
     order = [*steps.DATA_STEPS, *steps.MODEL_STEPS]
     assert step_order(dag) == order
     for a, b in itertools.pairwise(order):  # each step waits for the one before

@@ -14,12 +14,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from pipeline import tracking
+from pipeline import schedule, tracking
 from pipeline.config import load_config
 from pipeline.data.ingest import sample_path
 from pipeline.evaluation.evaluate_universe import PER_TICKER_ARTIFACT
-from pipeline.operations import forecast
-from pipeline.orchestration import journal, steps
+from pipeline.monitoring import forecast
+from pipeline.orchestration import journal
 
 from .conftest import store_env
 
@@ -138,7 +138,7 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     assert events == [
         {"day": "2013-03-01", "reasons": {"GOOG": ["input_drift"], "IBM": ["input_drift"]}}
     ]
-    retrains = journal.read(cfg, steps.RETRAIN, pd.Timestamp("2013-03-01").date())
+    retrains = journal.read(cfg, schedule.RETRAIN, pd.Timestamp("2013-03-01").date())
     assert [e["ticker"] for e in retrains if e["task"] == "promote" and e["event"] == "end"] == [
         "universe"
     ]

@@ -21,7 +21,8 @@ from pipeline.config import Config
 from pipeline.data import store
 from pipeline.layout import version_uri
 from pipeline.lifecycle import audit, fallback, registry
-from pipeline.operations import daily, forecast
+from pipeline.monitoring import forecast
+from pipeline.operations import daily
 
 from .conftest import DAY, model_half
 
@@ -55,7 +56,7 @@ def test_a_refused_first_lstm_leaves_the_best_forecaster_serving(
     # served HAR scores as the HAR baseline does on the same days (fitted on train rows only)
     ratio = evidence["model_interval_score_80"] / evidence["har_interval_score_80"]
     assert 0.95 < ratio < 1.05
-    trail = audit.audit_trail(strict, "GOOG")
+    trail = audit.audit_trail(strict, registry.model_name(strict, "GOOG"))
     assert trail[-1]["action"] == "promote" and trail[-1]["reason"].startswith("fallback: ")
     assert [(e["action"], e["to_version"]) for e in trail[:-1]] == [
         ("refused", "1"),

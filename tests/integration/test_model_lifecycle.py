@@ -103,7 +103,7 @@ def test_gate_promotion_rollback_and_served_model(
     done = promotion.rollback(strict, "GOOG", "v2 misbehaves", "carol", force=True)
     assert done["from_version"] == "2" and done["to_version"] == "1"
     assert str(registry.production_version(strict, "GOOG").version) == "1"
-    trail = audit.audit_trail(strict, "GOOG")
+    trail = audit.audit_trail(strict, registry.model_name(strict, "GOOG"))
     moves = [
         (e["action"], e.get("from_version"), e["to_version"], e["actor"])
         for e in trail

@@ -18,7 +18,7 @@ from pipeline.carry import Carry
 from pipeline.config import Config, throwaway_config
 from pipeline.data import ingest, validate
 from pipeline.lifecycle import audit, promotion, registry
-from pipeline.operations import forecast, monitor
+from pipeline.monitoring import forecast, monitor
 from pipeline.orchestration import steps
 
 from .conftest import TINY, store_env
@@ -104,7 +104,11 @@ def test_model_promotion_dag_promotes_and_rolls_back(
     back = _trigger({"action": "rollback", "reason": "ui rollback", "force": True}, env)
     assert back.returncode == 0, back.stdout[-2000:]
     assert str(registry.production_version(cfg, "GOOG").version) == "1"
-    trail = [e for e in audit.audit_trail(cfg, "GOOG") if e["action"] != "refused"]
+    trail = [
+        e
+        for e in audit.audit_trail(cfg, registry.model_name(cfg, "GOOG"))
+        if e["action"] != "refused"
+    ]
     assert [(e["action"], e["to_version"]) for e in trail][-2:] == [
         ("promote", "2"),
         ("rollback", "1"),

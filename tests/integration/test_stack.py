@@ -24,9 +24,9 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from pipeline import schedule
 from pipeline.config import Config
 from pipeline.deployment import deploy, processes, stack, stack_runs
-from pipeline.orchestration import steps
 
 pytestmark = pytest.mark.slow
 
@@ -217,7 +217,7 @@ def test_parallel_tuning_survives_a_worker_killed_mid_trial(up: Stack) -> None:
 
     # the daily DAG on the same stack: each ticker's chain on the Celery workers, the report
     daily_id = "stack_test_daily"
-    stack_runs.trigger(up.cfg, "2013-03-01T22:30:00+00:00", daily_id, steps.DAILY)
+    stack_runs.trigger(up.cfg, "2013-03-01T22:30:00+00:00", daily_id, schedule.DAILY)
     assert stack_runs.wait(up.cfg, daily_id, RUN_TIMEOUT_S) == "success", stack_runs.task_runs(
         up.cfg, daily_id
     )

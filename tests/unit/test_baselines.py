@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluation import baselines
+from pipeline.evaluation import baselines, statistics
 from pipeline.evaluation.baselines import HarFit
 
 GK = 2 * math.log(2) - 1  # Garman-Klass weight of the squared open-to-close return
@@ -158,19 +158,19 @@ def test_kupiec_by_hand() -> None:
     # 80 % interval: nominal miss rate 0.2, observed 5/20 = 0.25
     null = 15 * math.log(0.8) + 5 * math.log(0.2)
     alt = 15 * math.log(0.75) + 5 * math.log(0.25)
-    stat, pvalue = baselines.kupiec(HITS, 0.8)
+    stat, pvalue = statistics.kupiec(HITS, 0.8)
     assert stat == pytest.approx(-2 * (null - alt), rel=1e-12)
     assert pvalue == pytest.approx(_chi2_1_sf(-2 * (null - alt)), rel=1e-9)
     # no misses / all misses: the observed-rate likelihood is 1 (log 0)
-    assert baselines.kupiec(np.ones(20, dtype=bool), 0.8)[0] == pytest.approx(-40 * math.log(0.8))
-    assert baselines.kupiec(np.zeros(20, dtype=bool), 0.8)[0] == pytest.approx(-40 * math.log(0.2))
+    assert statistics.kupiec(np.ones(20, dtype=bool), 0.8)[0] == pytest.approx(-40 * math.log(0.8))
+    assert statistics.kupiec(np.zeros(20, dtype=bool), 0.8)[0] == pytest.approx(-40 * math.log(0.2))
 
 
 def test_christoffersen_by_hand() -> None:
     # transitions over the 19 pairs: hit->hit 11, hit->miss 3, miss->hit 3, miss->miss 2
     null = 14 * math.log(14 / 19) + 5 * math.log(5 / 19)
     alt = 11 * math.log(11 / 14) + 3 * math.log(3 / 14) + 3 * math.log(3 / 5) + 2 * math.log(2 / 5)
-    stat, pvalue = baselines.christoffersen(HITS)
+    stat, pvalue = statistics.christoffersen(HITS)
     assert stat == pytest.approx(-2 * (null - alt), rel=1e-12)
     assert pvalue == pytest.approx(_chi2_1_sf(-2 * (null - alt)), rel=1e-9)
 
@@ -180,15 +180,15 @@ def test_christoffersen_by_hand() -> None:
     [np.ones(20, dtype=bool), np.zeros(20, dtype=bool), np.array([True] * 19 + [False])],
 )
 def test_coverage_tests_are_finite_at_the_extremes(hits: np.ndarray) -> None:
-    for stat, pvalue in (baselines.kupiec(hits, 0.95), baselines.christoffersen(hits)):
+    for stat, pvalue in (statistics.kupiec(hits, 0.95), statistics.christoffersen(hits)):
         assert math.isfinite(stat) and stat >= 0
         assert 0 <= pvalue <= 1
 
 
 def test_qlike() -> None:
     r = np.array([0.01, -0.02, 0.0])
-    assert baselines.qlike(r[:2], r[:2] ** 2) == pytest.approx([0.0, 0.0], abs=1e-12)
-    off = baselines.qlike(r, np.array([2e-4, 1e-4, 1e-4]))
+    assert statistics.qlike(r[:2], r[:2] ** 2) == pytest.approx([0.0, 0.0], abs=1e-12)
+    off = statistics.qlike(r, np.array([2e-4, 1e-4, 1e-4]))
     assert np.isfinite(off).all() and (off > 0).all()
     # by hand: r2/var = 0.5
     assert off[0] == pytest.approx(0.5 - math.log(0.5) - 1, rel=1e-12)

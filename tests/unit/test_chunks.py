@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline import schedule
 from pipeline.config import Config, throwaway_config
 from pipeline.data.ingest import sample_path
-from pipeline.operations import daily, retrain
+from pipeline.operations import retrain
 from pipeline.orchestration import chunks, journal, steps
 from pipeline.orchestration.dag_tasks import chunk_step
 
@@ -48,12 +49,12 @@ def test_a_new_ticker_with_a_broken_newest_bar_is_left_out_of_the_retrain(
     retrain.record_plan(cfg, plan)
     [chunk] = chunks.start(cfg.tickers, DAY, "run-1", cfg.chunk_size, retrain=plan)
     for name in steps.DATA_STEPS:
-        chunk = chunk_step(cfg, steps.RETRAIN, name, chunk, keep_stored=True)
+        chunk = chunk_step(cfg, schedule.RETRAIN, name, chunk, keep_stored=True)
     assert list(chunk["members"]) == ["GOOG", "IBM"]
     left = retrain.record_left_out(cfg, DAY.isoformat(), chunks.members([chunk]))
     assert list(left) == ["NEWCO"] and "0 valid stored sessions" in left["NEWCO"]
     report = retrain.plans_path(cfg, DAY).read_text()
     assert '"left_out"' in report and "NEWCO" in report
-    outcome = daily.ticker_outcomes(journal.read(cfg, steps.RETRAIN, DAY))["NEWCO"]
+    outcome = journal.ticker_outcomes(journal.read(cfg, schedule.RETRAIN, DAY))["NEWCO"]
     assert outcome["failed"]["rule"] == "quarantined"  # the day's pull: high_is_highest
     assert outcome["skipped"]["status"] == "too_short"  # then: nothing stored to train on

@@ -4,8 +4,9 @@ calendar (the DAG runs themselves: tests/integration/test_dag_run.py)."""
 import datetime as dt
 from types import SimpleNamespace
 
+from pipeline import schedule
+from pipeline.monitoring.drift import input_drift, outside_share, psi
 from pipeline.operations import daily, day_table, retrain
-from pipeline.operations.drift import input_drift, outside_share, psi
 from pipeline.orchestration import journal
 
 DAY = dt.date(2013, 3, 1)
@@ -55,9 +56,9 @@ def test_the_report_says_per_ticker_what_happened_and_why_to_retrain(make_cfg) -
         ("GOOG", [("monitor", {"monitoring": drifted}), ("forecast", {"forecast": row})]),
     ):
         for task, out in steps:
-            journal.record(cfg, daily.DAILY, DAY, event="end", task=task, ticker=ticker, out=out)
+            journal.record(cfg, schedule.DAILY, DAY, event="end", task=task, ticker=ticker, out=out)
     journal.record(
-        cfg, daily.DAILY, DAY, event="failed", task="validate", ticker="IBM",
+        cfg, schedule.DAILY, DAY, event="failed", task="validate", ticker="IBM",
         error="validation: high_is_highest", rule="quarantined",
     )  # fmt: skip
     rep = daily.report(cfg, DAY)
@@ -71,7 +72,7 @@ def test_the_report_says_per_ticker_what_happened_and_why_to_retrain(make_cfg) -
     assert daily.report_path(cfg, DAY).is_file()
     text = day_table.table(rep, "after the day")
     assert "[420.00, 440.00]" in text and "quarantined (validation: high_is_highest)" in text
-    assert "interval coverage drifted (GOOG)" in daily.why(rep["retrain"])
+    assert "interval coverage drifted (GOOG)" in schedule.why(rep["retrain"])
 
 
 def test_drift_fires_only_when_inputs_leave_the_training_range() -> None:
@@ -112,7 +113,9 @@ def test_days_that_cannot_run_are_refused_before_anything_runs(make_cfg) -> None
 def test_evidence_a_recent_retrain_answered_is_not_asked_again(make_cfg) -> None:  # type: ignore[no-untyped-def]
     cfg = make_cfg(tickers=["GOOG"])
     drifted = {"monitoring": {"coverage_drift": True, "input_drift": True}}
-    journal.record(cfg, daily.DAILY, DAY, event="end", task="monitor", ticker="GOOG", out=drifted)
+    journal.record(
+        cfg, schedule.DAILY, DAY, event="end", task="monitor", ticker="GOOG", out=drifted
+    )
     asked = {"day": "2013-02-27", "trigger": "evidence", "mode": "refit"}
     retrain.record_plan(cfg, {**asked, "reasons": {"GOOG": ["coverage_drift"]}})
     rep = daily.report(cfg, DAY)  # two days later: coverage waits, the new drift is asked
@@ -120,6 +123,6 @@ def test_evidence_a_recent_retrain_answered_is_not_asked_again(make_cfg) -> None
     assert rep["tickers"]["GOOG"]["alerts"] == ["coverage_drift", "input_drift"]  # still shown
     monday = DAY + dt.timedelta(days=10)  # the cooldown (7 days) is over
     journal.record(
-        cfg, daily.DAILY, monday, event="end", task="monitor", ticker="GOOG", out=drifted
+        cfg, schedule.DAILY, monday, event="end", task="monitor", ticker="GOOG", out=drifted
     )
     assert "coverage_drift" in daily.report(cfg, monday)["retrain"]["GOOG"]

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from pipeline.evaluation import evaluate
-from pipeline.evaluation.evaluate import align, compare, diebold_mariano, score
+from pipeline.evaluation.evaluate import align, compare, score
+from pipeline.evaluation.statistics import diebold_mariano
 
 
 def test_naive_scores_one_and_a_half() -> None:

@@ -15,6 +15,7 @@ from pipeline.config import Config, throwaway_config
 from pipeline.data import store
 from pipeline.data.features import FEATURES, assign_splits, make_features, prepare
 from pipeline.data.universe import common_splits
+from pipeline.evaluation import evaluate_run
 from pipeline.evaluation import evaluate_universe as ev
 from pipeline.forecasting.forecaster import PriceForecaster
 from pipeline.forecasting.model import LSTMParams, build_model
@@ -94,7 +95,7 @@ def test_per_ticker_results_go_to_a_table_and_the_pooled_ones_to_metrics(
     monkeypatch.setattr(mlflow.pyfunc, "load_model", lambda uri: loaded)
     run_id = tracking.parent_run(cfg, "universe", day, "test-universe-evaluation")
 
-    result = ev.run_pooled(cfg, pooled, day, "models:/m/1", "models:/m/0", run_id)
+    result = evaluate_run.run_pooled(cfg, pooled, day, "models:/m/1", "models:/m/0", run_id)
 
     assert set(result["tickers"]) == {"AAA", "BBB"} and result["tickers_scored"] == 2
     assert list(result["tickers_left_out"]) == ["NEW"]
@@ -115,6 +116,6 @@ def test_per_ticker_results_go_to_a_table_and_the_pooled_ones_to_metrics(
     days = pd.read_parquet(mc.download_artifacts(run_id, ev.SESSIONS_ARTIFACT, str(tmp_path)))
     assert len(days) == result["test_days"] and set(days["ticker"]) == {"AAA", "BBB"}
     assert isinstance(days["as_of"].iloc[0], str)
-    ev.run_pooled(cfg, pooled, day, "models:/m/1", None, run_id)  # a retry replaces them
+    evaluate_run.run_pooled(cfg, pooled, day, "models:/m/1", None, run_id)  # a retry replaces them
     again = pd.read_parquet(mc.download_artifacts(run_id, ev.SESSIONS_ARTIFACT, str(tmp_path)))
     assert len(again) == len(days)

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import Config
-from pipeline.operations import forecast
+from pipeline.monitoring import forecast
 
 ANSWER = pd.Series(
     {

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluation.baselines import scores
+from pipeline.evaluation.statistics import scores
 from pipeline.forecasting import intervals
 from pipeline.forecasting.intervals import Forecast
 

@@ -1,5 +1,5 @@
 """One-way layers (docs/layout.md, .importlinter): every package imports only those below
-it, imports inside functions included."""
+it, and no modules import each other in a circle, imports inside functions included."""
 
 from __future__ import annotations
 
@@ -17,7 +17,35 @@ def test_the_pipeline_keeps_its_layers() -> None:
         [LINT, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    assert "Contracts: 1 kept, 0 broken." in out.stdout
+    assert "Contracts: 2 kept, 0 broken." in out.stdout
+
+
+def lint(tmp_path: Path, contract: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / ".importlinter").write_text(
+        f"[importlinter]\nroot_package = shop\n\n[importlinter:contract:c]\n{contract}"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    return subprocess.run(
+        [LINT, "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+
+
+def test_a_circle_hidden_in_a_function_is_caught(tmp_path: Path) -> None:
+    """The circle contract on a package whose two modules import each other, one of them
+    inside a function body: broken, naming the pair."""
+    pkg = tmp_path / "shop"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "till.py").write_text("from shop import stock\n")
+    (pkg / "stock.py").write_text("def f():\n    from shop import till\n")
+    out = lint(tmp_path, "name = circles\ntype = acyclic_siblings\nancestors = shop\n")
+    assert out.returncode != 0 and "No cycles are allowed in shop" in out.stdout
+    assert ".till -> .stock" in out.stdout or ".stock -> .till" in out.stdout
+    (pkg / "stock.py").write_text("def f():\n    return 1\n")  # the circle cut: kept
+    assert (
+        lint(tmp_path, "name = circles\ntype = acyclic_siblings\nancestors = shop\n").returncode
+        == 0
+    )
 
 
 def test_an_upward_import_hidden_in_a_function_is_caught(tmp_path: Path) -> None:
@@ -30,12 +58,5 @@ def test_an_upward_import_hidden_in_a_function_is_caught(tmp_path: Path) -> None
         (init / "__init__.py").write_text("")
     (pkg / "high" / "top.py").write_text("from shop.low import base\n")
     (pkg / "low" / "base.py").write_text("def f():\n    from shop.high import top\n")
-    (tmp_path / ".importlinter").write_text(
-        "[importlinter]\nroot_package = shop\n\n[importlinter:contract:layers]\n"
-        "name = layers\ntype = layers\nlayers =\n    shop.high\n    shop.low\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    out = subprocess.run(
-        [LINT, "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    out = lint(tmp_path, "name = layers\ntype = layers\nlayers =\n    shop.high\n    shop.low\n")
     assert out.returncode != 0 and "shop.low.base -> shop.high.top" in out.stdout

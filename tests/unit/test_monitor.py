@@ -8,7 +8,7 @@ from pipeline import tracking
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.lifecycle import registry
-from pipeline.operations import forecast, monitor
+from pipeline.monitoring import forecast, monitor
 
 
 def _forecast(

@@ -215,7 +215,7 @@ def test_the_interval_tolerance_admits_a_model_a_hair_behind_the_best_baseline()
 
 def test_record_and_audit_trail_round_trip(store: Config) -> None:
     name = registry.model_name(store, "AUD")
-    assert audit.audit_trail(store, "AUD") == []
+    assert audit.audit_trail(store, registry.model_name(store, "AUD")) == []
     events = [
         {"action": "promote", "model": name, "to_version": "1", "reason": "first", "actor": "a"},
         {
@@ -233,7 +233,7 @@ def test_record_and_audit_trail_round_trip(store: Config) -> None:
         audit.record(store, event)
         time.sleep(0.002)  # distinct start times: the trail is ordered by them
     audit.record(store, {"action": "promote", "model": "someone_else", "to_version": "9"})
-    trail = audit.audit_trail(store, "AUD")
+    trail = audit.audit_trail(store, registry.model_name(store, "AUD"))
     assert [{k: v for k, v in e.items() if k != "at"} for e in trail] == [
         {
             "action": "promote",
@@ -266,7 +266,7 @@ def test_move_production_points_the_alias_and_audits(store: Config) -> None:
     assert prod is not None and str(prod.version) == "2"
     assert prod.tags["promoted_reason"] == "second"
     assert event["from_version"] == "1" and event["to_version"] == "2" and event["forced"]
-    trail = audit.audit_trail(store, "MOV")
+    trail = audit.audit_trail(store, registry.model_name(store, "MOV"))
     assert [e["to_version"] for e in trail] == ["1", "2"]
     # the claimed actor and who really ran it, side by side
     assert trail[1]["actor"] == "me" and trail[1]["os_user"].endswith(f"(uid {os.geteuid()})")
@@ -300,14 +300,20 @@ def test_a_move_interrupted_before_the_alias_leaves_production_and_a_pending_rec
     interrupted_move("HALF", "set_registered_model_alias", store)
     prod = registry.production_version(store, "HALF")
     assert prod is not None and str(prod.version) == "1"  # production did not move
-    assert [(e["to_version"], e["state"]) for e in audit.audit_trail(store, "HALF")] == [
+    assert [
+        (e["to_version"], e["state"])
+        for e in audit.audit_trail(store, registry.model_name(store, "HALF"))
+    ] == [
         ("1", "done"),
         ("2", "pending"),  # attempted, and the trail says so
     ]
     assert promotion.previous_production(store, "HALF") is None  # v1 came from nothing
 
     registry.move_production(store, "HALF", "2", "promote", "again", "me")  # settles, moves
-    assert [(e["to_version"], e["state"]) for e in audit.audit_trail(store, "HALF")] == [
+    assert [
+        (e["to_version"], e["state"])
+        for e in audit.audit_trail(store, registry.model_name(store, "HALF"))
+    ] == [
         ("1", "done"),
         ("2", "not applied"),
         ("2", "done"),
@@ -319,11 +325,13 @@ def test_a_move_interrupted_after_the_alias_is_settled_as_done(store: Config) ->
     interrupted_move("MOVED", "set_model_version_tag", store)  # the step after the alias
     prod = registry.production_version(store, "MOVED")
     assert prod is not None and str(prod.version) == "2"
-    assert audit.audit_trail(store, "MOVED")[-1]["state"] == "pending"
+    assert audit.audit_trail(store, registry.model_name(store, "MOVED"))[-1]["state"] == "pending"
     # production moved with its record: a rollback finds where it came from
     assert promotion.previous_production(store, "MOVED") == "1"
-    audit.settle(store, "MOVED")
-    assert audit.audit_trail(store, "MOVED")[-1]["state"] == "done"
+    audit.settle(
+        store, registry.model_name(store, "MOVED"), registry.production_version(store, "MOVED")
+    )
+    assert audit.audit_trail(store, registry.model_name(store, "MOVED"))[-1]["state"] == "done"
     assert promotion.rollback(store, "MOVED", "back", "ops", force=True)["to_version"] == "1"
 
 
@@ -340,7 +348,9 @@ def test_the_audit_trail_reads_past_one_page(
         "search_runs",
         lambda self, *a, **kw: search(self, *a, **{**kw, "max_results": 2}),
     )
-    assert [e["to_version"] for e in audit.audit_trail(store, "PAGES")] == ["0", "1", "2"]
+    assert [
+        e["to_version"] for e in audit.audit_trail(store, registry.model_name(store, "PAGES"))
+    ] == ["0", "1", "2"]
 
 
 def test_identity_names_the_airflow_run_and_ignores_user_env(
@@ -387,7 +397,10 @@ def test_promote_if_better_promotes_then_refuses_a_worse_model(store: Config) ->
     refused = mc.get_model_version("price_lstm_GATE", "2")
     assert refused.tags["gate"] == "refused" and refused.tags["gate_reason"] == out["reason"]
     assert mc.get_run(run_id).data.tags["promotion"].startswith("not promoted: ")
-    assert [e["action"] for e in audit.audit_trail(store, "GATE")] == ["promote", "refused"]
+    assert [e["action"] for e in audit.audit_trail(store, registry.model_name(store, "GATE"))] == [
+        "promote",
+        "refused",
+    ]
 
 
 def test_a_pooled_model_is_refused_when_it_loses_to_naive_on_one_ticker() -> None:
@@ -461,7 +474,9 @@ def test_old_unpromoted_versions_are_deleted_with_their_artifacts(store: Config)
     left = sorted(str(v.version) for v in mc.search_model_versions(f"name = '{name}'"))
     assert left == ["1", "3", "4"] and v2_files is not None and not v2_files.exists()
     assert mc.get_run(v2.run_id).info.lifecycle_stage == "active"  # its metrics stay
-    assert [e["to_version"] for e in audit.audit_trail(store, "TIDY")] == ["1", "2", "3"]
+    assert [
+        e["to_version"] for e in audit.audit_trail(store, registry.model_name(store, "TIDY"))
+    ] == ["1", "2", "3"]
     # what is left is production, audited or the candidate: it stays, however old
     assert retention.tidy(store, "TIDY", dt.date(2014, 3, 1))["deleted"] == []
 

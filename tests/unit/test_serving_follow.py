@@ -7,7 +7,7 @@ import pytest
 from pipeline import tracking
 from pipeline.layout import alias_uri
 from pipeline.lifecycle import registry
-from pipeline.serving import production
+from pipeline.serving import follower
 from tests.helpers import register_versions
 
 
@@ -21,15 +21,15 @@ def test_a_production_version_that_cannot_load_is_reported_until_the_alias_moves
     mc.create_model_version(name, source=str(cfg.layout.root / "gone"), run_id=None)
     mc.set_registered_model_alias(name, registry.PRODUCTION, "1")
     owner = SimpleNamespace(served_version="", active=None)
-    follower = production.AliasFollower(owner, alias_uri(name, registry.PRODUCTION), 5)
-    assert follower.version == "1" and production.stale is None
+    polling = follower.AliasFollower(owner, alias_uri(name, registry.PRODUCTION), 5)
+    assert polling.version == "1" and follower.stale is None
 
     mc.set_registered_model_alias(name, registry.PRODUCTION, "2")  # its files are gone
     with pytest.raises(Exception, match=r".+"):  # the follower's loop logs it, serves on
-        follower.swap_if_moved()
-    assert follower.version == "1" and owner.served_version == "1"
-    assert production.stale is not None and "is v2, which could not be loaded" in production.stale
-    assert "still serving v1" in production.stale
+        polling.swap_if_moved()
+    assert polling.version == "1" and owner.served_version == "1"
+    assert follower.stale is not None and "is v2, which could not be loaded" in follower.stale
+    assert "still serving v1" in follower.stale
 
     mc.set_registered_model_alias(name, registry.PRODUCTION, "1")  # rolled back
-    assert follower.swap_if_moved() is False and production.stale is None
+    assert polling.swap_if_moved() is False and follower.stale is None

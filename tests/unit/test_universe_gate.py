@@ -2,14 +2,14 @@
 
 Each ticker's evidence is built as the evaluation builds it: per-day 80 % interval scores
 of the model and naive, and the Diebold-Mariano test of their difference
-(evaluate.diebold_mariano_losses)."""
+(statistics.diebold_mariano_losses)."""
 
 from typing import Any
 
 import numpy as np
 import pytest
 
-from pipeline.evaluation.evaluate import diebold_mariano_losses
+from pipeline.evaluation.statistics import diebold_mariano_losses
 from pipeline.lifecycle.gate import decide, ticker_refusal
 from pipeline.sections import RegistryConfig
 

@@ -2,7 +2,7 @@
 
 Each run day writes one row per ticker (with the model version that made it) to
 the SQLite table `forecasts` under the state directory; the next run's monitor
-step fills in what happened (pipeline/operations/monitor.py).
+step fills in what happened (pipeline/monitoring/monitor.py).
 """
 
 from __future__ import annotations

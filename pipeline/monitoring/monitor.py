@@ -1,6 +1,6 @@
 """Monitor: the realised error of earlier forecasts, against naive on the same days.
 
-The forecast step (pipeline/operations/forecast.py) writes each day's next-session forecast;
+The forecast step (pipeline/monitoring/forecast.py) writes each day's next-session forecast;
 a later run's monitor step fills in what happened, logs model and naive error to
 MLflow, and keeps a rolling figure. When production has lost to naive over
 `monitoring.window_days` realised days it says so loudly and tags the registered
@@ -31,7 +31,7 @@ from pipeline.carry import Monitored
 from pipeline.config import Config
 from pipeline.data import store
 from pipeline.lifecycle import registry
-from pipeline.operations.forecast import connect, read_forecasts
+from pipeline.monitoring.forecast import connect, read_forecasts
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def check_drift(cfg: Config, ticker: str, bars: pd.DataFrame, prod: Any) -> dict
     """The input drift check against the production version's training rows (none: no
     production version, nothing to compare with)."""
     from pipeline.data.features import make_features
-    from pipeline.operations.drift import input_drift
+    from pipeline.monitoring.drift import input_drift
 
     if prod is None or "first_test_date" not in prod.tags:
         return {"drift_checked": False}
