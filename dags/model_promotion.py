@@ -13,10 +13,11 @@ import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
 from pipeline.layout import TICKER_PATTERN, TICKER_RULE
+from pipeline.schedule import PROMOTION
 
 
 @dag(
-    dag_id="model_promotion",
+    dag_id=PROMOTION,
     schedule=None,
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),  # as the other DAGs: any run date
     catchup=False,

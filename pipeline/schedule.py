@@ -9,6 +9,8 @@ from __future__ import annotations
 DAILY = "price_daily"  # the DAGs' ids, and the asset that joins them
 RETRAIN = "price_retrain"
 RETRAIN_ASSET = "price_retrain_request"  # emitted by the daily report when a retrain is due
+PROMOTION = "model_promotion"  # a person's promotion or rollback, from the UI
+DAGS = (DAILY, RETRAIN, PROMOTION)
 
 REASONS = {
     "no_production": "no production model can serve it",

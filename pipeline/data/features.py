@@ -19,23 +19,13 @@ from pipeline.carry import Featured
 from pipeline.config import Config
 from pipeline.data import gaps, store
 from pipeline.data.bars import NUMBER_COLUMNS
+from pipeline.data.rules import TOO_SHORT, Skipped
 
 # The day's range says more about risk than the close-to-close path: rv_d, rv_w, rv_m are
 # the logs of the 1-, 5- and 22-session mean of the range-based variance (squared overnight
 # gap + Garman-Klass), HAR's own regressors, so the net sees what HAR sees.
-FEATURES = [
-    "log_ret",
-    "range",
-    "body",
-    "gap",
-    "volatility",
-    "volume_z",
-    "dow_sin",
-    "dow_cos",
-    "rv_d",
-    "rv_w",
-    "rv_m",
-]
+FEATURES = ["log_ret", "range", "body", "gap", "volatility", "volume_z", "dow_sin", "dow_cos",
+            "rv_d", "rv_w", "rv_m"]  # fmt: skip
 RANGE_FEATURES = ("rv_d", "rv_w", "rv_m")
 HAR_WINDOWS = (1, 5, 22)
 TARGET = "target"
@@ -275,8 +265,6 @@ def prepare(feats: pd.DataFrame, window: int, base: str = "trailing") -> Prepare
 
 
 def run(cfg: Config, ticker: str, day: dt.date) -> Featured:
-    from pipeline.data.validate import TOO_SHORT, Skipped
-
     bars = store.read_adjusted(cfg, ticker, until=day)
     if len(bars) < cfg.validation.min_history_rows:  # e.g. its only pull was quarantined
         raise Skipped(

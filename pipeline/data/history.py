@@ -2,7 +2,7 @@
 
 The daily step checks only the rows a day brings; a backtest reads every ticker's whole
 history from the source. Those histories go through one GX run of the same per-row
-rules (pipeline/data/validate.py's check_rows); a failing row is left out as the daily
+rules (pipeline/data/rules.py's check_rows); a failing row is left out as the daily
 step quarantines it, and a ticker the daily step would hold out (a split-like day or a
 lasting jump nobody adjusted) or find too short is left out with that reason, so a
 vendor's defects never become returns the model is scored on.
@@ -18,8 +18,8 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.data import actions
+from pipeline.data.rules import Pending, Skipped, big_moves, check_rows, judge
 from pipeline.data.suite import suite_params, with_derived_columns
-from pipeline.data.validate import Pending, Skipped, big_moves, check_rows, judge
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pipeline.data.features import (
     COLUMN,
     FEATURES,
-    TARGET,
     Scaler,
     base_scale,
     feature_matrix,
     make_features,
 )
 from pipeline.forecasting import conformal
+from pipeline.forecasting.history import HistoryForecasts
 from pipeline.forecasting.intervals import (
     LEVELS,
     STUDENT_T_DF,
-    Forecast,
     combine_with_har,
     distribution,
     z_value,
@@ -61,8 +59,6 @@ from pipeline.forecasting.sessions import NextSession
 from pipeline.forecasting.spec import lookup_version, min_rows, most_windows
 
 LOG_RET = COLUMN["log_ret"]
-PREDICT_CHUNK = 32_768  # windows gathered at once for evaluation: 60 x 11 floats each, 86 MB
-PREDICT_BATCH = 2048
 OUTPUT_COLUMNS = [
     "as_of",
     "for_date",
@@ -78,7 +74,7 @@ OUTPUT_COLUMNS = [
 ]
 
 
-class PriceForecaster(PythonModel):
+class PriceForecaster(HistoryForecasts, PythonModel):
     """Pyfunc around the Keras network; see the module docstring."""
 
     # Set by the scoring server (answers.answer_as_records): it would only take the
@@ -253,74 +249,4 @@ class PriceForecaster(PythonModel):
             return self._network(windows)
         return np.concatenate(
             [self._network(windows[i : i + self.batch]) for i in range(0, len(windows), self.batch)]
-        )
-
-    def forecast_all(self, bars: pd.DataFrame, since: Any = None) -> pd.DataFrame:
-        """A forecast made at every close that has a full window (for evaluation); with
-        `since`, at those closes from that day on only."""
-        return self.forecast_many({"": bars}, {"": since})[""]
-
-    def forecast_many(
-        self, members: Mapping[str, pd.DataFrame], since: Mapping[str, Any] | None = None
-    ) -> dict[str, pd.DataFrame]:
-        """forecast_all for several tickers' bars (from `since[ticker]` on, where given):
-        their windows go through the network together, PREDICT_CHUNK at a time, not one
-        `predict` per ticker (about 50 ms each before any work)."""
-        since = since or {}
-        parts = {t: self._rows(b, since.get(t)) for t, b in members.items()}
-        raw = self._predict([(scaled, idx) for _, scaled, idx in parts.values()])
-        out, at = {}, 0
-        for ticker, (feats, _, idx) in parts.items():
-            out[ticker] = self._table(feats, idx, raw[at : at + len(idx)])
-            at += len(idx)
-        return out
-
-    def _rows(self, bars: pd.DataFrame, since: Any) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        """A ticker's features, their scaled matrix, and the rows a forecast is made at."""
-        feats, scaled = self._features(bars)
-        idx = np.arange(self._window - 1, len(feats))
-        if since is not None:
-            idx = idx[feats["Date"].to_numpy()[idx] >= np.datetime64(pd.Timestamp(since))]
-        return feats, scaled.astype("float32"), idx
-
-    def _predict(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """The network's raw output for the windows ending on each part's rows, in order:
-        the parts' rows side by side, windows gathered PREDICT_CHUNK at a time."""
-        if not parts:
-            return np.zeros((0, 2))
-        x = np.concatenate([scaled for scaled, _ in parts])
-        offsets = np.cumsum([0, *(len(scaled) for scaled, _ in parts[:-1])])
-        rows = np.concatenate([idx + off for (_, idx), off in zip(parts, offsets, strict=True)])
-        steps = np.arange(-self._window + 1, 1)
-        out = [
-            np.asarray(
-                self.net.predict(x[chunk[:, None] + steps], batch_size=PREDICT_BATCH, verbose=0)
-            )
-            for chunk in np.array_split(rows, max(1, math.ceil(len(rows) / PREDICT_CHUNK)))
-            if len(chunk)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, 2))
-
-    def _table(self, feats: pd.DataFrame, idx: np.ndarray, raw: np.ndarray) -> pd.DataFrame:
-        """The forecasts made at rows `idx` of `feats` from the network's output `raw`."""
-        matrix = feats[FEATURES].to_numpy(dtype="float64")[idx]
-        loc, scale = self._distribution(raw, base_scale(matrix, self._base), self._har_std(matrix))
-        close = feats["Close"].to_numpy()[idx]
-        # adaptive widths from this model's misses on the sessions before each: exactly
-        # what a request carrying those sessions gets
-        realised = feats[TARGET].to_numpy(dtype="float64")[idx]
-        f = conformal.calibrate(Forecast(close, loc, scale, self.df), realised, *self._conformal)
-        assert f.factors is not None
-        return pd.DataFrame(
-            {
-                "as_of": feats["Date"].to_numpy()[idx],
-                "last_close": close,
-                "forecast_close": close * np.exp(loc),
-                "loc": loc,
-                "scale": scale,
-                "df": self.df,
-                **{f"factor_{round(level * 100)}": f.factors[level] for level in LEVELS},
-                "conformal_step": self._conformal[0],
-                "conformal_lookback": self._conformal[1],
-            }
         )

@@ -112,7 +112,7 @@ def _gate_har(
     decision = decide(ev, cfg.registry)
     lstm = str(refused["version"])
     actor = f"pipeline run {refused.get('run_id') or run_id}"
-    registry.record_verdict(cfg, ticker, version, decision, actor, run_id)
+    registry.record_verdict(cfg, name, version, decision, actor, run_id)
     if decision.promote:
         chosen, reason = version, f"HAR: {decision.reason} (LSTM v{lstm} refused)"
     else:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from pipeline import tracking
@@ -96,17 +97,17 @@ def latest_features(cfg: Config, ticker: str) -> Path:
     return found
 
 
-def reevaluate(cfg: Config, ticker: str, version: str) -> dict[str, Any]:
-    """Score `version`, naive and current production on the latest test days (of every
-    member, pooled, for the universe model)."""
+def reevaluate(
+    cfg: Config, ticker: str, version: str, name: str, prod: ModelVersion | None
+) -> dict[str, Any]:
+    """Score `name` v`version`, naive and `prod` (production now, or None) on the latest
+    test days (of every member, pooled, for the universe model)."""
     from pipeline.data import universe
     from pipeline.evaluation.evaluate_universe import evaluate_universe
 
     path = latest_features(cfg, universe.model_key(cfg, ticker))
     feats = pd.read_parquet(path)
     day = dt.date.fromisoformat(path.parent.name)
-    name = registry.model_name(cfg, ticker)
-    prod = registry.production_version(cfg, ticker)
     prod_uri = version_uri(name, prod.version) if prod and str(prod.version) != version else None
     if universe.is_pooled(feats):
         result, _ = evaluate_universe(cfg, feats, day, version_uri(name, version), prod_uri)
@@ -117,8 +118,7 @@ def reevaluate(cfg: Config, ticker: str, version: str) -> dict[str, Any]:
     return result
 
 
-def _check_version(cfg: Config, ticker: str, version: str) -> None:
-    name = registry.model_name(cfg, ticker)
+def _check_version(cfg: Config, name: str, version: str, prod: ModelVersion | None) -> None:
     try:
         found = tracking.client(cfg).get_model_version(name, version)
     except MlflowException:
@@ -128,8 +128,7 @@ def _check_version(cfg: Config, ticker: str, version: str) -> None:
             f"{name} v{version} was registered without all its evidence (its run was "
             "interrupted): it cannot be promoted, --force or not"
         )
-    current = registry.production_version(cfg, ticker)
-    if current is not None and str(current.version) == version:
+    if prod is not None and str(prod.version) == version:
         raise PromotionRefused(f"{name} v{version} is already in production")
     _check_loads(name, version)
 
@@ -138,8 +137,6 @@ def _check_loads(name: str, version: str) -> None:
     """Refuse, forced or not, a version whose model cannot be loaded (artifacts missing or
     unreadable): production would point at it while servers cannot serve it."""
     import mlflow
-
-    from pipeline.layout import version_uri
 
     try:
         mlflow.pyfunc.load_model(version_uri(name, version))
@@ -154,12 +151,15 @@ def _check_loads(name: str, version: str) -> None:
 def promote(
     cfg: Config, ticker: str, version: str, reason: str, actor: str, force: bool = False
 ) -> dict[str, Any]:
-    _check_version(cfg, ticker, version)
-    if not force:
-        ev = reevaluate(cfg, ticker, version)
-        from pipeline.data.universe import model_key
+    """Move production to `version` on a person's word: checked, and unless `force`d,
+    re-evaluated and gated. The model's name and production version are looked up once;
+    the move reads production again under the registry's lock."""
+    from pipeline.data.universe import model_key
 
-        prod = registry.production_version(cfg, ticker)
+    name, prod = registry.model_name(cfg, ticker), registry.production_version(cfg, ticker)
+    _check_version(cfg, name, version, prod)
+    if not force:
+        ev = reevaluate(cfg, ticker, version, name, prod)
         beatable = registry.production_beatable(cfg, model_key(cfg, ticker), prod)
         decision = decide(ev, cfg.registry, beatable)
         if not decision.promote:
@@ -168,9 +168,9 @@ def promote(
     return _move(cfg, ticker, version, "promote", reason, actor, force)
 
 
-def previous_production(cfg: Config, ticker: str) -> str | None:
-    """The version production pointed at before its latest move (from the audit trail)."""
-    current = registry.production_version(cfg, ticker)
+def previous_production(cfg: Config, current: ModelVersion | None) -> str | None:
+    """The version production (`current`) pointed at before its latest move (from the
+    audit trail)."""
     if current is None:
         return None
     for event in reversed(audit.audit_trail(cfg, current.name)):
@@ -193,15 +193,13 @@ def rollback(
     to_version: str | None = None,
 ) -> dict[str, Any]:
     """Point production back at the previous version (or `to_version`)."""
-    target = to_version or previous_production(cfg, ticker)
+    name, prod = registry.model_name(cfg, ticker), registry.production_version(cfg, ticker)
+    target = to_version or previous_production(cfg, prod)
     if target is None:
-        raise PromotionRefused(
-            f"{registry.model_name(cfg, ticker)}: no earlier production version to roll back to"
-        )
-    _check_version(cfg, ticker, target)
+        raise PromotionRefused(f"{name}: no earlier production version to roll back to")
+    _check_version(cfg, name, target, prod)
     if not force:  # the version must still beat naive; production is what we are leaving
-        ev = reevaluate(cfg, ticker, target)
-        ev.pop("production_mae", None)
+        ev = reevaluate(cfg, ticker, target, name, None)
         decision = decide(ev, cfg.registry)
         if not decision.promote:
             raise PromotionRefused(f"refused: v{target}: {decision.reason} (use --force)")

@@ -237,11 +237,10 @@ def event_time() -> str:
 
 
 def record_verdict(
-    cfg: Config, ticker: str, version: str, decision: Decision, actor: str, run_id: str
+    cfg: Config, name: str, version: str, decision: Decision, actor: str, run_id: str
 ) -> None:
-    """The gate's verdict on `version`, kept on it (tags `gate`, `gate_reason`), and a
-    refusal in the audit trail as every move is."""
-    name = model_name(cfg, ticker)
+    """The gate's verdict on `name` v`version`, kept on it (tags `gate`, `gate_reason`), and
+    a refusal in the audit trail as every move is."""
     mc = tracking.client(cfg)
     mc.set_model_version_tag(name, version, "gate", "passed" if decision.promote else "refused")
     mc.set_model_version_tag(name, version, "gate_reason", decision.reason)
@@ -255,29 +254,31 @@ def promote_if_better(
 ) -> dict[str, Any]:
     """The DAG's gate: move `production` to `version` only if the evidence earns it, and
     never to a version that saw less data than production (a backfill or a replay of an
-    old day may register and evaluate; it does not move newer production back)."""
-    prod = production_version(cfg, ticker)
+    old day may register and evaluate; it does not move newer production back). The
+    model's name and production version are looked up once here; the move reads
+    production again under the registry's lock, where it must be current."""
+    name, prod = model_name(cfg, ticker), production_version(cfg, ticker)
     stale = data_refusal(evaluation, prod.tags, str(prod.version)) if prod else None
     decision = (
         Decision(False, stale)
         if stale
         else decide(evaluation, cfg.registry, production_beatable(cfg, ticker, prod))
     )
-    name = model_name(cfg, ticker)
-    record_verdict(cfg, ticker, version, decision, f"pipeline run {run_id}", run_id)
+    actor = f"pipeline run {run_id}"
+    record_verdict(cfg, name, version, decision, actor, run_id)
     tracking.client(cfg).set_tag(
         run_id,
         "promotion",
         ("promoted: " if decision.promote else "not promoted: ") + decision.reason,
     )
+    serving = str(prod.version) if prod else None
     if decision.promote:
-        actor = f"pipeline run {run_id}"
         move_production(cfg, ticker, version, "promote", decision.reason, actor, run_id=run_id)
-    current = production_version(cfg, ticker)
+        serving = version
     return {
         "model_name": name,
         "version": version,
         "promoted": decision.promote,
         "reason": decision.reason,
-        "production_version": str(current.version) if current else None,
+        "production_version": serving,
     }

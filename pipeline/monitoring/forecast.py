@@ -141,7 +141,7 @@ def gap_in_window(bars: pd.DataFrame, calendar: str) -> None:
     """Hold a ticker's forecast back for the day when a session is missing among the bars
     the model reads: it would take the move over the gap for one session's return."""
     from pipeline.data import gaps
-    from pipeline.data.validate import HELD_OUT, Skipped
+    from pipeline.data.rules import HELD_OUT, Skipped
 
     cut = gaps.breaks(bars["Date"].to_numpy(), calendar)
     if cut[1:].any():  # the first row's own move is not an input

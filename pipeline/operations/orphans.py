@@ -14,8 +14,7 @@ import contextlib
 from typing import Any
 
 from pipeline.config import Config
-
-DAGS = ("price_daily", "price_retrain", "model_promotion")  # orchestration.steps' ids, and the UI's
+from pipeline.schedule import DAGS
 
 
 def close_orphans(cfg: Config) -> list[str]:

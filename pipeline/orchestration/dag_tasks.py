@@ -1,13 +1,19 @@
 """What the DAGs' tasks run: a step on its carry, journalled, with the right failure.
 
 Kept out of the DAG files so that they stay wiring only. Airflow is imported inside the
-functions: these run in a task, not when a DAG file is parsed.
+functions: these run in a task (or, chunk_step, in a test without Airflow).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
+
+from pipeline.config import load_config
+from pipeline.data.rules import Skipped, ValidationFailed
+from pipeline.orchestration import chunks, failures, journal, steps, stop
+from pipeline.orchestration.failures import reason
 
 Carry = dict[str, Any]  # pipeline.carry.Carry, as XCom hands it over
 
@@ -23,10 +29,6 @@ def advance(dag_id: str, name: str, c: Carry, keep_stored: bool = False) -> Carr
     task's retry policy."""
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
-
-    from pipeline.config import load_config
-    from pipeline.data.validate import ValidationFailed
-    from pipeline.orchestration import failures, journal, steps, stop
 
     cfg = failures.config_or_fail(load_config)
     ti = get_current_context()["ti"]
@@ -72,9 +74,6 @@ def advance_chunk(dag_id: str, name: str, chunk: Carry, keep_stored: bool = Fals
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pipeline.config import load_config
-    from pipeline.orchestration import failures, stop
-
     ti = get_current_context()["ti"]
     cfg = failures.config_or_fail(load_config)
     with stop.interrupted(cfg):
@@ -92,7 +91,6 @@ def chunk_step(
 ) -> Carry:
     """advance_chunk's work, outside Airflow: `ti` (the task instance) says whether a
     failure of the chunk as a whole is retried (failures.decide); without it, none is."""
-    from pipeline.orchestration import chunks, failures, journal
 
     day = chunks.day_of(chunk)
     who = {"task": name, "chunk": chunk["chunk"], "chunks": chunk["chunks"]}
@@ -101,7 +99,7 @@ def chunk_step(
     try:
         outcomes = chunks.run(cfg, name, chunk)
     except Exception as exc:
-        retry, line = failures.decide(exc, ti) if ti is not None else (False, first_line(exc))
+        retry, line = failures.decide(exc, ti) if ti is not None else (False, reason(exc))
         print(line, flush=True)
         journal.record(cfg, dag_id, day, event="retrying" if retry else "failed",
                        seconds=time.monotonic() - began, error=line, final=not retry,
@@ -126,8 +124,6 @@ def settle(
     cfg: Any, dag_id: str, day: Any, name: str, ticker: str, exc: Exception, keep_stored: bool
 ) -> Carry | None:
     """Journal one ticker's exception; the keys it goes on with, or None (it stops here)."""
-    from pipeline.data.validate import Skipped, ValidationFailed
-    from pipeline.orchestration import journal
 
     who = {"task": name, "ticker": ticker}
     if isinstance(exc, Skipped):
@@ -142,7 +138,6 @@ def settle(
             print(f"{ticker}: the day's pull is quarantined; going on with stored bars")
             return {"validation": {"passed": False, "quarantined": True, "rows": 0}}
         return None
-    from pipeline.orchestration.failures import reason
 
     journal.record(cfg, dag_id, day, event="failed", error=reason(exc), final=True, **who)
     return None
@@ -150,9 +145,6 @@ def settle(
 
 def close_parent(cfg: Any, name: str, c: Carry) -> None:
     """A failure no retry follows: the run's open MLflow parent run ends FAILED now."""
-    import contextlib
-
-    from pipeline.orchestration import steps
 
     with contextlib.suppress(Exception):  # the step's own error is the one to report
         steps.abandon(cfg, name, c)  # type: ignore[arg-type]
@@ -162,9 +154,4 @@ def failed_rules(exc: BaseException) -> str:
     """'validation: high_is_highest, ohlc_positive' from a ValidationFailed's FAIL lines."""
     lines = str(exc).splitlines()
     rules = [ln[5:].split(":")[0].strip() for ln in lines if ln.startswith("FAIL ")]
-    return f"validation: {', '.join(dict.fromkeys(rules)) or first_line(exc)}"
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    return f"validation: {', '.join(dict.fromkeys(rules)) or reason(exc)}"

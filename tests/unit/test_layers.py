@@ -60,3 +60,13 @@ def test_an_upward_import_hidden_in_a_function_is_caught(tmp_path: Path) -> None
     (pkg / "low" / "base.py").write_text("def f():\n    from shop.high import top\n")
     out = lint(tmp_path, "name = layers\ntype = layers\nlayers =\n    shop.high\n    shop.low\n")
     assert out.returncode != 0 and "shop.low.base -> shop.high.top" in out.stdout
+
+
+def test_no_module_passes_300_lines() -> None:
+    """Small modules, one job each (docs/layout.md): a module that grows past this is split."""
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in sorted((ROOT / "pipeline").rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > 300
+    }
+    assert not long, long

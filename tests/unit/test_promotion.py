@@ -82,7 +82,7 @@ def test_latest_features_refuses_helpfully_before_any_run(cfg: Config) -> None:
 
 
 def test_nothing_in_production(store: Config) -> None:
-    assert promotion.previous_production(store, "NONE") is None
+    assert promotion.previous_production(store, registry.production_version(store, "NONE")) is None
     with pytest.raises(PromotionRefused, match="no earlier production version"):
         promotion.rollback(store, "NONE", "oops", "me")
     with pytest.raises(PromotionRefused, match="has no version 1"):
@@ -100,17 +100,19 @@ def test_run_applies_the_gate_and_closes_the_pipeline_run(store: Config) -> None
 def test_forced_promote_then_rollback_walks_the_audit_trail(store: Config) -> None:
     register_versions(store, "ROLL", 3)
     promotion.promote(store, "ROLL", "1", "first", "me", force=True)
-    assert promotion.previous_production(store, "ROLL") is None  # nothing before v1
+    assert (
+        promotion.previous_production(store, registry.production_version(store, "ROLL")) is None
+    )  # nothing before v1
     with pytest.raises(PromotionRefused, match="already in production"):
         promotion.promote(store, "ROLL", "1", "again", "me", force=True)
     promotion.promote(store, "ROLL", "3", "skip v2", "me", force=True)
-    assert promotion.previous_production(store, "ROLL") == "1"
+    assert promotion.previous_production(store, registry.production_version(store, "ROLL")) == "1"
 
     event = promotion.rollback(store, "ROLL", "v3 misbehaves", "ops", force=True)
     assert (event["from_version"], event["to_version"], event["forced"]) == ("3", "1", True)
     prod = registry.production_version(store, "ROLL")
     assert prod is not None and str(prod.version) == "1"
-    assert [e["action"] for e in audit.audit_trail(store, "ROLL")] == [
+    assert [e["action"] for e in audit.audit_trail(store, registry.model_name(store, "ROLL"))] == [
         "promote",
         "promote",
         "rollback",

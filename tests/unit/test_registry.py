@@ -307,7 +307,9 @@ def test_a_move_interrupted_before_the_alias_leaves_production_and_a_pending_rec
         ("1", "done"),
         ("2", "pending"),  # attempted, and the trail says so
     ]
-    assert promotion.previous_production(store, "HALF") is None  # v1 came from nothing
+    assert (
+        promotion.previous_production(store, registry.production_version(store, "HALF")) is None
+    )  # v1 came from nothing
 
     registry.move_production(store, "HALF", "2", "promote", "again", "me")  # settles, moves
     assert [
@@ -327,7 +329,7 @@ def test_a_move_interrupted_after_the_alias_is_settled_as_done(store: Config) ->
     assert prod is not None and str(prod.version) == "2"
     assert audit.audit_trail(store, registry.model_name(store, "MOVED"))[-1]["state"] == "pending"
     # production moved with its record: a rollback finds where it came from
-    assert promotion.previous_production(store, "MOVED") == "1"
+    assert promotion.previous_production(store, registry.production_version(store, "MOVED")) == "1"
     audit.settle(
         store, registry.model_name(store, "MOVED"), registry.production_version(store, "MOVED")
     )
@@ -507,7 +509,10 @@ def test_retention_keeps_every_rollback_target_after_the_experiment_is_renamed(
     assert out["deleted"] == ["3"]  # never production: it goes
     left = {str(v.version): v.tags for v in mc.search_model_versions(f"name = '{name}'")}
     assert set(left) == {"1", "2"} and all(registry.WAS_PRODUCTION in t for t in left.values())
-    assert promotion.previous_production(renamed, "RENAME") == "1"
+    assert (
+        promotion.previous_production(renamed, registry.production_version(renamed, "RENAME"))
+        == "1"
+    )
 
 
 def test_a_run_for_an_older_day_never_replaces_newer_production(store: Config) -> None:

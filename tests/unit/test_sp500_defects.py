@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import Config, throwaway_config
-from pipeline.data import features, gaps, ingest, store, validate
+from pipeline.data import features, gaps, ingest, rules, store, validate
 
 DAY = dt.date(2018, 2, 7)  # the data's last session
 DEFECTIVE = ["AOS", "APTV", "DHR", "DISCA", "O", "UA"]
@@ -87,7 +87,7 @@ def test_a_move_over_missing_sessions_is_never_a_one_session_return(day) -> None
 def test_a_share_dividend_holds_the_ticker_out_naming_the_day_and_ratio(day) -> None:  # type: ignore[no-untyped-def]
     cfg, out = day
     held = out["DISCA"]
-    assert isinstance(held, validate.Skipped) and held.status == validate.HELD_OUT
+    assert isinstance(held, rules.Skipped) and held.status == rules.HELD_OUT
     assert "2014-08-07 (apparent 2:1)" in held.reason
     assert store.read_curated(cfg, "DISCA")["Date"].max() == pd.Timestamp(DAY)  # kept
 
@@ -111,7 +111,7 @@ def test_a_corporate_actions_file_adjusts_it_instead(tmp_path: Path) -> None:
 def test_a_ticker_listed_late_is_too_short_then_joins(day) -> None:  # type: ignore[no-untyped-def]
     _, out = day
     short = out["APTV"]
-    assert isinstance(short, validate.Skipped) and short.status == validate.TOO_SHORT
+    assert isinstance(short, rules.Skipped) and short.status == rules.TOO_SHORT
     assert "44 valid sessions" in short.reason
 
 
@@ -142,7 +142,7 @@ def test_a_lasting_jump_holds_the_ticker_out_and_keeps_every_row(tmp_path: Path)
     cfg = throwaway_config(tmp_path, source__kind="csv", source__csv_dir=str(landing))
     for day in (dt.date(2013, 2, 28), dt.date(2013, 3, 1)):
         out = _chunk_on(cfg, day, ["GOOG"])["GOOG"]
-        assert isinstance(out, validate.Skipped) and out.status == validate.HELD_OUT
+        assert isinstance(out, rules.Skipped) and out.status == rules.HELD_OUT
         assert f"{bars.loc[1000, 'Date']} (|log move| 1.2" in out.reason  # 1.19 + the day's move
     assert len(store.read_curated(cfg, "GOOG")) == len(bars)  # nothing eroded
     assert store.read_quarantined_rows(cfg, "GOOG").empty
@@ -153,7 +153,7 @@ def test_a_stock_not_listed_yet_is_too_short_not_a_failure(tmp_path: Path) -> No
         tmp_path, source__kind="csv", source__csv_dir=str(_landing(tmp_path, ["APTV"]))
     )
     out = _chunk_on(cfg, dt.date(2017, 11, 1), ["APTV"])["APTV"]  # its first bar: 2017-12
-    assert isinstance(out, validate.Skipped) and out.status == validate.TOO_SHORT
+    assert isinstance(out, rules.Skipped) and out.status == rules.TOO_SHORT
     assert "no bar yet" in out.reason
 
 
