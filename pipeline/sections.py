@@ -56,6 +56,7 @@ class RetentionConfig(_Section):
 
     raw_days: int | None = Field(default=30, ge=0)  # state/raw/<TICKER>/<DATE>.csv
     features_days: int | None = Field(default=30, ge=0)  # state/features/<KEY>/<DATE>/
+    pages_days: int | None = Field(default=30, ge=0)  # state/reports/daily/<DATE>.html
 
 
 class FeatureConfig(_Section):

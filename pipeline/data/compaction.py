@@ -1,10 +1,12 @@
-"""Compaction: remove raw pulls and per-run feature folders older than `retention` allows,
+"""Compaction: remove raw pulls, per-run feature folders and the day's HTML pages older than
+`retention` allows,
 so a large universe's state does not grow without end.
 
 Age counts back from the run day, not the wall clock: a replay compacts as the days it
 replays would have, and nothing dated after the run day is ever touched. The newest
 features folder of each ticker or model always stays (promotion reads it). Curated
-tables, quarantine, reports and forecasts are kept whole.
+tables, quarantine, the day's JSON reports and forecasts are kept whole: a page removed is
+written again from its day's JSON by `python -m pipeline report DATE`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def compact(cfg: Config, day: dt.date) -> dict[str, Any]:
         "raw_bytes": 0,
         "feature_dirs": 0,
         "feature_bytes": 0,
+        "page_files": 0,
+        "page_bytes": 0,
     }
     if keep.raw_days is not None:
         for path in old_raw_pulls(cfg.layout.raw_dirs(), day - dt.timedelta(days=keep.raw_days)):
@@ -75,5 +79,13 @@ def compact(cfg: Config, day: dt.date) -> dict[str, Any]:
             shutil.rmtree(path, ignore_errors=True)
             out["feature_dirs"] += 1
             out["feature_bytes"] += size
-    out["bytes_freed"] = out["raw_bytes"] + out["feature_bytes"]
+    if keep.pages_days is not None:  # about 2 MB a day for an index's 394 tickers
+        pages = cfg.layout.root / "reports" / "daily"
+        before = day - dt.timedelta(days=keep.pages_days)
+        for path in sorted(pages.glob("????-??-??.html")) if pages.is_dir() else []:
+            if (when := dated(path.stem)) is not None and when < before:
+                out["page_bytes"] += size_of(path)
+                path.unlink(missing_ok=True)
+                out["page_files"] += 1
+    out["bytes_freed"] = out["raw_bytes"] + out["feature_bytes"] + out["page_bytes"]
     return out

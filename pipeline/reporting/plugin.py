@@ -77,7 +77,9 @@ def index() -> str:
 def day_page(day: str) -> FileResponse:
     page = reports_dir() / f"{parse_day(day).isoformat()}.html"
     if not page.is_file():
-        raise HTTPException(404, f"no report page for {day}")
+        raise HTTPException(
+            404, f"no report page for {day} (older pages are removed: make report DATE={day})"
+        )
     return FileResponse(page, media_type="text/html")
 
 

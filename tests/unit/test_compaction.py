@@ -27,7 +27,12 @@ def _days(*offsets: int) -> list[dt.date]:
 
 
 def test_old_pulls_and_feature_folders_go_and_the_rest_stays(make_cfg) -> None:
-    cfg = make_cfg(retention__raw_days=10, retention__features_days=5)
+    cfg = make_cfg(retention__raw_days=10, retention__features_days=5, retention__pages_days=7)
+    pages = cfg.layout.root / "reports" / "daily"
+    pages.mkdir(parents=True)
+    for d in _days(8, 7, 0):
+        (pages / f"{d.isoformat()}.html").write_text("x" * 50)
+        (pages / f"{d.isoformat()}.json").write_text("{}")
     old_raw = [_raw(cfg, t, d) for t in ("GOOG", "BF.B") for d in _days(11, 40)]
     kept_raw = [_raw(cfg, "GOOG", d) for d in _days(10, 0, -3)]  # the edge, today, later
     old_feats = [_features(cfg, "GOOG", d) for d in _days(6, 30)]
@@ -49,8 +54,14 @@ def test_old_pulls_and_feature_folders_go_and_the_rest_stays(make_cfg) -> None:
         "raw_bytes": 400,
         "feature_dirs": 4,
         "feature_bytes": 4 * 1002,
-        "bytes_freed": 400 + 4 * 1002,
+        "page_files": 1,
+        "page_bytes": 50,
+        "bytes_freed": 400 + 4 * 1002 + 50,
     }
+    assert sorted(p.name for p in pages.iterdir()) == sorted(
+        [f"{d.isoformat()}.json" for d in _days(8, 7, 0)]
+        + [f"{d.isoformat()}.html" for d in _days(7, 0)]
+    )  # the JSON stays: the page is written again from it
     assert not any(p.exists() for p in old_raw + old_feats)
     assert all(p.exists() for p in [*kept_raw, *kept_feats, stray])
 
