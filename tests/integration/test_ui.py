@@ -43,7 +43,12 @@ def check_report_plugin(airflow: str, env: dict[str, str], home: Path) -> None:
     pages.mkdir(parents=True, exist_ok=True)
     (pages / "2013-03-01.html").write_text("<p>the day's page</p>")
     reports = f"{airflow}/forecast-reports"
-    assert requests.get(f"{reports}/", timeout=30).status_code == 401  # anonymous
+    # the API server listens before every worker has mounted the plugins: wait for the route
+    deadline = time.monotonic() + 90
+    while (answer := requests.get(f"{reports}/", timeout=30)).status_code == 404:
+        assert time.monotonic() < deadline, "the plugin's pages never appeared"
+        time.sleep(1)
+    assert answer.status_code == 401  # anonymous
     forged = {"Authorization": "Bearer not-a-token"}
     assert requests.get(f"{reports}/day/2013-03-01", headers=forged, timeout=30).status_code in (
         401,
