@@ -179,6 +179,13 @@ def measure(
     return {name: summary(*result) for name, result in got.items()}
 
 
+def request_body(bars: Any, rows: int) -> str:
+    """The JSON body a client sends: the newest `rows` raw daily bars, split-oriented."""
+    tail = bars.tail(rows)
+    dated = tail.assign(Date=tail["Date"].dt.strftime("%Y-%m-%d"))
+    return json.dumps({"dataframe_split": json.loads(dated.to_json(orient="split", index=False))})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
@@ -187,12 +194,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         uris, cfg, bars = log_all(tmp)
-        tail = bars.tail(args.rows)
-        rows = tail.assign(Date=tail["Date"].dt.strftime("%Y-%m-%d"))
-        body = json.dumps(
-            {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
-        )
-        out: dict[str, Any] = {"payload_rows": len(rows), "cpu_cores": os.cpu_count()}
+        body = request_body(bars, args.rows)
+        rows = min(args.rows, len(bars))
+        out: dict[str, Any] = {"payload_rows": rows, "cpu_cores": os.cpu_count()}
         servers, urls = serve_all(uris, cfg, tmp, workers=1)
         try:
             answers = {

@@ -23,7 +23,7 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from bench.serving import log_all
+from bench.serving import log_all, request_body
 
 
 def p50_ms(call: Callable[[], Any], calls: int, before: Callable[[], Any] | None = None) -> float:
@@ -72,12 +72,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         uris, _, bars = log_all(tmp)
-        tail = bars.tail(args.rows)
-        rows = tail.assign(Date=tail["Date"].dt.strftime("%Y-%m-%d"))
-        split = json.loads(rows.to_json(orient="split", index=False))
-        body = json.dumps({"dataframe_split": split})
+        body = request_body(bars, args.rows)
         junk = np.random.default_rng(0).normal(size=4_000_000)  # 32 MB: more than the caches
-        out: dict[str, Any] = {"payload_rows": len(rows)}
+        out: dict[str, Any] = {"payload_rows": min(args.rows, len(bars))}
         for name in ("project", "floor"):
             out[name] = request_steps(uris[name], body, args.calls, junk)
         print(json.dumps(out))
