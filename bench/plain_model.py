@@ -1,7 +1,9 @@
-"""The comparisons for bench.serving: the same network and preprocessing on the compiled
-tf.function instead of LiteRT, through LiteRT one call a window (as requests went before
-their windows were batched), and with one Keras `model.predict` call per request; and the
-floor: a pyfunc that does nothing but answer a constant."""
+"""The comparisons for bench.serving: the project's pyfunc keeping no windows (every
+request's windows run, as a client's first request), the same network and preprocessing on
+the compiled tf.function instead of LiteRT, through LiteRT one call a window (as requests
+went before their windows were batched), and with one Keras `model.predict` call per
+request, those three keeping none either; and the floor: a pyfunc that does nothing but
+answer a constant."""
 
 from __future__ import annotations
 
@@ -28,14 +30,22 @@ class Constant(PythonModel):
         return [row] if self.answers_as_records else pd.DataFrame([row])
 
 
-class CompiledTF(PriceForecaster):
+class Unkept(PriceForecaster):
+    """The project's pyfunc keeping no windows, whatever the server says (memo.py): every
+    request's windows run through the network."""
+
+    def remember(self, windows: int) -> None:
+        super().remember(0)
+
+
+class CompiledTF(Unkept):
     """The project's pyfunc served by its compiled tf.function, LiteRT left aside."""
 
     def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:
         super().load(keras_path, spec_path, None)
 
 
-class PerWindow(PriceForecaster):
+class PerWindow(Unkept):
     """The project's pyfunc with a request's windows sent through LiteRT one call each, as
     before they were batched (through the same, unrolled flatbuffer)."""
 
@@ -44,7 +54,7 @@ class PerWindow(PriceForecaster):
         self.use_network(self._network, 1)
 
 
-class PredictPerRequest(PriceForecaster):
+class PredictPerRequest(Unkept):
     """The same network through one Keras `model.predict` a request (all its windows)."""
 
     def load(self, keras_path: Path, spec_path: Path, lite_path: Path | None = None) -> None:

@@ -2,23 +2,28 @@
 
     .venv/bin/python -m bench.serving [--requests 300] [--seconds 30] [--rows 250]
 
-Trains one network (default parameters, a few epochs) and logs five pyfuncs: the
-project's PriceForecaster (served through LiteRT, a request's windows in one call),
-PerWindow (the same through LiteRT one call a window, as before the batching),
-CompiledTF (the same pyfunc on the compiled tf.function, as versions without the LiteRT
-conversion are served), PredictPerRequest (the same network, keras model.predict per
-call) and the floor, Constant (a pyfunc that answers a constant: what the server and
-MLflow's request handling cost by themselves).
+Trains one network (default parameters, a few epochs) and logs six pyfuncs: the
+project's PriceForecaster (served through LiteRT, a request's windows in one call, the
+windows it has run kept: pipeline/forecasting/memo.py), Unkept (the same keeping none:
+every request runs all its windows, as a client's first request), PerWindow (through
+LiteRT one call a window, as before the batching), CompiledTF (on the compiled
+tf.function, as versions without the LiteRT conversion are served), PredictPerRequest
+(keras model.predict per call), these three keeping no windows either, and the floor,
+Constant (a pyfunc that answers a constant: what the server and MLflow's request
+handling cost by themselves).
 Each is served by the project's scoring server (`python -m pipeline.serving.server`,
-max_in_flight raised to the top concurrency) and sent the same body of the newest
-`--rows` raw daily bars. Measured in one run, alternating between the servers: p50/p99
-latency at concurrency 1, requests/s at concurrency 8, then again requests/s at
-concurrency 8 with 2 worker processes each. Prints one JSON object.
+max_in_flight raised to the top concurrency) and sent what a client asking once a
+session sends: the newest `--rows` raw daily bars as of the next session each time,
+never a body the server has seen (Sessions; the same bodies in the same order to every
+server). Measured in one run, alternating between the servers: p50/p99 latency at
+concurrency 1, requests/s at concurrency 8, then again requests/s at concurrency 8 with
+2 worker processes each. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -41,6 +46,7 @@ from pipeline.forecasting.train import fit_final, har_fit, log_forecaster
 from pipeline.serving.production import serve_command
 
 ROUNDS = 3
+WARM_UP = 20  # requests to each server before a measurement
 
 
 def free_port() -> int:
@@ -52,8 +58,8 @@ def free_port() -> int:
 
 
 def log_all(tmp: str) -> tuple[dict[str, str], Any, Any]:
-    """The five pyfuncs, logged to a throw-away store: name -> model URI."""
-    from bench.plain_model import CompiledTF, Constant, PerWindow, PredictPerRequest
+    """The six pyfuncs, logged to a throw-away store: name -> model URI."""
+    from bench.plain_model import CompiledTF, Constant, PerWindow, PredictPerRequest, Unkept
 
     cfg = throwaway_config(Path(tmp), serving__max_in_flight=8)  # concurrency 8: no 503s
     bars, feats = sample_features()
@@ -63,6 +69,7 @@ def log_all(tmp: str) -> tuple[dict[str, str], Any, Any]:
     uris = {}
     variants = (
         ("project", None),
+        ("project_unkept", Unkept()),
         ("project_per_window", PerWindow()),
         ("project_compiled_tf", CompiledTF()),
         ("model_predict", PredictPerRequest()),
@@ -92,14 +99,42 @@ def start(uri: str, cfg: Any, port: int, log: Path, workers: int = 1) -> subproc
     raise RuntimeError(log.read_text()[-2000:])
 
 
-def load(url: str, body: str, concurrency: int, total: int, seconds: float) -> dict[str, Any]:
+class Sessions:
+    """The bodies a client asking once a session sends, in order: the newest `rows` bars as
+    of each of the last `count` sessions of `bars`, each request the next session's. A
+    body is never sent twice: past the last one, a call fails rather than repeat one (a
+    server that kept its windows would then look faster than any client finds it)."""
+
+    def __init__(self, bars: Any, rows: int, count: int):
+        first = len(bars) - count + 1
+        if first < rows:
+            raise ValueError(f"{len(bars)} bars give {len(bars) - rows + 1} sessions, not {count}")
+        self.bodies = [request_body(bars.iloc[:end], rows) for end in range(first, len(bars) + 1)]
+        self._sent = itertools.count()
+        self._lock = threading.Lock()
+
+    def fresh(self) -> Sessions:
+        """The same bodies from the first, for another server."""
+        copy = Sessions.__new__(Sessions)
+        copy.bodies, copy._sent, copy._lock = self.bodies, itertools.count(), threading.Lock()
+        return copy
+
+    def __call__(self) -> str:
+        with self._lock:
+            sent = next(self._sent)
+        if sent >= len(self.bodies):
+            raise RuntimeError(f"more than {len(self.bodies)} requests: a body would repeat")
+        return self.bodies[sent]
+
+
+def load(url: str, body: Sessions, concurrency: int, total: int, seconds: float) -> dict[str, Any]:
     """`total` requests (or until `seconds` pass) from `concurrency` threads."""
     latencies, failures, elapsed = _fire(url, body, concurrency, total, seconds)
     return summary(latencies, failures, elapsed)
 
 
 def _fire(
-    url: str, body: str, concurrency: int, total: int, seconds: float
+    url: str, body: Sessions, concurrency: int, total: int, seconds: float
 ) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     failures = [0]
@@ -113,10 +148,11 @@ def _fire(
                 if left[0] <= 0:
                     return
                 left[0] -= 1
+            data = body()
             t0 = time.perf_counter()
             ok = (
                 session.post(
-                    url, data=body, headers={"Content-Type": "application/json"}, timeout=30
+                    url, data=data, headers={"Content-Type": "application/json"}, timeout=30
                 ).status_code
                 == 200
             )
@@ -164,16 +200,21 @@ def stop_all(servers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def measure(
-    urls: dict[str, str], body: str, concurrency: int, requests_: int, seconds: float
+    urls: dict[str, str],
+    bodies: dict[str, Sessions],
+    concurrency: int,
+    requests_: int,
+    seconds: float,
 ) -> dict[str, Any]:
     """The servers in turn, in ROUNDS rounds of the same load after the same warm-up, so a
-    passing disturbance of this noisy machine hits all of them alike."""
-    for url in urls.values():
-        load(url, body, concurrency, 20, 10)  # warm-up
+    passing disturbance of this noisy machine hits all of them alike; each server gets
+    the next sessions' bodies of its own `bodies` sequence."""
+    for name, url in urls.items():
+        load(url, bodies[name], concurrency, WARM_UP, 10)
     got: dict[str, tuple[list[float], int, float]] = {n: ([], 0, 0.0) for n in urls}
     for _ in range(ROUNDS):
         for name, url in urls.items():
-            lat, failed, spent = _fire(url, body, concurrency, requests_ // ROUNDS, seconds)
+            lat, failed, spent = _fire(url, bodies[name], concurrency, requests_ // ROUNDS, seconds)
             before = got[name]
             got[name] = (before[0] + lat, before[1] + failed, before[2] + spent)
     return {name: summary(*result) for name, result in got.items()}
@@ -194,10 +235,19 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         uris, cfg, bars = log_all(tmp)
-        body = request_body(bars, args.rows)
         rows = min(args.rows, len(bars))
-        out: dict[str, Any] = {"payload_rows": rows, "cpu_cores": os.cpu_count()}
+        count = 2 * (WARM_UP + args.requests)  # two measurements on the same servers
+        sessions = Sessions(bars, rows, count)
+        # the check: the session before the first measured, as a client's the day before
+        body = request_body(bars.iloc[: len(bars) - count], rows)
+        out: dict[str, Any] = {
+            "payload_rows": rows,
+            "sessions": count,
+            "remembered_windows": cfg.serving.remembered_windows,
+            "cpu_cores": os.cpu_count(),
+        }
         servers, urls = serve_all(uris, cfg, tmp, workers=1)
+        bodies = {name: sessions.fresh() for name in urls}
         try:
             answers = {
                 n: requests.post(
@@ -210,19 +260,23 @@ def main() -> None:
             out["answered_version"] = answers["project"]["model_version"]
             loaded = mlflow.pyfunc.load_model(uris["project"]).unwrap_python_model()
             out["project_runtime"] = loaded.runtime
-            out["concurrency_1"] = measure(urls, body, 1, args.requests, args.seconds)
-            out["concurrency_8_workers_1"] = measure(urls, body, 8, args.requests, args.seconds)
+            out["concurrency_1"] = measure(urls, bodies, 1, args.requests, args.seconds)
+            out["concurrency_8_workers_1"] = measure(urls, bodies, 8, args.requests, args.seconds)
         finally:
             stop_all(servers)
         two = {k: v for k, v in uris.items() if k not in ("model_predict", "project_per_window")}
         servers, urls = serve_all(two, cfg, tmp, workers=2)
+        bodies = {name: sessions.fresh() for name in urls}
         try:
-            out["concurrency_8_workers_2"] = measure(urls, body, 8, args.requests, args.seconds)
+            out["concurrency_8_workers_2"] = measure(urls, bodies, 8, args.requests, args.seconds)
         finally:
             stop_all(servers)
     c1 = out["concurrency_1"]
     out["project_over_floor_p50"] = round(c1["project"]["p50_ms"] / c1["floor"]["p50_ms"], 2)
     out["project_over_floor_p99"] = round(c1["project"]["p99_ms"] / c1["floor"]["p99_ms"], 2)
+    out["project_unkept_over_floor_p50"] = round(
+        c1["project_unkept"]["p50_ms"] / c1["floor"]["p50_ms"], 2
+    )
     out["project_per_window_over_floor_p50"] = round(
         c1["project_per_window"]["p50_ms"] / c1["floor"]["p50_ms"], 2
     )

@@ -54,6 +54,7 @@ from pipeline.forecasting.lite import (  # no TensorFlow: that loads only if nee
     Padded,
     compiled,
 )
+from pipeline.forecasting.memo import WindowMemo
 from pipeline.forecasting.request import TOO_EXTREME, BadInput, finite_price, request_arrays
 from pipeline.forecasting.sessions import NextSession
 from pipeline.forecasting.spec import lookup_version, min_rows, most_windows
@@ -80,6 +81,10 @@ class PriceForecaster(HistoryForecasts, PythonModel):
     # Set by the scoring server (answers.answer_as_records): it would only take the
     # one-row DataFrame apart again for the JSON, and building it costs more than the network.
     answers_as_records = False
+    # Windows whose outputs a process keeps (memo.py): none unless told (`remember`); the
+    # scoring server keeps serving.remembered_windows, where clients ask every session.
+    remembered = 0
+    _memo: WindowMemo | None = None
 
     def load_context(self, context: Any) -> None:
         lite = context.artifacts.get("litert")  # absent in versions logged before it
@@ -133,6 +138,13 @@ class PriceForecaster(HistoryForecasts, PythonModel):
         self._network, self.batch = network, batch
         for n in {1, min(batch, most_windows(self.spec))}:  # warm: a first call allocates
             network(np.zeros((n, self._window, len(self._columns)), dtype=np.float32))
+        self.remember(self.remembered)
+
+    def remember(self, windows: int) -> None:
+        """Keep the outputs of up to `windows` windows this process has run, and run only
+        the others (memo.py: the same answers, digit for digit); 0: keep none."""
+        self.remembered = windows
+        self._memo = WindowMemo(self._forecast_windows, self._window, windows) if windows else None
 
     @functools.cached_property
     def net(self) -> Any:
@@ -217,8 +229,7 @@ class PriceForecaster(HistoryForecasts, PythonModel):
             raise BadInput(TOO_EXTREME)
         base, har = (base[:, 0], base[:, 1]) if base.ndim == 2 else (base, None)
         # the past + 1 windows, newest last, through the network together
-        windows = sliding_window_view(scaled.astype(np.float32), window, axis=0)
-        raw = self._forecast_windows(windows.transpose(0, 2, 1))
+        raw = self._forecast_rows(scaled.astype(np.float32))
         loc, scale = self._distribution(raw, base, har)
         close, ret, sd = float(ohlcv[-1, 3]), float(loc[-1]), float(scale[-1])
         if not abs(ret) < 700:  # a return no market makes (or NaN)
@@ -242,6 +253,14 @@ class PriceForecaster(HistoryForecasts, PythonModel):
         row["scale"] = sd if known else None
         row["model_version"] = version
         return row
+
+    def _forecast_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The network's raw output for each window of consecutive `rows` (features), the
+        windows the memo keeps looked up rather than run."""
+        if self._memo is not None:
+            return self._memo(rows)
+        windows = sliding_window_view(rows, self._window, axis=0)
+        return self._forecast_windows(windows.transpose(0, 2, 1))
 
     def _forecast_windows(self, windows: np.ndarray) -> np.ndarray:
         """The network's raw output for (n, window, features) windows, `batch` a call."""

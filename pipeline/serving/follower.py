@@ -28,9 +28,9 @@ stale: str | None = None
 class AliasFollower(threading.Thread):
     """Polls an alias and hot-swaps the owner's active forecaster when it moves."""
 
-    def __init__(self, owner: Any, uri: str, interval_s: float):
+    def __init__(self, owner: Any, uri: str, interval_s: float, remembered: int = 0):
         super().__init__(name="alias-follower", daemon=True)
-        self.owner, self.interval_s = owner, interval_s
+        self.owner, self.interval_s, self.remembered = owner, interval_s, remembered
         self.name_, self.alias = parse_alias_uri(uri)
         from mlflow import MlflowClient
 
@@ -64,6 +64,7 @@ class AliasFollower(threading.Thread):
                 f"({type(exc).__name__}: {first}); still serving v{self.version}"
             )
             raise
+        fresh.remember(self.remembered)  # windows kept, as the server's first version
         fresh.served_version = latest
         self.owner.active = fresh  # one reference assignment: atomic for readers
         self.owner.served_version = latest
@@ -83,9 +84,10 @@ class AliasFollower(threading.Thread):
                 )
 
 
-def maybe_follow(owner: Any) -> None:
-    """Start one follower per process, for the model the server was started with."""
+def maybe_follow(owner: Any, remembered: int = 0) -> None:
+    """Start one follower per process, for the model the server was started with; the
+    versions it loads keep `remembered` windows (memo.py)."""
     uri = os.environ.get(FOLLOW_ENV)
     if not uri or not _started.acquire(blocking=False):
         return
-    AliasFollower(owner, uri, float(os.environ.get(INTERVAL_ENV, "5"))).start()
+    AliasFollower(owner, uri, float(os.environ.get(INTERVAL_ENV, "5")), remembered).start()

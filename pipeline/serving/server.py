@@ -51,6 +51,7 @@ def build_app(model: Any, settings: ServingConfig, exit_watchdog: bool = False) 
     from mlflow.pyfunc.scoring_server import init
 
     answer_as_records(model)
+    remember_windows(model, settings.remembered_windows)
     return Guard(init(model), model, settings, exit_watchdog)
 
 
@@ -64,21 +65,36 @@ def create_app() -> Guard:
 
     settings = settings_from_env()
     model = mlflow.pyfunc.load_model(os.environ[MODEL_ENV])
-    follow(model)
+    follow(model, settings.remembered_windows)
     return build_app(model, settings, exit_watchdog=True)
 
 
-def follow(model: Any) -> None:
-    """The alias follower for a forecaster this server was started to follow (the server
-    starts it, not the model: a model loaded anywhere else never polls the registry)."""
+def forecaster(model: Any) -> Any:
+    """The project's forecaster inside a loaded pyfunc, or None for any other model."""
     from mlflow.exceptions import MlflowException
 
     try:
         python_model = model.unwrap_python_model()
-    except (MlflowException, AttributeError):  # another flavour: nothing to swap
-        return
-    if hasattr(python_model, "active"):
-        maybe_follow(python_model)  # only with PIPELINE_FOLLOW_MODEL set (serve_command)
+    except (MlflowException, AttributeError):  # another flavour
+        return None
+    return python_model if hasattr(python_model, "active") else None
+
+
+def remember_windows(model: Any, windows: int) -> None:
+    """A forecaster keeps the outputs of up to `windows` windows it has run: a client
+    asking every session re-sends all but one of them (pipeline/forecasting/memo.py)."""
+    python_model = forecaster(model)
+    if python_model is not None:
+        python_model.remember(windows)
+
+
+def follow(model: Any, remembered: int) -> None:
+    """The alias follower for a forecaster this server was started to follow (the server
+    starts it, not the model: a model loaded anywhere else never polls the registry); the
+    versions it loads keep `remembered` windows, as the first."""
+    python_model = forecaster(model)
+    if python_model is not None:
+        maybe_follow(python_model, remembered)  # only with PIPELINE_FOLLOW_MODEL set
 
 
 def main() -> None:

@@ -183,3 +183,28 @@ def test_a_request_forecasts_the_same_batched_as_window_by_window(
     # as far back as the lookback (30) reaches
     assert len({round(w, 9) for w in widths[:3]}) == 3
     assert widths[3] == pytest.approx(widths[2])
+
+
+def test_a_forecaster_keeping_its_windows_answers_the_same_running_only_the_new_ones(
+    calibrated, sample_bars: pd.DataFrame
+) -> None:
+    tmp, _, needed = calibrated
+    paths = tmp / "network.keras", tmp / "preprocessing.json", tmp / "network.tflite"
+    plain, keeping = PriceForecaster(), PriceForecaster()
+    plain.load(*paths)
+    keeping.load(*paths)
+    keeping.remember(1000)
+    assert plain._memo is None and keeping._memo is not None
+    # what makes keeping exact: a window's output does not depend on the others in its call
+    network = keeping._network
+    windows = np.random.default_rng(4).standard_normal((31, 5, len(FEATURES))).astype("float32")
+    whole = network(windows)
+    for part in (slice(0, 1), slice(3, 4), slice(5, 17), slice(30, 31)):
+        np.testing.assert_array_equal(network(windows[part]), whole[part])
+
+    bars = sample_bars.assign(Date=lambda b: b["Date"].dt.strftime("%Y-%m-%d"))
+    rows = needed + 30  # the lookback (30): 31 windows a request
+    for end in range(len(bars) - 5, len(bars) + 1):  # a client asking every session
+        request = bars.iloc[end - rows : end]
+        assert keeping.forecast_next(request) == plain.forecast_next(request)  # to the digit
+    assert keeping._memo.ran == 31 + 5  # the first request's windows, then one a session

@@ -500,6 +500,28 @@ def test_the_server_asks_models_that_can_for_records(tmp_path: Path) -> None:
     assert call(guard, _split(_rows(8))).json() == {"predictions": [{"rows": 8}]}
 
 
+class Forecasting(RecordsOrTable):
+    """A forecaster as the server sees one: an `active` version that can keep windows."""
+
+    remembered = 0
+
+    def __init__(self) -> None:
+        self.active = self
+
+    def remember(self, windows: int) -> None:
+        self.remembered = windows
+
+
+def test_the_server_tells_a_forecaster_how_many_windows_to_keep(tmp_path: Path) -> None:
+    import mlflow
+
+    mlflow.pyfunc.save_model(tmp_path / "m", python_model=Forecasting(), pip_requirements=[])
+    served = mlflow.pyfunc.load_model(str(tmp_path / "m"))
+    server.build_app(served, ServingConfig(remembered_windows=777))
+    assert served.unwrap_python_model().remembered == 777
+    assert ServingConfig().remembered_windows == 131_072  # the default: kept
+
+
 def test_models_without_the_switch_are_served_as_before(app: Guard, pyfunc: Any) -> None:
     assert not hasattr(pyfunc.unwrap_python_model(), "answers_as_records")
     assert call(app, _split(_rows(8))).json() == {"predictions": [{"last_close": 107.0}]}
