@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.serving_cache [--rows 250] [--calls 300]
 
-bench.serving measures the project's pyfunc at about 2.5 ms over the floor behind the
-scoring server, while its `predict` alone costs about half of that in one process. This
-times, side by side in one process and one run, the steps of a request as the server's
+bench.serving measured the project's pyfunc, every window run (before the server kept
+them: pipeline/forecasting/memo.py), at about 2.5 ms over the floor behind the scoring
+server, while its `predict` alone cost about half of that in one process. This times,
+side by side in one process and one run, the steps of a request as the server's
 worker thread makes them (MLflow's parse of the JSON body, then the pyfunc's predict
 through the guard's wrapper): each alone (warm caches), one after the other (the parse
 evicts part of what the predict uses), and the predict right after a 32 MB pass over

@@ -60,6 +60,14 @@ def rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray
     return mean, std
 
 
+def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """rolling_mean_std's mean alone (the same numbers), for features that need no std."""
+    mean = np.full(len(x), np.nan)
+    if len(x) >= window:
+        mean[window - 1 :] = x[_window_rows(len(x), window)].sum(axis=1) / window
+    return mean
+
+
 def feature_matrix(
     days: np.ndarray,
     ohlcv: np.ndarray,
@@ -93,7 +101,7 @@ def feature_matrix(
     v = np.maximum(out[:, COLUMN["gap"]] ** 2 + gk, VARIANCE_FLOOR)  # NaN on row 0
     np.log(v, out=out[:, COLUMN["rv_d"]])
     for name, span in (("rv_w", HAR_WINDOWS[1]), ("rv_m", HAR_WINDOWS[2])):
-        np.log(rolling_mean_std(v, span)[0], out=out[:, COLUMN[name]])
+        np.log(rolling_mean(v, span), out=out[:, COLUMN[name]])
     vol_mean, vol_std = rolling_mean_std(log_vol, volume_window)
     with np.errstate(invalid="ignore", divide="ignore"):
         volume_z = (log_vol - vol_mean) / vol_std  # NaN while warming up

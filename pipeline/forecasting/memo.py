@@ -57,10 +57,12 @@ class WindowMemo:
             keys = self._window_keys(rows)
             get, move = self._slots.get, self._slots.move_to_end
             slots = [get(key, -1) for key in keys]  # -1: not kept
-            fresh = [i for i, slot in enumerate(slots) if slot < 0]
-            for key, slot in zip(keys, slots, strict=True):  # kept ones: used now
-                if slot >= 0:
-                    move(key)
+            fresh = []
+            for i, slot in enumerate(slots):
+                if slot < 0:
+                    fresh.append(i)
+                else:  # kept: used now
+                    move(keys[i])
             if not fresh:
                 return self._outputs[slots]
             windows = sliding_window_view(rows, self.window, axis=0).transpose(0, 2, 1)

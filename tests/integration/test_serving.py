@@ -78,6 +78,23 @@ def test_good_request_matches_the_pyfunc(served: dict[str, Any]) -> None:
     assert _post(served["url"], records).status_code == 200
 
 
+def test_a_client_asking_every_session_gets_the_versions_own_answers(
+    served: dict[str, Any],
+) -> None:
+    """The server keeps the windows it has run (pipeline/forecasting/memo.py): each
+    session's request re-sends all but one of them, and is answered to the last digit as
+    the version answers in process, where nothing is kept."""
+    bars = store.read_curated(served["cfg"], "GOOG").tail(66)
+    rows = bars.assign(Date=bars["Date"].dt.strftime("%Y-%m-%d"))
+    model = mlflow.pyfunc.load_model(version_uri("price_lstm_GOOG", "1"))
+    for end in range(60, 67):  # seven sessions in turn, each request the bars as of one
+        request = rows.iloc[end - 60 : end]
+        got = _post(served["url"], _split(request)).json()["predictions"][0]
+        want = model.predict(request).iloc[0]
+        for column in ("forecast_close", "lower_80", "upper_80", "lower_95", "upper_95"):
+            assert got[column] == float(want[column]), (end, column)
+
+
 def test_a_ticker_the_model_never_saw_is_answered_from_its_own_bars(
     served: dict[str, Any],
 ) -> None:

@@ -199,3 +199,17 @@ def test_serving_features_on_the_last_rows_equal_training_features(
     trained = make_features(bars, vol, volume)[FEATURES].to_numpy()
     np.testing.assert_array_equal(served[-window:], trained[-window:])
     assert not np.isnan(served[-window:]).any()
+
+
+def test_the_rolling_windows_are_pandas_numbers() -> None:
+    """The features' own rolling mean and std (few NumPy calls: the serving path) give
+    what pandas' rolling gives, and the mean alone is the pair's mean, bit for bit."""
+    x = np.random.default_rng(0).standard_normal(300)
+    for window in (1, 5, 22, 300, 301):
+        with np.errstate(invalid="ignore", divide="ignore"):  # a std over one value
+            mean, std = features.rolling_mean_std(x, window)
+        np.testing.assert_array_equal(features.rolling_mean(x, window), mean)
+        rolling = pd.Series(x).rolling(window)
+        np.testing.assert_allclose(mean, rolling.mean(), rtol=1e-12, atol=1e-15)
+        if window > 1:
+            np.testing.assert_allclose(std, rolling.std(), rtol=1e-10)
