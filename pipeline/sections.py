@@ -183,7 +183,7 @@ class ServingConfig(_Section):
     request_timeout_s: float = Field(default=10.0, gt=0)  # then 504
     shutdown_grace_s: float = Field(default=3.0, ge=0)  # SIGTERM: in-flight work gets this long
     # Windows whose network outputs a worker keeps (pipeline/forecasting/memo.py; about
-    # 0.5 KB each): a stock asked every session needs its lookback + 1 (251); 0 keeps none.
+    # 70 bytes each): a stock asked every session needs its lookback + 1 (251); 0: none.
     remembered_windows: int = Field(default=131_072, ge=0)
 
 

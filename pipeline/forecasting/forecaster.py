@@ -14,9 +14,9 @@ its conversion, as a compiled tf.function, instead of keras' `model.predict` (ab
 call). A request's windows (its newest, and the earlier sessions it carries, forecast again
 for the adaptive widths) go through it in one call: a 250-row request took 8.5 ms in-process
 one call a window and takes about 1.4 ms (TensorFlow: 37 ms, now 2-3 ms); see lite.py for
-the choice and docs/benchmarks.md for the served figures. A scoring server also keeps the
-outputs of the windows it has run (memo.py, `remember`): a client asking every session
-re-sends all but its newest, so such a request runs one window (about 0.6 ms in all).
+the choice and docs/benchmarks.md for the served figures. A scoring server also keeps each
+request's windows' outputs (memo.py, `remember`): a client asking every session re-sends
+all but the newest, so such a request runs one window.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""The memo of windows run: the same outputs as running every window, only the new ones
-run, exact (no near-match counts), within its bound, and right after it forgets."""
+"""The memo of requests answered: the same outputs as running every window, only the
+windows a request's predecessor did not have run, nothing reused from rows that differ
+by a bit, and within its bound."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.forecasting.memo import WindowMemo
+from pipeline.forecasting.memo import LOOK_BACK, WindowMemo
 
 WINDOW, FEATURES = 4, 3
 
@@ -28,56 +29,57 @@ def series() -> np.ndarray:
     return np.random.default_rng(0).standard_normal((300, FEATURES)).astype(np.float32)
 
 
-def test_a_request_a_session_later_runs_only_its_newest_window(series: np.ndarray) -> None:
+def asked(memo: WindowMemo, rows: np.ndarray) -> int:
+    """Ask `memo` for `rows`' windows, check them against running all; the windows run."""
+    before = memo.ran
+    np.testing.assert_array_equal(memo(rows), every_window(rows))
+    return memo.ran - before
+
+
+def test_a_client_asking_every_session_runs_one_window_a_request(series: np.ndarray) -> None:
     memo = WindowMemo(network, WINDOW, capacity=1000)
-    first = memo(series[:50])
-    assert memo.ran == 47 and len(memo) == 47
-    np.testing.assert_array_equal(first, every_window(series[:50]))
-    for day in range(51, 60):  # a client asking every session: the same rows and one newer
-        np.testing.assert_array_equal(
-            memo(series[day - 50 : day]), every_window(series[:day])[-47:]
-        )
-    assert memo.ran == 47 + 9
-    memo(series[20:50])  # a shorter request inside one already run: nothing new
-    assert memo.ran == 47 + 9
+    assert asked(memo, series[:50]) == 47
+    for day in range(51, 60):  # the same rows and one newer, each session
+        assert asked(memo, series[day - 50 : day]) == 1
+    assert asked(memo, series[9:59]) == 0  # the same request again
+    assert len(memo) == 47  # each superseded request dropped
 
 
-def test_a_window_is_known_by_its_exact_rows(series: np.ndarray) -> None:
+def test_skipped_sessions_longer_and_shorter_requests(series: np.ndarray) -> None:
     memo = WindowMemo(network, WINDOW, capacity=1000)
-    memo(series[:10])
-    nudged = series[:10].copy()
-    nudged[5, 1] = np.nextafter(nudged[5, 1], np.float32(np.inf))  # one ulp, one cell
-    np.testing.assert_array_equal(memo(nudged), every_window(nudged))
-    assert memo.ran == 7 + 4  # the four windows holding row 5 ran again, the rest did not
-    # the same rows in another order are other windows
-    shuffled = series[:10][::-1].copy()
-    np.testing.assert_array_equal(memo(shuffled), every_window(shuffled))
+    asked(memo, series[:50])
+    assert asked(memo, series[3:53]) == 3  # three sessions later
+    assert asked(memo, series[3 + LOOK_BACK : 53 + LOOK_BACK]) == 47  # too long a gap
+    assert asked(memo, series[:63]) == 13  # more history: only the older windows run
+    assert asked(memo, series[40:63]) == 0  # less history: all its windows known
 
 
-def test_it_keeps_no_more_than_its_capacity_and_answers_right_after_forgetting(
-    series: np.ndarray,
-) -> None:
-    memo = WindowMemo(network, WINDOW, capacity=25)
-    rng, asked = np.random.default_rng(1), 0
-    for _ in range(60):  # requests here and there: windows kept, forgotten, run again
+def test_nothing_is_reused_from_rows_that_differ_by_a_bit(series: np.ndarray) -> None:
+    memo = WindowMemo(network, WINDOW, capacity=1000)
+    asked(memo, series[:50])
+    revised = series[1:51].copy()
+    revised[5, 1] = np.nextafter(revised[5, 1], np.float32(np.inf))  # one ulp, an old bar
+    assert asked(memo, revised) == 47  # the same newest windows, other history: all run
+    # the unrevised history's next session: the revision's windows are not taken for its
+    # (checked by `asked`), the first request's are
+    assert asked(memo, series[1:51]) == 1
+
+
+def test_it_keeps_no_more_windows_than_its_capacity(series: np.ndarray) -> None:
+    memo = WindowMemo(network, WINDOW, capacity=100)
+    rng = np.random.default_rng(1)
+    for _ in range(80):  # requests here and there: kept, forgotten, run again
         start = int(rng.integers(0, 250))
-        rows = series[start : start + int(rng.integers(WINDOW, 45))]
-        np.testing.assert_array_equal(memo(rows), every_window(rows))
-        assert len(memo) <= 25
-        asked += len(rows) - WINDOW + 1
-    assert memo.ran < asked  # some were kept
-    fresh = WindowMemo(network, WINDOW, capacity=25)
-    fresh(series[:40])  # 37 windows, more than it keeps: the newest 25 are kept
-    np.testing.assert_array_equal(fresh(series[15:40]), every_window(series[15:40]))
-    assert fresh.ran == 37  # those 22 windows were all kept
-    fresh(series[:15])
-    assert fresh.ran == 37 + 12  # the oldest were not
+        asked(memo, series[start : start + int(rng.integers(WINDOW, 45))])
+        assert len(memo) <= 100
+    asked(memo, series[:150])  # more windows than it keeps: answered, not kept
+    assert asked(memo, series[1:151]) == 147
 
 
-def test_the_same_window_twice_in_one_request(series: np.ndarray) -> None:
-    flat = np.tile(series[:1], (12, 1))  # a constant series: every window the same
-    memo = WindowMemo(network, WINDOW, capacity=5)
+def test_constant_rows_every_window_the_same(series: np.ndarray) -> None:
+    flat = np.tile(series[:1], (12, 1))
+    memo = WindowMemo(network, WINDOW, capacity=100)
     mixed = np.concatenate([flat, series[:12], flat])
-    np.testing.assert_array_equal(memo(mixed), every_window(mixed))
-    np.testing.assert_array_equal(memo(mixed), every_window(mixed))
-    assert len(memo) <= 5
+    asked(memo, mixed)
+    assert asked(memo, mixed) == 0
+    assert asked(memo, flat) == 0  # its newest window is the mixed one's: rows repeated
