@@ -34,7 +34,7 @@ class Unkept(PriceForecaster):
     """The project's pyfunc keeping no windows, whatever the server says (memo.py): every
     request's windows run through the network."""
 
-    def remember(self, windows: int) -> None:
+    def remember(self, capacity: int) -> None:
         super().remember(0)
 
 

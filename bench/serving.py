@@ -243,7 +243,7 @@ def main() -> None:
         out: dict[str, Any] = {
             "payload_rows": rows,
             "sessions": count,
-            "remembered_windows": cfg.serving.remembered_windows,
+            "remembered_mb": cfg.serving.remembered_mb,
             "cpu_cores": os.cpu_count(),
         }
         servers, urls = serve_all(uris, cfg, tmp, workers=1)

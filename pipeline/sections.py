@@ -182,9 +182,9 @@ class ServingConfig(_Section):
     max_in_flight: int = Field(default=4, ge=1)
     request_timeout_s: float = Field(default=10.0, gt=0)  # then 504
     shutdown_grace_s: float = Field(default=3.0, ge=0)  # SIGTERM: in-flight work gets this long
-    # Windows whose network outputs a worker keeps (pipeline/forecasting/memo.py; about
-    # 70 bytes each): a stock asked every session needs its lookback + 1 (251); 0: none.
-    remembered_windows: int = Field(default=131_072, ge=0)
+    # Answered requests' network outputs a worker keeps (pipeline/forecasting/memo.py),
+    # in MB: a stock asked every session with 250 bars takes about 13 KB; 0 keeps none.
+    remembered_mb: float = Field(default=32.0, ge=0)
 
 
 class UIConfig(_Section):

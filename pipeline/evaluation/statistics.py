@@ -3,12 +3,14 @@
 Coverage is tested by Kupiec (is the miss rate the nominal one?) and Christoffersen (do
 misses cluster?); variance forecasts are compared by QLIKE, which is robust to the noise
 of the squared return used as the realised variance (Patton 2011); losses are compared by
-Diebold-Mariano with the Harvey-Leybourne-Newbold correction.
+Diebold-Mariano with the Harvey-Leybourne-Newbold correction; many tickers' tests at once
+by the false-discovery rate (Benjamini-Hochberg).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -116,3 +118,14 @@ def scores(actual: np.ndarray, forecast: Forecast, prefix: str) -> dict[str, flo
     if forecast.empirical is None:
         out[f"{prefix}nll"] = nll(r, forecast.loc, forecast.scale, forecast.df)
     return out
+
+
+def fdr_adjusted(pvalues: Sequence[float | None]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (scipy's false_discovery_control; None counts
+    as 0). Valid for tests that are independent or positively dependent, as stocks' are
+    on the same market days (Benjamini and Yekutieli 2001)."""
+    from scipy.stats import false_discovery_control
+
+    if not pvalues:
+        return []
+    return [float(q) for q in false_discovery_control([p or 0.0 for p in pvalues], method="bh")]

@@ -50,10 +50,6 @@ class HarForecaster(PriceForecaster):
         self.use_network(head, batch=1_000_000)
         return self
 
-    def remember(self, windows: int) -> None:
-        """Keeps none: HAR's head costs less than looking a window up."""
-        super().remember(0)
-
     def _predict(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         return head(np.zeros(sum(len(idx) for _, idx in parts)))
 

@@ -83,8 +83,8 @@ class PriceForecaster(HistoryForecasts, PythonModel):
     # Set by the scoring server (answers.answer_as_records): it would only take the
     # one-row DataFrame apart again for the JSON, and building it costs more than the network.
     answers_as_records = False
-    # Windows whose outputs a process keeps (memo.py): none unless told (`remember`); the
-    # scoring server keeps serving.remembered_windows, where clients ask every session.
+    # Bytes of answered requests' windows a process keeps (memo.py): none unless told
+    # (`remember`); the scoring server keeps serving.remembered_mb, as clients ask daily.
     remembered = 0
     _memo: WindowMemo | None = None
 
@@ -142,11 +142,17 @@ class PriceForecaster(HistoryForecasts, PythonModel):
             network(np.zeros((n, self._window, len(self._columns)), dtype=np.float32))
         self.remember(self.remembered)
 
-    def remember(self, windows: int) -> None:
-        """Keep the outputs of up to `windows` windows this process has run, and run only
-        the others (memo.py: the same answers, digit for digit); 0: keep none."""
-        self.remembered = windows
-        self._memo = WindowMemo(self._forecast_windows, self._window, windows) if windows else None
+    def remember(self, capacity: int) -> None:
+        """Keep up to `capacity` bytes of answered requests' windows and run only the windows
+        a request's predecessor lacked (memo.py: the same answers, digit for digit); 0: keep
+        none. Only where it pays and stays exact: a version with the adaptive widths (else
+        a request is one window), served by a LiteRT network taking any number of windows
+        in one call (TensorFlow's fixed-shape graphs run one window and many through
+        different code, so their outputs could differ in the last digit)."""
+        self.remembered = capacity
+        batched = isinstance(self._network, LiteNetwork) and self._network.batched
+        useful = capacity > 0 and self._conformal[0] > 0 and batched
+        self._memo = WindowMemo(self._forecast_windows, self._window, capacity) if useful else None
 
     @functools.cached_property
     def net(self) -> Any:
@@ -259,8 +265,9 @@ class PriceForecaster(HistoryForecasts, PythonModel):
     def _forecast_rows(self, rows: np.ndarray) -> np.ndarray:
         """The network's raw output for each window of consecutive `rows` (features), the
         windows the memo keeps looked up rather than run."""
-        if self._memo is not None:
-            return self._memo(rows)
+        memo = self._memo  # read once: a swap may drop it meanwhile (follower.py)
+        if memo is not None:
+            return memo(rows)
         windows = sliding_window_view(rows, self._window, axis=0)
         return self._forecast_windows(windows.transpose(0, 2, 1))
 

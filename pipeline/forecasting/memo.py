@@ -12,9 +12,11 @@ did not have: one, for a client asking every session (docs/benchmarks.md, Servin
 Exact: the outputs are reused only after the rows both requests share are checked equal,
 bit for bit (a revised bar anywhere in them and every window is run); a window's output
 does not depend on the others in its call (tests/unit/test_lite.py), so an answer is the
-same to the last digit whether its windows were kept or run. Light: a request is kept as
-its rows and outputs (about 50 bytes a window), the one it superseded dropped, and past
-`capacity` windows in all the least recently used requests go first.
+same to the last digit whether its windows were kept or run (for a network that takes
+any number of windows in one call: LiteRT's; the pyfunc keeps none for the others). Light:
+a request is kept as its rows and outputs (about 13 KB for 250 rows), the one it
+superseded dropped, and past `capacity` bytes in all the least recently used requests go
+first.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pipeline.forecasting.lite import Network
 
 LOOK_BACK = 10  # sessions a client may skip between two requests and still find the first
+ENTRY_BYTES = 400  # what a kept request costs beyond its arrays and key (objects, dict slot)
 
 
 class Kept(NamedTuple):
@@ -41,9 +44,10 @@ class WindowMemo:
     running only the windows the request's predecessor did not have (module docstring)."""
 
     def __init__(self, network: Network, window: int, capacity: int):
-        self.network, self.window, self.capacity = network, window, capacity
+        self.network, self.window, self.capacity = network, window, capacity  # bytes
         self._kept: OrderedDict[bytes, Kept] = OrderedDict()  # by the newest window's bytes
         self._windows = 0  # kept, in all
+        self.bytes = 0  # what the kept requests take, as `size` counts it
         self._lock = threading.Lock()  # one request's bookkeeping at a time
         self.ran = 0  # windows run through the network, for tests and benchmarks
         self._outputs = 0  # the network's outputs per window, once it has run
@@ -56,6 +60,8 @@ class WindowMemo:
         ((m, features) -> (m - window + 1, outputs)), oldest first."""
         rows = np.ascontiguousarray(rows, dtype=np.float32)
         n = len(rows) - self.window + 1
+        if n < 1:
+            raise ValueError(f"{len(rows)} rows hold no window of {self.window}")
         with self._lock:
             found = self._predecessor(rows)
             if found is None:
@@ -100,7 +106,7 @@ class WindowMemo:
     def _keep(self, rows: np.ndarray, outputs: np.ndarray, superseded: bytes | None) -> None:
         """Keep a request under its newest window, dropping the kept request it found (the
         same client's earlier one) where it has no more windows, and, past `capacity`
-        windows, the least recently used. A request with fewer windows than one kept under
+        bytes, the least recently used. A request with fewer windows than one kept under
         the same newest leaves that one."""
         key = rows[len(rows) - self.window :].tobytes()
         same = self._kept.get(key)
@@ -110,12 +116,21 @@ class WindowMemo:
         for older in {key} if superseded is None else {superseded, key}:
             if older in self._kept and len(self._kept[older].outputs) <= len(outputs):
                 self._drop(older)
-        if len(outputs) > self.capacity:
+        kept = Kept(rows.copy(), outputs)
+        if size(key, kept) > self.capacity:
             return
-        self._kept[key] = Kept(rows.copy(), outputs)
+        self._kept[key] = kept
         self._windows += len(outputs)
-        while self._windows > self.capacity:
+        self.bytes += size(key, kept)
+        while self.bytes > self.capacity:
             self._drop(next(iter(self._kept)))
 
     def _drop(self, key: bytes) -> None:
-        self._windows -= len(self._kept.pop(key).outputs)
+        kept = self._kept.pop(key)
+        self._windows -= len(kept.outputs)
+        self.bytes -= size(key, kept)
+
+
+def size(key: bytes, kept: Kept) -> int:
+    """The bytes a kept request takes: its rows, outputs and key, and ENTRY_BYTES."""
+    return kept.rows.nbytes + kept.outputs.nbytes + len(key) + ENTRY_BYTES

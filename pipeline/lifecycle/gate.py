@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.evaluation.statistics import fdr_adjusted
 from pipeline.sections import RegistryConfig
 
 
@@ -120,7 +121,7 @@ def ticker_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
     # them; without (a version evaluated before they were kept), on its mean alone
     with_p = [i for i, (*_, p) in enumerate(rows) if p is not None]
     adjusted = [0.0] * len(rows)
-    for i, q in zip(with_p, _fdr([rows[i][3] for i in with_p]), strict=True):
+    for i, q in zip(with_p, fdr_adjusted([rows[i][3] for i in with_p]), strict=True):
         adjusted[i] = q
     tested = len(with_p) == len(rows)
     losing = sorted(
@@ -164,15 +165,6 @@ def _worse_pvalue(scores: dict[str, Any]) -> float | None:
     if not (math.isfinite(stat) and 0 <= pvalue <= 1):  # no test could be made: no evidence
         return 1.0
     return pvalue / 2 if stat > 0 else 1 - pvalue / 2
-
-
-def _fdr(pvalues: list[float | None]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (scipy's false_discovery_control)."""
-    from scipy.stats import false_discovery_control
-
-    if not pvalues:
-        return []
-    return [float(q) for q in false_discovery_control([p or 0.0 for p in pvalues], method="bh")]
 
 
 def best_baseline(ev: dict[str, Any]) -> tuple[str, float] | None:

@@ -259,9 +259,11 @@ def flag_beatable(cfg: Config, done: dict[str, Assessed]) -> None:
             set_tags[name] = registry.beatable_tags(cfg, ticker)
         tag = registry.beatable_tag(cfg, ticker)
         if a.alerts:
-            msg = (
-                f"ALERT {name}: {'; '.join(a.alerts)}; the next training will replace it "
-                "with any model that passes the gate"
+            msg = f"ALERT {name}: {'; '.join(a.alerts)}; " + (
+                "the next training will replace it with any model that passes the gate"
+                if tag == registry.BEATABLE_TAG
+                else f"on {ticker} alone: the day's report says whether it stands across "
+                "the universe's stocks (pipeline/operations/alarms.py)"
             )
             log.error(msg)
             print(msg)

@@ -6,8 +6,10 @@ and reasons, when a configured ticker has no production model that can serve it,
 monitoring says production lost to naive significantly (a sign test over the monitoring
 window) or its interval coverage drifted, or when the model's inputs drifted
 (pipeline/monitoring/drift.py); evidence a retrain of the last
-`monitoring.retrain_cooldown_days` already answered is not asked again. Written to
-state/reports/daily/<day>.json.
+`monitoring.retrain_cooldown_days` already answered is not asked again. For the universe's
+one model, a stock's loss or coverage alarm asks only where it stands across the stocks
+(pipeline/operations/alarms.py: the false-discovery rate over hundreds of daily tests).
+Written to state/reports/daily/<day>.json.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.lifecycle import registry
+from pipeline.operations import alarms
 from pipeline.orchestration import journal
 from pipeline.orchestration.journal import SETTLED, reason, status, ticker_outcomes
 from pipeline.schedule import DAILY
@@ -56,6 +59,8 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
 
     outcomes = ticker_outcomes(journal.read(cfg, DAILY, day))
     cooling = recent_reasons(cfg, day, cfg.monitoring.retrain_cooldown_days)
+    monitored = {t: outcomes.get(t, {}).get("monitoring") or {} for t in cfg.tickers}
+    stand = alarms.standing(cfg, monitored)  # None: each ticker its own model
     tickers: dict[str, Any] = {}
     retrain: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
@@ -88,10 +93,26 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         }
         # evidence a recent retrain already answered waits out the cooldown (a refit the
         # gate refused leaves production, and its alarm, as they were: no refit every day)
-        reasons = [r for r in asked if r == "no_production" or r not in cooling.get(ticker, set())]
+        reasons = [r for r in asked if still_asks(r, ticker, cooling.get(ticker, set()), stand)]
         if reasons:
             retrain[ticker] = reasons
-    return write(cfg, {"day": day.isoformat(), "tickers": tickers, "retrain": retrain})
+    rep = {"day": day.isoformat(), "tickers": tickers, "retrain": retrain}
+    if stand is not None:
+        rep["alarms"] = alarms.counts(monitored, stand)
+        alarms.flag_universe(cfg, stand)
+    return write(cfg, rep)
+
+
+def still_asks(
+    reason: str, ticker: str, cooling: set[str], stand: dict[str, set[str]] | None
+) -> bool:
+    """Whether a reason `ticker` raised asks for a retrain today: not while a recent retrain
+    cools it down, and, for the universe's tested alarms, only where it stands (`stand`)."""
+    if reason == "no_production":
+        return True
+    if reason in cooling:
+        return False
+    return stand is None or reason not in stand or ticker in stand[reason]
 
 
 def unserved(cfg: Config, ticker: str, seen: dict[str, str]) -> str:

@@ -29,6 +29,7 @@ class AliasFollower(threading.Thread):
     """Polls an alias and hot-swaps the owner's active forecaster when it moves."""
 
     def __init__(self, owner: Any, uri: str, interval_s: float, remembered: int = 0):
+        """`remembered`: the bytes of windows each version it loads keeps (memo.py)."""
         super().__init__(name="alias-follower", daemon=True)
         self.owner, self.interval_s, self.remembered = owner, interval_s, remembered
         self.name_, self.alias = parse_alias_uri(uri)
@@ -57,6 +58,8 @@ class AliasFollower(threading.Thread):
         log.warning("%s@%s moved v%s -> v%s: loading", self.name_, self.alias, self.version, latest)
         try:
             fresh = mlflow.pyfunc.load_model(version_uri(self.name_, latest)).unwrap_python_model()
+            if hasattr(fresh, "remember"):
+                fresh.remember(self.remembered)  # windows kept, as the first version
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             stale = (
@@ -64,9 +67,10 @@ class AliasFollower(threading.Thread):
                 f"({type(exc).__name__}: {first}); still serving v{self.version}"
             )
             raise
-        fresh.remember(self.remembered)  # windows kept, as the server's first version
         fresh.served_version = latest
         self.owner.active = fresh  # one reference assignment: atomic for readers
+        if self.owner is not fresh and hasattr(self.owner, "remember"):
+            self.owner.remember(0)  # the first version's kept windows: no longer asked for
         self.owner.served_version = latest
         self.version = latest
         stale = None
@@ -86,7 +90,7 @@ class AliasFollower(threading.Thread):
 
 def maybe_follow(owner: Any, remembered: int = 0) -> None:
     """Start one follower per process, for the model the server was started with; the
-    versions it loads keep `remembered` windows (memo.py)."""
+    versions it loads keep `remembered` bytes of windows (memo.py)."""
     uri = os.environ.get(FOLLOW_ENV)
     if not uri or not _started.acquire(blocking=False):
         return

@@ -51,7 +51,7 @@ def build_app(model: Any, settings: ServingConfig, exit_watchdog: bool = False) 
     from mlflow.pyfunc.scoring_server import init
 
     answer_as_records(model)
-    remember_windows(model, settings.remembered_windows)
+    remember_windows(model, remembered_bytes(settings))
     return Guard(init(model), model, settings, exit_watchdog)
 
 
@@ -65,7 +65,7 @@ def create_app() -> Guard:
 
     settings = settings_from_env()
     model = mlflow.pyfunc.load_model(os.environ[MODEL_ENV])
-    follow(model, settings.remembered_windows)
+    follow(model, remembered_bytes(settings))
     return build_app(model, settings, exit_watchdog=True)
 
 
@@ -80,18 +80,22 @@ def forecaster(model: Any) -> Any:
     return python_model if hasattr(python_model, "active") else None
 
 
-def remember_windows(model: Any, windows: int) -> None:
-    """A forecaster keeps the outputs of up to `windows` windows it has run: a client
-    asking every session re-sends all but one of them (pipeline/forecasting/memo.py)."""
+def remembered_bytes(settings: ServingConfig) -> int:
+    return int(settings.remembered_mb * 2**20)
+
+
+def remember_windows(model: Any, capacity: int) -> None:
+    """A forecaster keeps up to `capacity` bytes of the windows of requests it answered: a
+    client asking every session re-sends all but one of them (pipeline/forecasting/memo.py)."""
     python_model = forecaster(model)
-    if python_model is not None:
-        python_model.remember(windows)
+    if python_model is not None and hasattr(python_model, "remember"):
+        python_model.remember(capacity)
 
 
 def follow(model: Any, remembered: int) -> None:
     """The alias follower for a forecaster this server was started to follow (the server
     starts it, not the model: a model loaded anywhere else never polls the registry); the
-    versions it loads keep `remembered` windows, as the first."""
+    versions it loads keep `remembered` bytes of windows, as the first."""
     python_model = forecaster(model)
     if python_model is not None:
         maybe_follow(python_model, remembered)  # only with PIPELINE_FOLLOW_MODEL set

@@ -193,8 +193,19 @@ def test_a_forecaster_keeping_its_windows_answers_the_same_running_only_the_new_
     plain, keeping = PriceForecaster(), PriceForecaster()
     plain.load(*paths)
     keeping.load(*paths)
-    keeping.remember(1000)
+    keeping.remember(10**6)
     assert plain._memo is None and keeping._memo is not None
+    # none where it would not be exact: TensorFlow's fixed-shape graphs (one window and many
+    # go through different code), nor where a request is one window (no adaptive widths)
+    on_tf = PriceForecaster()
+    on_tf.load(*paths[:2])
+    on_tf.remember(10**6)
+    assert on_tf.runtime == "tensorflow" and on_tf._memo is None
+    no_widths = PriceForecaster()
+    no_widths.load(*paths)
+    no_widths._conformal = (0.0, 0)
+    no_widths.remember(10**6)
+    assert no_widths._memo is None
     # what makes keeping exact: a window's output does not depend on the others in its call
     network = keeping._network
     windows = np.random.default_rng(4).standard_normal((31, 5, len(FEATURES))).astype("float32")

@@ -1,13 +1,13 @@
 """The memo of requests answered: the same outputs as running every window, only the
 windows a request's predecessor did not have run, nothing reused from rows that differ
-by a bit, and within its bound."""
+by a bit, and within its bound in bytes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.forecasting.memo import LOOK_BACK, WindowMemo
+from pipeline.forecasting.memo import ENTRY_BYTES, LOOK_BACK, WindowMemo
 
 WINDOW, FEATURES = 4, 3
 
@@ -37,7 +37,7 @@ def asked(memo: WindowMemo, rows: np.ndarray) -> int:
 
 
 def test_a_client_asking_every_session_runs_one_window_a_request(series: np.ndarray) -> None:
-    memo = WindowMemo(network, WINDOW, capacity=1000)
+    memo = WindowMemo(network, WINDOW, capacity=10**7)
     assert asked(memo, series[:50]) == 47
     for day in range(51, 60):  # the same rows and one newer, each session
         assert asked(memo, series[day - 50 : day]) == 1
@@ -46,7 +46,7 @@ def test_a_client_asking_every_session_runs_one_window_a_request(series: np.ndar
 
 
 def test_skipped_sessions_longer_and_shorter_requests(series: np.ndarray) -> None:
-    memo = WindowMemo(network, WINDOW, capacity=1000)
+    memo = WindowMemo(network, WINDOW, capacity=10**7)
     asked(memo, series[:50])
     assert asked(memo, series[3:53]) == 3  # three sessions later
     assert asked(memo, series[3 + LOOK_BACK : 53 + LOOK_BACK]) == 47  # too long a gap
@@ -55,7 +55,7 @@ def test_skipped_sessions_longer_and_shorter_requests(series: np.ndarray) -> Non
 
 
 def test_nothing_is_reused_from_rows_that_differ_by_a_bit(series: np.ndarray) -> None:
-    memo = WindowMemo(network, WINDOW, capacity=1000)
+    memo = WindowMemo(network, WINDOW, capacity=10**7)
     asked(memo, series[:50])
     revised = series[1:51].copy()
     revised[5, 1] = np.nextafter(revised[5, 1], np.float32(np.inf))  # one ulp, an old bar
@@ -65,20 +65,24 @@ def test_nothing_is_reused_from_rows_that_differ_by_a_bit(series: np.ndarray) ->
     assert asked(memo, series[1:51]) == 1
 
 
-def test_it_keeps_no_more_windows_than_its_capacity(series: np.ndarray) -> None:
-    memo = WindowMemo(network, WINDOW, capacity=100)
+def test_it_keeps_no_more_bytes_than_its_capacity(series: np.ndarray) -> None:
+    memo = WindowMemo(network, WINDOW, capacity=3000)  # two or three small requests
     rng = np.random.default_rng(1)
     for _ in range(80):  # requests here and there: kept, forgotten, run again
         start = int(rng.integers(0, 250))
         asked(memo, series[start : start + int(rng.integers(WINDOW, 45))])
-        assert len(memo) <= 100
-    asked(memo, series[:150])  # more windows than it keeps: answered, not kept
+        assert 0 < memo.bytes <= 3000
+    asked(memo, series[:150])  # 150 rows, 147 windows: more than it keeps, so not kept
     assert asked(memo, series[1:151]) == 147
+    kept = WindowMemo(network, WINDOW, capacity=10**7)
+    asked(kept, series[:150])
+    # what it counts is what it holds: rows, outputs, the key, and the entry's objects
+    assert kept.bytes == 150 * FEATURES * 4 + 147 * 2 * 4 + WINDOW * FEATURES * 4 + ENTRY_BYTES
 
 
 def test_constant_rows_every_window_the_same(series: np.ndarray) -> None:
     flat = np.tile(series[:1], (12, 1))
-    memo = WindowMemo(network, WINDOW, capacity=100)
+    memo = WindowMemo(network, WINDOW, capacity=10**7)
     mixed = np.concatenate([flat, series[:12], flat])
     asked(memo, mixed)
     assert asked(memo, mixed) == 0

@@ -508,8 +508,8 @@ class Forecasting(RecordsOrTable):
     def __init__(self) -> None:
         self.active = self
 
-    def remember(self, windows: int) -> None:
-        self.remembered = windows
+    def remember(self, capacity: int) -> None:
+        self.remembered = capacity
 
 
 def test_the_server_tells_a_forecaster_how_many_windows_to_keep(tmp_path: Path) -> None:
@@ -517,9 +517,9 @@ def test_the_server_tells_a_forecaster_how_many_windows_to_keep(tmp_path: Path) 
 
     mlflow.pyfunc.save_model(tmp_path / "m", python_model=Forecasting(), pip_requirements=[])
     served = mlflow.pyfunc.load_model(str(tmp_path / "m"))
-    server.build_app(served, ServingConfig(remembered_windows=777))
-    assert served.unwrap_python_model().remembered == 777
-    assert ServingConfig().remembered_windows == 131_072  # the default: kept
+    server.build_app(served, ServingConfig(remembered_mb=1.5))
+    assert served.unwrap_python_model().remembered == 1_572_864  # bytes
+    assert ServingConfig().remembered_mb == 32  # the default: kept
 
 
 def test_models_without_the_switch_are_served_as_before(app: Guard, pyfunc: Any) -> None:

@@ -40,8 +40,8 @@ def test_a_production_version_that_cannot_load_is_reported_until_the_alias_moves
 class Remembers(PythonModel):
     remembered = 0
 
-    def remember(self, windows: int) -> None:
-        self.remembered = windows
+    def remember(self, capacity: int) -> None:
+        self.remembered = capacity
 
     def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
         return model_input
@@ -61,8 +61,11 @@ def test_a_version_the_follower_swaps_in_keeps_windows_as_the_server_was_told(
     for _ in range(2):
         mc.create_model_version(name, source=info.model_uri)
     mc.set_registered_model_alias(name, registry.PRODUCTION, "1")
-    owner = SimpleNamespace(served_version="", active=None)
+    owner = Remembers()  # the version the server started with, keeping 55 bytes' worth
+    owner.remember(55)
+    owner.active, owner.served_version = owner, "1"
     polling = follower.AliasFollower(owner, alias_uri(name, registry.PRODUCTION), 5, 55)
     mc.set_registered_model_alias(name, registry.PRODUCTION, "2")
     assert polling.swap_if_moved() is True
     assert owner.served_version == "2" and owner.active.remembered == 55
+    assert owner.remembered == 0  # the first version's kept windows are let go
