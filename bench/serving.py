@@ -57,8 +57,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def log_all(tmp: str) -> tuple[dict[str, str], Any, Any]:
-    """The six pyfuncs, logged to a throw-away store: name -> model URI."""
+def log_all(tmp: str, only: set[str] | None = None) -> tuple[dict[str, str], Any, Any]:
+    """The six pyfuncs (or those named in `only`), logged to a throw-away store: name ->
+    model URI."""
     from bench.plain_model import CompiledTF, Constant, PerWindow, PredictPerRequest, Unkept
 
     cfg = throwaway_config(Path(tmp), serving__max_in_flight=8)  # concurrency 8: no 503s
@@ -75,11 +76,15 @@ def log_all(tmp: str) -> tuple[dict[str, str], Any, Any]:
         ("model_predict", PredictPerRequest()),
     )
     for name, pyfunc in variants:
+        if only is not None and name not in only:
+            continue
         run = mc.create_run(tracking.experiment_id(cfg), run_name=f"serving-bench-{name}")
         combine = har_fit(feats) if cfg.model.combine_har else None  # as train.run logs it
         uris[name] = log_forecaster(cfg, model, prep, bars, run.info.run_id, pyfunc, combine)
-    with mlflow.start_run(experiment_id=tracking.experiment_id(cfg), run_name="floor"):
-        uris["floor"] = mlflow.pyfunc.log_model(name="model", python_model=Constant()).model_uri
+    if only is None or "floor" in only:
+        with mlflow.start_run(experiment_id=tracking.experiment_id(cfg), run_name="floor"):
+            floor = mlflow.pyfunc.log_model(name="model", python_model=Constant())
+            uris["floor"] = floor.model_uri
     return uris, cfg, bars
 
 
