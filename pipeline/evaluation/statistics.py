@@ -120,12 +120,12 @@ def scores(actual: np.ndarray, forecast: Forecast, prefix: str) -> dict[str, flo
     return out
 
 
-def fdr_adjusted(pvalues: Sequence[float | None]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (scipy's false_discovery_control; None counts
-    as 0). Valid for tests that are independent or positively dependent, as stocks' are
-    on the same market days (Benjamini and Yekutieli 2001)."""
+def fdr_adjusted(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (scipy's false_discovery_control). Valid for
+    tests that are independent or positively dependent, as stocks' are on the same market
+    days (Benjamini and Yekutieli 2001): an assumption, not checked here."""
     from scipy.stats import false_discovery_control
 
     if not pvalues:
         return []
-    return [float(q) for q in false_discovery_control([p or 0.0 for p in pvalues], method="bh")]
+    return [float(q) for q in false_discovery_control(list(pvalues), method="bh")]

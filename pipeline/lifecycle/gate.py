@@ -121,7 +121,8 @@ def ticker_refusal(ev: dict[str, Any], gate: RegistryConfig) -> str | None:
     # them; without (a version evaluated before they were kept), on its mean alone
     with_p = [i for i, (*_, p) in enumerate(rows) if p is not None]
     adjusted = [0.0] * len(rows)
-    for i, q in zip(with_p, fdr_adjusted([rows[i][3] for i in with_p]), strict=True):
+    pvalues = [float(p) for *_, p in rows if p is not None]
+    for i, q in zip(with_p, fdr_adjusted(pvalues), strict=True):
         adjusted[i] = q
     tested = len(with_p) == len(rows)
     losing = sorted(

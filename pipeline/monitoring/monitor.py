@@ -262,8 +262,8 @@ def flag_beatable(cfg: Config, done: dict[str, Assessed]) -> None:
             msg = f"ALERT {name}: {'; '.join(a.alerts)}; " + (
                 "the next training will replace it with any model that passes the gate"
                 if tag == registry.BEATABLE_TAG
-                else f"on {ticker} alone: the day's report says whether it stands across "
-                "the universe's stocks (pipeline/operations/alarms.py)"
+                else f"on {ticker} alone: the universe model is judged on all its stocks "
+                "in the day's report (pipeline/operations/alarms.py)"
             )
             log.error(msg)
             print(msg)

@@ -7,8 +7,9 @@ monitoring says production lost to naive significantly (a sign test over the mon
 window) or its interval coverage drifted, or when the model's inputs drifted
 (pipeline/monitoring/drift.py); evidence a retrain of the last
 `monitoring.retrain_cooldown_days` already answered is not asked again. For the universe's
-one model, a stock's loss or coverage alarm asks only where it stands across the stocks
-(pipeline/operations/alarms.py: the false-discovery rate over hundreds of daily tests).
+one model, the stocks' own loss and coverage alarms are shown but ask for nothing: the
+model is judged once on its stocks' sessions (pipeline/operations/alarms.py), and that
+asks under the key `universe`.
 Written to state/reports/daily/<day>.json.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.data.universe import UNIVERSE
 from pipeline.lifecycle import registry
 from pipeline.operations import alarms
 from pipeline.orchestration import journal
@@ -59,8 +61,7 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
 
     outcomes = ticker_outcomes(journal.read(cfg, DAILY, day))
     cooling = recent_reasons(cfg, day, cfg.monitoring.retrain_cooldown_days)
-    monitored = {t: outcomes.get(t, {}).get("monitoring") or {} for t in cfg.tickers}
-    stand = alarms.standing(cfg, monitored)  # None: each ticker its own model
+    universe = alarms.judged(cfg, day)  # None: each ticker its own model
     tickers: dict[str, Any] = {}
     retrain: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
@@ -93,26 +94,33 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         }
         # evidence a recent retrain already answered waits out the cooldown (a refit the
         # gate refused leaves production, and its alarm, as they were: no refit every day)
-        reasons = [r for r in asked if still_asks(r, ticker, cooling.get(ticker, set()), stand)]
+        reasons = [r for r in asked if still_asks(r, cooling.get(ticker, set()), universe)]
         if reasons:
             retrain[ticker] = reasons
     rep = {"day": day.isoformat(), "tickers": tickers, "retrain": retrain}
-    if stand is not None:
-        rep["alarms"] = alarms.counts(monitored, stand)
-        alarms.flag_universe(cfg, stand)
+    if universe is not None:
+        rep["universe"] = universe
+        if asked := [r for r in alarms.reasons(universe) if r not in cooling.get(UNIVERSE, set())]:
+            retrain[UNIVERSE] = asked
+        alarms.flag_universe(cfg, day, universe, newest_report(cfg, day))
     return write(cfg, rep)
 
 
-def still_asks(
-    reason: str, ticker: str, cooling: set[str], stand: dict[str, set[str]] | None
-) -> bool:
-    """Whether a reason `ticker` raised asks for a retrain today: not while a recent retrain
-    cools it down, and, for the universe's tested alarms, only where it stands (`stand`)."""
+def still_asks(reason: str, cooling: set[str], universe: dict[str, Any] | None) -> bool:
+    """Whether a reason a ticker raised asks for a retrain today: not while a recent retrain
+    cools it down, and for the universe's one model (`universe`: its own judgement) not a
+    stock's loss or coverage alarm, which the universe judges once (alarms.py)."""
     if reason == "no_production":
         return True
     if reason in cooling:
         return False
-    return stand is None or reason not in stand or ticker in stand[reason]
+    return universe is None or reason not in alarms.TESTED
+
+
+def newest_report(cfg: Config, day: dt.date) -> bool:
+    """No report of a later day exists: this one speaks for now."""
+    later = (p.stem for p in report_path(cfg, day).parent.glob("*.json"))
+    return all(stem <= day.isoformat() for stem in later)
 
 
 def unserved(cfg: Config, ticker: str, seen: dict[str, str]) -> str:

@@ -1,111 +1,138 @@
-"""The universe's alarms: a stock's chance streak asks for nothing, a loss on most stocks
-asks for a retrain and makes production beatable for the gate; one model per ticker keeps
-every alarm it raises."""
+"""The universe model judged as one: a few stocks' chance streaks ask for nothing, a loss on
+the cross-section asks for a refit and makes production beatable for the gate, coverage
+off on every session drifts; no evidence and old reports leave the tag alone; one model
+per ticker keeps every alarm it raises."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import string
+from contextlib import closing
 from typing import Any
+
+import numpy as np
+import pytest
 
 from pipeline import schedule, tracking
 from pipeline.data.universe import UNIVERSE
 from pipeline.lifecycle import registry
+from pipeline.monitoring import pooled
+from pipeline.monitoring.forecast import connect
 from pipeline.operations import alarms, daily
 from pipeline.orchestration import journal
+from tests.helpers import register_versions
 
-DAY = dt.date(2013, 3, 1)
 STOCKS = [f"S{a}{b}" for a in string.ascii_uppercase[:5] for b in string.ascii_uppercase[:8]]
-CHANCE = 1 / 32  # all five of five days worse than naive, under no difference
-CALM = {"days": 5, "worse_pvalue": 0.5, "losing": False, "coverage_days": 5}
-CALM |= {"coverage_pvalue": 1.0, "coverage_drift": False}
-LOST = CALM | {"worse_pvalue": CHANCE, "losing": True}
+SESSIONS = ["2013-02-22", "2013-02-25", "2013-02-26", "2013-02-27", "2013-02-28"]
+DAY = dt.date(2013, 3, 1)
+NAME = "price_lstm_universe"
 
 
-def monitored(lost: int, **more: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The 40 stocks' monitoring: the first `lost` lost all five days to naive."""
-    out = {t: dict(LOST if i < lost else CALM) for i, t in enumerate(STOCKS)}
-    for ticker, summary in more.items():
-        out[ticker] |= summary
-    return out
+def forecasts(
+    cfg: Any, excess: dict[str, float], inside: float = 0.8, seed: int | None = None
+) -> None:
+    """Realised forecasts of production v1 for the 40 stocks on SESSIONS: naive's error 1 %
+    of a 100 close, the model's `excess[stock]` % more (0.1 % better where not named); a
+    share `inside` of each session's closes inside the 80 % band (at random with `seed`)."""
+    rng = np.random.default_rng(seed)
+    with closing(connect(cfg)) as conn, conn:
+        for day in SESSIONS:
+            for i, stock in enumerate(STOCKS):
+                hit = rng.random() < inside if seed is not None else i < inside * len(STOCKS)
+                conn.execute(
+                    "INSERT OR REPLACE INTO forecasts (ticker, as_of, for_date, model_name,"
+                    " model_version, forecast_close, naive_close, created_at, actual_close,"
+                    " model_abs_error, naive_abs_error, inside_80) VALUES"
+                    " (?, ?, ?, ?, '1', 100, 100, 'x', 101, ?, 1.0, ?)",
+                    (stock, day, day, NAME, 1.0 + excess.get(stock, -0.1), int(hit)),
+                )  # fmt: skip
 
 
-def test_a_stock_chance_alone_would_flag_stands_for_nothing(make_cfg) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def cfg(make_cfg):  # type: ignore[no-untyped-def]
     cfg = make_cfg(tickers=STOCKS, model__scope="universe")
-    stand = alarms.standing(cfg, monitored(2))
-    assert stand == {"beatable": set(), "coverage_drift": set()}
-    assert alarms.counts(monitored(2), stand)["beatable"] == {
-        "tested": 40,
-        "raised": 2,
-        "standing": 0,
-    }
+    register_versions(cfg, UNIVERSE, 1)
+    tracking.client(cfg).set_registered_model_alias(NAME, registry.PRODUCTION, "1")
+    return cfg
 
 
-def test_a_loss_on_most_stocks_stands_on_each_of_them(make_cfg) -> None:  # type: ignore[no-untyped-def]
-    cfg = make_cfg(tickers=STOCKS, model__scope="universe")
-    # 30 of 40 at p = 1/32: Benjamini-Hochberg's adjusted p = 1/32 x 40/30 = 0.042 < 0.05
-    assert alarms.standing(cfg, monitored(30))["beatable"] == set(STOCKS[:30])
-    assert alarms.standing(cfg, monitored(24))["beatable"] == set()  # 1/32 x 40/24 = 0.052
+def test_a_few_stocks_losing_every_day_is_no_loss_of_the_model(cfg) -> None:  # type: ignore[no-untyped-def]
+    forecasts(cfg, {"SAA": 0.5, "SAB": 0.5})  # what chance alone gives a dozen of 388 stocks
+    judged = alarms.judged(cfg, DAY)
+    assert judged is not None and judged["sessions"] == 5 and judged["stocks"] == 40
+    assert judged["losing"] is False and alarms.reasons(judged) == []
 
 
-def test_coverage_stands_by_how_far_it_fell_and_on_how_many_stocks(make_cfg) -> None:  # type: ignore[no-untyped-def]
-    from scipy.stats import binomtest
+def test_a_loss_on_the_cross_section_every_session_is(cfg) -> None:  # type: ignore[no-untyped-def]
+    forecasts(cfg, {s: 0.05 for s in STOCKS})  # every stock a little worse, every session
+    judged = alarms.judged(cfg, DAY)
+    assert judged["losing"] is True and judged["worse_pvalue"] == pytest.approx(1 / 32)
+    assert alarms.reasons(judged) == ["beatable"]
 
-    cfg = make_cfg(tickers=STOCKS, model__scope="universe")
 
-    def covered(k: int) -> dict[str, Any]:  # k of five closes inside the 80 % interval
-        return {"coverage_pvalue": binomtest(k, 5, 0.8).pvalue, "coverage_drift": True}
+def test_coverage_drifts_when_every_session_misses_it(cfg) -> None:  # type: ignore[no-untyped-def]
+    forecasts(cfg, {}, inside=0.5)
+    assert alarms.judged(cfg, DAY)["coverage_drift"] is True
+    forecasts(cfg, {}, inside=0.8, seed=1)
+    judged = alarms.judged(cfg, DAY)
+    assert judged["coverage_drift"] is False and abs(judged["coverage_80"] - 0.8) < 0.1
 
-    # none of five (p = 0.0003): it stands alone among 40 (adjusted 0.013)
-    assert alarms.standing(cfg, monitored(0, SAA=covered(0)))["coverage_drift"] == {"SAA"}
-    # one of five (p = 0.0067): alone it does not (0.27); on eight stocks it does (0.034)
-    assert alarms.standing(cfg, monitored(0, SAA=covered(1)))["coverage_drift"] == set()
-    eight = monitored(0, **{t: covered(1) for t in STOCKS[:8]})
-    assert alarms.standing(cfg, eight)["coverage_drift"] == set(STOCKS[:8])
-    # too few days to test: not among the tests, and standing nowhere
-    short = monitored(0, SAA=covered(0) | {"coverage_days": 3})
-    assert alarms.counts(short, alarms.standing(cfg, short))["coverage_drift"]["standing"] == 0
+
+def test_the_tests_on_sessions() -> None:
+    import pandas as pd
+
+    per = pd.DataFrame({"stocks": 388, "excess": [0.1] * 4 + [-0.1], "coverage_80": 0.8})
+    assert pooled.judge(per, 5, 0.05)["losing"] is False  # four of five: p = 0.19
+    assert pooled.judge(per.head(4), 5, 0.05)["losing"] is False  # too few sessions
+    low = per.assign(coverage_80=[0.6, 0.62, 0.58, 0.61, 0.6])
+    assert pooled.judge(low, 5, 0.05)["coverage_drift"] is True
+    near = per.assign(coverage_80=[0.79, 0.77, 0.82, 0.8, 0.78])  # inside the tolerance
+    assert pooled.judge(near, 5, 0.05)["coverage_drift"] is False
 
 
 def test_one_model_per_ticker_keeps_every_alarm(make_cfg) -> None:  # type: ignore[no-untyped-def]
     cfg = make_cfg(tickers=STOCKS, model__scope="ticker")
-    assert alarms.standing(cfg, monitored(2)) is None
-    assert daily.still_asks("beatable", "SAA", set(), None)
+    assert alarms.judged(cfg, DAY) is None
+    assert daily.still_asks("beatable", set(), None)
+    assert not daily.still_asks("beatable", set(), {"losing": False})  # a universe stock's
 
 
-def test_the_report_asks_only_for_standing_alarms_and_flags_the_universe(make_cfg) -> None:  # type: ignore[no-untyped-def]
-    cfg = make_cfg(tickers=STOCKS, model__scope="universe")
-    mc = tracking.client(cfg)
-    name = registry.model_name(cfg, UNIVERSE)
-    mc.create_registered_model(name)
-    for ticker, summary in monitored(2).items():
+def _monitor(cfg: Any, day: dt.date, lost: set[str]) -> None:
+    for stock in STOCKS:
+        summary = {"days": 5, "losing": stock in lost, "worse_pvalue": 1 / 32}
         journal.record(
-            cfg, schedule.DAILY, DAY, event="end", task="monitor", ticker=ticker,
+            cfg, schedule.DAILY, day, event="end", task="monitor", ticker=stock,
             out={"monitoring": summary},
         )  # fmt: skip
+
+
+def test_the_report_asks_for_the_universe_and_flags_it_only_on_evidence(cfg) -> None:  # type: ignore[no-untyped-def]
+    forecasts(cfg, {"SAA": 0.5, "SAB": 0.5})
+    _monitor(cfg, DAY, {"SAA", "SAB"})
     rep = daily.report(cfg, DAY)
     assert rep["tickers"]["SAA"]["alerts"] == ["beatable"]  # its own evidence, shown
-    assert rep["retrain"]["SAA"] == ["no_production"]  # but it asks for no refit
-    assert rep["alarms"]["beatable"] == {"tested": 40, "raised": 2, "standing": 0}
+    assert "SAA" not in rep["retrain"] and UNIVERSE not in rep["retrain"]  # asks nothing
+    assert rep["universe"]["losing"] is False
     assert not registry.is_production_beatable(cfg, UNIVERSE)
 
-    later = DAY + dt.timedelta(days=3)
-    for ticker, summary in monitored(30).items():
-        journal.record(
-            cfg, schedule.DAILY, later, event="end", task="monitor", ticker=ticker,
-            out={"monitoring": summary},
-        )  # fmt: skip
-    rep = daily.report(cfg, later)
-    assert rep["retrain"]["SAA"] == ["no_production", "beatable"]
-    assert rep["alarms"]["beatable"]["standing"] == 30
+    forecasts(cfg, {s: 0.05 for s in STOCKS})
+    rep = daily.report(cfg, DAY)
+    assert rep["retrain"] == {UNIVERSE: ["beatable"]}
+    assert "production lost to naive" in schedule.why(rep["retrain"])
     assert registry.is_production_beatable(cfg, UNIVERSE)  # the gate lets a better one in
-    # a stock's own tag (the monitor's) does not make the universe beatable by itself
-    calm = DAY + dt.timedelta(days=4)
-    for ticker, summary in monitored(0).items():
-        journal.record(
-            cfg, schedule.DAILY, calm, event="end", task="monitor", ticker=ticker,
-            out={"monitoring": summary},
-        )  # fmt: skip
-    mc.set_registered_model_tag(name, registry.beatable_tag(cfg, "SAA"), "true")
-    daily.report(cfg, calm)
+
+    # an older day's report, rewritten, leaves today's judgement alone
+    daily.report(cfg, dt.date(2013, 2, 26))  # two sessions realised by then: not losing
+    assert registry.is_production_beatable(cfg, UNIVERSE)
+    # no realised session of production's forecasts: no evidence, the tag stays
+    with closing(sqlite3.connect(cfg.layout.forecasts_db())) as conn, conn:
+        conn.execute("DELETE FROM forecasts")
+    later = dt.date(2013, 3, 4)
+    _monitor(cfg, later, set())
+    assert daily.report(cfg, later)["universe"]["sessions"] == 0
+    assert registry.is_production_beatable(cfg, UNIVERSE)
+    # a calm cross-section clears it
+    forecasts(cfg, {})
+    assert daily.report(cfg, later)["universe"]["losing"] is False
     assert not registry.is_production_beatable(cfg, UNIVERSE)
