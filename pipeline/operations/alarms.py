@@ -7,9 +7,9 @@ those per-stock alarms are shown in the day's table but ask for nothing: the mod
 judged once, on the sessions' cross-sectional means (`pooled`), and only that judgement
 asks for a refit (under the key `universe`) or sets the universe model's own
 `production_beatable` tag, which tells the gate any model passing its other rules may
-replace production. The tag is left as it is when there is no evidence (no realised
-session of production's forecasts) and when the report is not the newest one (a past
-day's report rewritten must not undo today's).
+replace production. The tag is left as it is without a full window of evidence, when
+production moved since it was judged, and when it already holds a newer judgement of the
+same version (a past day's report rewritten must not undo today's).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pipeline.lifecycle import registry
 from pipeline.monitoring import pooled
 
 TESTED = ("beatable", "coverage_drift")  # the per-stock alarms the universe judges itself
+JUDGED_TAG = "production_judged"  # "v<version> <last session>" of the judgement the tag holds
 
 
 def judged(cfg: Config, day: dt.date) -> dict[str, Any] | None:
@@ -45,21 +46,32 @@ def reasons(summary: dict[str, Any]) -> list[str]:
     return asked + (["coverage_drift"] if summary.get("coverage_drift") else [])
 
 
-def flag_universe(cfg: Config, day: dt.date, summary: dict[str, Any], newest: bool) -> None:
-    """Set or clear the universe model's own beatable tag from `summary`: only on evidence
-    (a realised session) and from the newest report (`newest`)."""
+def flag_universe(cfg: Config, summary: dict[str, Any]) -> None:
+    """Set or clear the universe model's own beatable tag from `summary`, under the
+    registry's lock: only while the judged version is still production (a promotion
+    meanwhile clears the tags for the new one), only on a full window of sessions, and not
+    from evidence older than the judgement the tag already holds (a past day's report)."""
     from mlflow.exceptions import MlflowException
 
     from pipeline import tracking
 
-    if not summary.get("sessions") or not newest:
+    if summary.get("sessions", 0) < cfg.monitoring.window_days:
         return
-    mc, tag = tracking.client(cfg), registry.beatable_tag(cfg, UNIVERSE)
-    try:
-        tags = mc.get_registered_model(summary["model"]).tags
-    except MlflowException:  # gone since: nothing to flag
-        return
-    if summary.get("losing") and tags.get(tag) != "true":
-        mc.set_registered_model_tag(summary["model"], tag, "true")
-    elif not summary.get("losing") and tag in tags:
-        mc.delete_registered_model_tag(summary["model"], tag)
+    mc, tag, name = tracking.client(cfg), registry.beatable_tag(cfg, UNIVERSE), summary["model"]
+    judged_on = f"v{summary['version']} {summary['last_session']}"
+    with registry.changing(cfg):
+        prod = registry.production_version(cfg, UNIVERSE)
+        if prod is None or str(prod.version) != summary["version"]:
+            return
+        try:
+            tags = mc.get_registered_model(name).tags
+        except MlflowException:  # gone since: nothing to flag
+            return
+        before = tags.get(JUDGED_TAG, "")
+        if before.split(" ")[0] == judged_on.split(" ")[0] and before > judged_on:
+            return  # newer evidence on the same version already spoke
+        mc.set_registered_model_tag(name, JUDGED_TAG, judged_on)
+        if summary.get("losing") and tags.get(tag) != "true":
+            mc.set_registered_model_tag(name, tag, "true")
+        elif not summary.get("losing") and tag in tags:
+            mc.delete_registered_model_tag(name, tag)

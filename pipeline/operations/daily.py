@@ -94,7 +94,11 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         }
         # evidence a recent retrain already answered waits out the cooldown (a refit the
         # gate refused leaves production, and its alarm, as they were: no refit every day)
-        reasons = [r for r in asked if still_asks(r, cooling.get(ticker, set()), universe)]
+        reasons = [
+            r
+            for r in asked
+            if still_asks(r, cooling.get(ticker, set()), cfg.model.scope == UNIVERSE)
+        ]
         if reasons:
             retrain[ticker] = reasons
     rep = {"day": day.isoformat(), "tickers": tickers, "retrain": retrain}
@@ -102,25 +106,19 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         rep["universe"] = universe
         if asked := [r for r in alarms.reasons(universe) if r not in cooling.get(UNIVERSE, set())]:
             retrain[UNIVERSE] = asked
-        alarms.flag_universe(cfg, day, universe, newest_report(cfg, day))
+        alarms.flag_universe(cfg, universe)
     return write(cfg, rep)
 
 
-def still_asks(reason: str, cooling: set[str], universe: dict[str, Any] | None) -> bool:
+def still_asks(reason: str, cooling: set[str], universe: bool) -> bool:
     """Whether a reason a ticker raised asks for a retrain today: not while a recent retrain
-    cools it down, and for the universe's one model (`universe`: its own judgement) not a
-    stock's loss or coverage alarm, which the universe judges once (alarms.py)."""
+    cools it down, and for the universe's one model (`universe`) not a stock's loss or
+    coverage alarm, which the universe judges once (alarms.py)."""
     if reason == "no_production":
         return True
     if reason in cooling:
         return False
-    return universe is None or reason not in alarms.TESTED
-
-
-def newest_report(cfg: Config, day: dt.date) -> bool:
-    """No report of a later day exists: this one speaks for now."""
-    later = (p.stem for p in report_path(cfg, day).parent.glob("*.json"))
-    return all(stem <= day.isoformat() for stem in later)
+    return not universe or reason not in alarms.TESTED
 
 
 def unserved(cfg: Config, ticker: str, seen: dict[str, str]) -> str:

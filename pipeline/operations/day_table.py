@@ -19,9 +19,29 @@ def table(rep: dict[str, Any], retrain_note: str = "") -> str:
     head += f" {'model':>16}  status"
     lines = [f"day {rep['day']}", head, "-" * len(head)]
     lines += [row_line(t, r) for t, r in rep["tickers"].items()]
+    if line := universe_line(rep):
+        lines.append(line)
     if retrain_note:
         lines.append(f"retrain: {retrain_note}")
     return "\n".join(lines)
+
+
+def universe_line(rep: dict[str, Any]) -> str | None:
+    """The universe model judged as one (operations/alarms.py), in a line; None for a model
+    per ticker."""
+    u = rep.get("universe")
+    if not u:
+        return None
+    if not u.get("sessions"):
+        return f"universe model v{u['version']}: no realised session to judge it on yet"
+    line = (
+        f"universe model v{u['version']} over its last {u['sessions']} sessions"
+        f" ({u['stocks']}+ stocks): error {u['excess_pct']:+.3f} % of the close against"
+        f" naive's, worse on {u['worse_sessions']} (p = {u['worse_pvalue']:.2g})"
+    )
+    if u.get("coverage_80") is not None:
+        line += f"; 80 % coverage {100 * u['coverage_80']:.1f} % (p = {u['coverage_pvalue']:.2g})"
+    return line
 
 
 def row_line(ticker: str, r: dict[str, Any]) -> str:
@@ -93,6 +113,8 @@ def summary(rep: dict[str, Any], retrain_note: str = "", worst: int = 10) -> str
     ]
     if gap_notes:
         lines.append(f"missing sessions (ticker count): {', '.join(gap_notes)}")
+    if line := universe_line(rep):
+        lines.append(line)
     if retrain_note:
         lines.append(f"retrain: {retrain_note}")
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from pipeline.data.ingest import sample_path
 from pipeline.evaluation.evaluate_universe import PER_TICKER_ARTIFACT
 from pipeline.monitoring import forecast
 from pipeline.orchestration import journal
+from pipeline.reporting.page import embedded
 
 from .conftest import store_env
 
@@ -131,7 +132,8 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     report = json.loads((state / "reports" / "daily" / "2013-03-01.json").read_text())
     assert report["tickers"]["MSFT"]["status"] == "quarantined"
     page = state / "reports" / "daily" / "2013-03-01.html"  # the day's page, written and named
-    assert f"report page: {page}" in out and '"MSFT":{"status":"quarantined"' in page.read_text()
+    assert f"report page: {page}" in out
+    assert embedded(page.read_text())["tickers"]["MSFT"]["status"] == "quarantined"
     assert "high_is_highest" in report["tickers"]["MSFT"]["error"]
     # exactly one request, for the whole day, with its reasons; one retrain, a refit
     events = _asset_events(airflow_db)[before:]

@@ -24,20 +24,24 @@ from pipeline.orchestration import journal
 from tests.helpers import register_versions
 
 STOCKS = [f"S{a}{b}" for a in string.ascii_uppercase[:5] for b in string.ascii_uppercase[:8]]
-SESSIONS = ["2013-02-22", "2013-02-25", "2013-02-26", "2013-02-27", "2013-02-28"]
+SESSIONS = ["2013-02-21", "2013-02-22", "2013-02-25", "2013-02-26", "2013-02-27", "2013-02-28"]
 DAY = dt.date(2013, 3, 1)
 NAME = "price_lstm_universe"
 
 
 def forecasts(
-    cfg: Any, excess: dict[str, float], inside: float = 0.8, seed: int | None = None
+    cfg: Any,
+    excess: dict[str, float],
+    inside: float = 0.8,
+    seed: int | None = None,
+    sessions: list[str] = SESSIONS,
 ) -> None:
-    """Realised forecasts of production v1 for the 40 stocks on SESSIONS: naive's error 1 %
-    of a 100 close, the model's `excess[stock]` % more (0.1 % better where not named); a
+    """Realised forecasts of production v1 for the 40 stocks on `sessions`: naive's error
+    1 % of a 100 close, the model's `excess[stock]` % more (0.1 % better where not named); a
     share `inside` of each session's closes inside the 80 % band (at random with `seed`)."""
     rng = np.random.default_rng(seed)
     with closing(connect(cfg)) as conn, conn:
-        for day in SESSIONS:
+        for day in sessions:
             for i, stock in enumerate(STOCKS):
                 hit = rng.random() < inside if seed is not None else i < inside * len(STOCKS)
                 conn.execute(
@@ -82,20 +86,38 @@ def test_coverage_drifts_when_every_session_misses_it(cfg) -> None:  # type: ign
 def test_the_tests_on_sessions() -> None:
     import pandas as pd
 
-    per = pd.DataFrame({"stocks": 388, "excess": [0.1] * 4 + [-0.1], "coverage_80": 0.8})
+    per = pd.DataFrame(
+        {"for_date": SESSIONS[1:], "stocks": 388, "excess": [0.1] * 4 + [-0.1], "coverage_80": 0.8}
+    )
     assert pooled.judge(per, 5, 0.05)["losing"] is False  # four of five: p = 0.19
     assert pooled.judge(per.head(4), 5, 0.05)["losing"] is False  # too few sessions
     low = per.assign(coverage_80=[0.6, 0.62, 0.58, 0.61, 0.6])
     assert pooled.judge(low, 5, 0.05)["coverage_drift"] is True
     near = per.assign(coverage_80=[0.79, 0.77, 0.82, 0.8, 0.78])  # inside the tolerance
     assert pooled.judge(near, 5, 0.05)["coverage_drift"] is False
+    # two stocks a session, both covered every time: lumpy, not evidence (the binomial's
+    # variance, not a spread of zero, weighs it: p = 0.19)
+    few = per.assign(stocks=2, coverage_80=1.0)
+    assert pooled.judge(few, 5, 0.05)["coverage_drift"] is False
+    wide = per.assign(coverage_80=[0.6, 0.95, 0.62, 0.9, 0.6])  # off, but too unsteady to say
+    judged = pooled.judge(wide, 5, 0.05)
+    assert abs(judged["coverage_80"] - 0.8) > 0.05 and judged["coverage_drift"] is False
 
 
 def test_one_model_per_ticker_keeps_every_alarm(make_cfg) -> None:  # type: ignore[no-untyped-def]
     cfg = make_cfg(tickers=STOCKS, model__scope="ticker")
     assert alarms.judged(cfg, DAY) is None
-    assert daily.still_asks("beatable", set(), None)
-    assert not daily.still_asks("beatable", set(), {"losing": False})  # a universe stock's
+    assert daily.still_asks("beatable", set(), universe=False)
+    assert not daily.still_asks("beatable", set(), universe=True)  # a universe stock's
+    assert daily.still_asks("input_drift", set(), universe=True)
+
+
+def test_only_recent_sessions_of_the_version_count(cfg) -> None:  # type: ignore[no-untyped-def]
+    forecasts(cfg, {s: 0.05 for s in STOCKS})
+    assert len(pooled.sessions(cfg, DAY, NAME, "1")) == 6
+    # a version rolled back to weeks later is not judged on these old sessions
+    assert pooled.sessions(cfg, dt.date(2013, 4, 1), NAME, "1").empty
+    assert pooled.sessions(cfg, DAY, NAME, "2").empty  # nor another version on them
 
 
 def _monitor(cfg: Any, day: dt.date, lost: set[str]) -> None:
@@ -113,17 +135,21 @@ def test_the_report_asks_for_the_universe_and_flags_it_only_on_evidence(cfg) -> 
     rep = daily.report(cfg, DAY)
     assert rep["tickers"]["SAA"]["alerts"] == ["beatable"]  # its own evidence, shown
     assert "SAA" not in rep["retrain"] and UNIVERSE not in rep["retrain"]  # asks nothing
-    assert rep["universe"]["losing"] is False
+    assert rep["universe"]["losing"] is False and rep["universe"]["stocks"] == 40
     assert not registry.is_production_beatable(cfg, UNIVERSE)
 
-    forecasts(cfg, {s: 0.05 for s in STOCKS})
+    forecasts(cfg, {s: 0.05 for s in STOCKS}, sessions=SESSIONS[1:])  # the first stays calm
     rep = daily.report(cfg, DAY)
     assert rep["retrain"] == {UNIVERSE: ["beatable"]}
     assert "production lost to naive" in schedule.why(rep["retrain"])
     assert registry.is_production_beatable(cfg, UNIVERSE)  # the gate lets a better one in
 
-    # an older day's report, rewritten, leaves today's judgement alone
-    daily.report(cfg, dt.date(2013, 2, 26))  # two sessions realised by then: not losing
+    # an older day's report, rewritten (its window: the calm session and four worse, not
+    # losing), leaves today's judgement alone
+    assert daily.report(cfg, dt.date(2013, 2, 27))["universe"]["losing"] is False
+    assert registry.is_production_beatable(cfg, UNIVERSE)
+    # a judgement of a version no longer in production is not written
+    alarms.flag_universe(cfg, {**rep["universe"], "version": "7", "losing": False})
     assert registry.is_production_beatable(cfg, UNIVERSE)
     # no realised session of production's forecasts: no evidence, the tag stays
     with closing(sqlite3.connect(cfg.layout.forecasts_db())) as conn, conn:
@@ -136,3 +162,15 @@ def test_the_report_asks_for_the_universe_and_flags_it_only_on_evidence(cfg) -> 
     forecasts(cfg, {})
     assert daily.report(cfg, later)["universe"]["losing"] is False
     assert not registry.is_production_beatable(cfg, UNIVERSE)
+
+
+def test_the_days_table_says_how_the_universe_was_judged(cfg) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.operations import day_table
+
+    forecasts(cfg, {s: 0.05 for s in STOCKS})
+    _monitor(cfg, DAY, set())
+    rep = daily.report(cfg, DAY)
+    line = day_table.universe_line(rep)
+    assert line is not None and "universe model v1 over its last 5 sessions (40+ stocks)" in line
+    assert "worse on 5 (p = 0.031)" in line and "80 % coverage 80.0 %" in line
+    assert line in day_table.table(rep) and line in day_table.summary(rep)
