@@ -168,6 +168,8 @@ class MonitoringConfig(_Section):
     drift_outside: float = Field(default=0.1, gt=0.0, le=1.0)
     # a reason a retrain ran for is not asked again for this many calendar days
     retrain_cooldown_days: int = Field(default=7, ge=0)
+    # the universe model: its inputs drifted when this share of its stocks' did
+    universe_drift_share: float = Field(default=0.25, gt=0.0, le=1.0)
 
 
 class ServingConfig(_Section):

@@ -3,11 +3,13 @@
 With one model per ticker, a ticker's loss and coverage alarms (monitoring/monitor.py) ask
 for its retrain. With the universe's one model they are hundreds of 5 % tests a day, and
 chance alone raises about a dozen (pipeline/monitoring/pooled.py), so for the universe
-those per-stock alarms are shown in the day's table but ask for nothing: the model is
+those per-stock alarms (and each stock's input drift) are shown in the day's table but
+ask for nothing: the model is
 judged once, on the sessions' cross-sectional means (`pooled`), and only that judgement
 asks for a refit (under the key `universe`) or sets the universe model's own
 `production_beatable` tag, which tells the gate any model passing its other rules may
-replace production. The tag is left as it is without a full window of evidence, when
+replace production. The inputs' drift asks for it when a share of the stocks drifted
+(`drifted`). The tag is left as it is without a full window of evidence, when
 production moved since it was judged, and when it already holds a newer judgement of the
 same version (a past day's report rewritten must not undo today's).
 """
@@ -22,7 +24,8 @@ from pipeline.data.universe import UNIVERSE
 from pipeline.lifecycle import registry
 from pipeline.monitoring import pooled
 
-TESTED = ("beatable", "coverage_drift")  # the per-stock alarms the universe judges itself
+# the per-stock alarms the universe judges itself
+TESTED = ("beatable", "coverage_drift", "input_drift")
 JUDGED_TAG = "production_judged"  # "v<version> <last session>" of the judgement the tag holds
 
 
@@ -40,10 +43,24 @@ def judged(cfg: Config, day: dt.date) -> dict[str, Any] | None:
     return {"model": name, "version": version, **summary}
 
 
+def drifted(cfg: Config, monitoring: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The inputs' drift across the universe: the share of the stocks checked today whose
+    inputs drifted (monitoring/drift.py); it asks for a refit from
+    `monitoring.universe_drift_share` on (one stock's unusual quarter refits nothing)."""
+    checked = [m for m in monitoring.values() if m.get("drift_checked")]
+    share = sum(bool(m.get("input_drift")) for m in checked) / len(checked) if checked else 0.0
+    return {
+        "drift_checked": len(checked),
+        "drifted_share": round(share, 4),
+        "input_drift": bool(checked) and share >= cfg.monitoring.universe_drift_share,
+    }
+
+
 def reasons(summary: dict[str, Any]) -> list[str]:
     """What the universe's judgement asks a retrain for."""
     asked = ["beatable"] if summary.get("losing") else []
-    return asked + (["coverage_drift"] if summary.get("coverage_drift") else [])
+    asked += ["coverage_drift"] if summary.get("coverage_drift") else []
+    return asked + (["input_drift"] if summary.get("input_drift") else [])
 
 
 def flag_universe(cfg: Config, summary: dict[str, Any]) -> None:

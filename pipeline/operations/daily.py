@@ -103,6 +103,8 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             retrain[ticker] = reasons
     rep = {"day": day.isoformat(), "tickers": tickers, "retrain": retrain}
     if universe is not None:
+        monitored = {t: outcomes.get(t, {}).get("monitoring") or {} for t in cfg.tickers}
+        universe.update(alarms.drifted(cfg, monitored))
         rep["universe"] = universe
         if asked := [r for r in alarms.reasons(universe) if r not in cooling.get(UNIVERSE, set())]:
             retrain[UNIVERSE] = asked

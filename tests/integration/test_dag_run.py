@@ -124,7 +124,8 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     assert "done   train      universe" in out
     assert "ticker   last close   forecast" in out  # the table
     assert "quarantined (validation: high_is_highest)" in out
-    assert "after the day: inputs outside the training range (GOOG, IBM) (refit)" in out
+    # the universe model's inputs drifted on both stocks checked (all of them): one reason
+    assert "after the day: inputs outside the training range (universe) (refit)" in out
     for ticker in ("GOOG", "IBM"):
         assert forecast.read_forecasts(cfg, ticker)["as_of"].iloc[-1] == "2013-03-01"
     assert forecast.read_forecasts(cfg, "MSFT")["as_of"].iloc[-1] == "2013-01-02"
@@ -137,9 +138,9 @@ def test_a_fresh_state_a_quiet_day_a_bad_ticker_and_drift(airflow_db: Path, tmp_
     assert "high_is_highest" in report["tickers"]["MSFT"]["error"]
     # exactly one request, for the whole day, with its reasons; one retrain, a refit
     events = _asset_events(airflow_db)[before:]
-    assert events == [
-        {"day": "2013-03-01", "reasons": {"GOOG": ["input_drift"], "IBM": ["input_drift"]}}
-    ]
+    assert events == [{"day": "2013-03-01", "reasons": {"universe": ["input_drift"]}}]
+    assert report["tickers"]["GOOG"]["alerts"] == ["input_drift"]  # each stock's, shown
+    assert report["universe"]["drifted_share"] == 1.0
     retrains = journal.read(cfg, schedule.RETRAIN, pd.Timestamp("2013-03-01").date())
     assert [e["ticker"] for e in retrains if e["task"] == "promote" and e["event"] == "end"] == [
         "universe"

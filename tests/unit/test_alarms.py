@@ -109,7 +109,8 @@ def test_one_model_per_ticker_keeps_every_alarm(make_cfg) -> None:  # type: igno
     assert alarms.judged(cfg, DAY) is None
     assert daily.still_asks("beatable", set(), universe=False)
     assert not daily.still_asks("beatable", set(), universe=True)  # a universe stock's
-    assert daily.still_asks("input_drift", set(), universe=True)
+    assert not daily.still_asks("input_drift", set(), universe=True)  # judged across stocks
+    assert daily.still_asks("no_production", set(), universe=True)
 
 
 def test_only_recent_sessions_of_the_version_count(cfg) -> None:  # type: ignore[no-untyped-def]
@@ -174,3 +175,15 @@ def test_the_days_table_says_how_the_universe_was_judged(cfg) -> None:  # type: 
     assert line is not None and "universe model v1 over its last 5 sessions (40+ stocks)" in line
     assert "worse on 5 (p = 0.031)" in line and "80 % coverage 80.0 %" in line
     assert line in day_table.table(rep) and line in day_table.summary(rep)
+
+
+def test_the_universes_inputs_drift_on_a_share_of_its_stocks(cfg) -> None:  # type: ignore[no-untyped-def]
+    checked = {"drift_checked": True, "input_drift": False}
+    monitored = {s: dict(checked, input_drift=i < 4) for i, s in enumerate(STOCKS)}
+    monitored["SEH"] = {"drift_checked": False}  # too few sessions to check: not counted
+    one_tenth = alarms.drifted(cfg, monitored)
+    assert one_tenth == {"drift_checked": 39, "drifted_share": 0.1026, "input_drift": False}
+    many = {s: dict(checked, input_drift=i < 10) for i, s in enumerate(STOCKS)}
+    assert alarms.drifted(cfg, many)["input_drift"] is True  # 25 % of the stocks
+    assert alarms.reasons({"input_drift": True}) == ["input_drift"]
+    assert alarms.drifted(cfg, {})["input_drift"] is False  # none checked: no evidence
