@@ -84,7 +84,7 @@ def judge(per: pd.DataFrame, window: int, tolerance: float) -> dict[str, Any]:
     }
     with_bands = recent.dropna(subset=["coverage_80"])
     covered = with_bands["coverage_80"].to_numpy(dtype=float)
-    if len(covered) < window:  # a version without intervals, or too few sessions
+    if len(covered) < max(window, 2):  # a version without intervals, or too few sessions
         return {**out, "coverage_drift": False}
     mean, k = float(covered.mean()), len(covered)
     binomial = 0.8 * 0.2 / float(with_bands["stocks"].sum())  # the mean's, stock-sessions

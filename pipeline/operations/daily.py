@@ -7,9 +7,9 @@ monitoring says production lost to naive significantly (a sign test over the mon
 window) or its interval coverage drifted, or when the model's inputs drifted
 (pipeline/monitoring/drift.py); evidence a retrain of the last
 `monitoring.retrain_cooldown_days` already answered is not asked again. For the universe's
-one model, the stocks' own loss and coverage alarms are shown but ask for nothing: the
-model is judged once on its stocks' sessions (pipeline/operations/alarms.py), and that
-asks under the key `universe`.
+one model, the stocks' own loss, coverage and input-drift alarms are shown but ask for
+nothing: the model is judged once on its stocks' sessions and drift shares
+(pipeline/operations/alarms.py), and that asks under the key `universe`.
 Written to state/reports/daily/<day>.json.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from pipeline.operations import alarms
 from pipeline.orchestration import journal
 from pipeline.orchestration.journal import SETTLED, reason, status, ticker_outcomes
 from pipeline.schedule import DAILY
+
+log = logging.getLogger(__name__)
 
 
 def retrain_reasons(
@@ -108,14 +111,29 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
         rep["universe"] = universe
         if asked := [r for r in alarms.reasons(universe) if r not in cooling.get(UNIVERSE, set())]:
             retrain[UNIVERSE] = asked
+    write(cfg, rep)  # first: a registry hiccup below must not cost the day's report
+    if universe is not None:
+        flag_universe(cfg, universe)
+    return rep
+
+
+def flag_universe(cfg: Config, universe: dict[str, Any]) -> None:
+    """The universe model's tag from its judgement (alarms.flag_universe); a registry that
+    is busy or down leaves it as it was, said in the log, and the day goes on."""
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.lifecycle.registry import PromotionRefused
+
+    try:
         alarms.flag_universe(cfg, universe)
-    return write(cfg, rep)
+    except (MlflowException, PromotionRefused) as exc:
+        log.warning("the universe model's beatable tag was not updated: %s", exc)
 
 
 def still_asks(reason: str, cooling: set[str], universe: bool) -> bool:
     """Whether a reason a ticker raised asks for a retrain today: not while a recent retrain
-    cools it down, and for the universe's one model (`universe`) not a stock's loss or
-    coverage alarm, which the universe judges once (alarms.py)."""
+    cools it down, and for the universe's one model (`universe`) not a stock's loss,
+    coverage or input-drift alarm, which the universe judges once (alarms.py)."""
     if reason == "no_production":
         return True
     if reason in cooling:

@@ -187,3 +187,18 @@ def test_the_universes_inputs_drift_on_a_share_of_its_stocks(cfg) -> None:  # ty
     assert alarms.drifted(cfg, many)["input_drift"] is True  # 25 % of the stocks
     assert alarms.reasons({"input_drift": True}) == ["input_drift"]
     assert alarms.drifted(cfg, {})["input_drift"] is False  # none checked: no evidence
+
+
+def test_a_busy_registry_does_not_cost_the_days_report(cfg, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.lifecycle.registry import PromotionRefused
+
+    def busy(*_: Any) -> None:
+        raise PromotionRefused("the registry is busy: another promotion holds its lock")
+
+    forecasts(cfg, {s: 0.05 for s in STOCKS})
+    _monitor(cfg, DAY, set())
+    monkeypatch.setattr(alarms, "flag_universe", busy)
+    rep = daily.report(cfg, DAY)
+    assert rep["retrain"] == {UNIVERSE: ["beatable"]}  # still asked for
+    assert daily.report_path(cfg, DAY).is_file()  # and written
+    assert not registry.is_production_beatable(cfg, UNIVERSE)  # the tag as it was
