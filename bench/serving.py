@@ -104,25 +104,24 @@ def start(uri: str, cfg: Any, port: int, log: Path, workers: int = 1) -> subproc
     raise RuntimeError(log.read_text()[-2000:])
 
 
+def session_bodies(bars: Any, rows: int, count: int) -> list[str]:
+    """What a client asking once a session sends, in order: the newest `rows` bars as of
+    each of the last `count` sessions of `bars`."""
+    first = len(bars) - count + 1
+    if first < rows:
+        raise ValueError(f"{len(bars)} bars give {len(bars) - rows + 1} sessions, not {count}")
+    return [request_body(bars.iloc[:end], rows) for end in range(first, len(bars) + 1)]
+
+
 class Sessions:
-    """The bodies a client asking once a session sends, in order: the newest `rows` bars as
-    of each of the last `count` sessions of `bars`, each request the next session's. A
-    body is never sent twice: past the last one, a call fails rather than repeat one (a
+    """One server's stream of `bodies` (session_bodies), each request the next session's.
+    A body is never sent twice: past the last one, a call fails rather than repeat one (a
     server that kept its windows would then look faster than any client finds it)."""
 
-    def __init__(self, bars: Any, rows: int, count: int):
-        first = len(bars) - count + 1
-        if first < rows:
-            raise ValueError(f"{len(bars)} bars give {len(bars) - rows + 1} sessions, not {count}")
-        self.bodies = [request_body(bars.iloc[:end], rows) for end in range(first, len(bars) + 1)]
+    def __init__(self, bodies: list[str]):
+        self.bodies = bodies
         self._sent = itertools.count()
         self._lock = threading.Lock()
-
-    def fresh(self) -> Sessions:
-        """The same bodies from the first, for another server."""
-        copy = Sessions.__new__(Sessions)
-        copy.bodies, copy._sent, copy._lock = self.bodies, itertools.count(), threading.Lock()
-        return copy
 
     def __call__(self) -> str:
         with self._lock:
@@ -242,7 +241,7 @@ def main() -> None:
         uris, cfg, bars = log_all(tmp)
         rows = min(args.rows, len(bars))
         count = 2 * (WARM_UP + args.requests)  # two measurements on the same servers
-        sessions = Sessions(bars, rows, count)
+        bodies_in_order = session_bodies(bars, rows, count)
         # the check: the session before the first measured, as a client's the day before
         body = request_body(bars.iloc[: len(bars) - count], rows)
         out: dict[str, Any] = {
@@ -252,7 +251,7 @@ def main() -> None:
             "cpu_cores": os.cpu_count(),
         }
         servers, urls = serve_all(uris, cfg, tmp, workers=1)
-        bodies = {name: sessions.fresh() for name in urls}
+        bodies = {name: Sessions(bodies_in_order) for name in urls}
         try:
             answers = {
                 n: requests.post(
@@ -271,7 +270,7 @@ def main() -> None:
             stop_all(servers)
         two = {k: v for k, v in uris.items() if k not in ("model_predict", "project_per_window")}
         servers, urls = serve_all(two, cfg, tmp, workers=2)
-        bodies = {name: sessions.fresh() for name in urls}
+        bodies = {name: Sessions(bodies_in_order) for name in urls}
         try:
             out["concurrency_8_workers_2"] = measure(urls, bodies, 8, args.requests, args.seconds)
         finally:

@@ -113,7 +113,7 @@ class WindowMemo:
         if same is not None and len(same.outputs) > len(outputs):
             self._kept.move_to_end(key)
             return
-        for older in {key} if superseded is None else {superseded, key}:
+        for older in (key,) if superseded is None else (superseded, key):
             if older in self._kept and len(self._kept[older].outputs) <= len(outputs):
                 self._drop(older)
         kept = Kept(rows.copy(), outputs)

@@ -29,9 +29,13 @@ TESTED = ("beatable", "coverage_drift", "input_drift")
 JUDGED_TAG = "production_judged"  # "v<version> <last session>" of the judgement the tag holds
 
 
-def judged(cfg: Config, day: dt.date) -> dict[str, Any] | None:
+def judged(
+    cfg: Config, day: dt.date, monitoring: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
     """The universe model's production version judged on its stocks' sessions up to `day`
-    (pooled.judge, with the version), or None: a model per ticker, or no production."""
+    (pooled.judge, with the version) and on their inputs' drift (`drifted`, from each
+    stock's `monitoring` summary of the day), or None: a model per ticker, or no
+    production."""
     if cfg.model.scope != UNIVERSE:
         return None
     prod = registry.production_version(cfg, UNIVERSE)
@@ -40,7 +44,7 @@ def judged(cfg: Config, day: dt.date) -> dict[str, Any] | None:
     name, version = registry.model_name(cfg, UNIVERSE), str(prod.version)
     per = pooled.sessions(cfg, day, name, version)
     summary = pooled.judge(per, cfg.monitoring.window_days, cfg.registry.coverage_tolerance)
-    return {"model": name, "version": version, **summary}
+    return {"model": name, "version": version, **summary, **drifted(cfg, monitoring)}
 
 
 def drifted(cfg: Config, monitoring: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -64,7 +64,8 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
 
     outcomes = ticker_outcomes(journal.read(cfg, DAILY, day))
     cooling = recent_reasons(cfg, day, cfg.monitoring.retrain_cooldown_days)
-    universe = alarms.judged(cfg, day)  # None: each ticker its own model
+    monitored = {t: outcomes.get(t, {}).get("monitoring") or {} for t in cfg.tickers}
+    universe = alarms.judged(cfg, day, monitored)  # None: each ticker its own model
     tickers: dict[str, Any] = {}
     retrain: dict[str, list[str]] = {}
     seen: dict[str, str] = {}
@@ -106,8 +107,6 @@ def report(cfg: Config, day: dt.date) -> dict[str, Any]:
             retrain[ticker] = reasons
     rep = {"day": day.isoformat(), "tickers": tickers, "retrain": retrain}
     if universe is not None:
-        monitored = {t: outcomes.get(t, {}).get("monitoring") or {} for t in cfg.tickers}
-        universe.update(alarms.drifted(cfg, monitored))
         rep["universe"] = universe
         if asked := [r for r in alarms.reasons(universe) if r not in cooling.get(UNIVERSE, set())]:
             retrain[UNIVERSE] = asked

@@ -63,23 +63,23 @@ def cfg(make_cfg):  # type: ignore[no-untyped-def]
 
 def test_a_few_stocks_losing_every_day_is_no_loss_of_the_model(cfg) -> None:  # type: ignore[no-untyped-def]
     forecasts(cfg, {"SAA": 0.5, "SAB": 0.5})  # what chance alone gives a dozen of 388 stocks
-    judged = alarms.judged(cfg, DAY)
+    judged = alarms.judged(cfg, DAY, {})
     assert judged is not None and judged["sessions"] == 5 and judged["stocks"] == 40
     assert judged["losing"] is False and alarms.reasons(judged) == []
 
 
 def test_a_loss_on_the_cross_section_every_session_is(cfg) -> None:  # type: ignore[no-untyped-def]
     forecasts(cfg, {s: 0.05 for s in STOCKS})  # every stock a little worse, every session
-    judged = alarms.judged(cfg, DAY)
+    judged = alarms.judged(cfg, DAY, {})
     assert judged["losing"] is True and judged["worse_pvalue"] == pytest.approx(1 / 32)
     assert alarms.reasons(judged) == ["beatable"]
 
 
 def test_coverage_drifts_when_every_session_misses_it(cfg) -> None:  # type: ignore[no-untyped-def]
     forecasts(cfg, {}, inside=0.5)
-    assert alarms.judged(cfg, DAY)["coverage_drift"] is True
+    assert alarms.judged(cfg, DAY, {})["coverage_drift"] is True
     forecasts(cfg, {}, inside=0.8, seed=1)
-    judged = alarms.judged(cfg, DAY)
+    judged = alarms.judged(cfg, DAY, {})
     assert judged["coverage_drift"] is False and abs(judged["coverage_80"] - 0.8) < 0.1
 
 
@@ -106,7 +106,7 @@ def test_the_tests_on_sessions() -> None:
 
 def test_one_model_per_ticker_keeps_every_alarm(make_cfg) -> None:  # type: ignore[no-untyped-def]
     cfg = make_cfg(tickers=STOCKS, model__scope="ticker")
-    assert alarms.judged(cfg, DAY) is None
+    assert alarms.judged(cfg, DAY, {}) is None
     assert daily.still_asks("beatable", set(), universe=False)
     assert not daily.still_asks("beatable", set(), universe=True)  # a universe stock's
     assert not daily.still_asks("input_drift", set(), universe=True)  # judged across stocks
